@@ -1,0 +1,1 @@
+pub use kflow_grammar as grammar;

@@ -1,0 +1,228 @@
+//! A linear pre-pass over the source, before pest runs: it collects comments
+//! (pest discards them) and bounds bracket nesting. pest and the later stages
+//! recurse once per nesting level, so a region nested deeper than
+//! [`MAX_DEPTH`] is blanked out (bytes replaced by spaces, offsets kept) and
+//! reported, instead of overflowing the stack.
+
+use std::borrow::Cow;
+
+use crate::ast::{Comment, CommentKind};
+use crate::diag::{codes, Diagnostic, Span};
+
+/// Deepest bracket / interpolation nesting the parser accepts.
+pub const MAX_DEPTH: usize = 48;
+
+pub struct Scan<'a> {
+    pub text: Cow<'a, str>,
+    pub comments: Vec<Comment>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Blanked regions; parse errors inside them are not reported again.
+    pub masked: Vec<Span>,
+}
+
+#[derive(Clone, Copy)]
+enum Ctx {
+    /// Code; `braces` counts `{` opened inside an interpolation.
+    Code { braces: usize },
+    Str,
+    Triple,
+}
+
+pub fn scan(src: &str) -> Scan<'_> {
+    let b = src.as_bytes();
+    let mut comments = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut masked: Vec<Span> = Vec::new();
+    let mut stack = vec![Ctx::Code { braces: 0 }];
+    let mut depth = 0usize;
+    // While masking: (start offset, depth to return to).
+    let mut mask: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let top = *stack.last().expect("the code context is never popped");
+        match top {
+            Ctx::Code { braces } => match c {
+                b'/' if b.get(i + 1) == Some(&b'/') => {
+                    let end = memchr_newline(b, i);
+                    if mask.is_none() {
+                        let doc = b.get(i + 2) == Some(&b'/') && b.get(i + 3) != Some(&b'/');
+                        let (kind, skip) = if doc {
+                            (CommentKind::Doc, 3)
+                        } else {
+                            (CommentKind::Line, 2)
+                        };
+                        comments.push(Comment {
+                            span: Span::new(i, end),
+                            text: src[i + skip..end].trim_end().to_string(),
+                            kind,
+                        });
+                    }
+                    i = end;
+                    continue;
+                }
+                b'/' if b.get(i + 1) == Some(&b'*') => {
+                    let end = match find(b, i + 2, b"*/") {
+                        Some(e) => e + 2,
+                        None => {
+                            diagnostics.push(
+                                Diagnostic::error(
+                                    codes::UNTERMINATED_COMMENT,
+                                    Span::new(i, i + 2),
+                                    "unterminated block comment",
+                                )
+                                .with_label("this comment is never closed")
+                                .with_help("close it with `*/`"),
+                            );
+                            b.len()
+                        }
+                    };
+                    if mask.is_none() {
+                        comments.push(Comment {
+                            span: Span::new(i, end),
+                            text: src[i..end].to_string(),
+                            kind: CommentKind::Block,
+                        });
+                    }
+                    i = end;
+                    continue;
+                }
+                b'"' => {
+                    if b[i..].starts_with(b"\"\"\"") {
+                        stack.push(Ctx::Triple);
+                        i += 3;
+                    } else {
+                        stack.push(Ctx::Str);
+                        i += 1;
+                    }
+                    continue;
+                }
+                b'{' | b'[' | b'(' | b'<' => {
+                    if c == b'{' {
+                        if let Some(Ctx::Code { braces }) = stack.last_mut() {
+                            *braces += 1;
+                        }
+                    }
+                    open(&mut depth, &mut mask, i);
+                }
+                b'}' if braces == 0 && stack.len() > 1 => {
+                    // End of an interpolation: back into the string.
+                    stack.pop();
+                    close(&mut depth, &mut mask, &mut masked, &mut diagnostics, i);
+                }
+                b'}' | b']' | b')' | b'>' => {
+                    if c == b'}' {
+                        if let Some(Ctx::Code { braces }) = stack.last_mut() {
+                            *braces = braces.saturating_sub(1);
+                        }
+                    }
+                    close(&mut depth, &mut mask, &mut masked, &mut diagnostics, i);
+                }
+                _ => {}
+            },
+            Ctx::Str | Ctx::Triple => {
+                let triple = matches!(top, Ctx::Triple);
+                match c {
+                    b'\\' => {
+                        i += 2;
+                        continue;
+                    }
+                    b'$' if b.get(i + 1) == Some(&b'{') => {
+                        stack.push(Ctx::Code { braces: 0 });
+                        open(&mut depth, &mut mask, i);
+                        i += 2;
+                        continue;
+                    }
+                    b'"' if !triple => {
+                        stack.pop();
+                    }
+                    b'"' if b[i..].starts_with(b"\"\"\"") => {
+                        stack.pop();
+                        i += 3;
+                        continue;
+                    }
+                    // An unterminated single-line string ends at the newline;
+                    // the parser reports it.
+                    b'\n' if !triple => {
+                        stack.pop();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        i += 1;
+    }
+    if let Some((start, _)) = mask {
+        push_mask(&mut masked, &mut diagnostics, Span::new(start, b.len()));
+    }
+
+    let text = if masked.is_empty() {
+        Cow::Borrowed(src)
+    } else {
+        let mut bytes = b.to_vec();
+        for m in &masked {
+            for byte in &mut bytes[m.start..m.end.min(b.len())] {
+                if *byte != b'\n' {
+                    *byte = b' ';
+                }
+            }
+        }
+        Cow::Owned(String::from_utf8(bytes).expect("only ASCII bytes were written over whole characters"))
+    };
+    Scan {
+        text,
+        comments,
+        diagnostics,
+        masked,
+    }
+}
+
+fn open(depth: &mut usize, mask: &mut Option<(usize, usize)>, at: usize) {
+    if mask.is_none() && *depth >= MAX_DEPTH {
+        *mask = Some((at, *depth));
+    }
+    *depth += 1;
+}
+
+fn close(
+    depth: &mut usize,
+    mask: &mut Option<(usize, usize)>,
+    masked: &mut Vec<Span>,
+    diagnostics: &mut Vec<Diagnostic>,
+    at: usize,
+) {
+    *depth = depth.saturating_sub(1);
+    if let Some((start, level)) = *mask {
+        if *depth <= level {
+            push_mask(masked, diagnostics, Span::new(start, at + 1));
+            *mask = None;
+        }
+    }
+}
+
+fn push_mask(masked: &mut Vec<Span>, diagnostics: &mut Vec<Diagnostic>, span: Span) {
+    masked.push(span);
+    diagnostics.push(
+        Diagnostic::error(
+            codes::TOO_DEEP,
+            Span::new(span.start, span.start + 1),
+            format!("nesting deeper than {MAX_DEPTH} levels"),
+        )
+        .with_label("this bracket is nested too deeply; the region it opens was not parsed")
+        .with_help("split the value into `let` items"),
+    );
+}
+
+fn memchr_newline(b: &[u8], from: usize) -> usize {
+    b[from..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |p| from + p)
+}
+
+fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    b[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}

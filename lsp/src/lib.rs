@@ -1,0 +1,1 @@
+//! The kflow language server over `kflow_compiler::analysis`.

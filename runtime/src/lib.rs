@@ -1,0 +1,1 @@
+//! The kflow executor of compiled plans (`kflow_compiler::ir::Plan`).
