@@ -1,1 +1,15 @@
+//! The kflow compiler: names → types → checks → IR, the task catalog,
+//! diagnostics and their renderings, the formatter, and the analysis API the
+//! language server builds on.
+
+pub mod analysis;
+pub mod catalog;
+pub mod check;
+pub mod codes;
+pub mod ir;
+pub mod literals;
+pub mod suggest;
+pub mod types;
+
 pub use kflow_grammar as grammar;
+pub use kflow_grammar::diag::{Diagnostic, Label, Severity, Span};

@@ -1,0 +1,32 @@
+//! One entry point for everything that reads a `.kflow` file: the CLI and the
+//! language server call [`analyze`] and get the AST, the diagnostics (sorted,
+//! lint suppressions applied) and per-flow semantic information.
+
+use kflow_grammar::ast;
+use kflow_grammar::diag::Diagnostic;
+
+pub use crate::check::{FlowInfo, Options, Reference, SymKind, Symbol};
+
+pub struct Analysis {
+    pub file: ast::File,
+    pub diagnostics: Vec<Diagnostic>,
+    pub flows: Vec<FlowInfo>,
+}
+
+impl Analysis {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+pub fn analyze(src: &str, opts: &Options) -> Analysis {
+    let (file, mut diagnostics) = kflow_grammar::parse(src);
+    let flows = crate::check::check_file(src, &file, opts, &mut diagnostics);
+    diagnostics.sort_by(|a, b| (a.span.start, a.span.end, a.code).cmp(&(b.span.start, b.span.end, b.code)));
+    diagnostics.dedup();
+    Analysis {
+        file,
+        diagnostics,
+        flows,
+    }
+}

@@ -1,0 +1,363 @@
+//! The task catalog: the single table of task kinds, their properties and
+//! outputs with types and docs. The checker, the language server, `kflow docs`
+//! and the runtime's dispatch all read it.
+
+use std::sync::OnceLock;
+
+use crate::types::{parse_spec, Ty};
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kind({})", self.name)
+    }
+}
+
+pub struct Kind {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub props: &'static [Prop],
+    pub outputs: &'static [Out],
+    pub methods: &'static [Method],
+    /// Exactly one of these properties is required (e.g. `cmd` or `script`).
+    pub one_of: &'static [&'static str],
+    /// Running it changes nothing outside the execution, so a result nobody
+    /// reads is dead code.
+    pub pure: bool,
+    /// Properties whose values are compared against fixed strings at compile time.
+    pub choices: &'static [(&'static str, &'static [&'static str])],
+}
+
+pub struct Prop {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+pub struct Out {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub doc: &'static str,
+}
+
+pub struct Method {
+    pub name: &'static str,
+    pub params: &'static [(&'static str, &'static str)],
+    pub ret: &'static str,
+    pub doc: &'static str,
+}
+
+const fn req(name: &'static str, ty: &'static str, doc: &'static str) -> Prop {
+    Prop {
+        name,
+        ty,
+        required: true,
+        doc,
+    }
+}
+
+const fn opt(name: &'static str, ty: &'static str, doc: &'static str) -> Prop {
+    Prop {
+        name,
+        ty,
+        required: false,
+        doc,
+    }
+}
+
+const fn out(name: &'static str, ty: &'static str, doc: &'static str) -> Out {
+    Out { name, ty, doc }
+}
+
+const KIND: Kind = Kind {
+    name: "",
+    doc: "",
+    props: &[],
+    outputs: &[],
+    methods: &[],
+    one_of: &[],
+    pure: false,
+    choices: &[],
+};
+
+/// Properties every task accepts.
+pub static COMMON: &[Prop] = &[
+    opt("after", "list<task>", "Run after these tasks, without using their data."),
+    opt(
+        "when",
+        "bool",
+        "Run only when true; otherwise the task is `skipped`, and so are its dependants.",
+    ),
+    opt(
+        "retry",
+        "retry",
+        "Retry on failure (never after cancellation): `{ attempts: int, delay: duration, backoff: constant|exponential, max_delay: duration }`.",
+    ),
+    opt(
+        "timeout",
+        "duration",
+        "Time limit per attempt; on expiry the task is cancelled (its container killed) and fails.",
+    ),
+    opt(
+        "continue_on_error",
+        "bool",
+        "A failure does not fail the flow; the task's outputs become optional (`T?`).",
+    ),
+];
+
+pub static KINDS: &[Kind] = &[
+    Kind {
+        name: "docker.build",
+        doc: "Build an image with the Docker engine. Yields the local image ID, not a registry digest.",
+        props: &[
+            req("context", "path", "Build context folder, relative to the flow file; `.dockerignore` is honoured."),
+            opt("dockerfile", "path", "Dockerfile to use (default: `Dockerfile` in the context)."),
+            opt("dockerfile_inline", "string", "Dockerfile text, instead of a file."),
+            opt("args", "map<string>", "Build arguments (`ARG`)."),
+            opt("labels", "map<string>", "Labels to set on the image."),
+            opt("target", "string", "Stage of a multi-stage build to stop at."),
+            opt("tags", "list<ref>", "Local tags to give the image."),
+            opt("platform", "string", "Target platform, e.g. `linux/amd64`."),
+            opt("no_cache", "bool", "Do not use the build cache."),
+        ],
+        outputs: &[
+            out("image", "image", "The local image ID (the config digest). Not a registry digest: push it to get one."),
+            out("id", "digest", "The image's config digest."),
+        ],
+        pure: true,
+        ..KIND
+    },
+    Kind {
+        name: "docker.tag",
+        doc: "Give a local image another tag.",
+        props: &[
+            req("image", "image", "The local image."),
+            req("tag", "ref", "The new tag."),
+        ],
+        outputs: &[out("ref", "ref", "The tag that was set.")],
+        ..KIND
+    },
+    Kind {
+        name: "docker.push",
+        doc: "Push a local image to a registry and read back the manifest digest the registry stored.",
+        props: &[
+            req("image", "image", "The local image to push."),
+            req("to", "ref", "Where to push: `registry/repository:tag`."),
+            opt(
+                "credentials",
+                "credentials",
+                "Registry credentials: `docker_config()` (default), `helper(\"name\")` or `{ username, password }`.",
+            ),
+        ],
+        outputs: &[
+            out("digest", "digest", "The manifest digest in the registry."),
+            out("pinned", "pinned", "`repository@sha256:…`: the pushed bytes, immutable."),
+            out("ref", "ref", "The tag pushed to."),
+        ],
+        ..KIND
+    },
+    Kind {
+        name: "registry.copy",
+        doc: "Copy a manifest by digest to another repository or registry, without pulling or rebuilding. The digest is kept and checked.",
+        props: &[
+            req("from", "pinned", "The source, pinned by digest."),
+            req("to", "ref", "The destination tag."),
+            opt("credentials", "credentials", "Registry credentials (default: `docker_config()`)."),
+        ],
+        outputs: &[
+            out("digest", "digest", "The digest at the destination (equal to the source's)."),
+            out("pinned", "pinned", "The destination pinned by digest."),
+        ],
+        ..KIND
+    },
+    Kind {
+        name: "container.run",
+        doc: "Run a command in a container and wait for it; the container is removed in every case.",
+        props: &[
+            req("image", "image|pinned|ref", "The image: a local `image`, or a registry reference (pin it by digest)."),
+            req("cmd", "list<string>", "The command and its arguments."),
+            opt("env", "map<string|secret>", "Environment variables; secret values are redacted from logs."),
+            opt("workdir", "string", "Working directory inside the container."),
+            opt("mounts", "list<string>", "Bind mounts, `host:container[:ro]`."),
+            opt("network", "string", "Network to attach to."),
+            opt("user", "string", "User to run as."),
+            opt("pull", "never|missing|always", "When to pull the image (a local `image` is never pulled)."),
+        ],
+        outputs: &[
+            out("exit_code", "int", "The command's exit status."),
+            out("stdout", "string", "What the command wrote to standard output."),
+            out("stderr", "string", "What the command wrote to standard error."),
+        ],
+        ..KIND
+    },
+    Kind {
+        name: "shell.run",
+        doc: "Run a command on the host: `cmd` as an argument vector, or `script` through `sh -c`.",
+        props: &[
+            opt("cmd", "list<string>", "The command and its arguments (no shell)."),
+            opt("script", "string", "A script run by `sh -c`."),
+            opt("env", "map<string|secret>", "Environment variables; secret values are redacted from logs."),
+            opt("cwd", "path", "Working directory (default: the flow file's folder)."),
+        ],
+        outputs: &[
+            out("exit_code", "int", "The exit status."),
+            out("stdout", "string", "Standard output."),
+            out("stderr", "string", "Standard error."),
+        ],
+        one_of: &["cmd", "script"],
+        ..KIND
+    },
+    Kind {
+        name: "http.request",
+        doc: "Send an HTTP request and check its status.",
+        props: &[
+            req("url", "string", "The URL."),
+            opt("method", "string", "The HTTP method (default `GET`)."),
+            opt("headers", "map<string|secret>", "Request headers; secret values are redacted."),
+            opt("body", "string", "The request body."),
+            opt("expect_status", "list<int>", "Accepted statuses (default: any 2xx)."),
+        ],
+        outputs: &[
+            out("status", "int", "The response status."),
+            out("body", "string", "The response body."),
+        ],
+        choices: &[("method", &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])],
+        ..KIND
+    },
+    Kind {
+        name: "trivy.scan",
+        doc: "Scan an image with Trivy and fail when a finding's severity is in `fail_on`.",
+        props: &[
+            req("image", "image|pinned", "The image to scan."),
+            opt("fail_on", "list<severity>", "Severities that fail the task (default: none, report only)."),
+            opt("ignore_unfixed", "bool", "Ignore findings without a fixed version."),
+            opt("ignore_file", "path", "A `.trivyignore` file."),
+            opt("sbom", "cyclonedx|spdx", "Also produce an SBOM in this format."),
+        ],
+        outputs: &[
+            out("critical", "int", "Number of critical findings."),
+            out("high", "int", "Number of high findings."),
+            out("medium", "int", "Number of medium findings."),
+            out("low", "int", "Number of low findings."),
+            out("report", "path", "The JSON report, kept with the execution."),
+            out("sbom", "path?", "The SBOM, when `sbom` is set."),
+        ],
+        ..KIND
+    },
+    Kind {
+        name: "cosign.sign",
+        doc: "Sign an image's manifest digest the way cosign does, and store the signature in its registry.",
+        props: &[
+            req("image", "pinned", "The image to sign, pinned by digest (a tag could move)."),
+            req("key", "secret", "The cosign private key (PEM)."),
+            opt("password", "secret", "The key's password."),
+            opt("annotations", "map<string>", "Annotations added to the signed payload."),
+        ],
+        outputs: &[
+            out("signature", "pinned", "The signature manifest, pinned."),
+            out("digest", "digest", "The digest that was signed."),
+        ],
+        ..KIND
+    },
+    Kind {
+        name: "cosign.verify",
+        doc: "Verify the cosign signatures of an image digest against a public key.",
+        props: &[
+            req("image", "pinned", "The image, pinned by digest."),
+            req("key", "path", "The cosign public key file."),
+        ],
+        outputs: &[out("signatures", "int", "Number of valid signatures.")],
+        ..KIND
+    },
+    Kind {
+        name: "compose.up",
+        doc: "Bring a Compose project up and wait for its services. Pair it with `compose.down` in a `finally`.",
+        props: &[
+            req("file", "path", "The Compose file."),
+            req("project", "string", "The project name (lowercase letters, digits, `-`, `_`)."),
+            opt("wait", "bool", "Wait until services are healthy or running (default true)."),
+            opt("timeout", "duration", "How long to wait for the services."),
+            opt("env", "map<string|secret>", "Variables for interpolation in the Compose file."),
+        ],
+        outputs: &[out("project", "string", "The project name.")],
+        methods: &[Method {
+            name: "port",
+            params: &[("service", "string"), ("container_port", "int")],
+            ret: "int",
+            doc: "The host port published for a service's container port.",
+        }],
+        ..KIND
+    },
+    Kind {
+        name: "compose.down",
+        doc: "Remove a Compose project's containers and networks (and volumes with `volumes: true`), orphans included.",
+        props: &[
+            req("project", "string", "The project name."),
+            opt("volumes", "bool", "Also remove volumes."),
+        ],
+        ..KIND
+    },
+    Kind {
+        name: "approval",
+        doc: "Pause the execution until a reviewer approves or rejects it (`kflow approve` / `kflow reject`).",
+        props: &[
+            req("summary", "string", "What the reviewer is asked to approve."),
+            opt("reviewers", "list<string>", "Who may decide (default: anyone)."),
+            opt("timeout", "duration", "How long to wait; on expiry the gate fails (it never approves)."),
+        ],
+        outputs: &[
+            out("by", "string", "Who approved."),
+            out("at", "string", "When, RFC 3339 with offset."),
+            out("comment", "string", "The reviewer's comment."),
+        ],
+        ..KIND
+    },
+    Kind {
+        name: "log",
+        doc: "Write a message to the execution log.",
+        props: &[req("message", "string", "The message.")],
+        ..KIND
+    },
+    Kind {
+        name: "sleep",
+        doc: "Wait for a while.",
+        props: &[req("duration", "duration", "How long.")],
+        ..KIND
+    },
+];
+
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+impl Kind {
+    /// Kind-specific properties, then the common ones.
+    pub fn all_props(&self) -> impl Iterator<Item = &'static Prop> {
+        self.props.iter().chain(COMMON)
+    }
+    pub fn prop(&self, name: &str) -> Option<&'static Prop> {
+        self.props.iter().chain(COMMON).find(|p| p.name == name)
+    }
+    pub fn output(&self, name: &str) -> Option<&Out> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+    pub fn method(&self, name: &str) -> Option<&Method> {
+        self.methods.iter().find(|m| m.name == name)
+    }
+    /// Required properties, in catalog order.
+    pub fn required(&self) -> impl Iterator<Item = &Prop> {
+        self.props.iter().filter(|p| p.required)
+    }
+}
+
+/// Parsed types, cached: the catalog is read on every check.
+pub fn ty(spec: &'static str) -> Ty {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, Ty>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(spec).or_insert_with(|| parse_spec(spec)).clone()
+}
+
+pub fn kind_names() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.name)
+}

@@ -1,0 +1,141 @@
+//! Dependency edges of the plan and cycle detection (petgraph).
+
+use std::collections::HashSet;
+
+use kflow_grammar::diag::{Diagnostic, Span};
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+
+use super::{BlockRef, Checker};
+use crate::codes;
+use crate::ir::{self, DepKind, Part};
+
+impl Checker<'_> {
+    /// Resolves dependencies to nodes, adds whole-block dependencies, and
+    /// reports cycles naming the tasks in order.
+    pub(super) fn finish_graph(&mut self) {
+        let n = self.plan.nodes.len();
+        // Nodes of each try scope's `try` part (nested ones included).
+        let try_body = |scope: ir::ScopeId, paths: &[Vec<BlockRef>]| -> Vec<ir::NodeId> {
+            (0..paths.len())
+                .filter(|&i| paths[i].contains(&BlockRef::Try(scope, Part::Try)))
+                .collect()
+        };
+        let mut spans: std::collections::HashMap<(ir::NodeId, ir::NodeId), Span> = Default::default();
+        for id in 0..n {
+            let mut seen: HashSet<(ir::NodeId, bool)> = HashSet::new();
+            let mut deps: Vec<ir::Dep> = Vec::new();
+            let raw = std::mem::take(&mut self.node_deps[id]);
+            for &(sym, kind, span) in &raw {
+                let Some(&target) = self.node_of.get(&sym) else { continue };
+                // Data wins over order for the same pair.
+                if kind == DepKind::Data {
+                    deps.retain(|d| d.node != target);
+                } else if deps.iter().any(|d| d.node == target) {
+                    continue;
+                }
+                if seen.insert((target, kind == DepKind::Data)) {
+                    deps.push(ir::Dep { node: target, kind });
+                    spans.entry((target, id)).or_insert(span);
+                }
+                // Reading a task inside a `try` from outside it waits for the
+                // whole block to succeed.
+                for b in &self.node_paths[target] {
+                    if let BlockRef::Try(scope, Part::Try) = *b {
+                        let reader_inside = self.node_paths[id].iter().any(|x| matches!(x, BlockRef::Try(s, _) if *s == scope));
+                        if !reader_inside {
+                            for other in try_body(scope, &self.node_paths) {
+                                if other != target && !deps.iter().any(|d| d.node == other) {
+                                    deps.push(ir::Dep { node: other, kind: DepKind::Order });
+                                    spans.entry((other, id)).or_insert(span);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            self.node_deps[id] = raw;
+            self.plan.nodes[id].deps = deps;
+        }
+        self.report_cycles(&spans);
+    }
+
+    fn report_cycles(&mut self, spans: &std::collections::HashMap<(ir::NodeId, ir::NodeId), Span>) {
+        let mut g = petgraph::graph::DiGraph::<ir::NodeId, ()>::with_capacity(self.plan.nodes.len(), 0);
+        let idx: Vec<NodeIndex> = self.plan.nodes.iter().map(|nd| g.add_node(nd.id)).collect();
+        for nd in &self.plan.nodes {
+            for d in &nd.deps {
+                g.add_edge(idx[d.node], idx[nd.id], ());
+            }
+        }
+        for scope in &self.scopes {
+            if let ir::ScopeKind::Try { body, catch, finally } = &scope.kind {
+                for &b in body {
+                    for &c in catch.iter().chain(finally) {
+                        g.add_edge(idx[b], idx[c], ());
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for scc in tarjan_scc(&g) {
+            let self_loop = scc.len() == 1 && g.contains_edge(scc[0], scc[0]);
+            if scc.len() < 2 && !self_loop {
+                continue;
+            }
+            let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+            let start = *scc.iter().min_by_key(|i| g[**i]).expect("non-empty");
+            let cycle = cycle_from(&g, start, &members);
+            found.push(cycle.into_iter().map(|i| g[i]).collect::<Vec<_>>());
+        }
+        found.sort();
+        for cycle in found {
+            let names: Vec<&str> = cycle.iter().map(|&i| self.plan.nodes[i].name.as_str()).collect();
+            let mut text = names.join(" -> ");
+            text.push_str(" -> ");
+            text.push_str(names[0]);
+            let first = cycle[0];
+            let mut d = Diagnostic::error(codes::CYCLE, self.node_spans[first], format!("dependency cycle: {text}"))
+                .with_label(format!("`{}` waits for itself", names[0]))
+                .with_help("remove one of these dependencies (a reference or an `after` entry)");
+            for w in 0..cycle.len() {
+                let (from, to) = (cycle[w], cycle[(w + 1) % cycle.len()]);
+                if let Some(span) = spans.get(&(from, to)) {
+                    d = d.with_secondary(*span, format!("`{}` needs `{}` here", self.plan.nodes[to].name, self.plan.nodes[from].name));
+                }
+            }
+            self.push(d);
+        }
+    }
+}
+
+/// A shortest path from `start` back to itself inside one strongly connected
+/// component, as the list of nodes in dependency order.
+fn cycle_from(g: &petgraph::graph::DiGraph<ir::NodeId, ()>, start: NodeIndex, members: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
+    let mut prev: std::collections::HashMap<NodeIndex, NodeIndex> = Default::default();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(x) = queue.pop_front() {
+        for e in g.edges(x) {
+            let y = e.target();
+            if !members.contains(&y) {
+                continue;
+            }
+            if y == start {
+                let mut path = vec![x];
+                let mut cur = x;
+                while cur != start {
+                    cur = prev[&cur];
+                    path.push(cur);
+                }
+                path.reverse();
+                return path;
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = prev.entry(y) {
+                v.insert(x);
+                queue.push_back(y);
+            }
+        }
+    }
+    vec![start]
+}

@@ -1,0 +1,224 @@
+//! The intermediate representation the runtime executes: a [`Plan`] with one
+//! node per task, typed property expressions (evaluated at run time),
+//! dependency edges and scopes for try/catch/finally and for-loops.
+//! It is plain serde data: `kflow graph --format json` prints it.
+
+use std::collections::BTreeMap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+
+use crate::types::Ty;
+
+pub const PLAN_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    pub flow: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+    pub triggers: Vec<Trigger>,
+    pub inputs: Vec<InputDecl>,
+    pub secrets: Vec<SecretDecl>,
+    pub lets: Vec<LetDecl>,
+    pub nodes: Vec<Node>,
+    pub scopes: Vec<Scope>,
+    pub outputs: Vec<OutputDecl>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trigger {
+    pub kind: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputDecl {
+    pub name: String,
+    pub ty: Ty,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Expr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretDecl {
+    pub name: String,
+    /// `env` or `file`.
+    pub source: String,
+    /// The variable name or file path (never the secret itself).
+    pub arg: Expr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LetDecl {
+    pub name: String,
+    pub ty: Ty,
+    pub value: Expr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputDecl {
+    pub name: String,
+    pub ty: Ty,
+    pub value: Expr,
+}
+
+pub type NodeId = usize;
+pub type ScopeId = usize;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    pub id: NodeId,
+    pub name: String,
+    /// A catalog kind (`docker.build`), or `assert`.
+    pub kind: String,
+    pub props: BTreeMap<String, Prop>,
+    pub deps: Vec<Dep>,
+    /// The innermost try/for scope holding the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ScopeRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Expr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Expr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Expr>,
+    #[serde(default)]
+    pub continue_on_error: bool,
+    /// 1-based line of the task in the flow file.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prop {
+    pub ty: Ty,
+    pub value: Expr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepKind {
+    /// The node reads the other's outputs.
+    Data,
+    /// `after`: ordering only.
+    Order,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dep {
+    pub node: NodeId,
+    pub kind: DepKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    Try,
+    Catch,
+    Finally,
+    Body,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeRef {
+    pub scope: ScopeId,
+    pub part: Part,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scope {
+    pub id: ScopeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ScopeRef>,
+    #[serde(flatten)]
+    pub kind: ScopeKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ScopeKind {
+    /// `catch` starts when a `try` node failed; `finally` once every `try`
+    /// node settled. Nodes outside that read a `try` node need all of them
+    /// to succeed.
+    Try {
+        body: Vec<NodeId>,
+        catch: Vec<NodeId>,
+        finally: Vec<NodeId>,
+    },
+    /// The body nodes are templates, instantiated per item of `iter`.
+    For { var: String, iter: Expr, body: Vec<NodeId> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Coalesce,
+    At,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Expr {
+    Str { value: String },
+    Int { value: i64 },
+    Bool { value: bool },
+    Duration { ms: u64 },
+    Enum { value: String },
+    Interp { parts: Vec<Expr> },
+    Input { name: String },
+    Secret { name: String },
+    Let { name: String },
+    LoopVar { name: String },
+    /// A task's output; for a task inside a for-loop read from outside it,
+    /// the list of that output over all iterations.
+    Output { task: String, field: String },
+    Task { name: String },
+    /// `pinned.repo`, `pinned.digest`.
+    Field { base: Box<Expr>, field: String },
+    List { items: Vec<Expr> },
+    Map { entries: Vec<(String, Expr)> },
+    Not { expr: Box<Expr> },
+    Binary { bin: BinOp, left: Box<Expr>, right: Box<Expr> },
+    /// Built-ins: `digest`, `pinned`, `ref`, `docker_config`, `helper`.
+    Call { func: String, args: Vec<Expr> },
+    /// A task method such as `stack.port("app", 8080)`.
+    Method { task: String, method: String, args: Vec<Expr> },
+    /// Stands for something already diagnosed; a plan with errors never runs.
+    Invalid,
+}
+
+impl Plan {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The dependency graph (edge `a → b`: `b` waits for `a`), including the
+    /// implicit edges of scopes: `catch`/`finally` nodes wait for the `try`
+    /// block to settle.
+    pub fn graph(&self) -> DiGraph<NodeId, DepKind> {
+        let mut g = DiGraph::with_capacity(self.nodes.len(), self.nodes.len() * 2);
+        let idx: Vec<NodeIndex> = self.nodes.iter().map(|n| g.add_node(n.id)).collect();
+        for n in &self.nodes {
+            for d in &n.deps {
+                g.add_edge(idx[d.node], idx[n.id], d.kind);
+            }
+        }
+        for s in &self.scopes {
+            if let ScopeKind::Try { body, catch, finally } = &s.kind {
+                for &b in body {
+                    for &c in catch.iter().chain(finally) {
+                        g.add_edge(idx[b], idx[c], DepKind::Order);
+                    }
+                }
+            }
+        }
+        g
+    }
+}
