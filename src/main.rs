@@ -1,1 +1,45 @@
-fn main() {}
+//! `kflow`: a thin command-line front over the compiler (and, for `run`, the
+//! runtime). Exit codes: 0 success, 1 the files have errors (or would be
+//! reformatted), 2 usage or I/O error.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kflow", version, about = "Typed pipelines for container supply chains", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Type-check .kflow files and report every problem at once.
+    Check(cmd::check::Args),
+    /// Print the compiled task graph of a flow.
+    Graph(cmd::graph::Args),
+    /// Rewrite .kflow files in the canonical layout.
+    Fmt(cmd::fmt::Args),
+    /// Print the language reference generated from the task catalog and the diagnostic codes.
+    Docs(cmd::docs::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(a) => cmd::check::run(a),
+        Command::Graph(a) => cmd::graph::run(a),
+        Command::Fmt(a) => cmd::fmt::run(a),
+        Command::Docs(a) => cmd::docs::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -22,6 +22,7 @@ impl Analysis {
 pub fn analyze(src: &str, opts: &Options) -> Analysis {
     let (file, mut diagnostics) = kflow_grammar::parse(src);
     let flows = crate::check::check_file(src, &file, opts, &mut diagnostics);
+    crate::allow::apply(src, &file, &opts.allow, &mut diagnostics);
     diagnostics.sort_by(|a, b| (a.span.start, a.span.end, a.code).cmp(&(b.span.start, b.span.end, b.code)));
     diagnostics.dedup();
     Analysis {

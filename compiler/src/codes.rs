@@ -58,6 +58,7 @@ pub const LATEST_TAG: &str = "kflow::lint::latest-tag";
 pub const APPROVAL_TIMEOUT: &str = "kflow::lint::approval-without-timeout";
 pub const MISSING_PATH: &str = "kflow::lint::missing-path";
 pub const EMPTY_TRY: &str = "kflow::lint::empty-try";
+pub const UNKNOWN_LINT: &str = "kflow::lint::unknown-lint";
 
 pub static CODES: &[Code] = &[
     e(parse::SYNTAX, "The text does not follow the grammar."),
@@ -99,6 +100,7 @@ pub static CODES: &[Code] = &[
     w(APPROVAL_TIMEOUT, "An `approval` without a `timeout` can wait forever."),
     w(MISSING_PATH, "A path property names a file or folder that does not exist."),
     w(EMPTY_TRY, "A `try` without `catch` or `finally` does nothing."),
+    w(UNKNOWN_LINT, "`kflow:allow(…)` names something that is not a lint."),
 ];
 
 pub fn lookup(code: &str) -> Option<&'static Code> {

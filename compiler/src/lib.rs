@@ -2,12 +2,16 @@
 //! diagnostics and their renderings, the formatter, and the analysis API the
 //! language server builds on.
 
+mod allow;
 pub mod analysis;
 pub mod catalog;
 pub mod check;
 pub mod codes;
+pub mod format;
+pub mod graph;
 pub mod ir;
 pub mod literals;
+pub mod render;
 pub mod suggest;
 pub mod types;
 

@@ -101,6 +101,7 @@ pub fn fit(actual: &Ty, expected: &Ty) -> Fit {
     use Ty::*;
     match (actual, expected) {
         (Error, _) | (_, Error) => Fit::Yes,
+        (a, e) if a == e => Fit::Yes,
         (a, Union(ts)) => {
             let fits: Vec<Fit> = ts.iter().map(|t| fit(a, t)).collect();
             if fits.contains(&Fit::Yes) {
@@ -137,7 +138,6 @@ pub fn fit(actual: &Ty, expected: &Ty) -> Fit {
             f => f,
         },
         (Outputs(_), Task) => Fit::Yes,
-        (a, e) if a == e => Fit::Yes,
         _ => Fit::No,
     }
 }

@@ -24,6 +24,8 @@ pub struct Options {
     /// Folder that relative paths are resolved against; `None` skips the
     /// file-system checks (`kflow::lint::missing-path`).
     pub base_dir: Option<PathBuf>,
+    /// Lints silenced everywhere (full codes).
+    pub allow: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
