@@ -26,11 +26,21 @@ pub fn apply(src: &str, file: &ast::File, global: &[&str], diags: &mut Vec<Diagn
         for name in inner.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()) {
             match codes::resolve_lint(name) {
                 Some(code) => lints.push(code),
-                None => diags.push(
-                    Diagnostic::warning(codes::UNKNOWN_LINT, c.span, format!("`{name}` is not a lint"))
-                        .with_label("cannot be allowed")
-                        .with_help("lints are the `kflow::lint::*` codes, e.g. `latest-tag`; errors cannot be silenced"),
-                ),
+                None => {
+                    let lints = codes::CODES
+                        .iter()
+                        .filter(|c| c.severity == Severity::Warning)
+                        .filter_map(|c| c.code.rsplit("::").next());
+                    let help = match crate::suggest::did_you_mean(name, lints) {
+                        Some(h) => h,
+                        None => "lints are the `kflow::lint::*` codes, e.g. `latest-tag`; errors cannot be silenced".into(),
+                    };
+                    diags.push(
+                        Diagnostic::warning(codes::UNKNOWN_LINT, c.span, format!("`{name}` is not a lint"))
+                            .with_label("cannot be allowed")
+                            .with_help(help),
+                    );
+                }
             }
         }
         let line_start = src[..c.span.start].rfind('\n').map_or(0, |i| i + 1);

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use kflow_grammar::diag::{Diagnostic, Severity, Span};
+use kflow_grammar::diag::{Diagnostic, Label, Severity, Span};
 use serde_json::{json, Value};
 
 use crate::codes;
@@ -64,10 +64,54 @@ pub struct FileReport<'a> {
 
 // ------------------------------------------------------------------ human
 
+/// Secondary labels further than this many lines from the primary span are
+/// shown as separate notes: miette quotes every line between two labels.
+const MAX_LABEL_DISTANCE: usize = 6;
+
 struct Miette<'a> {
     d: &'a Diagnostic,
     source: Option<&'a miette::NamedSource<String>>,
     location: Option<String>,
+    /// Secondary labels quoted with the primary one.
+    near: Vec<&'a Label>,
+    /// Secondary labels far away, each rendered as a note of its own.
+    far: Vec<Note<'a>>,
+}
+
+/// A far-away secondary label, rendered as a related report.
+struct Note<'a> {
+    label: &'a Label,
+    source: Option<&'a miette::NamedSource<String>>,
+}
+
+impl fmt::Debug for Note<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label.message)
+    }
+}
+
+impl fmt::Display for Note<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label.message)
+    }
+}
+
+impl std::error::Error for Note<'_> {}
+
+impl miette::Diagnostic for Note<'_> {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Advice)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.map(|s| s as &dyn miette::SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.source?;
+        Some(Box::new(std::iter::once(miette::LabeledSpan::new_primary_with_span(
+            None,
+            source_span(self.label.span),
+        ))))
+    }
 }
 
 impl fmt::Debug for Miette<'_> {
@@ -111,11 +155,16 @@ impl miette::Diagnostic for Miette<'_> {
         self.source.as_ref()?;
         let primary = miette::LabeledSpan::new_primary_with_span(self.d.label.clone(), source_span(self.d.span));
         let rest = self
-            .d
-            .secondary
+            .near
             .iter()
             .map(|l| miette::LabeledSpan::new_with_span(Some(l.message.clone()), source_span(l.span)));
         Some(Box::new(std::iter::once(primary).chain(rest)))
+    }
+    fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
+        if self.far.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.far.iter().map(|n| n as &dyn miette::Diagnostic)))
     }
 }
 
@@ -144,10 +193,17 @@ pub fn human(report: &FileReport, style: HumanStyle) -> String {
             .chain(d.secondary.iter().map(|l| l.span))
             .any(|s| index.line_len(s.start) > MAX_QUOTED_LINE);
         let lc = index.line_col(d.span.start);
+        let source = (!long).then_some(&named);
+        let (near, far): (Vec<&Label>, Vec<&Label>) = d
+            .secondary
+            .iter()
+            .partition(|l| index.line_col(l.span.start).line.abs_diff(lc.line) <= MAX_LABEL_DISTANCE);
         let m = Miette {
             d,
-            source: (!long).then_some(&named),
+            source,
             location: long.then(|| format!("{}:{}:{}", report.path, lc.line, lc.column)),
+            near,
+            far: far.into_iter().map(|label| Note { label, source }).collect(),
         };
         let _ = handler.render_report(&mut out, &m);
         out.push('\n');

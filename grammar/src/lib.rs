@@ -49,6 +49,14 @@ pub fn parse(src: &str) -> (File, Vec<Diagnostic>) {
         }
     };
     let mut diags = lower.diags;
+    // A string left open swallows the `}` after it on its line; the block
+    // then reported as unclosed is a consequence, not a second mistake.
+    let open_strings: Vec<usize> = diags
+        .iter()
+        .filter(|d| d.code == codes::UNTERMINATED_STRING)
+        .map(|d| d.span.start)
+        .collect();
+    diags.retain(|d| d.code != codes::UNCLOSED || !open_strings.iter().any(|&s| s > d.span.start));
     diags.sort_by_key(|d| (d.span.start, d.span.end));
     file.comments = scan.comments;
     (file, diags)

@@ -356,6 +356,14 @@ impl<'s> Lower<'s> {
     pub fn expr(&mut self, pair: Pair<Rule>) -> Expr {
         debug_assert_eq!(pair.as_rule(), Rule::expr);
         let span = self.span_of(&pair);
+        // A region blanked for nesting too deep: already reported, and its
+        // emptied brackets mean nothing.
+        if self.masked.iter().any(|m| span.start <= m.start && m.start < span.end) {
+            return Expr {
+                kind: ExprKind::Error,
+                span,
+            };
+        }
         let parts = pair.clone().into_inner().count();
         if parts > MAX_EXPR_PARTS {
             return self.too_complex(span);
@@ -647,7 +655,17 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
         let end = base + first_token_len(text);
         let mut d = Diagnostic::error(codes::SYNTAX, Span::new(base, end), format!("expected {what}"))
             .with_label(format!("unexpected `{}`", &text[..end - base]));
-        if matches!(at, HoleAt::Item) && text.contains(':') {
+        let keywords: &[&str] = match at {
+            HoleAt::Top => &["flow", "import"],
+            _ => &["task", "input", "secret", "let", "output", "try", "for", "assert", "on"],
+        };
+        let near = keywords
+            .iter()
+            .filter(|k| !word.is_empty() && strsim_distance(&word, k) <= 1 + k.len() / 4)
+            .min_by_key(|k| strsim_distance(&word, k));
+        if let Some(k) = near {
+            d = d.with_help(format!("did you mean `{k}`?"));
+        } else if matches!(at, HoleAt::Item) && text[word.len()..].trim_start().starts_with(':') {
             d = d.with_help("properties belong inside a task body: `task NAME = KIND { … }`");
         }
         return d;
@@ -756,6 +774,22 @@ fn hole_help(text: &str, at: HoleAt) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// Levenshtein distance, for keyword typos (the grammar crate stays free of
+/// dependencies beyond pest).
+fn strsim_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn rule_name(r: Rule) -> Option<&'static str> {

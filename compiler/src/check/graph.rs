@@ -86,8 +86,11 @@ impl Checker<'_> {
             }
             let members: HashSet<NodeIndex> = scc.iter().copied().collect();
             let start = *scc.iter().min_by_key(|i| g[**i]).expect("non-empty");
-            let cycle = cycle_from(&g, start, &members);
-            found.push(cycle.into_iter().map(|i| g[i]).collect::<Vec<_>>());
+            let mut cycle: Vec<ir::NodeId> = cycle_from(&g, start, &members).into_iter().map(|i| g[i]).collect();
+            // Edges point from a dependency to its dependant; name the cycle
+            // the way it reads: `a -> b` = `a` needs `b`.
+            cycle[1..].reverse();
+            found.push(cycle);
         }
         found.sort();
         for cycle in found {
@@ -100,9 +103,9 @@ impl Checker<'_> {
                 .with_label(format!("`{}` waits for itself", names[0]))
                 .with_help("remove one of these dependencies (a reference or an `after` entry)");
             for w in 0..cycle.len() {
-                let (from, to) = (cycle[w], cycle[(w + 1) % cycle.len()]);
-                if let Some(span) = spans.get(&(from, to)) {
-                    d = d.with_secondary(*span, format!("`{}` needs `{}` here", self.plan.nodes[to].name, self.plan.nodes[from].name));
+                let (needer, needed) = (cycle[w], cycle[(w + 1) % cycle.len()]);
+                if let Some(span) = spans.get(&(needed, needer)) {
+                    d = d.with_secondary(*span, format!("`{}` needs `{}` here", self.plan.nodes[needer].name, self.plan.nodes[needed].name));
                 }
             }
             self.push(d);

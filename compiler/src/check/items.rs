@@ -2,7 +2,6 @@
 //! asserts and outputs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use kflow_grammar::ast::{self, ExprKind, Item, TypeExpr};
 use kflow_grammar::diag::{Diagnostic, Span};
@@ -533,7 +532,7 @@ impl<'a> Checker<'a> {
         if !path.exists() {
             self.push(
                 Diagnostic::warning(codes::MISSING_PATH, value.span, format!("`{rel}` does not exist"))
-                    .with_label(format!("no such file or folder next to the flow: {}", display_path(&path)))
+                    .with_label("no such file or folder")
                     .with_help("paths are relative to the folder of the .kflow file"),
             );
         }
@@ -644,7 +643,8 @@ impl<'a> Checker<'a> {
         self.node_deps.push(deps);
         self.plan.nodes.push(ir::Node {
             id,
-            name: format!("assert_line_{line}"),
+            // Numbered in flow order, so the name survives reformatting.
+            name: format!("assert_{}", self.plan.nodes.iter().filter(|n| n.kind == "assert").count() + 1),
             kind: "assert".to_string(),
             props,
             deps: Vec::new(),
@@ -694,13 +694,9 @@ pub(super) fn check_import(src: &str, import: &ast::Import, opts: &Options, diag
         if !full.exists() {
             diags.push(
                 Diagnostic::warning(codes::MISSING_PATH, import.path.span, format!("`{path}` does not exist"))
-                    .with_label(format!("no such file next to the flow: {}", display_path(&full)))
+                    .with_label("no such file")
                     .with_help("paths are relative to the folder of the .kflow file"),
             );
         }
     }
-}
-
-fn display_path(p: &Path) -> String {
-    p.display().to_string()
 }

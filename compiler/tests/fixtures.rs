@@ -1,0 +1,153 @@
+//! Tests as data: every diagnostic code has a fixture whose rendered report
+//! is snapshotted; positive fixtures and the examples check clean; the
+//! formatter is snapshotted, idempotent and meaning-preserving.
+
+use std::path::{Path, PathBuf};
+
+use kflow_compiler::analysis::{analyze, Analysis, Options};
+use kflow_compiler::codes::CODES;
+use kflow_compiler::render::{human, FileReport, HumanStyle};
+
+fn fixtures(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
+}
+
+fn analyze_file(path: &Path) -> (String, Analysis) {
+    let src = std::fs::read_to_string(path).unwrap();
+    let opts = Options {
+        base_dir: Some(path.parent().unwrap().to_path_buf()),
+        allow: Vec::new(),
+    };
+    let a = analyze(&src, &opts);
+    (src, a)
+}
+
+fn rendered(path: &Path) -> String {
+    let (src, a) = analyze_file(path);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let report = FileReport {
+        path: name,
+        src: &src,
+        diagnostics: &a.diagnostics,
+    };
+    human(&report, HumanStyle { color: false, width: 80 })
+}
+
+fn kflow_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kflow"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_code_has_a_fixture_that_raises_it() {
+    for code in CODES {
+        let file = fixtures("diagnostics").join(format!("{}.kflow", code.code.replace("::", ".")));
+        assert!(file.exists(), "no fixture for {}: expected {}", code.code, file.display());
+        let (_, a) = analyze_file(&file);
+        assert!(
+            a.diagnostics.iter().any(|d| d.code == code.code && d.severity == code.severity),
+            "{} does not raise {} with its registered severity: {:#?}",
+            file.display(),
+            code.code,
+            a.diagnostics
+        );
+    }
+    // And no fixture for a code that does not exist.
+    for file in kflow_files(&fixtures("diagnostics")) {
+        let stem = file.file_stem().unwrap().to_str().unwrap().replace('.', "::");
+        assert!(CODES.iter().any(|c| c.code == stem), "fixture for unknown code {stem}");
+    }
+}
+
+#[test]
+fn diagnostic_reports() {
+    insta::glob!("fixtures/diagnostics/*.kflow", |path| {
+        let src = std::fs::read_to_string(path).unwrap();
+        // Long fixtures (the too-complex one) are summarised in the snapshot.
+        let shown = if src.len() > 2_000 { format!("{}…\n", &src[..200]) } else { src.clone() };
+        insta::assert_snapshot!(format!("{shown}\n{}", rendered(path)));
+    });
+}
+
+#[test]
+fn positive_fixtures_check_clean() {
+    for file in kflow_files(&fixtures("ok")) {
+        let (_, a) = analyze_file(&file);
+        assert!(a.diagnostics.is_empty(), "{}:\n{}", file.display(), rendered(&file));
+        assert!(!a.flows.is_empty());
+    }
+}
+
+#[test]
+fn examples_check_clean() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let files = kflow_files(&dir);
+    for name in ["supply-chain", "promote", "compose-tests", "task-runner"] {
+        assert!(files.iter().any(|f| f.file_stem().unwrap() == name), "examples/{name}.kflow is missing");
+    }
+    for file in files {
+        let (_, a) = analyze_file(&file);
+        assert!(a.diagnostics.is_empty(), "{}:\n{}", file.display(), rendered(&file));
+    }
+}
+
+#[test]
+fn formatter_output() {
+    insta::glob!("fixtures/fmt/*.kflow", |path| {
+        let src = std::fs::read_to_string(path).unwrap();
+        let out = kflow_compiler::format::format(&src).expect("fmt fixtures parse");
+        insta::assert_snapshot!(out);
+    });
+}
+
+/// The plan with source lines removed: what the file means.
+fn meaning(src: &str) -> (Vec<&'static str>, String) {
+    let a = analyze(src, &Options::default());
+    let codes = a.diagnostics.iter().map(|d| d.code).collect();
+    let mut plans = serde_json::to_value(a.flows.iter().map(|f| &f.plan).collect::<Vec<_>>()).unwrap();
+    for plan in plans.as_array_mut().unwrap() {
+        for node in plan["nodes"].as_array_mut().unwrap() {
+            node.as_object_mut().unwrap().remove("line");
+        }
+    }
+    (codes, plans.to_string())
+}
+
+#[test]
+fn formatting_is_idempotent_and_keeps_meaning() {
+    let mut files = Vec::new();
+    for dir in ["diagnostics", "ok", "fmt"] {
+        files.extend(kflow_files(&fixtures(dir)));
+    }
+    files.extend(kflow_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")));
+    let mut formatted = 0;
+    for file in files {
+        let src = std::fs::read_to_string(&file).unwrap();
+        let Ok(once) = kflow_compiler::format::format(&src) else { continue };
+        formatted += 1;
+        let twice = kflow_compiler::format::format(&once).unwrap();
+        assert_eq!(once, twice, "formatting {} twice changes it", file.display());
+        let (mut before, plan_before) = meaning(&src);
+        let (mut after, plan_after) = meaning(&once);
+        before.sort();
+        after.sort();
+        assert_eq!(before, after, "formatting {} changes its diagnostics", file.display());
+        assert_eq!(plan_before, plan_after, "formatting {} changes its plan", file.display());
+        // Every comment survives.
+        let count = |s: &str| kflow_grammar_comments(s);
+        assert_eq!(count(&src), count(&once), "formatting {} loses comments", file.display());
+    }
+    assert!(formatted > 30);
+}
+
+fn kflow_grammar_comments(src: &str) -> Vec<String> {
+    let (file, _) = kflow_compiler::grammar::parse(src);
+    let mut v: Vec<String> = file.comments.iter().map(|c| c.text.trim().to_string()).collect();
+    v.sort();
+    v
+}
