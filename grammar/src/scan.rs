@@ -12,6 +12,11 @@ use crate::diag::{codes, Diagnostic, Span};
 /// Deepest bracket / interpolation nesting the parser accepts.
 pub const MAX_DEPTH: usize = 48;
 
+/// Operators, separators and brackets one line may hold. pest keeps a token
+/// per syntax node, so a 50 MB line of `a.a.a…` would take gigabytes; such a
+/// line is blanked and reported instead.
+pub const MAX_LINE_PARTS: usize = 20_000;
+
 pub struct Scan<'a> {
     pub text: Cow<'a, str>,
     pub comments: Vec<Comment>,
@@ -37,10 +42,23 @@ pub fn scan(src: &str) -> Scan<'_> {
     let mut depth = 0usize;
     // While masking: (start offset, depth to return to).
     let mut mask: Option<(usize, usize)> = None;
+    let mut line_start = 0;
+    let mut line_parts = 0usize;
+    let mut long_lines: Vec<Span> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        if c == b'\n' {
+            if line_parts > MAX_LINE_PARTS {
+                push_long_line(&mut long_lines, &mut diagnostics, Span::new(line_start, i));
+            }
+            line_start = i + 1;
+            line_parts = 0;
+        }
         let top = *stack.last().expect("the code context is never popped");
+        if matches!(top, Ctx::Code { .. }) && matches!(c, b'.' | b',' | b'|' | b'&' | b'=' | b'!' | b'?' | b'@' | b'(' | b'[' | b'{') {
+            line_parts += 1;
+        }
         match top {
             Ctx::Code { braces } => match c {
                 b'/' if b.get(i + 1) == Some(&b'/') => {
@@ -155,15 +173,24 @@ pub fn scan(src: &str) -> Scan<'_> {
     if let Some((start, _)) = mask {
         push_mask(&mut masked, &mut diagnostics, Span::new(start, b.len()));
     }
+    if line_parts > MAX_LINE_PARTS {
+        push_long_line(&mut long_lines, &mut diagnostics, Span::new(line_start, b.len()));
+    }
+    masked.extend(long_lines.iter().copied());
+    masked.sort();
 
     let text = if masked.is_empty() {
         Cow::Borrowed(src)
     } else {
         let mut bytes = b.to_vec();
         for m in &masked {
+            // A deep region becomes spaces (its brackets outside the region
+            // still balance); a whole long line becomes one run of `#`, which
+            // the grammar swallows as a hole far faster than whitespace.
+            let fill = if long_lines.contains(m) { b'#' } else { b' ' };
             for byte in &mut bytes[m.start..m.end.min(b.len())] {
                 if *byte != b'\n' {
-                    *byte = b' ';
+                    *byte = fill;
                 }
             }
         }
@@ -210,6 +237,19 @@ fn push_mask(masked: &mut Vec<Span>, diagnostics: &mut Vec<Diagnostic>, span: Sp
         )
         .with_label("this bracket is nested too deeply; the region it opens was not parsed")
         .with_help("split the value into `let` items"),
+    );
+}
+
+fn push_long_line(long_lines: &mut Vec<Span>, diagnostics: &mut Vec<Diagnostic>, span: Span) {
+    long_lines.push(span);
+    diagnostics.push(
+        Diagnostic::error(
+            codes::TOO_COMPLEX,
+            Span::new(span.start, span.start),
+            format!("line has more than {MAX_LINE_PARTS} operators, separators and brackets"),
+        )
+        .with_label("this line was not parsed")
+        .with_help("split it over several lines or `let` items"),
     );
 }
 
