@@ -91,7 +91,7 @@ pub static COMMON: &[Prop] = &[
     opt(
         "retry",
         "retry",
-        "Retry on failure (never after cancellation): `{ attempts: int, delay: duration, backoff: constant|exponential, max_delay: duration }`.",
+        "Retry on failure, never after cancellation. `backoff` defaults to `constant`; `exponential` doubles the delay up to `max_delay`.",
     ),
     opt(
         "timeout",

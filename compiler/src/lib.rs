@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod catalog;
 pub mod check;
 pub mod codes;
+pub mod docs;
 pub mod format;
 pub mod graph;
 pub mod ir;

@@ -1,10 +1,37 @@
+use std::io::Write;
 use std::process::ExitCode;
+
+use clap::ValueEnum;
 
 use super::Result;
 
-#[derive(clap::Args)]
-pub struct Args {}
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Part {
+    /// The task catalog: kinds, properties, outputs.
+    Catalog,
+    /// Every diagnostic code, with an example.
+    Diagnostics,
+    /// Both.
+    All,
+}
 
-pub fn run(_args: Args) -> Result<ExitCode> {
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which part of the reference to print (Markdown).
+    #[arg(value_enum, default_value = "all")]
+    part: Part,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let text = match args.part {
+        Part::Catalog => kflow_compiler::docs::catalog_markdown(),
+        Part::Diagnostics => kflow_compiler::docs::diagnostics_markdown(),
+        Part::All => format!(
+            "### Task catalog\n\n{}\n### Diagnostic codes\n\n{}",
+            kflow_compiler::docs::catalog_markdown(),
+            kflow_compiler::docs::diagnostics_markdown()
+        ),
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(ExitCode::SUCCESS)
 }

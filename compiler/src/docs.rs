@@ -1,0 +1,95 @@
+//! The generated parts of the language reference: the task catalog and the
+//! diagnostic codes with an example each. `kflow docs` prints them;
+//! `docs/language.md` embeds them (a test keeps it current).
+
+use std::fmt::Write;
+
+use kflow_grammar::diag::Severity;
+
+use crate::analysis::{analyze, Options};
+use crate::catalog::{self, COMMON, KINDS};
+use crate::codes::CODES;
+use crate::render::{human, FileReport, HumanStyle};
+
+mod examples {
+    include!(concat!(env!("OUT_DIR"), "/examples.rs"));
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn ty_cell(spec: &'static str) -> String {
+    format!("`{}`", cell(&catalog::ty(spec).to_string()))
+}
+
+/// Markdown for every task kind: properties and outputs with types and docs.
+pub fn catalog_markdown() -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "#### Common properties\n");
+    let _ = writeln!(s, "Every task accepts these.\n");
+    let _ = writeln!(s, "| property | type | meaning |\n|---|---|---|");
+    for p in COMMON {
+        let _ = writeln!(s, "| `{}` | {} | {} |", p.name, ty_cell(p.ty), cell(p.doc));
+    }
+    for k in KINDS {
+        let _ = writeln!(s, "\n#### `{}`\n\n{}\n", k.name, k.doc);
+        let _ = writeln!(s, "| property | type | | meaning |\n|---|---|---|---|");
+        for p in k.props {
+            let req = if p.required {
+                "required"
+            } else if k.one_of.contains(&p.name) {
+                "one of"
+            } else {
+                "optional"
+            };
+            let _ = writeln!(s, "| `{}` | {} | {req} | {} |", p.name, ty_cell(p.ty), cell(p.doc));
+        }
+        if !k.one_of.is_empty() {
+            let names: Vec<String> = k.one_of.iter().map(|n| format!("`{n}`")).collect();
+            let _ = writeln!(s, "\nExactly one of {} is required.", names.join(" and "));
+        }
+        if k.outputs.is_empty() && k.methods.is_empty() {
+            let _ = writeln!(s, "\nNo outputs: wait for it with `after: [name]`.");
+            continue;
+        }
+        let _ = writeln!(s, "\n| output | type | meaning |\n|---|---|---|");
+        for o in k.outputs {
+            let _ = writeln!(s, "| `{}` | {} | {} |", o.name, ty_cell(o.ty), cell(o.doc));
+        }
+        for m in k.methods {
+            let params: Vec<String> = m.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+            let _ = writeln!(s, "| `{}({})` | {} | {} |", m.name, params.join(", "), ty_cell(m.ret), cell(m.doc));
+        }
+    }
+    s
+}
+
+/// Markdown for every diagnostic code, with its fixture and the report.
+pub fn diagnostics_markdown() -> String {
+    let mut s = String::new();
+    for c in CODES {
+        let sev = match c.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning (lint)",
+        };
+        let _ = writeln!(s, "#### `{}`\n\n*{sev}* — {}\n", c.code, c.summary);
+        let Some((_, src)) = examples::EXAMPLES.iter().find(|(code, _)| *code == c.code) else { continue };
+        let shown = if src.len() > 1_000 {
+            let cut = src.char_indices().nth(160).map_or(src.len(), |(i, _)| i);
+            format!("{}…\n", &src[..cut])
+        } else {
+            src.to_string()
+        };
+        let a = analyze(src, &Options::default());
+        let report = FileReport {
+            path: "example.kflow",
+            src,
+            diagnostics: &a.diagnostics,
+        };
+        let rendered = human(&report, HumanStyle { color: false, width: 90 });
+        let _ = writeln!(s, "```kflow\n{}```\n", shown);
+        let _ = writeln!(s, "```text\n{}```\n", rendered.trim_end_matches('\n').to_string() + "\n");
+    }
+    s
+}

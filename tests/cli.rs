@@ -1,0 +1,236 @@
+//! The `kflow` binary as users run it: exit codes, output formats, files
+//! that do not exist, formatting in place.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn kflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env("COLUMNS", "100")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("kflow runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const BROKEN: &str = r#"flow release {
+  secret key = env("KEY")
+  task build = docker.build { context: "." }
+  task sign = cosign.sign { image: build.image, key: key }
+  task say = log { message: "key is ${key}" }
+}
+"#;
+
+const WARNS: &str = r#"flow release {
+  input unused: string = "x"
+  task say = log { message: "hi" }
+}
+"#;
+
+#[test]
+fn examples_check_clean_with_exit_0() {
+    let o = kflow(&["check", "examples"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("checked: 0 errors, 0 warnings"));
+}
+
+#[test]
+fn errors_exit_1_and_are_all_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "broken.kflow", BROKEN);
+    let o = kflow(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("kflow::type::image-not-digest"), "{out}");
+    assert!(out.contains("kflow::type::secret-leak"), "{out}");
+    assert!(out.contains("2 errors"), "{out}");
+    // Not a terminal: no colour codes.
+    assert!(!out.contains('\u{1b}'), "escape codes in piped output");
+}
+
+#[test]
+fn warnings_pass_unless_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "warns.kflow", WARNS);
+    let f = f.to_str().unwrap();
+    assert_eq!(kflow(&["check", f]).status.code(), Some(0));
+    assert_eq!(kflow(&["check", "--deny-warnings", f]).status.code(), Some(1));
+    let o = kflow(&["check", "--deny-warnings", "--allow", "unused", f]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = kflow(&["check", "--allow", "no-such-lint", f]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("`no-such-lint` is not a lint"));
+}
+
+#[test]
+fn json_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "broken.kflow", BROKEN);
+    let o = kflow(&["check", "--format", "json", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["errors"], 2);
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["code"], "kflow::type::image-not-digest");
+    assert_eq!(d["start"]["line"], 4);
+    assert_eq!(d["start"]["column"], 36);
+    assert!(d["help"].as_str().unwrap().contains("push"));
+    assert!(!d["labels"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn sarif_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "broken.kflow", BROKEN);
+    let o = kflow(&["check", "--format", "sarif", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "kflow");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for r in results {
+        let idx = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[idx]["id"], r["ruleId"], "ruleIndex points at the rule");
+        assert_eq!(r["level"], "error");
+        let region = &r["locations"][0]["physicalLocation"]["region"];
+        assert!(region["startLine"].as_u64().unwrap() >= 1);
+        assert!(region["startColumn"].as_u64().unwrap() >= 1);
+    }
+}
+
+#[test]
+fn github_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "broken.kflow", BROKEN);
+    let name = f.to_str().unwrap();
+    let o = kflow(&["check", "--format", "github", name]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "::error file={},line=4,col=36,endLine=4,endColumn=47,title=kflow%3A%3Atype%3A%3Aimage-not-digest::",
+            name.replace(':', "%3A").replace(',', "%2C")
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("%0Ahelp: "), "help follows on its own line");
+}
+
+#[test]
+fn missing_file_is_one_clear_line_and_exit_2() {
+    let o = kflow(&["check", "no-such-file.kflow"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), "error: cannot read no-such-file.kflow: No such file or directory\n");
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(kflow(&["check"]).status.code(), Some(2));
+    assert_eq!(kflow(&["check", "--format", "xml", "examples"]).status.code(), Some(2));
+    assert_eq!(kflow(&["frobnicate"]).status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.kflow"), [0xff, 0xfe, 0x00]).unwrap();
+    let o = kflow(&["check", dir.path().join("bad.kflow").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not UTF-8"));
+}
+
+#[test]
+fn stdin_is_checked() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(["check", "--format", "json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(BROKEN.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["diagnostics"][0]["file"], "<stdin>");
+}
+
+#[test]
+fn fmt_rewrites_checks_and_refuses_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "ugly.kflow", "flow f{task a=log{message:\"x\"}}\n");
+    let name = f.to_str().unwrap();
+    let o = kflow(&["fmt", "--check", name]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("would reformat"));
+    assert_eq!(kflow(&["fmt", name]).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "flow f {\n  task a = log { message: \"x\" }\n}\n");
+    assert_eq!(kflow(&["fmt", "--check", name]).status.code(), Some(0));
+
+    let broken = write(dir.path(), "broken.kflow", "flow f { task a = log { message: } }\n");
+    let o = kflow(&["fmt", broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("was not formatted"));
+    assert_eq!(std::fs::read_to_string(&broken).unwrap(), "flow f { task a = log { message: } }\n");
+}
+
+#[test]
+fn examples_are_formatted() {
+    let o = kflow(&["fmt", "--check", "examples"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn graph_formats() {
+    let dot = kflow(&["graph", "examples/compose-tests.kflow", "--format", "dot"]);
+    assert_eq!(dot.status.code(), Some(0));
+    let dot = stdout(&dot);
+    assert!(dot.starts_with("digraph \"compose_tests\""));
+    assert!(dot.contains("\"stack\" -> \"ready\";"));
+    assert!(dot.contains("subgraph \"cluster_0_finally\""));
+
+    let mermaid = stdout(&kflow(&["graph", "examples/compose-tests.kflow", "--format", "mermaid"]));
+    assert!(mermaid.starts_with("flowchart LR"));
+
+    let json = kflow(&["graph", "examples/promote.kflow", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["flow"], "promote");
+    let nodes = plan["nodes"].as_array().unwrap();
+    let released = nodes.iter().find(|n| n["name"] == "released").unwrap();
+    assert_eq!(released["kind"], "registry.copy");
+    assert_eq!(released["props"]["from"]["ty"], "pinned");
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "broken.kflow", BROKEN);
+    let o = kflow(&["graph", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no graph was produced"));
+}
+
+#[test]
+fn docs_cover_the_catalog() {
+    let o = kflow(&["docs", "catalog"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for kind in kflow_compiler::catalog::kind_names() {
+        assert!(out.contains(&format!("#### `{kind}`")), "{kind} missing");
+    }
+}
