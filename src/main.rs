@@ -4,12 +4,20 @@
 
 mod cmd;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kflow", version, about = "Typed pipelines for container supply chains", propagate_version = true)]
+#[command(
+    name = "kflow",
+    version,
+    about = "Typed pipelines for container supply chains",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

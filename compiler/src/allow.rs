@@ -20,10 +20,16 @@ pub fn apply(src: &str, file: &ast::File, global: &[&str], diags: &mut Vec<Diagn
         if c.kind != CommentKind::Line {
             continue;
         }
-        let Some(rest) = c.text.trim().strip_prefix("kflow:allow") else { continue };
+        let Some(rest) = c.text.trim().strip_prefix("kflow:allow") else {
+            continue;
+        };
         let inner = rest.trim().trim_start_matches('(').trim_end_matches(')');
         let mut lints = Vec::new();
-        for name in inner.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()) {
+        for name in inner
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
             match codes::resolve_lint(name) {
                 Some(code) => lints.push(code),
                 None => {
@@ -36,9 +42,13 @@ pub fn apply(src: &str, file: &ast::File, global: &[&str], diags: &mut Vec<Diagn
                         None => "lints are the `kflow::lint::*` codes, e.g. `latest-tag`; errors cannot be silenced".into(),
                     };
                     diags.push(
-                        Diagnostic::warning(codes::UNKNOWN_LINT, c.span, format!("`{name}` is not a lint"))
-                            .with_label("cannot be allowed")
-                            .with_help(help),
+                        Diagnostic::warning(
+                            codes::UNKNOWN_LINT,
+                            c.span,
+                            format!("`{name}` is not a lint"),
+                        )
+                        .with_label("cannot be allowed")
+                        .with_help(help),
                     );
                 }
             }
@@ -57,7 +67,9 @@ pub fn apply(src: &str, file: &ast::File, global: &[&str], diags: &mut Vec<Diagn
     }
     diags.retain(|d| {
         d.severity == Severity::Error
-            || !rules.iter().any(|(span, lints)| lints.contains(&d.code) && span.start <= d.span.start && d.span.start <= span.end)
+            || !rules.iter().any(|(span, lints)| {
+                lints.contains(&d.code) && span.start <= d.span.start && d.span.start <= span.end
+            })
     });
 }
 

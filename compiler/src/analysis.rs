@@ -11,6 +11,15 @@ pub struct Analysis {
     pub file: ast::File,
     pub diagnostics: Vec<Diagnostic>,
     pub flows: Vec<FlowInfo>,
+    pub timings: Timings,
+}
+
+/// Wall time of each stage (for `kflow check --timings` and benchmarks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub parse: std::time::Duration,
+    /// Resolution, typing, lints and lowering to the plan.
+    pub check: std::time::Duration,
 }
 
 impl Analysis {
@@ -20,14 +29,23 @@ impl Analysis {
 }
 
 pub fn analyze(src: &str, opts: &Options) -> Analysis {
+    let start = std::time::Instant::now();
     let (file, mut diagnostics) = kflow_grammar::parse(src);
+    let parsed = std::time::Instant::now();
     let flows = crate::check::check_file(src, &file, opts, &mut diagnostics);
     crate::allow::apply(src, &file, &opts.allow, &mut diagnostics);
-    diagnostics.sort_by(|a, b| (a.span.start, a.span.end, a.code).cmp(&(b.span.start, b.span.end, b.code)));
+    diagnostics.sort_by(|a, b| {
+        (a.span.start, a.span.end, a.code).cmp(&(b.span.start, b.span.end, b.code))
+    });
     diagnostics.dedup();
+    let timings = Timings {
+        parse: parsed - start,
+        check: parsed.elapsed(),
+    };
     Analysis {
         file,
         diagnostics,
         flows,
+        timings,
     }
 }

@@ -2,6 +2,7 @@
 //! outputs with types and docs. The checker, the language server, `kflow docs`
 //! and the runtime's dispatch all read it.
 
+use rustc_hash::FxHashMap;
 use std::sync::OnceLock;
 
 use crate::types::{parse_spec, Ty};
@@ -350,12 +351,30 @@ impl Kind {
     }
 }
 
-/// Parsed types, cached: the catalog is read on every check.
-pub fn ty(spec: &'static str) -> Ty {
-    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<&'static str, Ty>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(spec).or_insert_with(|| parse_spec(spec)).clone()
+/// The parsed type of a catalog type spec. Every spec of the catalog is
+/// parsed once, on first use; lookups take no lock.
+pub fn ty(spec: &'static str) -> &'static Ty {
+    static TYPES: OnceLock<FxHashMap<&'static str, Ty>> = OnceLock::new();
+    let types = TYPES.get_or_init(|| {
+        let specs = KINDS
+            .iter()
+            .flat_map(|k| {
+                k.props
+                    .iter()
+                    .map(|p| p.ty)
+                    .chain(k.outputs.iter().map(|o| o.ty))
+                    .chain(
+                        k.methods
+                            .iter()
+                            .flat_map(|m| m.params.iter().map(|(_, t)| *t).chain([m.ret])),
+                    )
+            })
+            .chain(COMMON.iter().map(|p| p.ty));
+        specs.map(|s| (s, parse_spec(s))).collect()
+    });
+    types
+        .get(spec)
+        .expect("catalog type specs are all parsed up front")
 }
 
 pub fn kind_names() -> impl Iterator<Item = &'static str> {

@@ -43,7 +43,13 @@ pub fn catalog_markdown() -> String {
             } else {
                 "optional"
             };
-            let _ = writeln!(s, "| `{}` | {} | {req} | {} |", p.name, ty_cell(p.ty), cell(p.doc));
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {req} | {} |",
+                p.name,
+                ty_cell(p.ty),
+                cell(p.doc)
+            );
         }
         if !k.one_of.is_empty() {
             let names: Vec<String> = k.one_of.iter().map(|n| format!("`{n}`")).collect();
@@ -59,7 +65,14 @@ pub fn catalog_markdown() -> String {
         }
         for m in k.methods {
             let params: Vec<String> = m.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
-            let _ = writeln!(s, "| `{}({})` | {} | {} |", m.name, params.join(", "), ty_cell(m.ret), cell(m.doc));
+            let _ = writeln!(
+                s,
+                "| `{}({})` | {} | {} |",
+                m.name,
+                params.join(", "),
+                ty_cell(m.ret),
+                cell(m.doc)
+            );
         }
     }
     s
@@ -74,7 +87,9 @@ pub fn diagnostics_markdown() -> String {
             Severity::Warning => "warning (lint)",
         };
         let _ = writeln!(s, "#### `{}`\n\n*{sev}* — {}\n", c.code, c.summary);
-        let Some((_, src)) = examples::EXAMPLES.iter().find(|(code, _)| *code == c.code) else { continue };
+        let Some((_, src)) = examples::EXAMPLES.iter().find(|(code, _)| *code == c.code) else {
+            continue;
+        };
         let shown = if src.len() > 1_000 {
             let cut = src.char_indices().nth(160).map_or(src.len(), |(i, _)| i);
             format!("{}…\n", &src[..cut])
@@ -87,9 +102,19 @@ pub fn diagnostics_markdown() -> String {
             src,
             diagnostics: &a.diagnostics,
         };
-        let rendered = human(&report, HumanStyle { color: false, width: 90 });
+        let rendered = human(
+            &report,
+            HumanStyle {
+                color: false,
+                width: 90,
+            },
+        );
         let _ = writeln!(s, "```kflow\n{}```\n", shown);
-        let _ = writeln!(s, "```text\n{}```\n", rendered.trim_end_matches('\n').to_string() + "\n");
+        let _ = writeln!(
+            s,
+            "```text\n{}```\n",
+            rendered.trim_end_matches('\n').to_string() + "\n"
+        );
     }
     s
 }

@@ -18,7 +18,10 @@ const TASK_INLINE_WIDTH: usize = 80;
 /// Formats a file; `Err` holds the syntax errors that prevent it.
 pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
     let (file, diags) = kflow_grammar::parse(src);
-    let errors: Vec<Diagnostic> = diags.into_iter().filter(|d| d.code.starts_with("kflow::parse::")).collect();
+    let errors: Vec<Diagnostic> = diags
+        .into_iter()
+        .filter(|d| d.code.starts_with("kflow::parse::"))
+        .collect();
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -31,7 +34,11 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
         prev_end: 0,
         at_block_start: true,
     };
-    let mut tops: Vec<(Span, Top)> = file.imports.iter().map(|i| (i.span, Top::Import(i))).collect();
+    let mut tops: Vec<(Span, Top)> = file
+        .imports
+        .iter()
+        .map(|i| (i.span, Top::Import(i)))
+        .collect();
     tops.extend(file.flows.iter().map(|fl| (fl.span, Top::Flow(fl))));
     tops.sort_by_key(|(s, _)| s.start);
     for (span, top) in tops {
@@ -43,7 +50,10 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
             }
             Top::Flow(flow) => {
                 f.out.push_str(&format!("flow {} {{", flow.name.name));
-                f.trailing(flow.name.span.end, flow.items.first().map_or(flow.span.end, |i| i.span().start));
+                f.trailing(
+                    flow.name.span.end,
+                    flow.items.first().map_or(flow.span.end, |i| i.span().start),
+                );
                 f.block_items(&flow.items, flow.span.end);
                 f.out.push('}');
             }
@@ -130,7 +140,10 @@ impl Fmt<'_> {
     /// trails the line just written.
     fn trailing(&mut self, end: usize, limit: usize) {
         if let Some(c) = self.comments.get(self.next) {
-            if c.span.start >= end && c.span.start < limit.max(end) && !self.src[end..c.span.start].contains('\n') {
+            if c.span.start >= end
+                && c.span.start < limit.max(end)
+                && !self.src[end..c.span.start].contains('\n')
+            {
                 self.next += 1;
                 self.out.push(' ');
                 self.out.push_str(&comment_text(self.src, c));
@@ -141,7 +154,9 @@ impl Fmt<'_> {
 
     fn has_comment_in(&self, span: Span) -> bool {
         let i = self.comments.partition_point(|c| c.span.start < span.start);
-        self.comments.get(i).is_some_and(|c| c.span.start < span.end)
+        self.comments
+            .get(i)
+            .is_some_and(|c| c.span.start < span.end)
     }
 
     /// The items of a block, then the comments before its closing brace.
@@ -167,7 +182,8 @@ impl Fmt<'_> {
                 self.expr(&o.arg);
             }
             Item::Input(i) => {
-                self.out.push_str(&format!("input {}: {}", i.name.name, type_text(&i.ty)));
+                self.out
+                    .push_str(&format!("input {}: {}", i.name.name, type_text(&i.ty)));
                 if let Some(d) = &i.default {
                     self.out.push_str(" = ");
                     self.expr(d);
@@ -200,13 +216,22 @@ impl Fmt<'_> {
             Item::Task(t) => self.task(t),
             Item::Try(t) => {
                 self.out.push_str("try {");
-                self.trailing(t.keyword.end, t.body.items.first().map_or(t.body.span.end, |i| i.span().start));
+                self.trailing(
+                    t.keyword.end,
+                    t.body
+                        .items
+                        .first()
+                        .map_or(t.body.span.end, |i| i.span().start),
+                );
                 self.block_items(&t.body.items, t.body.span.end);
                 self.out.push('}');
                 for (kw, block) in [("catch", &t.catch), ("finally", &t.finally)] {
                     if let Some(b) = block {
                         self.out.push_str(&format!(" {kw} {{"));
-                        self.trailing(b.span.start + 1, b.items.first().map_or(b.span.end, |i| i.span().start));
+                        self.trailing(
+                            b.span.start + 1,
+                            b.items.first().map_or(b.span.end, |i| i.span().start),
+                        );
                         self.block_items(&b.items, b.span.end);
                         self.out.push('}');
                     }
@@ -216,7 +241,13 @@ impl Fmt<'_> {
                 self.out.push_str(&format!("for {} in ", fl.var.name));
                 self.expr(&fl.iter);
                 self.out.push_str(" {");
-                self.trailing(fl.body.span.start + 1, fl.body.items.first().map_or(fl.body.span.end, |i| i.span().start));
+                self.trailing(
+                    fl.body.span.start + 1,
+                    fl.body
+                        .items
+                        .first()
+                        .map_or(fl.body.span.end, |i| i.span().start),
+                );
                 self.block_items(&fl.body.items, fl.body.span.end);
                 self.out.push('}');
             }
@@ -238,18 +269,29 @@ impl Fmt<'_> {
                 let props: Option<Vec<String>> = t
                     .props
                     .iter()
-                    .map(|p| Some(format!("{}: {}", p.name.name, self.inline(p.value.as_ref()?)?)))
+                    .map(|p| {
+                        Some(format!(
+                            "{}: {}",
+                            p.name.name,
+                            self.inline(p.value.as_ref()?)?
+                        ))
+                    })
                     .collect();
                 props.map(|ps| format!("{header} {} }}", ps.join(", ")))
             })
             .flatten()
-            .filter(|s| self.column() + s.chars().count() <= TASK_INLINE_WIDTH && !s.contains('\n'));
+            .filter(|s| {
+                self.column() + s.chars().count() <= TASK_INLINE_WIDTH && !s.contains('\n')
+            });
         if let Some(line) = inline {
             self.out.push_str(&line);
             return;
         }
         self.out.push_str(&header);
-        self.trailing(t.kind.span.end, t.props.first().map_or(t.span.end, |p| p.span.start));
+        self.trailing(
+            t.kind.span.end,
+            t.props.first().map_or(t.span.end, |p| p.span.start),
+        );
         self.indent += 1;
         self.at_block_start = true;
         for p in &t.props {
@@ -258,10 +300,18 @@ impl Fmt<'_> {
             self.out.push_str(": ");
             match &p.value {
                 Some(v) => self.expr(v),
-                None => self.out.push_str(self.src[p.span.start..p.span.end].split_once(':').map_or("", |(_, v)| v.trim())),
+                None => self.out.push_str(
+                    self.src[p.span.start..p.span.end]
+                        .split_once(':')
+                        .map_or("", |(_, v)| v.trim()),
+                ),
             }
             self.prev_end = p.span.end;
-            let limit = t.props.iter().find(|q| q.span.start > p.span.start).map_or(t.span.end, |q| q.span.start);
+            let limit = t
+                .props
+                .iter()
+                .find(|q| q.span.start > p.span.start)
+                .map_or(t.span.end, |q| q.span.start);
             self.trailing(p.span.end, limit);
         }
         self.flush_before(t.span.end.saturating_sub(1), true);
@@ -283,9 +333,12 @@ impl Fmt<'_> {
     fn write_inline(&self, e: &Expr, s: &mut String) {
         let raw = &self.src[e.span.start..e.span.end];
         match &e.kind {
-            ExprKind::Str(_) | ExprKind::Int(_) | ExprKind::Bool(_) | ExprKind::Duration(_) | ExprKind::Name(_) | ExprKind::Error => {
-                s.push_str(raw)
-            }
+            ExprKind::Str(_)
+            | ExprKind::Int(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Duration(_)
+            | ExprKind::Name(_)
+            | ExprKind::Error => s.push_str(raw),
             ExprKind::Field(base, f) => {
                 self.write_inline(base, s);
                 s.push('.');
@@ -352,7 +405,9 @@ impl Fmt<'_> {
     fn expr(&mut self, e: &Expr) {
         if let Some(s) = self.inline(e) {
             let first_line = s.split('\n').next().unwrap_or("");
-            if self.column() + first_line.chars().count() <= WIDTH || !matches!(e.kind, ExprKind::List(_) | ExprKind::Map(_)) {
+            if self.column() + first_line.chars().count() <= WIDTH
+                || !matches!(e.kind, ExprKind::List(_) | ExprKind::Map(_))
+            {
                 self.out.push_str(&s);
                 return;
             }
@@ -365,7 +420,13 @@ impl Fmt<'_> {
             }
             ExprKind::Map(entries) => {
                 self.out.push('{');
-                self.entries(e.span, entries.iter().map(|en| (en.key_span.to(en.value.span), Some(en.key_span), &en.value)), false);
+                self.entries(
+                    e.span,
+                    entries
+                        .iter()
+                        .map(|en| (en.key_span.to(en.value.span), Some(en.key_span), &en.value)),
+                    false,
+                );
                 self.out.push('}');
             }
             _ => {
@@ -377,7 +438,12 @@ impl Fmt<'_> {
         }
     }
 
-    fn entries<'e>(&mut self, outer: Span, entries: impl Iterator<Item = (Span, Option<Span>, &'e Expr)>, commas: bool) {
+    fn entries<'e>(
+        &mut self,
+        outer: Span,
+        entries: impl Iterator<Item = (Span, Option<Span>, &'e Expr)>,
+        commas: bool,
+    ) {
         let entries: Vec<_> = entries.collect();
         self.indent += 1;
         self.at_block_start = true;
@@ -395,7 +461,9 @@ impl Fmt<'_> {
             self.prev_end = span.end;
             let limit = entries.get(i + 1).map_or(outer.end, |n| n.0.start);
             // A comment after the source's comma still trails this entry.
-            let after = self.src[span.end..limit].find(',').map_or(span.end, |c| span.end + c + 1);
+            let after = self.src[span.end..limit]
+                .find(',')
+                .map_or(span.end, |c| span.end + c + 1);
             self.trailing(after, limit);
         }
         self.flush_before(outer.end.saturating_sub(1), true);

@@ -12,9 +12,12 @@ fn scope_title(plan: &Plan, id: usize) -> String {
     }
 }
 
-/// Nodes directly in each (scope, part), in order; `None` = top level.
-fn groups(plan: &Plan) -> Vec<(Option<(usize, Part)>, Vec<usize>)> {
-    let mut out: Vec<(Option<(usize, Part)>, Vec<usize>)> = Vec::new();
+/// A scope and which part of it; `None` is the top level of the flow.
+type Place = Option<(usize, Part)>;
+
+/// Nodes directly in each place, in order.
+fn groups(plan: &Plan) -> Vec<(Place, Vec<usize>)> {
+    let mut out: Vec<(Place, Vec<usize>)> = Vec::new();
     for n in &plan.nodes {
         let key = n.scope.map(|s| (s.scope, s.part));
         match out.iter_mut().find(|(k, _)| *k == key) {
@@ -42,7 +45,10 @@ pub fn dot(plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "digraph \"{}\" {{", quote(&plan.flow));
     let _ = writeln!(s, "  rankdir=LR;");
-    let _ = writeln!(s, "  node [shape=box, style=rounded, fontname=\"Helvetica\"];");
+    let _ = writeln!(
+        s,
+        "  node [shape=box, style=rounded, fontname=\"Helvetica\"];"
+    );
     for (key, nodes) in groups(plan) {
         let indent = if key.is_some() { "    " } else { "  " };
         if let Some((scope, part)) = key {
@@ -55,7 +61,13 @@ pub fn dot(plan: &Plan) -> String {
         }
         for id in nodes {
             let n = &plan.nodes[id];
-            let _ = writeln!(s, "{indent}\"{}\" [label=\"{}\\n{}\"];", quote(&n.name), quote(&n.name), quote(&n.kind));
+            let _ = writeln!(
+                s,
+                "{indent}\"{}\" [label=\"{}\\n{}\"];",
+                quote(&n.name),
+                quote(&n.name),
+                quote(&n.kind)
+            );
         }
         if key.is_some() {
             let _ = writeln!(s, "  }}");
@@ -63,8 +75,17 @@ pub fn dot(plan: &Plan) -> String {
     }
     for n in &plan.nodes {
         for d in &n.deps {
-            let style = if d.kind == DepKind::Order { " [style=dashed]" } else { "" };
-            let _ = writeln!(s, "  \"{}\" -> \"{}\"{style};", quote(&plan.nodes[d.node].name), quote(&n.name));
+            let style = if d.kind == DepKind::Order {
+                " [style=dashed]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "  \"{}\" -> \"{}\"{style};",
+                quote(&plan.nodes[d.node].name),
+                quote(&n.name)
+            );
         }
     }
     s.push_str("}\n");
@@ -81,11 +102,22 @@ pub fn mermaid(plan: &Plan) -> String {
                 Part::Body => scope_title(plan, scope),
                 p => format!("{} · {}", scope_title(plan, scope), part_name(p)),
             };
-            let _ = writeln!(s, "  subgraph s{scope}_{}[\"{}\"]", part_name(part), label.replace('"', "#quot;"));
+            let _ = writeln!(
+                s,
+                "  subgraph s{scope}_{}[\"{}\"]",
+                part_name(part),
+                label.replace('"', "#quot;")
+            );
         }
         for nid in nodes {
             let n = &plan.nodes[nid];
-            let _ = writeln!(s, "{indent}{}[\"{}<br/><small>{}</small>\"]", id(nid), n.name, n.kind);
+            let _ = writeln!(
+                s,
+                "{indent}{}[\"{}<br/><small>{}</small>\"]",
+                id(nid),
+                n.name,
+                n.kind
+            );
         }
         if key.is_some() {
             let _ = writeln!(s, "  end");
@@ -93,7 +125,11 @@ pub fn mermaid(plan: &Plan) -> String {
     }
     for n in &plan.nodes {
         for d in &n.deps {
-            let arrow = if d.kind == DepKind::Order { "-.->" } else { "-->" };
+            let arrow = if d.kind == DepKind::Order {
+                "-.->"
+            } else {
+                "-->"
+            };
             let _ = writeln!(s, "  {} {arrow} {}", id(d.node), id(n.id));
         }
     }

@@ -149,7 +149,11 @@ pub enum ScopeKind {
         finally: Vec<NodeId>,
     },
     /// The body nodes are templates, instantiated per item of `iter`.
-    For { var: String, iter: Expr, body: Vec<NodeId> },
+    For {
+        var: String,
+        iter: Expr,
+        body: Vec<NodeId>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,30 +170,75 @@ pub enum BinOp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Expr {
-    Str { value: String },
-    Int { value: i64 },
-    Bool { value: bool },
-    Duration { ms: u64 },
-    Enum { value: String },
-    Interp { parts: Vec<Expr> },
-    Input { name: String },
-    Secret { name: String },
-    Let { name: String },
-    LoopVar { name: String },
+    Str {
+        value: String,
+    },
+    Int {
+        value: i64,
+    },
+    Bool {
+        value: bool,
+    },
+    Duration {
+        ms: u64,
+    },
+    Enum {
+        value: String,
+    },
+    Interp {
+        parts: Vec<Expr>,
+    },
+    Input {
+        name: String,
+    },
+    Secret {
+        name: String,
+    },
+    Let {
+        name: String,
+    },
+    LoopVar {
+        name: String,
+    },
     /// A task's output; for a task inside a for-loop read from outside it,
     /// the list of that output over all iterations.
-    Output { task: String, field: String },
-    Task { name: String },
+    Output {
+        task: String,
+        field: String,
+    },
+    Task {
+        name: String,
+    },
     /// `pinned.repo`, `pinned.digest`.
-    Field { base: Box<Expr>, field: String },
-    List { items: Vec<Expr> },
-    Map { entries: Vec<(String, Expr)> },
-    Not { expr: Box<Expr> },
-    Binary { bin: BinOp, left: Box<Expr>, right: Box<Expr> },
+    Field {
+        base: Box<Expr>,
+        field: String,
+    },
+    List {
+        items: Vec<Expr>,
+    },
+    Map {
+        entries: Vec<(String, Expr)>,
+    },
+    Not {
+        expr: Box<Expr>,
+    },
+    Binary {
+        bin: BinOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     /// Built-ins: `digest`, `pinned`, `ref`, `docker_config`, `helper`.
-    Call { func: String, args: Vec<Expr> },
+    Call {
+        func: String,
+        args: Vec<Expr>,
+    },
     /// A task method such as `stack.port("app", 8080)`.
-    Method { task: String, method: String, args: Vec<Expr> },
+    Method {
+        task: String,
+        method: String,
+        args: Vec<Expr>,
+    },
     /// Stands for something already diagnosed; a plan with errors never runs.
     Invalid,
 }
@@ -211,7 +260,12 @@ impl Plan {
             }
         }
         for s in &self.scopes {
-            if let ScopeKind::Try { body, catch, finally } = &s.kind {
+            if let ScopeKind::Try {
+                body,
+                catch,
+                finally,
+            } = &s.kind
+            {
                 for &b in body {
                     for &c in catch.iter().chain(finally) {
                         g.add_edge(idx[b], idx[c], DepKind::Order);

@@ -67,7 +67,11 @@ impl Ty {
             Ty::Severity => Some(SEVERITIES.to_vec()),
             Ty::Enum(xs) => Some(xs.iter().map(String::as_str).collect()),
             Ty::Union(ts) => {
-                let all: Vec<&str> = ts.iter().filter_map(|t| t.enum_members()).flatten().collect();
+                let all: Vec<&str> = ts
+                    .iter()
+                    .filter_map(|t| t.enum_members())
+                    .flatten()
+                    .collect();
                 (!all.is_empty()).then_some(all)
             }
             Ty::Optional(t) => t.enum_members(),
@@ -75,14 +79,14 @@ impl Ty {
         }
     }
     /// The alternatives of a union, or the type itself.
-    pub fn alternatives(&self) -> Vec<&Ty> {
+    pub fn alternatives(&self) -> &[Ty] {
         match self {
-            Ty::Union(ts) => ts.iter().collect(),
-            t => vec![t],
+            Ty::Union(ts) => ts,
+            t => std::slice::from_ref(t),
         }
     }
     pub fn accepts(&self, want: &Ty) -> bool {
-        self.alternatives().iter().any(|t| *t == want)
+        self.alternatives().contains(want)
     }
 }
 
@@ -208,8 +212,19 @@ pub fn named(name: &str) -> Option<Ty> {
 }
 
 pub const TYPE_NAMES: &[&str] = &[
-    "string", "int", "bool", "duration", "path", "digest", "image", "ref", "pinned", "secret", "severity",
-    "credentials", "task",
+    "string",
+    "int",
+    "bool",
+    "duration",
+    "path",
+    "digest",
+    "image",
+    "ref",
+    "pinned",
+    "secret",
+    "severity",
+    "credentials",
+    "task",
 ];
 
 /// Parses the written form used by the catalog and the serialised IR:
@@ -217,7 +232,10 @@ pub const TYPE_NAMES: &[&str] = &[
 /// Words that are not type names are enum members.
 pub fn parse_spec(spec: &str) -> Ty {
     let (t, rest) = parse_union(spec.trim());
-    debug_assert!(rest.trim().is_empty(), "trailing text in type spec {spec:?}");
+    debug_assert!(
+        rest.trim().is_empty(),
+        "trailing text in type spec {spec:?}"
+    );
     t
 }
 
@@ -241,7 +259,11 @@ fn parse_union(s: &str) -> (Ty, &str) {
             (_, t) => out.push(t),
         }
     }
-    let t = if out.len() == 1 { out.pop().expect("one") } else { Ty::Union(out) };
+    let t = if out.len() == 1 {
+        out.pop().expect("one")
+    } else {
+        Ty::Union(out)
+    };
     (t, rest)
 }
 
@@ -252,9 +274,14 @@ fn parse_atom(s: &str) -> (Ty, &str) {
     let (word, mut rest) = s.split_at(end);
     let mut t = match word {
         "list" | "map" => {
-            let inner = rest.strip_prefix('<').expect("type spec: `<` after list/map");
+            let inner = rest
+                .strip_prefix('<')
+                .expect("type spec: `<` after list/map");
             let (t, r) = parse_union(inner);
-            rest = r.trim_start().strip_prefix('>').expect("type spec: closing `>`");
+            rest = r
+                .trim_start()
+                .strip_prefix('>')
+                .expect("type spec: closing `>`");
             if word == "list" {
                 Ty::List(Box::new(t))
             } else {
@@ -278,14 +305,20 @@ pub fn retry_record() -> Ty {
     Ty::Record(vec![
         ("attempts".into(), Ty::Int),
         ("delay".into(), Ty::Duration),
-        ("backoff".into(), Ty::Enum(vec!["constant".into(), "exponential".into()])),
+        (
+            "backoff".into(),
+            Ty::Enum(vec!["constant".into(), "exponential".into()]),
+        ),
         ("max_delay".into(), Ty::Duration),
     ])
 }
 
 /// The record form of `credentials`.
 pub fn credentials_record() -> Ty {
-    Ty::Record(vec![("username".into(), Ty::String), ("password".into(), Ty::Secret)])
+    Ty::Record(vec![
+        ("username".into(), Ty::String),
+        ("password".into(), Ty::Secret),
+    ])
 }
 
 impl Serialize for Ty {
@@ -311,7 +344,14 @@ mod tests {
 
     #[test]
     fn specs_round_trip() {
-        for spec in ["list<ref>", "map<string|secret>", "path?", "never|missing|always", "image|pinned|ref", "list<severity>"] {
+        for spec in [
+            "list<ref>",
+            "map<string|secret>",
+            "path?",
+            "never|missing|always",
+            "image|pinned|ref",
+            "list<severity>",
+        ] {
             assert_eq!(parse_spec(spec).to_string(), spec);
         }
         assert_eq!(parse_spec("retry"), retry_record());

@@ -9,7 +9,9 @@ use kflow_compiler::codes::CODES;
 use kflow_compiler::render::{human, FileReport, HumanStyle};
 
 fn fixtures(dir: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
 }
 
 fn analyze_file(path: &Path) -> (String, Analysis) {
@@ -30,7 +32,13 @@ fn rendered(path: &Path) -> String {
         src: &src,
         diagnostics: &a.diagnostics,
     };
-    human(&report, HumanStyle { color: false, width: 80 })
+    human(
+        &report,
+        HumanStyle {
+            color: false,
+            width: 80,
+        },
+    )
 }
 
 fn kflow_files(dir: &Path) -> Vec<PathBuf> {
@@ -47,10 +55,17 @@ fn kflow_files(dir: &Path) -> Vec<PathBuf> {
 fn every_code_has_a_fixture_that_raises_it() {
     for code in CODES {
         let file = fixtures("diagnostics").join(format!("{}.kflow", code.code.replace("::", ".")));
-        assert!(file.exists(), "no fixture for {}: expected {}", code.code, file.display());
+        assert!(
+            file.exists(),
+            "no fixture for {}: expected {}",
+            code.code,
+            file.display()
+        );
         let (_, a) = analyze_file(&file);
         assert!(
-            a.diagnostics.iter().any(|d| d.code == code.code && d.severity == code.severity),
+            a.diagnostics
+                .iter()
+                .any(|d| d.code == code.code && d.severity == code.severity),
             "{} does not raise {} with its registered severity: {:#?}",
             file.display(),
             code.code,
@@ -59,8 +74,16 @@ fn every_code_has_a_fixture_that_raises_it() {
     }
     // And no fixture for a code that does not exist.
     for file in kflow_files(&fixtures("diagnostics")) {
-        let stem = file.file_stem().unwrap().to_str().unwrap().replace('.', "::");
-        assert!(CODES.iter().any(|c| c.code == stem), "fixture for unknown code {stem}");
+        let stem = file
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace('.', "::");
+        assert!(
+            CODES.iter().any(|c| c.code == stem),
+            "fixture for unknown code {stem}"
+        );
     }
 }
 
@@ -69,7 +92,11 @@ fn diagnostic_reports() {
     insta::glob!("fixtures/diagnostics/*.kflow", |path| {
         let src = std::fs::read_to_string(path).unwrap();
         // Long fixtures (the too-complex one) are summarised in the snapshot.
-        let shown = if src.len() > 2_000 { format!("{}…\n", &src[..200]) } else { src.clone() };
+        let shown = if src.len() > 2_000 {
+            format!("{}…\n", &src[..200])
+        } else {
+            src.clone()
+        };
         insta::assert_snapshot!(format!("{shown}\n{}", rendered(path)));
     });
 }
@@ -78,7 +105,12 @@ fn diagnostic_reports() {
 fn positive_fixtures_check_clean() {
     for file in kflow_files(&fixtures("ok")) {
         let (_, a) = analyze_file(&file);
-        assert!(a.diagnostics.is_empty(), "{}:\n{}", file.display(), rendered(&file));
+        assert!(
+            a.diagnostics.is_empty(),
+            "{}:\n{}",
+            file.display(),
+            rendered(&file)
+        );
         assert!(!a.flows.is_empty());
     }
 }
@@ -88,11 +120,19 @@ fn examples_check_clean() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let files = kflow_files(&dir);
     for name in ["supply-chain", "promote", "compose-tests", "task-runner"] {
-        assert!(files.iter().any(|f| f.file_stem().unwrap() == name), "examples/{name}.kflow is missing");
+        assert!(
+            files.iter().any(|f| f.file_stem().unwrap() == name),
+            "examples/{name}.kflow is missing"
+        );
     }
     for file in files {
         let (_, a) = analyze_file(&file);
-        assert!(a.diagnostics.is_empty(), "{}:\n{}", file.display(), rendered(&file));
+        assert!(
+            a.diagnostics.is_empty(),
+            "{}:\n{}",
+            file.display(),
+            rendered(&file)
+        );
     }
 }
 
@@ -109,7 +149,8 @@ fn formatter_output() {
 fn meaning(src: &str) -> (Vec<&'static str>, String) {
     let a = analyze(src, &Options::default());
     let codes = a.diagnostics.iter().map(|d| d.code).collect();
-    let mut plans = serde_json::to_value(a.flows.iter().map(|f| &f.plan).collect::<Vec<_>>()).unwrap();
+    let mut plans =
+        serde_json::to_value(a.flows.iter().map(|f| &f.plan).collect::<Vec<_>>()).unwrap();
     for plan in plans.as_array_mut().unwrap() {
         for node in plan["nodes"].as_array_mut().unwrap() {
             node.as_object_mut().unwrap().remove("line");
@@ -124,30 +165,58 @@ fn formatting_is_idempotent_and_keeps_meaning() {
     for dir in ["diagnostics", "ok", "fmt"] {
         files.extend(kflow_files(&fixtures(dir)));
     }
-    files.extend(kflow_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")));
+    files.extend(kflow_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+    ));
     let mut formatted = 0;
     for file in files {
         let src = std::fs::read_to_string(&file).unwrap();
-        let Ok(once) = kflow_compiler::format::format(&src) else { continue };
+        let Ok(once) = kflow_compiler::format::format(&src) else {
+            continue;
+        };
         formatted += 1;
         let twice = kflow_compiler::format::format(&once).unwrap();
-        assert_eq!(once, twice, "formatting {} twice changes it", file.display());
+        assert_eq!(
+            once,
+            twice,
+            "formatting {} twice changes it",
+            file.display()
+        );
         let (mut before, plan_before) = meaning(&src);
         let (mut after, plan_after) = meaning(&once);
         before.sort();
         after.sort();
-        assert_eq!(before, after, "formatting {} changes its diagnostics", file.display());
-        assert_eq!(plan_before, plan_after, "formatting {} changes its plan", file.display());
+        assert_eq!(
+            before,
+            after,
+            "formatting {} changes its diagnostics",
+            file.display()
+        );
+        assert_eq!(
+            plan_before,
+            plan_after,
+            "formatting {} changes its plan",
+            file.display()
+        );
         // Every comment survives.
         let count = |s: &str| kflow_grammar_comments(s);
-        assert_eq!(count(&src), count(&once), "formatting {} loses comments", file.display());
+        assert_eq!(
+            count(&src),
+            count(&once),
+            "formatting {} loses comments",
+            file.display()
+        );
     }
     assert!(formatted > 30);
 }
 
 fn kflow_grammar_comments(src: &str) -> Vec<String> {
     let (file, _) = kflow_compiler::grammar::parse(src);
-    let mut v: Vec<String> = file.comments.iter().map(|c| c.text.trim().to_string()).collect();
+    let mut v: Vec<String> = file
+        .comments
+        .iter()
+        .map(|c| c.text.trim().to_string())
+        .collect();
     v.sort();
     v
 }

@@ -12,7 +12,12 @@ use proptest::prelude::*;
 fn corpus() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = Vec::new();
-    for dir in ["tests/fixtures/ok", "tests/fixtures/fmt", "tests/fixtures/diagnostics", "../examples"] {
+    for dir in [
+        "tests/fixtures/ok",
+        "tests/fixtures/fmt",
+        "tests/fixtures/diagnostics",
+        "../examples",
+    ] {
         for e in std::fs::read_dir(root.join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "kflow") {
@@ -28,13 +33,23 @@ fn corpus() -> Vec<String> {
 }
 
 fn exercise(src: &str) {
+    // NOPANIC_DUMP=FILE keeps the input being tried, to find the one that crashes.
+    if let Ok(p) = std::env::var("NOPANIC_DUMP") {
+        std::fs::write(p, src).unwrap();
+    }
     let a = analyze(src, &Options::default());
     let report = FileReport {
         path: "fuzz.kflow",
         src,
         diagnostics: &a.diagnostics,
     };
-    let _ = render::human(&report, HumanStyle { color: false, width: 80 });
+    let _ = render::human(
+        &report,
+        HumanStyle {
+            color: false,
+            width: 80,
+        },
+    );
     let _ = render::json(std::slice::from_ref(&report));
     let _ = render::sarif(std::slice::from_ref(&report));
     let _ = render::github(&report);
@@ -58,14 +73,59 @@ enum Edit {
 }
 
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", "(", ")", "\"", "\"\"\"", "${", ":", ",", ".", "=", "==", "!", "??", "@", "&&", "||", "//", "/*",
-    "*/", "\n", "task", "flow", "try", "catch", "finally", "for", "in", "input", "let", "secret", "output", "assert",
-    "on", "after", "5m", "-1", "é", "🚀", "\\", "\u{0}", "digest(\"sha256:", "docker.build", "x.y", "?",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    "\"",
+    "\"\"\"",
+    "${",
+    ":",
+    ",",
+    ".",
+    "=",
+    "==",
+    "!",
+    "??",
+    "@",
+    "&&",
+    "||",
+    "//",
+    "/*",
+    "*/",
+    "\n",
+    "task",
+    "flow",
+    "try",
+    "catch",
+    "finally",
+    "for",
+    "in",
+    "input",
+    "let",
+    "secret",
+    "output",
+    "assert",
+    "on",
+    "after",
+    "5m",
+    "-1",
+    "é",
+    "🚀",
+    "\\",
+    "\u{0}",
+    "digest(\"sha256:",
+    "docker.build",
+    "x.y",
+    "?",
 ];
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(i, t)| Edit::Insert(i, t.to_string())),
+        (any::<usize>(), prop::sample::select(TOKENS))
+            .prop_map(|(i, t)| Edit::Insert(i, t.to_string())),
         (any::<usize>(), "\\PC{0,6}").prop_map(|(i, s)| Edit::Insert(i, s)),
         (any::<usize>(), 0usize..40).prop_map(|(i, n)| Edit::Delete(i, n)),
         (any::<usize>(), 0usize..60).prop_map(|(i, n)| Edit::Duplicate(i, n)),

@@ -8,6 +8,12 @@ fn main() {
         println!("{file:#?}");
     }
     for d in diags {
-        println!("{} {:?} {} [{}]", d.code, d.span, d.message, &src[d.span.start..d.span.end.min(src.len())]);
+        println!(
+            "{} {:?} {} [{}]",
+            d.code,
+            d.span,
+            d.message,
+            &src[d.span.start..d.span.end.min(src.len())]
+        );
     }
 }

@@ -305,6 +305,36 @@ impl Expr {
         }
     }
 
+    /// The depth of the expression tree, computed without recursion.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1usize)];
+        while let Some((e, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            match &e.kind {
+                ExprKind::Str(parts) => stack.extend(parts.iter().filter_map(|p| match p {
+                    StrPart::Interp(x) => Some((x, d + 1)),
+                    StrPart::Text(_) => None,
+                })),
+                ExprKind::Field(x, _) | ExprKind::Not(x) | ExprKind::Paren(x) => {
+                    stack.push((x, d + 1))
+                }
+                ExprKind::Call(c, args) => {
+                    stack.push((c, d + 1));
+                    stack.extend(args.iter().map(|a| (a, d + 1)));
+                }
+                ExprKind::List(xs) => stack.extend(xs.iter().map(|x| (x, d + 1))),
+                ExprKind::Map(es) => stack.extend(es.iter().map(|en| (&en.value, d + 1))),
+                ExprKind::Binary(_, l, r) => {
+                    stack.push((l, d + 1));
+                    stack.push((r, d + 1));
+                }
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// Calls `f` on this expression and every sub-expression, iteratively so
     /// long chains cannot exhaust the stack.
     pub fn walk<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {

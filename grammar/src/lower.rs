@@ -12,47 +12,84 @@ use crate::parser::{KflowParser, Rule};
 /// (every stage walks expressions recursively).
 pub const MAX_EXPR_PARTS: usize = 1_000;
 
+/// Deepest expression tree accepted (nesting plus chained operators).
+pub const MAX_TREE_DEPTH: usize = 160;
+
 pub(crate) struct Lower<'s> {
     pub src: &'s str,
+    pub placement: Placement,
     pub comments: &'s [Comment],
     pub masked: &'s [Span],
     pub diags: Vec<Diagnostic>,
 }
 
-/// The span of a pair without the whitespace and comments pest's implicit
-/// skipping leaves at the end of rules that end in a repetition.
-fn trimmed_span(p: &Pair<Rule>, src: &str, comments: &[Comment]) -> Span {
-    let s = p.as_span();
-    let (start, mut end) = (s.start(), s.end());
-    let bytes = src.as_bytes();
-    while end > start {
-        if bytes[end - 1].is_ascii_whitespace() {
-            end -= 1;
-            continue;
-        }
-        match comments.binary_search_by_key(&end, |c| c.span.end) {
-            Ok(i) if comments[i].span.start >= start => end = comments[i].span.start,
-            _ => break,
+/// Where the pest input sits in the source: the input may be a chunk that
+/// starts at `base`, or the source with `[cut, cut + removed)` left out
+/// (the middle of a large flow, parsed by other threads).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Placement {
+    pub base: usize,
+    pub cut: Option<(usize, usize)>,
+}
+
+impl Placement {
+    fn start(&self, p: usize) -> usize {
+        match self.cut {
+            Some((at, removed)) if p >= at => self.base + p + removed,
+            _ => self.base + p,
         }
     }
-    Span::new(start, end)
-}
-
-fn atomic_span(p: &Pair<Rule>) -> Span {
-    let s = p.as_span();
-    Span::new(s.start(), s.end())
-}
-
-fn ident(p: Pair<Rule>) -> Ident {
-    Ident {
-        name: p.as_str().to_string(),
-        span: atomic_span(&p),
+    /// An end exactly at the cut belongs to the text before it.
+    fn end(&self, p: usize) -> usize {
+        match self.cut {
+            Some((at, removed)) if p > at => self.base + p + removed,
+            _ => self.base + p,
+        }
     }
 }
 
 impl<'s> Lower<'s> {
+    /// The source span of a pair, without the whitespace and comments
+    /// pest's implicit skipping leaves at the end of rules that end in a
+    /// repetition.
     fn span_of(&self, p: &Pair<Rule>) -> Span {
-        trimmed_span(p, self.src, self.comments)
+        let s = p.as_span();
+        let (start, mut end) = (self.placement.start(s.start()), self.placement.end(s.end()));
+        let bytes = self.src.as_bytes();
+        while end > start {
+            if bytes[end - 1].is_ascii_whitespace() {
+                end -= 1;
+                continue;
+            }
+            match self.comments.binary_search_by_key(&end, |c| c.span.end) {
+                Ok(i) if self.comments[i].span.start >= start => end = self.comments[i].span.start,
+                _ => break,
+            }
+        }
+        Span::new(start, end)
+    }
+
+    fn atomic_span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.placement.start(s.start()), self.placement.end(s.end()))
+    }
+
+    fn ident(&self, p: Pair<Rule>) -> Ident {
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.atomic_span(&p),
+        }
+    }
+
+    /// The items of a chunk of a flow body.
+    pub fn chunk(&mut self, pair: Pair<Rule>) -> Vec<Item> {
+        let mut items = Vec::new();
+        for p in pair.into_inner() {
+            if p.as_rule() != Rule::EOI {
+                self.item(p, &mut items);
+            }
+        }
+        items
     }
 
     pub fn file(&mut self, pair: Pair<Rule>) -> File {
@@ -81,7 +118,7 @@ impl<'s> Lower<'s> {
         let span = self.span_of(&pair);
         let mut inner = pair.into_inner();
         let _kw = inner.next();
-        let name = ident(inner.next().expect("grammar: flow name"));
+        let name = self.ident(inner.next().expect("grammar: flow name"));
         let mut items = Vec::new();
         for p in inner {
             match p.as_rule() {
@@ -133,14 +170,14 @@ impl<'s> Lower<'s> {
         let kw = inner.next().expect("grammar: item keyword");
         let item = match rule {
             Rule::on_item => {
-                let trigger = ident(inner.next().expect("grammar: trigger"));
-                let arg = self.expr(inner.next().expect("grammar: trigger argument"));
+                let trigger = self.ident(inner.next().expect("grammar: trigger"));
+                let arg = self.value(inner.next().expect("grammar: trigger argument"));
                 Item::On(On { trigger, arg, span })
             }
             Rule::input_item => {
-                let name = ident(inner.next().expect("grammar: input name"));
+                let name = self.ident(inner.next().expect("grammar: input name"));
                 let ty = self.type_expr(inner.next().expect("grammar: input type"));
-                let default = inner.next().map(|e| self.expr(e));
+                let default = inner.next().map(|e| self.value(e));
                 Item::Input(Input {
                     doc,
                     name,
@@ -150,8 +187,8 @@ impl<'s> Lower<'s> {
                 })
             }
             Rule::secret_item => {
-                let name = ident(inner.next().expect("grammar: secret name"));
-                let value = self.expr(inner.next().expect("grammar: secret value"));
+                let name = self.ident(inner.next().expect("grammar: secret name"));
+                let value = self.value(inner.next().expect("grammar: secret value"));
                 Item::Secret(Secret {
                     doc,
                     name,
@@ -160,7 +197,7 @@ impl<'s> Lower<'s> {
                 })
             }
             Rule::let_item => {
-                let name = ident(inner.next().expect("grammar: let name"));
+                let name = self.ident(inner.next().expect("grammar: let name"));
                 let mut next = inner.next().expect("grammar: let value");
                 let ty = if next.as_rule() == Rule::type_expr {
                     let t = self.type_expr(next);
@@ -169,7 +206,7 @@ impl<'s> Lower<'s> {
                 } else {
                     None
                 };
-                let value = self.expr(next);
+                let value = self.value(next);
                 Item::Let(Let {
                     doc,
                     name,
@@ -179,8 +216,8 @@ impl<'s> Lower<'s> {
                 })
             }
             Rule::output_item => {
-                let name = ident(inner.next().expect("grammar: output name"));
-                let value = self.expr(inner.next().expect("grammar: output value"));
+                let name = self.ident(inner.next().expect("grammar: output name"));
+                let value = self.value(inner.next().expect("grammar: output value"));
                 Item::Output(Output {
                     doc,
                     name,
@@ -189,8 +226,8 @@ impl<'s> Lower<'s> {
                 })
             }
             Rule::assert_item => {
-                let cond = self.expr(inner.next().expect("grammar: assert condition"));
-                let message = inner.next().map(|e| self.expr(e));
+                let cond = self.value(inner.next().expect("grammar: assert condition"));
+                let message = inner.next().map(|e| self.value(e));
                 Item::Assert(Assert {
                     cond,
                     message,
@@ -200,7 +237,11 @@ impl<'s> Lower<'s> {
             Rule::task_item => Item::Task(self.task(inner, doc, span)),
             Rule::try_item => {
                 let keyword = self.span_of(&kw);
-                let body = self.block(inner.next().expect("grammar: try block"), "try block", keyword);
+                let body = self.block(
+                    inner.next().expect("grammar: try block"),
+                    "try block",
+                    keyword,
+                );
                 let (mut catch, mut finally) = (None, None);
                 for clause in inner {
                     let rule = clause.as_rule();
@@ -222,10 +263,14 @@ impl<'s> Lower<'s> {
                 })
             }
             Rule::for_item => {
-                let var = ident(inner.next().expect("grammar: loop variable"));
+                let var = self.ident(inner.next().expect("grammar: loop variable"));
                 let _in = inner.next();
-                let iter = self.expr(inner.next().expect("grammar: loop list"));
-                let body = self.block(inner.next().expect("grammar: loop body"), "for block", self.span_of(&kw));
+                let iter = self.value(inner.next().expect("grammar: loop list"));
+                let body = self.block(
+                    inner.next().expect("grammar: loop body"),
+                    "for block",
+                    self.span_of(&kw),
+                );
                 Item::For(For {
                     var,
                     iter,
@@ -239,8 +284,8 @@ impl<'s> Lower<'s> {
     }
 
     fn task(&mut self, mut inner: Pairs<Rule>, doc: Option<String>, span: Span) -> Task {
-        let name = ident(inner.next().expect("grammar: task name"));
-        let kind = ident(inner.next().expect("grammar: task kind"));
+        let name = self.ident(inner.next().expect("grammar: task name"));
+        let kind = self.ident(inner.next().expect("grammar: task kind"));
         let mut props: Vec<Property> = Vec::new();
         let mut closed = true;
         let mut body_end = span.end;
@@ -252,8 +297,8 @@ impl<'s> Lower<'s> {
                         self.check_separator(prev.span, pspan);
                     }
                     let mut pi = p.into_inner();
-                    let pname = ident(pi.next().expect("grammar: property name"));
-                    let value = Some(self.expr(pi.next().expect("grammar: property value")));
+                    let pname = self.ident(pi.next().expect("grammar: property name"));
+                    let value = Some(self.value(pi.next().expect("grammar: property value")));
                     props.push(Property {
                         name: pname,
                         value,
@@ -263,7 +308,9 @@ impl<'s> Lower<'s> {
                 Rule::prop_hole => {
                     let pspan = self.span_of(&p);
                     match props.last() {
-                        Some(prev) if !self.src[prev.span.end..pspan.start].contains(['\n', ',']) => {
+                        Some(prev)
+                            if !self.src[prev.span.end..pspan.start].contains(['\n', ',']) =>
+                        {
                             let len = first_token_len(p.as_str());
                             self.diags.push(
                                 Diagnostic::error(
@@ -297,8 +344,14 @@ impl<'s> Lower<'s> {
                 _ => {}
             }
         }
-        let open = self.src[kind.span.end..].find('{').map_or(kind.span.end, |o| kind.span.end + o);
-        let span = if closed { span } else { Span::new(span.start, body_end) };
+        let open = self.src[kind.span.end..]
+            .find('{')
+            .map_or(kind.span.end, |o| kind.span.end + o);
+        let span = if closed {
+            span
+        } else {
+            Span::new(span.start, body_end)
+        };
         Task {
             doc,
             name,
@@ -331,7 +384,7 @@ impl<'s> Lower<'s> {
         let mut inner = pair.into_inner();
         let atom = inner.next().expect("grammar: type");
         let base = match atom.as_rule() {
-            Rule::named_type => TypeExpr::Named(ident(atom)),
+            Rule::named_type => TypeExpr::Named(self.ident(atom)),
             Rule::list_type | Rule::map_type => {
                 let aspan = self.span_of(&atom);
                 let is_list = atom.as_rule() == Rule::list_type;
@@ -358,14 +411,19 @@ impl<'s> Lower<'s> {
         let span = self.span_of(&pair);
         // A region blanked for nesting too deep: already reported, and its
         // emptied brackets mean nothing.
-        if self.masked.iter().any(|m| span.start <= m.start && m.start < span.end) {
+        if self
+            .masked
+            .iter()
+            .any(|m| span.start <= m.start && m.start < span.end)
+        {
             return Expr {
                 kind: ExprKind::Error,
                 span,
             };
         }
-        let parts = pair.clone().into_inner().count();
-        if parts > MAX_EXPR_PARTS {
+        // Children come flat: `op_not* primary postfix*` runs between infix
+        // operators (the grammar keeps `unary`/`operand` silent).
+        if pair.clone().into_inner().len() > MAX_EXPR_PARTS {
             return self.too_complex(span);
         }
         let mut operands: Vec<Expr> = Vec::new();
@@ -388,22 +446,45 @@ impl<'s> Lower<'s> {
                 span,
             });
         }
+        fn negate(mut e: Expr, nots: &mut Vec<Span>) -> Expr {
+            while let Some(s) = nots.pop() {
+                let span = s.to(e.span);
+                e = Expr {
+                    kind: ExprKind::Not(Box::new(e)),
+                    span,
+                };
+            }
+            e
+        }
+        let mut nots: Vec<Span> = Vec::new();
+        let mut cur: Option<Expr> = None;
         // Shunting-yard, iterative: long operator chains cannot overflow here.
         for p in pair.into_inner() {
             let op = match p.as_rule() {
-                Rule::unary => {
-                    let e = self.unary(p);
-                    operands.push(e);
+                Rule::op_not => {
+                    nots.push(self.atomic_span(&p));
                     continue;
                 }
-                Rule::op_or => BinOp::Or,
-                Rule::op_and => BinOp::And,
-                Rule::op_eq => BinOp::Eq,
-                Rule::op_ne => BinOp::Ne,
-                Rule::op_coalesce => BinOp::Coalesce,
-                Rule::op_at => BinOp::At,
-                r => unreachable!("grammar: unexpected operator {r:?}"),
+                Rule::field | Rule::call_args => {
+                    let base = cur.take().expect("grammar: a postfix follows a primary");
+                    cur = Some(self.postfix(base, p));
+                    continue;
+                }
+                Rule::infix => match p.as_str() {
+                    "||" => BinOp::Or,
+                    "&&" => BinOp::And,
+                    "==" => BinOp::Eq,
+                    "!=" => BinOp::Ne,
+                    "??" => BinOp::Coalesce,
+                    _ => BinOp::At,
+                },
+                _ => {
+                    cur = Some(self.expr_primary(p));
+                    continue;
+                }
             };
+            let operand = cur.take().expect("grammar: an operator follows an operand");
+            operands.push(negate(operand, &mut nots));
             while let Some(&top) = ops.last() {
                 if prec(top) >= prec(op) {
                     ops.pop();
@@ -414,10 +495,25 @@ impl<'s> Lower<'s> {
             }
             ops.push(op);
         }
+        let last = cur
+            .take()
+            .expect("grammar: an expression ends with an operand");
+        operands.push(negate(last, &mut nots));
         while let Some(op) = ops.pop() {
             reduce(&mut operands, op);
         }
         operands.pop().expect("an expression has an operand")
+    }
+
+    /// A whole value (of a property or an item): an expression whose tree is
+    /// not deeper than [`MAX_TREE_DEPTH`], since every later stage walks it
+    /// recursively.
+    fn value(&mut self, pair: Pair<Rule>) -> Expr {
+        let e = self.expr(pair);
+        if e.depth() > MAX_TREE_DEPTH {
+            return self.too_complex(e.span);
+        }
+        e
     }
 
     fn too_complex(&mut self, span: Span) -> Expr {
@@ -425,7 +521,7 @@ impl<'s> Lower<'s> {
             Diagnostic::error(
                 codes::TOO_COMPLEX,
                 Span::new(span.start, span.start + 1),
-                format!("expression has more than {MAX_EXPR_PARTS} operators"),
+                "expression too complex: too many operators or nested brackets",
             )
             .with_label("this expression is too long to compile")
             .with_help("split it into `let` items"),
@@ -436,56 +532,24 @@ impl<'s> Lower<'s> {
         }
     }
 
-    fn unary(&mut self, pair: Pair<Rule>) -> Expr {
-        let mut nots = Vec::new();
-        let mut operand = None;
-        for p in pair.into_inner() {
-            match p.as_rule() {
-                Rule::op_not => nots.push(self.span_of(&p)),
-                _ => operand = Some(p),
+    fn postfix(&mut self, base: Expr, post: Pair<Rule>) -> Expr {
+        let span = base.span.to(self.span_of(&post));
+        match post.as_rule() {
+            Rule::field => {
+                let name = self.ident(post.into_inner().next().expect("grammar: field name"));
+                Expr {
+                    kind: ExprKind::Field(Box::new(base), name),
+                    span,
+                }
+            }
+            _ => {
+                let args = post.into_inner().map(|a| self.expr(a)).collect();
+                Expr {
+                    kind: ExprKind::Call(Box::new(base), args),
+                    span,
+                }
             }
         }
-        let operand = operand.expect("grammar: operand");
-        let parts = operand.clone().into_inner().count();
-        if parts + nots.len() > MAX_EXPR_PARTS {
-            return self.too_complex(self.span_of(&operand));
-        }
-        let mut e = self.operand(operand);
-        for s in nots.into_iter().rev() {
-            let span = s.to(e.span);
-            e = Expr {
-                kind: ExprKind::Not(Box::new(e)),
-                span,
-            };
-        }
-        e
-    }
-
-    fn operand(&mut self, pair: Pair<Rule>) -> Expr {
-        let mut inner = pair.into_inner();
-        let mut e = self.expr_primary(inner.next().expect("grammar: primary"));
-        for post in inner {
-            let pspan = self.span_of(&post);
-            let span = e.span.to(pspan);
-            e = match post.as_rule() {
-                Rule::field => {
-                    let name = ident(post.into_inner().next().expect("grammar: field name"));
-                    Expr {
-                        kind: ExprKind::Field(Box::new(e), name),
-                        span,
-                    }
-                }
-                Rule::call_args => {
-                    let args = post.into_inner().map(|a| self.expr(a)).collect();
-                    Expr {
-                        kind: ExprKind::Call(Box::new(e), args),
-                        span,
-                    }
-                }
-                r => unreachable!("grammar: unexpected postfix {r:?}"),
-            };
-        }
-        e
     }
 
     fn expr_primary(&mut self, p: Pair<Rule>) -> Expr {
@@ -515,7 +579,9 @@ impl<'s> Lower<'s> {
             },
             Rule::string => ExprKind::Str(self.string_parts(p, false)),
             Rule::triple_string => ExprKind::Str(self.string_parts(p, true)),
-            Rule::paren => ExprKind::Paren(Box::new(self.expr(p.into_inner().next().expect("grammar: paren")))),
+            Rule::paren => ExprKind::Paren(Box::new(
+                self.expr(p.into_inner().next().expect("grammar: paren")),
+            )),
             Rule::list => ExprKind::List(p.into_inner().map(|e| self.expr(e)).collect()),
             Rule::map => {
                 let mut entries: Vec<MapEntry> = Vec::new();
@@ -617,7 +683,11 @@ impl<'s> Lower<'s> {
 
     fn hole(&mut self, p: &Pair<Rule>, at: HoleAt) {
         let span = self.span_of(p);
-        if self.masked.iter().any(|m| m.start <= span.end && span.start <= m.end) {
+        if self
+            .masked
+            .iter()
+            .any(|m| m.start <= span.end && span.start <= m.end)
+        {
             return; // already reported as too deep
         }
         self.diags.push(hole_diagnostic(p.as_str(), span.start, at));
@@ -634,7 +704,10 @@ enum HoleAt {
 /// Explains a hole by parsing its text again with the rule it was meant to
 /// match, which yields the furthest position and what was expected there.
 fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
-    let word: String = text.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let word: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     let (rule, what) = match (at, word.as_str()) {
         (HoleAt::Top, "flow") => (Some(Rule::flow_decl), "flow"),
         (HoleAt::Top, "import") => (Some(Rule::import_item), "import"),
@@ -648,16 +721,25 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
         (HoleAt::Item, "on") => (Some(Rule::on_item), "trigger"),
         (HoleAt::Item, "try") => (Some(Rule::try_item), "try block"),
         (HoleAt::Item, "for") => (Some(Rule::for_item), "for loop"),
-        (HoleAt::Item, _) => (None, "an item (`task`, `input`, `secret`, `let`, `output`, `try`, `for`, `assert`, `on`)"),
+        (HoleAt::Item, _) => (
+            None,
+            "an item (`task`, `input`, `secret`, `let`, `output`, `try`, `for`, `assert`, `on`)",
+        ),
         (HoleAt::Property, _) => (Some(Rule::property), "property"),
     };
     let Some(rule) = rule else {
         let end = base + first_token_len(text);
-        let mut d = Diagnostic::error(codes::SYNTAX, Span::new(base, end), format!("expected {what}"))
-            .with_label(format!("unexpected `{}`", &text[..end - base]));
+        let mut d = Diagnostic::error(
+            codes::SYNTAX,
+            Span::new(base, end),
+            format!("expected {what}"),
+        )
+        .with_label(format!("unexpected `{}`", &text[..end - base]));
         let keywords: &[&str] = match at {
             HoleAt::Top => &["flow", "import"],
-            _ => &["task", "input", "secret", "let", "output", "try", "for", "assert", "on"],
+            _ => &[
+                "task", "input", "secret", "let", "output", "try", "for", "assert", "on",
+            ],
         };
         let near = keywords
             .iter()
@@ -732,7 +814,8 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
     } else {
         format!("expected {} in {what}, found {found}", join_or(&expected))
     };
-    let mut d = Diagnostic::error(codes::SYNTAX, span, message).with_label(format!("unexpected {found}"));
+    let mut d =
+        Diagnostic::error(codes::SYNTAX, span, message).with_label(format!("unexpected {found}"));
     if let Some(h) = hole_help(text, at) {
         d = d.with_help(h);
     }
@@ -794,7 +877,7 @@ fn strsim_distance(a: &str, b: &str) -> usize {
 
 fn rule_name(r: Rule) -> Option<&'static str> {
     Some(match r {
-        Rule::expr | Rule::unary | Rule::operand => "an expression",
+        Rule::expr => "an expression",
         Rule::ident => "a name",
         Rule::kind => "a task kind such as `docker.build`",
         Rule::type_expr | Rule::named_type => "a type",
@@ -804,7 +887,7 @@ fn rule_name(r: Rule) -> Option<&'static str> {
         Rule::kw_in => "`in`",
         Rule::rbrace | Rule::unclosed_task => "`}`",
         Rule::map_entry => "a map entry",
-        Rule::op_or | Rule::op_and | Rule::op_eq | Rule::op_ne | Rule::op_coalesce | Rule::op_at => "an operator",
+        Rule::infix => "an operator",
         Rule::field => "`.`",
         Rule::call_args => "`(`",
         _ => return None,
@@ -891,7 +974,9 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
         let (mult, len) = if rest.starts_with("ms") {
@@ -942,7 +1027,13 @@ fn dedent(parts: Vec<StrPart>) -> Vec<StrPart> {
         .unwrap_or(0);
     let body: Vec<&str> = lines
         .iter()
-        .map(|l| if l.len() >= indent { &l[indent..] } else { l.trim_start() })
+        .map(|l| {
+            if l.len() >= indent {
+                &l[indent..]
+            } else {
+                l.trim_start()
+            }
+        })
         .collect();
     let joined = body.join("\n");
     let mut out = Vec::new();

@@ -23,12 +23,58 @@ pub struct Scan<'a> {
     pub diagnostics: Vec<Diagnostic>,
     /// Blanked regions; parse errors inside them are not reported again.
     pub masked: Vec<Span>,
+    /// Starts of lines inside a flow body (bracket depth 1) that begin an
+    /// item: places where a large flow can be cut into chunks.
+    pub item_starts: Vec<usize>,
+    /// `}` that bring the depth back to 0 (the ends of flows).
+    pub top_closes: Vec<usize>,
+    /// Lines at depth 0 that start with `flow`.
+    pub top_flows: usize,
+}
+
+/// Bytes the scanner acts on in code: comments, strings, brackets, line ends
+/// and the operators counted by the long-line guard.
+const CODE_SPECIAL: [bool; 256] = byte_set(b"/\"{[(<}])>\n.,|&=!?@");
+/// Bytes the scanner acts on inside strings.
+const STRING_SPECIAL: [bool; 256] = byte_set(b"\\$\"\n");
+
+const fn byte_set(bytes: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        set[bytes[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
+const ITEM_KEYWORDS: &[&[u8]] = &[
+    b"task", b"let", b"input", b"secret", b"output", b"assert", b"try", b"for", b"on",
+];
+
+/// The keyword starting at `j` (after indentation), if it is one of `words`.
+fn keyword_at(b: &[u8], mut j: usize, words: &[&[u8]]) -> Option<usize> {
+    while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+        j += 1;
+    }
+    let rest = &b[j..];
+    words
+        .iter()
+        .find(|w| {
+            rest.starts_with(w)
+                && rest
+                    .get(w.len())
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        })
+        .map(|_| j)
 }
 
 #[derive(Clone, Copy)]
 enum Ctx {
     /// Code; `braces` counts `{` opened inside an interpolation.
-    Code { braces: usize },
+    Code {
+        braces: usize,
+    },
     Str,
     Triple,
 }
@@ -42,11 +88,25 @@ pub fn scan(src: &str) -> Scan<'_> {
     let mut depth = 0usize;
     // While masking: (start offset, depth to return to).
     let mut mask: Option<(usize, usize)> = None;
+    let mut item_starts = Vec::new();
+    let mut top_closes = Vec::new();
+    let mut top_flows = usize::from(keyword_at(b, 0, &[b"flow"]).is_some());
     let mut line_start = 0;
     let mut line_parts = 0usize;
     let mut long_lines: Vec<Span> = Vec::new();
     let mut i = 0;
     while i < b.len() {
+        // Fast path: skip the bytes no context cares about.
+        let table = match stack.last() {
+            Some(Ctx::Code { .. }) => &CODE_SPECIAL,
+            _ => &STRING_SPECIAL,
+        };
+        while i < b.len() && !table[b[i] as usize] {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
         let c = b[i];
         if c == b'\n' {
             if line_parts > MAX_LINE_PARTS {
@@ -56,7 +116,19 @@ pub fn scan(src: &str) -> Scan<'_> {
             line_parts = 0;
         }
         let top = *stack.last().expect("the code context is never popped");
-        if matches!(top, Ctx::Code { .. }) && matches!(c, b'.' | b',' | b'|' | b'&' | b'=' | b'!' | b'?' | b'@' | b'(' | b'[' | b'{') {
+        if c == b'\n' && stack.len() == 1 {
+            match depth {
+                0 => top_flows += usize::from(keyword_at(b, i + 1, &[b"flow"]).is_some()),
+                1 => item_starts.extend(keyword_at(b, i + 1, ITEM_KEYWORDS)),
+                _ => {}
+            }
+        }
+        if matches!(top, Ctx::Code { .. })
+            && matches!(
+                c,
+                b'.' | b',' | b'|' | b'&' | b'=' | b'!' | b'?' | b'@' | b'(' | b'[' | b'{'
+            )
+        {
             line_parts += 1;
         }
         match top {
@@ -135,6 +207,9 @@ pub fn scan(src: &str) -> Scan<'_> {
                         }
                     }
                     close(&mut depth, &mut mask, &mut masked, &mut diagnostics, i);
+                    if c == b'}' && depth == 0 && stack.len() == 1 {
+                        top_closes.push(i);
+                    }
                 }
                 _ => {}
             },
@@ -174,15 +249,23 @@ pub fn scan(src: &str) -> Scan<'_> {
         push_mask(&mut masked, &mut diagnostics, Span::new(start, b.len()));
     }
     if line_parts > MAX_LINE_PARTS {
-        push_long_line(&mut long_lines, &mut diagnostics, Span::new(line_start, b.len()));
+        push_long_line(
+            &mut long_lines,
+            &mut diagnostics,
+            Span::new(line_start, b.len()),
+        );
     }
     masked.extend(long_lines.iter().copied());
     masked.sort();
 
-    let text = if masked.is_empty() {
+    let bom = src.starts_with('\u{FEFF}');
+    let text = if masked.is_empty() && !bom {
         Cow::Borrowed(src)
     } else {
         let mut bytes = b.to_vec();
+        if bom {
+            bytes[..3].copy_from_slice(b"   ");
+        }
         for m in &masked {
             // A deep region becomes spaces (its brackets outside the region
             // still balance); a whole long line becomes one run of `#`, which
@@ -194,13 +277,18 @@ pub fn scan(src: &str) -> Scan<'_> {
                 }
             }
         }
-        Cow::Owned(String::from_utf8(bytes).expect("only ASCII bytes were written over whole characters"))
+        Cow::Owned(
+            String::from_utf8(bytes).expect("only ASCII bytes were written over whole characters"),
+        )
     };
     Scan {
         text,
         comments,
         diagnostics,
         masked,
+        item_starts,
+        top_closes,
+        top_flows,
     }
 }
 

@@ -33,7 +33,10 @@ flow release {
     let (file, diags) = parse(src);
     assert_eq!(diags.len(), 3, "{diags:#?}");
     assert!(diags.iter().all(|d| d.code.starts_with("kflow::parse::")));
-    let lines: Vec<usize> = diags.iter().map(|d| src[..d.span.start].lines().count()).collect();
+    let lines: Vec<usize> = diags
+        .iter()
+        .map(|d| src[..d.span.start].lines().count())
+        .collect();
     assert_eq!(lines, vec![4, 5, 7]);
     assert_eq!(tasks(src), vec!["one", "two", "good", "three", "also_good"]);
     assert_eq!(file.flows[0].items.len(), 7);
@@ -58,7 +61,9 @@ fn keywords_are_property_and_key_names() {
 }"#;
     let (file, diags) = parse(src);
     assert!(diags.is_empty(), "{diags:#?}");
-    let Item::Task(t) = &file.flows[0].items[0] else { panic!() };
+    let Item::Task(t) = &file.flows[0].items[0] else {
+        panic!()
+    };
     let names: Vec<&str> = t.props.iter().map(|p| p.name.name.as_str()).collect();
     assert_eq!(names, ["message", "task", "for", "output"]);
 }
@@ -93,20 +98,30 @@ fn literals() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(values[3], ExprKind::Str(p) if matches!(&p[0], StrPart::Text(t) if t == "tab\t🚀$")));
+    assert!(
+        matches!(values[3], ExprKind::Str(p) if matches!(&p[0], StrPart::Text(t) if t == "tab\t🚀$"))
+    );
 }
 
 #[test]
 fn operator_precedence() {
     let (file, _) = parse("flow f { let x = !a || b && c == d ?? e }");
-    let Item::Let(l) = &file.flows[0].items[0] else { panic!() };
+    let Item::Let(l) = &file.flows[0].items[0] else {
+        panic!()
+    };
     // `||` is loosest: (!a) || (b && (c == (d ?? e)))
-    let ExprKind::Binary(op, left, right) = &l.value.kind else { panic!() };
+    let ExprKind::Binary(op, left, right) = &l.value.kind else {
+        panic!()
+    };
     assert_eq!(*op, BinOp::Or);
     assert!(matches!(left.kind, ExprKind::Not(_)));
-    let ExprKind::Binary(op2, _, eq) = &right.kind else { panic!() };
+    let ExprKind::Binary(op2, _, eq) = &right.kind else {
+        panic!()
+    };
     assert_eq!(*op2, BinOp::And);
-    let ExprKind::Binary(op3, _, co) = &eq.kind else { panic!() };
+    let ExprKind::Binary(op3, _, co) = &eq.kind else {
+        panic!()
+    };
     assert_eq!(*op3, BinOp::Eq);
     assert!(matches!(co.kind, ExprKind::Binary(BinOp::Coalesce, _, _)));
 }
@@ -135,13 +150,24 @@ fn hundred_thousand_nested_brackets() {
         );
         let codes = only_codes(&src);
         assert!(codes.contains(&codes::TOO_DEEP), "{open}: {codes:?}");
-        assert!(tasks(&src).contains(&"t".to_string()), "the rest of the file still parses");
+        assert!(
+            tasks(&src).contains(&"t".to_string()),
+            "the rest of the file still parses"
+        );
     }
     let unbalanced = format!("flow f {{ let x = {} }}", "[".repeat(100_000));
     assert!(only_codes(&unbalanced).contains(&codes::TOO_DEEP));
-    let interp = format!("flow f {{ let x = {}{} }}", "\"${".repeat(50_000), "}\"".repeat(50_000));
+    let interp = format!(
+        "flow f {{ let x = {}{} }}",
+        "\"${".repeat(50_000),
+        "}\"".repeat(50_000)
+    );
     assert!(only_codes(&interp).contains(&codes::TOO_DEEP));
-    let types = format!("flow f {{ input x: {}string{} }}", "list<".repeat(100_000), ">".repeat(100_000));
+    let types = format!(
+        "flow f {{ input x: {}string{} }}",
+        "list<".repeat(100_000),
+        ">".repeat(100_000)
+    );
     assert!(only_codes(&types).contains(&codes::TOO_DEEP));
     let nots = format!("flow f {{ let x = {}true }}", "!".repeat(100_000));
     assert!(only_codes(&nots).contains(&codes::TOO_COMPLEX));
@@ -154,11 +180,48 @@ fn fifty_megabyte_lines() {
     let s = format!("flow f {{ let x = \"{}\" }}", "a".repeat(MB50));
     assert!(only_codes(&s).is_empty());
     // A huge run of garbage: one syntax error.
-    let g = format!("flow f {{\n  {}\n  task t = log {{ message: \"ok\" }}\n}}", "#".repeat(MB50));
+    let g = format!(
+        "flow f {{\n  {}\n  task t = log {{ message: \"ok\" }}\n}}",
+        "#".repeat(MB50)
+    );
     assert_eq!(only_codes(&g), vec![codes::SYNTAX]);
     assert_eq!(tasks(&g), vec!["t"]);
     // A huge operator chain: refused before pest builds millions of nodes.
-    let chain = format!("flow f {{\n  let x = a{}\n  task t = log {{ message: \"ok\" }}\n}}", ".a".repeat(MB50 / 2));
+    let chain = format!(
+        "flow f {{\n  let x = a{}\n  task t = log {{ message: \"ok\" }}\n}}",
+        ".a".repeat(MB50 / 2)
+    );
     assert!(only_codes(&chain).contains(&codes::TOO_COMPLEX));
     assert_eq!(tasks(&chain), vec!["t"]);
+}
+
+#[test]
+fn large_flows_parse_the_same_on_several_threads() {
+    // Large enough to be cut into chunks, with broken items, comments, doc
+    // comments and nested blocks spread over the whole body.
+    let mut src = String::from("// head\n/// The flow.\nflow big {\n  input v: string = \"1\"\n");
+    for i in 0..7000 {
+        match i % 7 {
+            0 => src.push_str(&format!("  /// Task {i}.\n  task t{i} = docker.build {{ context: \".\" }} // trailing\n")),
+            1 => src.push_str(&format!("  task t{i} = log {{ message: \"${{t{}.image}} \\n\" }}\n", i - 1)),
+            2 => src.push_str(&format!("  try {{\n    task t{i} = sleep {{ duration: 1s }}\n  }} finally {{\n    task f{i} = log {{ message: \"x\" }}\n  }}\n")),
+            3 => src.push_str(&format!("  task t{i} = log {{ message: ./broken }}\n")),
+            4 => src.push_str(&format!("  let l{i} = [1, 2, {{ a: !true || false }}]\n")),
+            5 => src.push_str(&format!("  /* block {i} */ for x{i} in [\"a\"] {{ task t{i} = log {{ message: x{i} }} }}\n")),
+            _ => src.push_str(&format!("  tsk t{i} = log {{}}\n")),
+        }
+    }
+    src.push_str("  output o = t1.image\n}\n// tail\n");
+    assert!(src.len() > 256 * 1024);
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        assert!(
+            kflow_grammar::parse_pieces(&src) > 1,
+            "the input is parsed in pieces"
+        );
+    }
+    let (par_file, par_diags) = kflow_grammar::parse(&src);
+    let (seq_file, seq_diags) = kflow_grammar::parse_sequential(&src);
+    assert_eq!(format!("{par_file:?}"), format!("{seq_file:?}"));
+    assert_eq!(par_diags, seq_diags);
+    assert_eq!(par_diags.len(), 7000 / 7 * 2);
 }

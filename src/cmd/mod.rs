@@ -34,7 +34,13 @@ impl Source {
             .path
             .as_ref()
             .map(|p| p.parent().map(Path::to_path_buf).unwrap_or_default())
-            .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p });
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p
+                }
+            });
         Options {
             base_dir: base,
             allow: Vec::new(),
@@ -59,9 +65,13 @@ pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>> {
             });
         } else if arg.is_dir() {
             let mut files = Vec::new();
-            walk(arg, &mut files).map_err(|e| UsageError(format!("cannot read {}: {e}", arg.display())))?;
+            walk(arg, &mut files)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", arg.display())))?;
             if files.is_empty() {
-                return Err(UsageError(format!("{} holds no .kflow files", arg.display())));
+                return Err(UsageError(format!(
+                    "{} holds no .kflow files",
+                    arg.display()
+                )));
             }
             files.sort();
             for f in files {
@@ -75,7 +85,8 @@ pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>> {
 }
 
 fn read_file(path: &Path) -> Result<Source> {
-    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         UsageError(format!(
             "{} is not UTF-8 text (invalid byte at offset {})",
@@ -93,7 +104,10 @@ fn read_file(path: &Path) -> Result<Source> {
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden || path.file_name().is_some_and(|n| n == "target") {
             continue;
         }
@@ -122,5 +136,9 @@ pub fn use_color(stream_is_tty: bool) -> bool {
 
 /// Terminal width for human output (80 when unknown).
 pub fn term_width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&w| w >= 40).unwrap_or(100)
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&w| w >= 40)
+        .unwrap_or(100)
 }

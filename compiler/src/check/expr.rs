@@ -14,7 +14,15 @@ use crate::literals;
 use crate::suggest::{did_you_mean, list_and, list_or};
 use crate::types::{self, fit, Fit, Ty};
 
-const BUILTINS: &[&str] = &["env", "file", "digest", "pinned", "ref", "docker_config", "helper"];
+const BUILTINS: &[&str] = &[
+    "env",
+    "file",
+    "digest",
+    "pinned",
+    "ref",
+    "docker_config",
+    "helper",
+];
 
 impl<'a> Checker<'a> {
     /// Checks `e` against `want`, reporting a mismatch once.
@@ -75,13 +83,18 @@ impl<'a> Checker<'a> {
         };
         // A string takes the type expected of it when that is a path or a tag
         // reference; literal references are validated now.
-        let Some(hint) = hint else { return (Ty::String, ir) };
+        let Some(hint) = hint else {
+            return (Ty::String, ir);
+        };
         let ty = if hint.accepts(&Ty::String) {
             Ty::String
         } else if hint.accepts(&Ty::Ref) {
             if let Some(s) = &plain {
                 if let Err(msg) = literals::tag_ref(s) {
-                    self.push(Diagnostic::error(codes::BAD_LITERAL, e.span, msg).with_label("invalid image reference"));
+                    self.push(
+                        Diagnostic::error(codes::BAD_LITERAL, e.span, msg)
+                            .with_label("invalid image reference"),
+                    );
                     return (Ty::Error, ir);
                 }
             }
@@ -106,7 +119,12 @@ impl<'a> Checker<'a> {
                 let d = self.optional_diag(x, inner);
                 self.push(d);
             }
-            Ty::List(_) | Ty::Map(_) | Ty::Record(_) | Ty::Outputs(_) | Ty::Task | Ty::Credentials => {
+            Ty::List(_)
+            | Ty::Map(_)
+            | Ty::Record(_)
+            | Ty::Outputs(_)
+            | Ty::Task
+            | Ty::Credentials => {
                 self.push(
                     Diagnostic::error(codes::MISMATCH, x.span, format!("a `{ty}` cannot be interpolated into a string"))
                         .with_label(format!("this is a `{ty}`"))
@@ -115,8 +133,12 @@ impl<'a> Checker<'a> {
             }
             _ if ty.holds_secret() => {
                 self.push(
-                    Diagnostic::error(codes::SECRET_LEAK, x.span, "a secret cannot be interpolated into a string")
-                        .with_label("this may be a secret"),
+                    Diagnostic::error(
+                        codes::SECRET_LEAK,
+                        x.span,
+                        "a secret cannot be interpolated into a string",
+                    )
+                    .with_label("this may be a secret"),
                 );
             }
             _ => {}
@@ -126,20 +148,39 @@ impl<'a> Checker<'a> {
     /// Records a use of a symbol (for the language server and unused lints).
     pub(super) fn use_symbol(&mut self, id: usize, span: Span, ty: Ty) {
         self.symbols[id].used = true;
-        self.refs.push(Reference { span, symbol: id, ty });
+        self.refs.push(Reference {
+            span,
+            symbol: id,
+            ty,
+        });
     }
 
     fn name(&mut self, span: Span, n: &str, hint: Option<&Ty>) -> (Ty, ir::Expr) {
         // Where an enum is expected, its members win over names.
         if let Some(members) = hint.and_then(Ty::enum_members) {
             if members.contains(&n) {
-                return (Ty::Enum(vec![n.to_string()]), ir::Expr::Enum { value: n.to_string() });
+                return (
+                    Ty::Enum(vec![n.to_string()]),
+                    ir::Expr::Enum {
+                        value: n.to_string(),
+                    },
+                );
             }
         }
-        if let Some(&(_, sym)) = self.loop_vars.iter().rev().find(|(_, s)| self.symbols[*s].name == n) {
+        if let Some(&(_, sym)) = self
+            .loop_vars
+            .iter()
+            .rev()
+            .find(|(_, s)| self.symbols[*s].name == n)
+        {
             let ty = self.symbols[sym].ty.clone();
             self.use_symbol(sym, span, ty.clone());
-            return (ty, ir::Expr::LoopVar { name: n.to_string() });
+            return (
+                ty,
+                ir::Expr::LoopVar {
+                    name: n.to_string(),
+                },
+            );
         }
         let Some(&id) = self.names.get(n) else {
             return self.unknown_name(span, n, hint);
@@ -148,23 +189,44 @@ impl<'a> Checker<'a> {
             SymKind::Input => {
                 let ty = self.symbols[id].ty.clone();
                 self.use_symbol(id, span, ty.clone());
-                (ty, ir::Expr::Input { name: n.to_string() })
+                (
+                    ty,
+                    ir::Expr::Input {
+                        name: n.to_string(),
+                    },
+                )
             }
             SymKind::Secret => {
                 self.use_symbol(id, span, Ty::Secret);
-                (Ty::Secret, ir::Expr::Secret { name: n.to_string() })
+                (
+                    Ty::Secret,
+                    ir::Expr::Secret {
+                        name: n.to_string(),
+                    },
+                )
             }
             SymKind::Let => {
                 let (ty, deps) = self.ensure_let(id, span);
                 self.use_symbol(id, span, ty.clone());
-                self.deps.extend(deps.into_iter().map(|d| (d, ir::DepKind::Data, span)));
-                (ty, ir::Expr::Let { name: n.to_string() })
+                self.deps
+                    .extend(deps.into_iter().map(|d| (d, ir::DepKind::Data, span)));
+                (
+                    ty,
+                    ir::Expr::Let {
+                        name: n.to_string(),
+                    },
+                )
             }
             SymKind::Task => {
                 let ty = self.lift(id, self.symbols[id].ty.clone());
                 self.use_symbol(id, span, ty.clone());
                 self.deps.push((id, ir::DepKind::Data, span));
-                (ty, ir::Expr::Task { name: n.to_string() })
+                (
+                    ty,
+                    ir::Expr::Task {
+                        name: n.to_string(),
+                    },
+                )
             }
             SymKind::LoopVar | SymKind::Broken => {
                 self.use_symbol(id, span, Ty::Error);
@@ -175,8 +237,9 @@ impl<'a> Checker<'a> {
 
     fn unknown_name(&mut self, span: Span, n: &str, hint: Option<&Ty>) -> (Ty, ir::Expr) {
         if let Some(members) = hint.and_then(Ty::enum_members) {
-            let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown value `{n}`"))
-                .with_label(format!("expected {}", list_or(&members)));
+            let mut d =
+                Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown value `{n}`"))
+                    .with_label(format!("expected {}", list_or(&members)));
             if let Some(h) = did_you_mean(n, members.iter().copied()) {
                 d = d.with_help(h);
             }
@@ -189,12 +252,30 @@ impl<'a> Checker<'a> {
             .filter(|s| s.kind != SymKind::LoopVar)
             .map(|s| s.name.as_str())
             .collect();
-        candidates.extend(self.loop_vars.iter().map(|(_, s)| self.symbols[*s].name.as_str()));
-        let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown name `{n}`")).with_label("not declared in this flow");
+        candidates.extend(
+            self.loop_vars
+                .iter()
+                .map(|(_, s)| self.symbols[*s].name.as_str()),
+        );
+        let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown name `{n}`"))
+            .with_label("not declared in this flow");
         d = match did_you_mean(n, candidates) {
             Some(h) => d.with_help(h),
-            None if types::SEVERITIES.contains(&n) || ["never", "missing", "always", "constant", "exponential", "cyclonedx", "spdx"].contains(&n) => {
-                d.with_help(format!("`{n}` is an enum value, usable only where that enum is expected"))
+            None if types::SEVERITIES.contains(&n)
+                || [
+                    "never",
+                    "missing",
+                    "always",
+                    "constant",
+                    "exponential",
+                    "cyclonedx",
+                    "spdx",
+                ]
+                .contains(&n) =>
+            {
+                d.with_help(format!(
+                    "`{n}` is an enum value, usable only where that enum is expected"
+                ))
             }
             None => d.with_help("declare it with `input`, `let`, `secret` or `task`"),
         };
@@ -217,7 +298,10 @@ impl<'a> Checker<'a> {
     fn optional_reason(&self, id: usize) -> Option<String> {
         let s = &self.symbols[id];
         if s.continue_on_error {
-            return Some(format!("`{}` has `continue_on_error: true`, so it may fail without output", s.name));
+            return Some(format!(
+                "`{}` has `continue_on_error: true`, so it may fail without output",
+                s.name
+            ));
         }
         for b in &s.path {
             if let BlockRef::Try(scope, part) = *b {
@@ -229,7 +313,10 @@ impl<'a> Checker<'a> {
                     ));
                 }
                 if part == Part::Catch && !reader_in(Part::Catch) {
-                    return Some(format!("`{}` is in a `catch` block, which runs only on failure", s.name));
+                    return Some(format!(
+                        "`{}` is in a `catch` block, which runs only on failure",
+                        s.name
+                    ));
                 }
             }
         }
@@ -239,7 +326,10 @@ impl<'a> Checker<'a> {
     fn field(&mut self, e: &Expr, base: &Expr, field: &ast::Ident) -> (Ty, ir::Expr) {
         // `task.output`
         if let ExprKind::Name(n) = &base.kind {
-            let is_loop_var = self.loop_vars.iter().any(|(_, s)| self.symbols[*s].name == *n);
+            let is_loop_var = self
+                .loop_vars
+                .iter()
+                .any(|(_, s)| self.symbols[*s].name == *n);
             if let (Some(&id), false) = (self.names.get(n), is_loop_var) {
                 if self.symbols[id].kind == SymKind::Task {
                     return self.task_output(e, base.span, id, field);
@@ -260,9 +350,17 @@ impl<'a> Checker<'a> {
             (Ty::Pinned, "repo") => Ty::String,
             (Ty::Pinned, "digest") => Ty::Digest,
             _ => {
-                let fields: &[&str] = if matches!(inner, Ty::Pinned) { &["repo", "digest"] } else { &[] };
-                let mut d = Diagnostic::error(codes::UNKNOWN_FIELD, field.span, format!("`{ty}` has no field `{}`", field.name))
-                    .with_label("unknown field");
+                let fields: &[&str] = if matches!(inner, Ty::Pinned) {
+                    &["repo", "digest"]
+                } else {
+                    &[]
+                };
+                let mut d = Diagnostic::error(
+                    codes::UNKNOWN_FIELD,
+                    field.span,
+                    format!("`{ty}` has no field `{}`", field.name),
+                )
+                .with_label("unknown field");
                 d = match did_you_mean(&field.name, fields.iter().copied()) {
                     Some(h) => d.with_help(h),
                     None if fields.is_empty() => d.with_help(format!("a `{ty}` has no fields")),
@@ -282,7 +380,13 @@ impl<'a> Checker<'a> {
         )
     }
 
-    fn task_output(&mut self, e: &Expr, name_span: Span, id: usize, field: &ast::Ident) -> (Ty, ir::Expr) {
+    fn task_output(
+        &mut self,
+        e: &Expr,
+        name_span: Span,
+        id: usize,
+        field: &ast::Ident,
+    ) -> (Ty, ir::Expr) {
         let sym = &self.symbols[id];
         let task = sym.name.clone();
         let Some(kind) = sym.task_kind else {
@@ -292,13 +396,26 @@ impl<'a> Checker<'a> {
         let Some(out) = kind.output(&field.name) else {
             self.use_symbol(id, name_span, sym.ty.clone());
             let names: Vec<&str> = kind.outputs.iter().map(|o| o.name).collect();
-            let mut d = Diagnostic::error(codes::UNKNOWN_OUTPUT, field.span, format!("`{}` has no output `{}`", kind.name, field.name))
-                .with_label("unknown output")
-                .with_secondary(self.symbols[id].span, format!("`{task}` is a `{}` task", kind.name));
+            let mut d = Diagnostic::error(
+                codes::UNKNOWN_OUTPUT,
+                field.span,
+                format!("`{}` has no output `{}`", kind.name, field.name),
+            )
+            .with_label("unknown output")
+            .with_secondary(
+                self.symbols[id].span,
+                format!("`{task}` is a `{}` task", kind.name),
+            );
             d = if kind.method(&field.name).is_some() {
-                d.with_help(format!("`{}` is a method: call it, `{task}.{}(…)`", field.name, field.name))
+                d.with_help(format!(
+                    "`{}` is a method: call it, `{task}.{}(…)`",
+                    field.name, field.name
+                ))
             } else if names.is_empty() {
-                d.with_help(format!("`{}` has no outputs; use `after: [{task}]` to wait for it", kind.name))
+                d.with_help(format!(
+                    "`{}` has no outputs; use `after: [{task}]` to wait for it",
+                    kind.name
+                ))
             } else {
                 let listing = format!("its outputs are {}", list_and(&names));
                 match did_you_mean(&field.name, names.iter().copied()) {
@@ -309,7 +426,7 @@ impl<'a> Checker<'a> {
             self.push(d);
             return (Ty::Error, ir::Expr::Invalid);
         };
-        let mut ty = catalog::ty(out.ty);
+        let mut ty = catalog::ty(out.ty).clone();
         if self.optional_reason(id).is_some() {
             ty = Ty::optional(ty);
         }
@@ -335,10 +452,16 @@ impl<'a> Checker<'a> {
                             if let Some(method) = kind.method(&m.name) {
                                 return self.method(e, base.span, id, method, args);
                             }
-                            let d = Diagnostic::error(codes::UNKNOWN_FUNCTION, m.span, format!("`{}` has no method `{}`", kind.name, m.name))
-                                .with_label("unknown method");
+                            let d = Diagnostic::error(
+                                codes::UNKNOWN_FUNCTION,
+                                m.span,
+                                format!("`{}` has no method `{}`", kind.name, m.name),
+                            )
+                            .with_label("unknown method");
                             let d = match kind.methods.first() {
-                                Some(mm) => d.with_help(format!("`{}` has `{}(…)`", kind.name, mm.name)),
+                                Some(mm) => {
+                                    d.with_help(format!("`{}` has `{}(…)`", kind.name, mm.name))
+                                }
                                 None => d.with_help(format!("`{}` has no methods", kind.name)),
                             };
                             self.push(d);
@@ -351,10 +474,15 @@ impl<'a> Checker<'a> {
                 self.not_callable(callee.span)
             }
             ExprKind::Name(f) => {
-                let mut d = Diagnostic::error(codes::UNKNOWN_FUNCTION, callee.span, format!("unknown function `{f}`"))
-                    .with_label("not a function");
+                let mut d = Diagnostic::error(
+                    codes::UNKNOWN_FUNCTION,
+                    callee.span,
+                    format!("unknown function `{f}`"),
+                )
+                .with_label("not a function");
                 d = d.with_help(
-                    did_you_mean(f, BUILTINS.iter().copied()).unwrap_or_else(|| format!("functions are {}", list_and(BUILTINS))),
+                    did_you_mean(f, BUILTINS.iter().copied())
+                        .unwrap_or_else(|| format!("functions are {}", list_and(BUILTINS))),
                 );
                 self.push(d);
                 for a in args {
@@ -381,8 +509,12 @@ impl<'a> Checker<'a> {
         }
         let s = if want == 1 { "" } else { "s" };
         self.push(
-            Diagnostic::error(codes::WRONG_ARGS, e.span, format!("`{f}` takes {want} argument{s}, {} given", args.len()))
-                .with_label("wrong number of arguments"),
+            Diagnostic::error(
+                codes::WRONG_ARGS,
+                e.span,
+                format!("`{f}` takes {want} argument{s}, {} given", args.len()),
+            )
+            .with_label("wrong number of arguments"),
         );
         for a in args {
             self.infer(a, None);
@@ -399,9 +531,18 @@ impl<'a> Checker<'a> {
             "env" | "file" => {
                 if !self.in_secret {
                     self.push(
-                        Diagnostic::error(codes::SECRET_SOURCE, callee.span, format!("`{f}(…)` reads a secret and may only be used in a `secret` item"))
-                            .with_label("not in a `secret` item")
-                            .with_help(format!("declare it: `secret name = {}`, then use `name`", self.text(e.span))),
+                        Diagnostic::error(
+                            codes::SECRET_SOURCE,
+                            callee.span,
+                            format!(
+                                "`{f}(…)` reads a secret and may only be used in a `secret` item"
+                            ),
+                        )
+                        .with_label("not in a `secret` item")
+                        .with_help(format!(
+                            "declare it: `secret name = {}`, then use `name`",
+                            self.text(e.span)
+                        )),
                     );
                 }
                 let want = if f == "file" { Ty::Path } else { Ty::String };
@@ -421,7 +562,9 @@ impl<'a> Checker<'a> {
                         "digest" => literals::digest(&s),
                         "pinned" => literals::pinned(&s),
                         "ref" => literals::tag_ref(&s),
-                        _ if s.is_empty() => Err("a credential helper needs a name, e.g. `ecr-login`".into()),
+                        _ if s.is_empty() => {
+                            Err("a credential helper needs a name, e.g. `ecr-login`".into())
+                        }
                         _ => Ok(()),
                     };
                     if let Err(msg) = result {
@@ -462,13 +605,24 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn method(&mut self, e: &Expr, name_span: Span, id: usize, m: &catalog::Method, args: &[Expr]) -> (Ty, ir::Expr) {
+    fn method(
+        &mut self,
+        e: &Expr,
+        name_span: Span,
+        id: usize,
+        m: &catalog::Method,
+        args: &[Expr],
+    ) -> (Ty, ir::Expr) {
         let task = self.symbols[id].name.clone();
         if !self.arity(e, &format!("{task}.{}", m.name), args, m.params.len()) {
             return (Ty::Error, ir::Expr::Invalid);
         }
-        let args: Vec<ir::Expr> = args.iter().zip(m.params).map(|(a, (_, t))| self.check(a, &catalog::ty(t))).collect();
-        let mut ty = catalog::ty(m.ret);
+        let args: Vec<ir::Expr> = args
+            .iter()
+            .zip(m.params)
+            .map(|(a, (_, t))| self.check(a, catalog::ty(t)))
+            .collect();
+        let mut ty = catalog::ty(m.ret).clone();
         if self.optional_reason(id).is_some() {
             ty = Ty::optional(ty);
         }
@@ -487,7 +641,7 @@ impl<'a> Checker<'a> {
 
     fn list(&mut self, items: &[Expr], hint: Option<&Ty>) -> (Ty, ir::Expr) {
         let elem_hint = hint.and_then(|h| {
-            h.alternatives().into_iter().find_map(|t| match t {
+            h.alternatives().iter().find_map(|t| match t {
                 Ty::List(e) => Some(e.as_ref().clone()),
                 _ => None,
             })
@@ -534,9 +688,13 @@ impl<'a> Checker<'a> {
         for entry in entries {
             if let Some((_, prev)) = seen.iter().find(|(k, _)| *k == entry.key) {
                 self.push(
-                    Diagnostic::error(codes::DUPLICATE_PROPERTY, entry.key_span, format!("key `{}` is given twice", entry.key))
-                        .with_label("second value")
-                        .with_secondary(*prev, "first given here"),
+                    Diagnostic::error(
+                        codes::DUPLICATE_PROPERTY,
+                        entry.key_span,
+                        format!("key `{}` is given twice", entry.key),
+                    )
+                    .with_label("second value")
+                    .with_secondary(*prev, "first given here"),
                 );
             }
             seen.push((&entry.key, entry.key_span));
@@ -550,8 +708,12 @@ impl<'a> Checker<'a> {
                     }
                     None => {
                         let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-                        let mut d = Diagnostic::error(codes::UNKNOWN_FIELD, entry.key_span, format!("unknown field `{}`", entry.key))
-                            .with_label(format!("not a field of `{ty}`"));
+                        let mut d = Diagnostic::error(
+                            codes::UNKNOWN_FIELD,
+                            entry.key_span,
+                            format!("unknown field `{}`", entry.key),
+                        )
+                        .with_label(format!("not a field of `{ty}`"));
                         d = d.with_help(match did_you_mean(&entry.key, names.iter().copied()) {
                             Some(h) => h,
                             None => format!("fields are {}", list_and(&names)),
@@ -569,9 +731,13 @@ impl<'a> Checker<'a> {
                     .collect();
                 if !missing.is_empty() {
                     self.push(
-                        Diagnostic::error(codes::MISSING_PROPERTY, e.span, format!("`{ty}` needs {}", list_and(&missing)))
-                            .with_label(format!("missing {}", list_and(&missing)))
-                            .with_help("write `{ username: \"…\", password: a_secret }`"),
+                        Diagnostic::error(
+                            codes::MISSING_PROPERTY,
+                            e.span,
+                            format!("`{ty}` needs {}", list_and(&missing)),
+                        )
+                        .with_label(format!("missing {}", list_and(&missing)))
+                        .with_help("write `{ username: \"…\", password: a_secret }`"),
                     );
                 }
             }
@@ -609,7 +775,9 @@ impl<'a> Checker<'a> {
             BinOp::At => ir::BinOp::At,
         };
         let (ty, left, right) = match op {
-            BinOp::Or | BinOp::And => (Ty::Bool, self.check(l, &Ty::Bool), self.check(r, &Ty::Bool)),
+            BinOp::Or | BinOp::And => {
+                (Ty::Bool, self.check(l, &Ty::Bool), self.check(r, &Ty::Bool))
+            }
             BinOp::Eq | BinOp::Ne => {
                 let (lt, left) = self.infer(l, None);
                 let (rt, right) = self.infer(r, Some(&lt));
@@ -625,12 +793,18 @@ impl<'a> Checker<'a> {
                         Ty::Optional(i) => i.as_ref().clone(),
                         t => t.clone(),
                     };
-                    if fit(&strip(&rt), &strip(&lt)) != Fit::Yes && fit(&strip(&lt), &strip(&rt)) != Fit::Yes {
+                    if fit(&strip(&rt), &strip(&lt)) != Fit::Yes
+                        && fit(&strip(&lt), &strip(&rt)) != Fit::Yes
+                    {
                         self.push(
-                            Diagnostic::error(codes::MISMATCH, e.span, format!("cannot compare `{lt}` with `{rt}`"))
-                                .with_label("the two sides have different types")
-                                .with_secondary(l.span, format!("`{lt}`"))
-                                .with_secondary(r.span, format!("`{rt}`")),
+                            Diagnostic::error(
+                                codes::MISMATCH,
+                                e.span,
+                                format!("cannot compare `{lt}` with `{rt}`"),
+                            )
+                            .with_label("the two sides have different types")
+                            .with_secondary(l.span, format!("`{lt}`"))
+                            .with_secondary(r.span, format!("`{rt}`")),
                         );
                     }
                 }
@@ -656,16 +830,24 @@ impl<'a> Checker<'a> {
                     Ty::Ref | Ty::String | Ty::Error => {}
                     Ty::Pinned => {
                         self.push(
-                            Diagnostic::error(codes::MISMATCH, l.span, "this reference is already pinned")
-                                .with_label("`pinned` already carries a digest")
-                                .with_help("use it as it is"),
+                            Diagnostic::error(
+                                codes::MISMATCH,
+                                l.span,
+                                "this reference is already pinned",
+                            )
+                            .with_label("`pinned` already carries a digest")
+                            .with_help("use it as it is"),
                         );
                     }
                     other => {
                         self.push(
-                            Diagnostic::error(codes::MISMATCH, l.span, format!("`@` pins a `ref` or repository string, found `{other}`"))
-                                .with_label("not a reference")
-                                .with_help("write `ref(\"registry/repo:tag\") @ digest`"),
+                            Diagnostic::error(
+                                codes::MISMATCH,
+                                l.span,
+                                format!("`@` pins a `ref` or repository string, found `{other}`"),
+                            )
+                            .with_label("not a reference")
+                            .with_help("write `ref(\"registry/repo:tag\") @ digest`"),
                         );
                     }
                 }
@@ -684,9 +866,16 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn optional_diag(&self, e: &Expr, inner: &Ty) -> Diagnostic {
-        let mut d = Diagnostic::error(codes::OPTIONAL, e.span, format!("`{}` may be missing here", self.text(e.span)))
-            .with_label(format!("this is `{inner}?`"))
-            .with_help(format!("give a fallback: `{} ?? <{inner}>`", self.text(e.span)));
+        let mut d = Diagnostic::error(
+            codes::OPTIONAL,
+            e.span,
+            format!("`{}` may be missing here", self.text(e.span)),
+        )
+        .with_label(format!("this is `{inner}?`"))
+        .with_help(format!(
+            "give a fallback: `{} ?? <{inner}>`",
+            self.text(e.span)
+        ));
         if let Some((id, _)) = self.task_of(e) {
             if let Some(reason) = self.optional_reason(id) {
                 d = d.with_secondary(self.symbols[id].span, reason);
@@ -718,7 +907,11 @@ impl<'a> Checker<'a> {
 
     fn fit_diag(&self, e: &Expr, actual: &Ty, want: &Ty, f: Fit) -> Diagnostic {
         let text = self.text(e.span);
-        let shown = if text.len() > 40 { "this value".to_string() } else { format!("`{text}`") };
+        let shown = if text.len() > 40 {
+            "this value".to_string()
+        } else {
+            format!("`{text}`")
+        };
         match f {
             Fit::Optional => {
                 let inner = match actual {
@@ -767,7 +960,7 @@ impl<'a> Checker<'a> {
                     let fitting: Vec<&str> = k
                         .outputs
                         .iter()
-                        .filter(|o| fit(&catalog::ty(o.ty), want) == Fit::Yes)
+                        .filter(|o| fit(catalog::ty(o.ty), want) == Fit::Yes)
                         .map(|o| o.name)
                         .collect();
                     let _ = kind;
@@ -786,9 +979,15 @@ impl<'a> Checker<'a> {
 
     /// A fix for a missing digest: name a task output that has one.
     fn pinned_help(&self, want: &Ty, fallback: &str) -> String {
-        let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
+        let out = if want.accepts(&Ty::Pinned) {
+            "pinned"
+        } else {
+            "digest"
+        };
         let producer = self.symbols.iter().find(|s| {
-            s.kind == SymKind::Task && s.task_kind.is_some_and(|k| matches!(k.name, "docker.push" | "registry.copy"))
+            s.kind == SymKind::Task
+                && s.task_kind
+                    .is_some_and(|k| matches!(k.name, "docker.push" | "registry.copy"))
         });
         match producer {
             Some(p) => format!("use the digest-pinned output of a push: `{}.{out}`", p.name),

@@ -1,6 +1,6 @@
 //! Dependency edges of the plan and cycle detection (petgraph).
 
-use std::collections::HashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use kflow_grammar::diag::{Diagnostic, Span};
 use petgraph::algo::tarjan_scc;
@@ -22,13 +22,15 @@ impl Checker<'_> {
                 .filter(|&i| paths[i].contains(&BlockRef::Try(scope, Part::Try)))
                 .collect()
         };
-        let mut spans: std::collections::HashMap<(ir::NodeId, ir::NodeId), Span> = Default::default();
+        let mut spans: FxHashMap<(ir::NodeId, ir::NodeId), Span> = Default::default();
         for id in 0..n {
-            let mut seen: HashSet<(ir::NodeId, bool)> = HashSet::new();
+            let mut seen: FxHashSet<(ir::NodeId, bool)> = FxHashSet::default();
             let mut deps: Vec<ir::Dep> = Vec::new();
             let raw = std::mem::take(&mut self.node_deps[id]);
             for &(sym, kind, span) in &raw {
-                let Some(&target) = self.node_of.get(&sym) else { continue };
+                let Some(&target) = self.node_of.get(&sym) else {
+                    continue;
+                };
                 // Data wins over order for the same pair.
                 if kind == DepKind::Data {
                     deps.retain(|d| d.node != target);
@@ -43,11 +45,16 @@ impl Checker<'_> {
                 // whole block to succeed.
                 for b in &self.node_paths[target] {
                     if let BlockRef::Try(scope, Part::Try) = *b {
-                        let reader_inside = self.node_paths[id].iter().any(|x| matches!(x, BlockRef::Try(s, _) if *s == scope));
+                        let reader_inside = self.node_paths[id]
+                            .iter()
+                            .any(|x| matches!(x, BlockRef::Try(s, _) if *s == scope));
                         if !reader_inside {
                             for other in try_body(scope, &self.node_paths) {
                                 if other != target && !deps.iter().any(|d| d.node == other) {
-                                    deps.push(ir::Dep { node: other, kind: DepKind::Order });
+                                    deps.push(ir::Dep {
+                                        node: other,
+                                        kind: DepKind::Order,
+                                    });
                                     spans.entry((other, id)).or_insert(span);
                                 }
                             }
@@ -61,8 +68,9 @@ impl Checker<'_> {
         self.report_cycles(&spans);
     }
 
-    fn report_cycles(&mut self, spans: &std::collections::HashMap<(ir::NodeId, ir::NodeId), Span>) {
-        let mut g = petgraph::graph::DiGraph::<ir::NodeId, ()>::with_capacity(self.plan.nodes.len(), 0);
+    fn report_cycles(&mut self, spans: &FxHashMap<(ir::NodeId, ir::NodeId), Span>) {
+        let mut g =
+            petgraph::graph::DiGraph::<ir::NodeId, ()>::with_capacity(self.plan.nodes.len(), 0);
         let idx: Vec<NodeIndex> = self.plan.nodes.iter().map(|nd| g.add_node(nd.id)).collect();
         for nd in &self.plan.nodes {
             for d in &nd.deps {
@@ -70,7 +78,12 @@ impl Checker<'_> {
             }
         }
         for scope in &self.scopes {
-            if let ir::ScopeKind::Try { body, catch, finally } = &scope.kind {
+            if let ir::ScopeKind::Try {
+                body,
+                catch,
+                finally,
+            } = &scope.kind
+            {
                 for &b in body {
                     for &c in catch.iter().chain(finally) {
                         g.add_edge(idx[b], idx[c], ());
@@ -84,9 +97,12 @@ impl Checker<'_> {
             if scc.len() < 2 && !self_loop {
                 continue;
             }
-            let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+            let members: FxHashSet<NodeIndex> = scc.iter().copied().collect();
             let start = *scc.iter().min_by_key(|i| g[**i]).expect("non-empty");
-            let mut cycle: Vec<ir::NodeId> = cycle_from(&g, start, &members).into_iter().map(|i| g[i]).collect();
+            let mut cycle: Vec<ir::NodeId> = cycle_from(&g, start, &members)
+                .into_iter()
+                .map(|i| g[i])
+                .collect();
             // Edges point from a dependency to its dependant; name the cycle
             // the way it reads: `a -> b` = `a` needs `b`.
             cycle[1..].reverse();
@@ -94,18 +110,31 @@ impl Checker<'_> {
         }
         found.sort();
         for cycle in found {
-            let names: Vec<&str> = cycle.iter().map(|&i| self.plan.nodes[i].name.as_str()).collect();
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| self.plan.nodes[i].name.as_str())
+                .collect();
             let mut text = names.join(" -> ");
             text.push_str(" -> ");
             text.push_str(names[0]);
             let first = cycle[0];
-            let mut d = Diagnostic::error(codes::CYCLE, self.node_spans[first], format!("dependency cycle: {text}"))
-                .with_label(format!("`{}` waits for itself", names[0]))
-                .with_help("remove one of these dependencies (a reference or an `after` entry)");
+            let mut d = Diagnostic::error(
+                codes::CYCLE,
+                self.node_spans[first],
+                format!("dependency cycle: {text}"),
+            )
+            .with_label(format!("`{}` waits for itself", names[0]))
+            .with_help("remove one of these dependencies (a reference or an `after` entry)");
             for w in 0..cycle.len() {
                 let (needer, needed) = (cycle[w], cycle[(w + 1) % cycle.len()]);
                 if let Some(span) = spans.get(&(needed, needer)) {
-                    d = d.with_secondary(*span, format!("`{}` needs `{}` here", self.plan.nodes[needer].name, self.plan.nodes[needed].name));
+                    d = d.with_secondary(
+                        *span,
+                        format!(
+                            "`{}` needs `{}` here",
+                            self.plan.nodes[needer].name, self.plan.nodes[needed].name
+                        ),
+                    );
                 }
             }
             self.push(d);
@@ -115,8 +144,12 @@ impl Checker<'_> {
 
 /// A shortest path from `start` back to itself inside one strongly connected
 /// component, as the list of nodes in dependency order.
-fn cycle_from(g: &petgraph::graph::DiGraph<ir::NodeId, ()>, start: NodeIndex, members: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
-    let mut prev: std::collections::HashMap<NodeIndex, NodeIndex> = Default::default();
+fn cycle_from(
+    g: &petgraph::graph::DiGraph<ir::NodeId, ()>,
+    start: NodeIndex,
+    members: &FxHashSet<NodeIndex>,
+) -> Vec<NodeIndex> {
+    let mut prev: FxHashMap<NodeIndex, NodeIndex> = Default::default();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(x) = queue.pop_front() {
         for e in g.edges(x) {

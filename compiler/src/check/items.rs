@@ -1,7 +1,7 @@
 //! Checking of items: triggers, inputs, secrets, lets, tasks, blocks,
 //! asserts and outputs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use kflow_grammar::ast::{self, ExprKind, Item, TypeExpr};
 use kflow_grammar::diag::{Diagnostic, Span};
@@ -42,7 +42,10 @@ impl<'a> Checker<'a> {
 
     /// The symbol this declaration created (not a duplicate's first definition).
     fn own_symbol(&self, name: &ast::Ident) -> Option<usize> {
-        self.names.get(&name.name).copied().filter(|&id| self.symbols[id].span == name.span)
+        self.names
+            .get(&name.name)
+            .copied()
+            .filter(|&id| self.symbols[id].span == name.span)
     }
 
     pub(super) fn resolve_type(&mut self, t: &TypeExpr) -> Ty {
@@ -50,15 +53,21 @@ impl<'a> Checker<'a> {
             TypeExpr::Named(n) => match types::named(&n.name) {
                 Some(t) => t,
                 None => {
-                    let mut d = Diagnostic::error(codes::UNKNOWN_TYPE, n.span, format!("unknown type `{}`", n.name))
-                        .with_label("not a type");
-                    d = d.with_help(match did_you_mean(&n.name, types::TYPE_NAMES.iter().copied()) {
-                        Some(s) => s,
-                        None => format!(
-                            "types are {}, `list<T>`, `map<T>` and `T?`",
-                            list_and(types::TYPE_NAMES)
-                        ),
-                    });
+                    let mut d = Diagnostic::error(
+                        codes::UNKNOWN_TYPE,
+                        n.span,
+                        format!("unknown type `{}`", n.name),
+                    )
+                    .with_label("not a type");
+                    d = d.with_help(
+                        match did_you_mean(&n.name, types::TYPE_NAMES.iter().copied()) {
+                            Some(s) => s,
+                            None => format!(
+                                "types are {}, `list<T>`, `map<T>` and `T?`",
+                                list_and(types::TYPE_NAMES)
+                            ),
+                        },
+                    );
                     self.push(d);
                     Ty::Error
                 }
@@ -73,15 +82,22 @@ impl<'a> Checker<'a> {
         let kind = o.trigger.name.as_str();
         const TRIGGERS: [&str; 3] = ["webhook", "schedule", "file"];
         if !TRIGGERS.contains(&kind) {
-            let mut d = Diagnostic::error(codes::UNKNOWN_TRIGGER, o.trigger.span, format!("unknown trigger `{kind}`"))
-                .with_label("not a trigger");
+            let mut d = Diagnostic::error(
+                codes::UNKNOWN_TRIGGER,
+                o.trigger.span,
+                format!("unknown trigger `{kind}`"),
+            )
+            .with_label("not a trigger");
             d = d.with_help(
-                did_you_mean(kind, TRIGGERS).unwrap_or_else(|| format!("triggers are {}", list_or(&TRIGGERS))),
+                did_you_mean(kind, TRIGGERS)
+                    .unwrap_or_else(|| format!("triggers are {}", list_or(&TRIGGERS))),
             );
             self.push(d);
             return;
         }
-        let Some(value) = self.constant_string(&o.arg, "a trigger's argument") else { return };
+        let Some(value) = self.constant_string(&o.arg, "a trigger's argument") else {
+            return;
+        };
         let check = match kind {
             "schedule" => literals::cron(&value),
             "file" => literals::glob(&value),
@@ -89,7 +105,10 @@ impl<'a> Checker<'a> {
             _ => Ok(()),
         };
         if let Err(msg) = check {
-            self.push(Diagnostic::error(codes::BAD_LITERAL, o.arg.span, msg).with_label(format!("invalid {kind}")));
+            self.push(
+                Diagnostic::error(codes::BAD_LITERAL, o.arg.span, msg)
+                    .with_label(format!("invalid {kind}")),
+            );
         }
         self.plan.triggers.push(ir::Trigger {
             kind: kind.to_string(),
@@ -104,9 +123,13 @@ impl<'a> Checker<'a> {
             (None, ExprKind::Error) => None,
             (None, _) => {
                 self.push(
-                    Diagnostic::error(codes::NOT_CONSTANT, e.span, format!("{what} must be a plain string"))
-                        .with_label("not a string literal")
-                        .with_help("write the value as a string without `${…}`"),
+                    Diagnostic::error(
+                        codes::NOT_CONSTANT,
+                        e.span,
+                        format!("{what} must be a plain string"),
+                    )
+                    .with_label("not a string literal")
+                    .with_help("write the value as a string without `${…}`"),
                 );
                 None
             }
@@ -114,19 +137,31 @@ impl<'a> Checker<'a> {
     }
 
     fn input(&mut self, i: &'a ast::Input) {
-        let Some(id) = self.own_symbol(&i.name) else { return };
+        let Some(id) = self.own_symbol(&i.name) else {
+            return;
+        };
         let ty = self.symbols[id].ty.clone();
         let refusal = match &ty {
-            Ty::Secret => Some("declare secrets with `secret NAME = env(\"VAR\")`, so they stay redacted"),
-            Ty::Image => Some("an image ID only exists inside a run: take a `ref` or `pinned` input instead"),
-            Ty::Task | Ty::Credentials => Some("inputs are plain values: strings, numbers, durations, references"),
+            Ty::Secret => {
+                Some("declare secrets with `secret NAME = env(\"VAR\")`, so they stay redacted")
+            }
+            Ty::Image => {
+                Some("an image ID only exists inside a run: take a `ref` or `pinned` input instead")
+            }
+            Ty::Task | Ty::Credentials => {
+                Some("inputs are plain values: strings, numbers, durations, references")
+            }
             _ => None,
         };
         if let Some(help) = refusal {
             self.push(
-                Diagnostic::error(codes::MISMATCH, i.ty.span(), format!("an input cannot have type `{ty}`"))
-                    .with_label("not an input type")
-                    .with_help(help),
+                Diagnostic::error(
+                    codes::MISMATCH,
+                    i.ty.span(),
+                    format!("an input cannot have type `{ty}`"),
+                )
+                .with_label("not an input type")
+                .with_help(help),
             );
         }
         let default = i.default.as_ref().map(|d| {
@@ -134,9 +169,13 @@ impl<'a> Checker<'a> {
             let deps = self.take_deps();
             if let Some((_, _, span)) = deps.first() {
                 self.push(
-                    Diagnostic::error(codes::NOT_CONSTANT, *span, "an input's default cannot read a task")
-                        .with_label("known only while the flow runs")
-                        .with_help("defaults are constants; use a `let` for derived values"),
+                    Diagnostic::error(
+                        codes::NOT_CONSTANT,
+                        *span,
+                        "an input's default cannot read a task",
+                    )
+                    .with_label("known only while the flow runs")
+                    .with_help("defaults are constants; use a `let` for derived values"),
                 );
             }
             ir
@@ -168,8 +207,12 @@ impl<'a> Checker<'a> {
         };
         let [arg] = args.as_slice() else {
             self.push(
-                Diagnostic::error(codes::WRONG_ARGS, s.value.span, format!("`{func}` takes one argument, {} given", args.len()))
-                    .with_label("wrong number of arguments"),
+                Diagnostic::error(
+                    codes::WRONG_ARGS,
+                    s.value.span,
+                    format!("`{func}` takes one argument, {} given", args.len()),
+                )
+                .with_label("wrong number of arguments"),
             );
             return;
         };
@@ -197,12 +240,19 @@ impl<'a> Checker<'a> {
             Some(LetState::Done { ty, deps }) => return (ty.clone(), deps.clone()),
             Some(LetState::InProgress) => {
                 let start = self.let_stack.iter().position(|&x| x == id).unwrap_or(0);
-                let mut names: Vec<&str> = self.let_stack[start..].iter().map(|&x| self.symbols[x].name.as_str()).collect();
+                let mut names: Vec<&str> = self.let_stack[start..]
+                    .iter()
+                    .map(|&x| self.symbols[x].name.as_str())
+                    .collect();
                 names.push(&self.symbols[id].name);
-                let d = Diagnostic::error(codes::CYCLE, at, format!("`let` cycle: {}", names.join(" -> ")))
-                    .with_label("this reads a value that depends on itself")
-                    .with_secondary(self.symbols[id].span, "defined here")
-                    .with_help("break the cycle: one of these values must not depend on the others");
+                let d = Diagnostic::error(
+                    codes::CYCLE,
+                    at,
+                    format!("`let` cycle: {}", names.join(" -> ")),
+                )
+                .with_label("this reads a value that depends on itself")
+                .with_secondary(self.symbols[id].span, "defined here")
+                .with_help("break the cycle: one of these values must not depend on the others");
                 self.push(d);
                 return (Ty::Error, Vec::new());
             }
@@ -225,12 +275,21 @@ impl<'a> Checker<'a> {
             }
             None => self.infer(&l.value, None),
         };
-        let deps: Vec<usize> = std::mem::replace(&mut self.deps, saved_deps).into_iter().map(|(s, _, _)| s).collect();
+        let deps: Vec<usize> = std::mem::replace(&mut self.deps, saved_deps)
+            .into_iter()
+            .map(|(s, _, _)| s)
+            .collect();
         self.path = saved_path;
         self.in_secret = saved_secret;
         self.let_stack.pop();
         self.symbols[id].ty = ty.clone();
-        self.lets.insert(id, LetState::Done { ty: ty.clone(), deps: deps.clone() });
+        self.lets.insert(
+            id,
+            LetState::Done {
+                ty: ty.clone(),
+                deps: deps.clone(),
+            },
+        );
         self.plan.lets.push(ir::LetDecl {
             name: l.name.name.clone(),
             ty: ty.clone(),
@@ -242,28 +301,41 @@ impl<'a> Checker<'a> {
     fn task(&mut self, t: &'a ast::Task) {
         let kind = catalog::kind(&t.kind.name);
         if kind.is_none() {
-            let mut d = Diagnostic::error(codes::UNKNOWN_KIND, t.kind.span, format!("unknown task kind `{}`", t.kind.name))
-                .with_label("not in the task catalog");
+            let mut d = Diagnostic::error(
+                codes::UNKNOWN_KIND,
+                t.kind.span,
+                format!("unknown task kind `{}`", t.kind.name),
+            )
+            .with_label("not in the task catalog");
             d = d.with_help(match did_you_mean(&t.kind.name, catalog::kind_names()) {
                 Some(s) => s,
-                None => format!("task kinds are {}", list_or(&catalog::kind_names().collect::<Vec<_>>())),
+                None => format!(
+                    "task kinds are {}",
+                    list_or(&catalog::kind_names().collect::<Vec<_>>())
+                ),
             });
             self.push(d);
         }
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        // Properties given so far (a task has a handful: a list beats a map).
+        let mut seen: Vec<(&str, Span)> = Vec::with_capacity(t.props.len());
         let mut props = BTreeMap::new();
         let (mut when, mut retry, mut timeout, mut coe) = (None, None, None, false);
         for p in &t.props {
             let name = p.name.name.as_str();
-            if let Some(prev) = seen.insert(name, p.name.span) {
+            if let Some(&(_, prev)) = seen.iter().find(|(n, _)| *n == name) {
                 self.push(
-                    Diagnostic::error(codes::DUPLICATE_PROPERTY, p.name.span, format!("property `{name}` is given twice"))
-                        .with_label("second value")
-                        .with_secondary(prev, "first given here")
-                        .with_help("keep one of them"),
+                    Diagnostic::error(
+                        codes::DUPLICATE_PROPERTY,
+                        p.name.span,
+                        format!("property `{name}` is given twice"),
+                    )
+                    .with_label("second value")
+                    .with_secondary(prev, "first given here")
+                    .with_help("keep one of them"),
                 );
                 continue;
             }
+            seen.push((name, p.name.span));
             let Some(value) = &p.value else { continue };
             if name == "after" {
                 self.after(value);
@@ -279,16 +351,20 @@ impl<'a> Checker<'a> {
                     let help = did_you_mean(name, names.iter().copied())
                         .unwrap_or_else(|| format!("`{}` takes {}", k.name, list_and(&names)));
                     self.push(
-                        Diagnostic::error(codes::UNKNOWN_PROPERTY, p.name.span, format!("`{}` has no property `{name}`", k.name))
-                            .with_label("unknown property")
-                            .with_help(help),
+                        Diagnostic::error(
+                            codes::UNKNOWN_PROPERTY,
+                            p.name.span,
+                            format!("`{}` has no property `{name}`", k.name),
+                        )
+                        .with_label("unknown property")
+                        .with_help(help),
                     );
                 }
                 self.infer(value, None);
                 continue;
             };
             let ty = catalog::ty(prop.ty);
-            let (actual, ir) = self.check_typed(value, &ty);
+            let (actual, ir) = self.check_typed(value, ty);
             match name {
                 "when" => when = Some(ir),
                 "retry" => retry = Some(ir),
@@ -304,9 +380,9 @@ impl<'a> Checker<'a> {
                 },
                 _ => {
                     if let Some(k) = kind {
-                        self.prop_lints(k, name, value, &actual, &ty);
+                        self.prop_lints(k, name, value, &actual, ty);
                     }
-                    props.insert(name.to_string(), ir::Prop { ty, value: ir });
+                    props.insert(name.to_string(), ir::Prop { ty: ty.clone(), value: ir });
                 }
             }
         }
@@ -314,7 +390,9 @@ impl<'a> Checker<'a> {
             self.kind_rules(t, k, &seen);
         }
         let deps = self.take_deps();
-        let Some(sym) = self.own_symbol(&t.name) else { return };
+        let Some(sym) = self.own_symbol(&t.name) else {
+            return;
+        };
         let id = self.plan.nodes.len();
         self.node_of.insert(sym, id);
         self.node_paths.push(self.path.clone());
@@ -338,7 +416,10 @@ impl<'a> Checker<'a> {
     fn scope_ref(&self) -> Option<ir::ScopeRef> {
         self.path.last().map(|b| match *b {
             BlockRef::Try(scope, part) => ir::ScopeRef { scope, part },
-            BlockRef::For(scope) => ir::ScopeRef { scope, part: Part::Body },
+            BlockRef::For(scope) => ir::ScopeRef {
+                scope,
+                part: Part::Body,
+            },
         })
     }
 
@@ -376,9 +457,17 @@ impl<'a> Checker<'a> {
                 }
                 Some(id) => {
                     let s = &self.symbols[id];
-                    let d = Diagnostic::error(codes::UNKNOWN_TASK, item.span, format!("`{n}` is {} {}, not a task", super::article(s.kind.noun()), s.kind.noun()))
-                        .with_label("`after` needs a task")
-                        .with_secondary(s.span, "declared here");
+                    let d = Diagnostic::error(
+                        codes::UNKNOWN_TASK,
+                        item.span,
+                        format!(
+                            "`{n}` is {} {}, not a task",
+                            super::article(s.kind.noun()),
+                            s.kind.noun()
+                        ),
+                    )
+                    .with_label("`after` needs a task")
+                    .with_secondary(s.span, "declared here");
                     self.push(d);
                 }
                 None => {
@@ -388,8 +477,12 @@ impl<'a> Checker<'a> {
                         .filter(|s| s.kind == SymKind::Task)
                         .map(|s| s.name.as_str())
                         .collect();
-                    let mut d = Diagnostic::error(codes::UNKNOWN_TASK, item.span, format!("no task named `{n}`"))
-                        .with_label("unknown task");
+                    let mut d = Diagnostic::error(
+                        codes::UNKNOWN_TASK,
+                        item.span,
+                        format!("no task named `{n}`"),
+                    )
+                    .with_label("unknown task");
                     if let Some(h) = did_you_mean(n, tasks) {
                         d = d.with_help(h);
                     }
@@ -400,12 +493,21 @@ impl<'a> Checker<'a> {
     }
 
     /// Missing required properties, exclusive pairs, fixed choices.
-    fn kind_rules(&mut self, t: &ast::Task, k: &'static Kind, seen: &HashMap<&str, Span>) {
-        let missing: Vec<&catalog::Prop> = k.required().filter(|p| !seen.contains_key(p.name)).collect();
+    fn kind_rules(&mut self, t: &ast::Task, k: &'static Kind, seen: &[(&str, Span)]) {
+        let given = |name: &str| seen.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+        let missing: Vec<&catalog::Prop> =
+            k.required().filter(|p| given(p.name).is_none()).collect();
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
-            let example: Vec<String> = missing.iter().map(|p| format!("{}: <{}>", p.name, p.ty)).collect();
-            let noun = if missing.len() == 1 { "property" } else { "properties" };
+            let example: Vec<String> = missing
+                .iter()
+                .map(|p| format!("{}: <{}>", p.name, p.ty))
+                .collect();
+            let noun = if missing.len() == 1 {
+                "property"
+            } else {
+                "properties"
+            };
             self.push(
                 Diagnostic::error(
                     codes::MISSING_PROPERTY,
@@ -417,47 +519,75 @@ impl<'a> Checker<'a> {
             );
         }
         if !k.one_of.is_empty() {
-            let given: Vec<&str> = k.one_of.iter().copied().filter(|p| seen.contains_key(p)).collect();
-            if given.is_empty() {
+            let present: Vec<(&str, Span)> = k
+                .one_of
+                .iter()
+                .filter_map(|p| given(p).map(|s| (*p, s)))
+                .collect();
+            if present.is_empty() {
                 self.push(
-                    Diagnostic::error(codes::ONE_OF, t.kind.span, format!("`{}` needs {}", k.name, list_or(k.one_of)))
-                        .with_label("neither is given")
-                        .with_help(format!("add one of {}", list_or(k.one_of))),
+                    Diagnostic::error(
+                        codes::ONE_OF,
+                        t.kind.span,
+                        format!("`{}` needs {}", k.name, list_or(k.one_of)),
+                    )
+                    .with_label("neither is given")
+                    .with_help(format!("add one of {}", list_or(k.one_of))),
                 );
-            } else if given.len() > 1 {
-                let d = Diagnostic::error(codes::ONE_OF, seen[given[1]], format!("`{}` takes {}, not both", k.name, list_or(k.one_of)))
-                    .with_label("second one")
-                    .with_secondary(seen[given[0]], "first one")
-                    .with_help("keep one of them");
+            } else if present.len() > 1 {
+                let d = Diagnostic::error(
+                    codes::ONE_OF,
+                    present[1].1,
+                    format!("`{}` takes {}, not both", k.name, list_or(k.one_of)),
+                )
+                .with_label("second one")
+                .with_secondary(present[0].1, "first one")
+                .with_help("keep one of them");
                 self.push(d);
             }
         }
         if k.name == "docker.build" {
-            if let (Some(&a), Some(&b)) = (seen.get("dockerfile"), seen.get("dockerfile_inline")) {
+            if let (Some(a), Some(b)) = (given("dockerfile"), given("dockerfile_inline")) {
                 self.push(
-                    Diagnostic::error(codes::ONE_OF, b, "`dockerfile` and `dockerfile_inline` exclude each other")
-                        .with_label("second Dockerfile")
-                        .with_secondary(a, "first Dockerfile")
-                        .with_help("keep one of them"),
+                    Diagnostic::error(
+                        codes::ONE_OF,
+                        b,
+                        "`dockerfile` and `dockerfile_inline` exclude each other",
+                    )
+                    .with_label("second Dockerfile")
+                    .with_secondary(a, "first Dockerfile")
+                    .with_help("keep one of them"),
                 );
             }
         }
-        if k.name == "approval" && !seen.contains_key("timeout") {
+        if k.name == "approval" && given("timeout").is_none() {
             self.push(
-                Diagnostic::warning(codes::APPROVAL_TIMEOUT, t.kind.span, "this approval can wait forever")
-                    .with_label("no `timeout`")
-                    .with_help("add `timeout: 24h` (on expiry the gate fails; it never approves)"),
+                Diagnostic::warning(
+                    codes::APPROVAL_TIMEOUT,
+                    t.kind.span,
+                    "this approval can wait forever",
+                )
+                .with_label("no `timeout`")
+                .with_help("add `timeout: 24h` (on expiry the gate fails; it never approves)"),
             );
         }
         for &(prop, choices) in k.choices {
             if let Some(value) = t.prop(prop).and_then(|p| p.value.as_ref()) {
                 if let Some(s) = value.as_plain_str() {
                     if !choices.contains(&s.as_str()) {
-                        let mut d = Diagnostic::error(codes::BAD_LITERAL, value.span, format!("`{s}` is not a valid `{prop}`"))
-                            .with_label(format!("expected {}", list_or(choices)));
-                        if let Some(h) = did_you_mean(&s.to_uppercase(), choices.iter().copied()).or_else(|| {
-                            choices.contains(&s.to_uppercase().as_str()).then(|| format!("did you mean `{}`?", s.to_uppercase()))
-                        }) {
+                        let mut d = Diagnostic::error(
+                            codes::BAD_LITERAL,
+                            value.span,
+                            format!("`{s}` is not a valid `{prop}`"),
+                        )
+                        .with_label(format!("expected {}", list_or(choices)));
+                        if let Some(h) = did_you_mean(&s.to_uppercase(), choices.iter().copied())
+                            .or_else(|| {
+                                choices
+                                    .contains(&s.to_uppercase().as_str())
+                                    .then(|| format!("did you mean `{}`?", s.to_uppercase()))
+                            })
+                        {
                             d = d.with_help(h);
                         }
                         self.push(d);
@@ -469,7 +599,10 @@ impl<'a> Checker<'a> {
             if let Some(value) = t.prop("project").and_then(|p| p.value.as_ref()) {
                 if let Some(s) = value.as_plain_str() {
                     if let Err(msg) = literals::compose_project(&s) {
-                        self.push(Diagnostic::error(codes::BAD_LITERAL, value.span, msg).with_label("invalid project name"));
+                        self.push(
+                            Diagnostic::error(codes::BAD_LITERAL, value.span, msg)
+                                .with_label("invalid project name"),
+                        );
                     }
                 }
             }
@@ -478,14 +611,20 @@ impl<'a> Checker<'a> {
 
     /// Lints on one property's value.
     fn prop_lints(&mut self, k: &Kind, name: &str, value: &ast::Expr, actual: &Ty, want: &Ty) {
-        if name == "image" && matches!(k.name, "container.run" | "trivy.scan") && matches!(actual, Ty::Ref | Ty::String) {
+        if name == "image"
+            && matches!(k.name, "container.run" | "trivy.scan")
+            && matches!(actual, Ty::Ref | Ty::String)
+        {
             self.push(
                 Diagnostic::warning(codes::UNPINNED_IMAGE, value.span, format!("`{}` on a mutable tag", k.name))
                     .with_label("this tag can point at different bytes tomorrow")
                     .with_help("pin by digest: use a push's `pinned` output, or `ref(\"…\") @ digest(\"sha256:…\")`"),
             );
         }
-        let pushes_tag = matches!((k.name, name), ("docker.push", "to") | ("docker.tag", "tag") | ("registry.copy", "to"));
+        let pushes_tag = matches!(
+            (k.name, name),
+            ("docker.push", "to") | ("docker.tag", "tag") | ("registry.copy", "to")
+        );
         if pushes_tag {
             self.latest_lint(value);
         }
@@ -503,11 +642,16 @@ impl<'a> Checker<'a> {
 
     fn latest_lint(&mut self, value: &ast::Expr) {
         let text = match &value.kind {
-            ExprKind::Call(f, args) if matches!(&f.kind, ExprKind::Name(n) if n == "ref") && args.len() == 1 => &args[0],
+            ExprKind::Call(f, args)
+                if matches!(&f.kind, ExprKind::Name(n) if n == "ref") && args.len() == 1 =>
+            {
+                &args[0]
+            }
             _ => value,
         };
         let latest = match (&text.kind, text.as_plain_str()) {
-            (_, Some(s)) => literals::reference(&s).is_ok_and(|r| r.digest.is_none() && r.tag.is_none_or(|t| t == "latest")),
+            (_, Some(s)) => literals::reference(&s)
+                .is_ok_and(|r| r.digest.is_none() && r.tag.is_none_or(|t| t == "latest")),
             (ExprKind::Str(parts), None) => {
                 matches!(parts.last(), Some(ast::StrPart::Text(t)) if t.ends_with(":latest"))
             }
@@ -523,17 +667,33 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn missing_path(&mut self, value: &ast::Expr) {
-        let Some(base) = &self.opts.base_dir else { return };
-        let Some(rel) = value.as_plain_str() else { return };
+        let Some(base) = &self.opts.base_dir else {
+            return;
+        };
+        let Some(rel) = value.as_plain_str() else {
+            return;
+        };
         if rel.is_empty() || rel.contains(['*', '?', '[']) {
             return;
         }
-        let path = base.join(&rel);
-        if !path.exists() {
+        // Many tasks name the same folder: ask the file system once per path.
+        let exists = match self.path_exists.get(&rel) {
+            Some(&e) => e,
+            None => {
+                let e = base.join(&rel).exists();
+                self.path_exists.insert(rel.clone(), e);
+                e
+            }
+        };
+        if !exists {
             self.push(
-                Diagnostic::warning(codes::MISSING_PATH, value.span, format!("`{rel}` does not exist"))
-                    .with_label("no such file or folder")
-                    .with_help("paths are relative to the folder of the .kflow file"),
+                Diagnostic::warning(
+                    codes::MISSING_PATH,
+                    value.span,
+                    format!("`{rel}` does not exist"),
+                )
+                .with_label("no such file or folder")
+                .with_help("paths are relative to the folder of the .kflow file"),
             );
         }
     }
@@ -542,9 +702,13 @@ impl<'a> Checker<'a> {
         let id = self.scope_ids[&t.span.start];
         let parent = self.scope_ref();
         let mut parts = [Vec::new(), Vec::new(), Vec::new()];
-        for (i, (block, part)) in [(Some(&t.body), Part::Try), (t.catch.as_ref(), Part::Catch), (t.finally.as_ref(), Part::Finally)]
-            .into_iter()
-            .enumerate()
+        for (i, (block, part)) in [
+            (Some(&t.body), Part::Try),
+            (t.catch.as_ref(), Part::Catch),
+            (t.finally.as_ref(), Part::Finally),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let Some(block) = block else { continue };
             let first = self.plan.nodes.len();
@@ -555,16 +719,24 @@ impl<'a> Checker<'a> {
         }
         if t.catch.is_none() && t.finally.is_none() {
             self.push(
-                Diagnostic::warning(codes::EMPTY_TRY, t.keyword, "`try` without `catch` or `finally`")
-                    .with_label("this block changes nothing")
-                    .with_help("add a `finally { … }` for teardown, or remove the `try`"),
+                Diagnostic::warning(
+                    codes::EMPTY_TRY,
+                    t.keyword,
+                    "`try` without `catch` or `finally`",
+                )
+                .with_label("this block changes nothing")
+                .with_help("add a `finally { … }` for teardown, or remove the `try`"),
             );
         }
         let [body, catch, finally] = parts;
         self.scopes.push(ir::Scope {
             id,
             parent,
-            kind: ir::ScopeKind::Try { body, catch, finally },
+            kind: ir::ScopeKind::Try {
+                body,
+                catch,
+                finally,
+            },
         });
     }
 
@@ -586,10 +758,19 @@ impl<'a> Checker<'a> {
         };
         if let Some(&prev) = self.names.get(&f.var.name) {
             let p = &self.symbols[prev];
-            let d = Diagnostic::error(codes::DUPLICATE, f.var.span, format!("loop variable `{}` hides {} {}", f.var.name, super::article(p.kind.noun()), p.kind.noun()))
-                .with_label("loop variable")
-                .with_secondary(p.span, "declared here")
-                .with_help("give the loop variable another name");
+            let d = Diagnostic::error(
+                codes::DUPLICATE,
+                f.var.span,
+                format!(
+                    "loop variable `{}` hides {} {}",
+                    f.var.name,
+                    super::article(p.kind.noun()),
+                    p.kind.noun()
+                ),
+            )
+            .with_label("loop variable")
+            .with_secondary(p.span, "declared here")
+            .with_help("give the loop variable another name");
             self.push(d);
         }
         let sym = self.symbols.len();
@@ -630,21 +811,42 @@ impl<'a> Checker<'a> {
     fn assert(&mut self, a: &'a ast::Assert) {
         let cond = self.check(&a.cond, &Ty::Bool);
         let mut props = BTreeMap::new();
-        props.insert("condition".to_string(), ir::Prop { ty: Ty::Bool, value: cond });
+        props.insert(
+            "condition".to_string(),
+            ir::Prop {
+                ty: Ty::Bool,
+                value: cond,
+            },
+        );
         if let Some(m) = &a.message {
             let message = self.check(m, &Ty::String);
-            props.insert("message".to_string(), ir::Prop { ty: Ty::String, value: message });
+            props.insert(
+                "message".to_string(),
+                ir::Prop {
+                    ty: Ty::String,
+                    value: message,
+                },
+            );
         }
         let deps = self.take_deps();
         let id = self.plan.nodes.len();
         let line = self.line(a.span.start);
         self.node_paths.push(self.path.clone());
-        self.node_spans.push(Span::new(a.span.start, a.span.start + "assert".len()));
+        self.node_spans
+            .push(Span::new(a.span.start, a.span.start + "assert".len()));
         self.node_deps.push(deps);
         self.plan.nodes.push(ir::Node {
             id,
             // Numbered in flow order, so the name survives reformatting.
-            name: format!("assert_{}", self.plan.nodes.iter().filter(|n| n.kind == "assert").count() + 1),
+            name: format!(
+                "assert_{}",
+                self.plan
+                    .nodes
+                    .iter()
+                    .filter(|n| n.kind == "assert")
+                    .count()
+                    + 1
+            ),
             kind: "assert".to_string(),
             props,
             deps: Vec::new(),
@@ -662,9 +864,15 @@ impl<'a> Checker<'a> {
         self.deps.clear();
         if ty.holds_secret() {
             self.push(
-                Diagnostic::error(codes::SECRET_LEAK, o.value.span, format!("output `{}` would reveal a secret", o.name.name))
-                    .with_label("this value is a secret")
-                    .with_help("outputs are printed and stored; secrets never leave the tasks that use them"),
+                Diagnostic::error(
+                    codes::SECRET_LEAK,
+                    o.value.span,
+                    format!("output `{}` would reveal a secret", o.name.name),
+                )
+                .with_label("this value is a secret")
+                .with_help(
+                    "outputs are printed and stored; secrets never leave the tasks that use them",
+                ),
             );
         } else if let Ty::Optional(inner) = &ty {
             let d = self.optional_diag(&o.value, inner);
@@ -680,12 +888,21 @@ impl<'a> Checker<'a> {
 
 /// Imports are validated (the path must exist); calling imported flows is
 /// not part of the language yet.
-pub(super) fn check_import(src: &str, import: &ast::Import, opts: &Options, diags: &mut Vec<Diagnostic>) {
+pub(super) fn check_import(
+    src: &str,
+    import: &ast::Import,
+    opts: &Options,
+    diags: &mut Vec<Diagnostic>,
+) {
     let _ = src;
     let Some(path) = import.path.as_plain_str() else {
         diags.push(
-            Diagnostic::error(codes::NOT_CONSTANT, import.path.span, "an import path must be a plain string")
-                .with_label("not a string literal"),
+            Diagnostic::error(
+                codes::NOT_CONSTANT,
+                import.path.span,
+                "an import path must be a plain string",
+            )
+            .with_label("not a string literal"),
         );
         return;
     };
@@ -693,9 +910,13 @@ pub(super) fn check_import(src: &str, import: &ast::Import, opts: &Options, diag
         let full = base.join(&path);
         if !full.exists() {
             diags.push(
-                Diagnostic::warning(codes::MISSING_PATH, import.path.span, format!("`{path}` does not exist"))
-                    .with_label("no such file")
-                    .with_help("paths are relative to the folder of the .kflow file"),
+                Diagnostic::warning(
+                    codes::MISSING_PATH,
+                    import.path.span,
+                    format!("`{path}` does not exist"),
+                )
+                .with_label("no such file")
+                .with_help("paths are relative to the folder of the .kflow file"),
             );
         }
     }

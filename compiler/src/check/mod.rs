@@ -8,7 +8,7 @@ mod expr;
 mod graph;
 mod items;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::PathBuf;
 
 use kflow_grammar::ast::{self, Item};
@@ -94,7 +94,9 @@ pub struct FlowInfo {
 
 impl FlowInfo {
     pub fn symbol(&self, name: &str) -> Option<&Symbol> {
-        self.symbols.iter().find(|s| s.name == name && s.kind != SymKind::LoopVar)
+        self.symbols
+            .iter()
+            .find(|s| s.name == name && s.kind != SymKind::LoopVar)
     }
 }
 
@@ -134,6 +136,8 @@ pub(crate) struct Checker<'a> {
     node_paths: Vec<Vec<BlockRef>>,
     node_spans: Vec<Span>,
     node_deps: Vec<Vec<(usize, ir::DepKind, Span)>>,
+    /// File-system answers for `kflow::lint::missing-path`, by relative path.
+    path_exists: HashMap<String, bool>,
 }
 
 /// Checks every flow of a parsed file.
@@ -144,7 +148,7 @@ pub fn check_file(
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<FlowInfo> {
     let line_starts = line_starts(src);
-    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let mut seen: HashMap<&str, Span> = HashMap::default();
     let mut out = Vec::new();
     for import in &file.imports {
         items::check_import(src, import, opts, diags);
@@ -180,11 +184,11 @@ fn check_flow(
         diags,
         line_starts,
         symbols: Vec::new(),
-        names: HashMap::new(),
+        names: HashMap::default(),
         refs: Vec::new(),
-        lets: HashMap::new(),
+        lets: HashMap::default(),
         let_items: Vec::new(),
-        scope_ids: HashMap::new(),
+        scope_ids: HashMap::default(),
         scopes: Vec::new(),
         path: Vec::new(),
         in_secret: false,
@@ -203,10 +207,11 @@ fn check_flow(
             scopes: Vec::new(),
             outputs: Vec::new(),
         },
-        node_of: HashMap::new(),
+        node_of: HashMap::default(),
         node_paths: Vec::new(),
         node_spans: Vec::new(),
         node_deps: Vec::new(),
+        path_exists: HashMap::default(),
     };
     c.declare(&flow.items, true);
     c.path.clear();
@@ -227,7 +232,12 @@ fn check_flow(
 /// Byte offsets where lines start.
 pub fn line_starts(src: &str) -> Vec<usize> {
     std::iter::once(0)
-        .chain(src.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1))
+        .chain(
+            src.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
         .collect()
 }
 
@@ -258,9 +268,13 @@ impl<'a> Checker<'a> {
                 } {
                     let kw = Span::new(item.span().start, item.span().start + what.len());
                     self.push(
-                        Diagnostic::error(codes::MISPLACED, kw, format!("`{what}` is not allowed inside a block"))
-                            .with_label("inside a `try`, `catch`, `finally` or `for` block")
-                            .with_help(format!("move the `{what}` to the top level of the flow")),
+                        Diagnostic::error(
+                            codes::MISPLACED,
+                            kw,
+                            format!("`{what}` is not allowed inside a block"),
+                        )
+                        .with_label("inside a `try`, `catch`, `finally` or `for` block")
+                        .with_help(format!("move the `{what}` to the top level of the flow")),
                     );
                 }
             }
@@ -271,11 +285,26 @@ impl<'a> Checker<'a> {
                     self.declare_name(&i.name, SymKind::Input, i.span, i.doc.clone(), ty, None);
                 }
                 Item::Secret(s) => {
-                    self.declare_name(&s.name, SymKind::Secret, s.span, s.doc.clone(), Ty::Secret, None);
+                    self.declare_name(
+                        &s.name,
+                        SymKind::Secret,
+                        s.span,
+                        s.doc.clone(),
+                        Ty::Secret,
+                        None,
+                    );
                 }
                 Item::Let(l) => {
-                    if let Some(id) = self.declare_name(&l.name, SymKind::Let, l.span, l.doc.clone(), Ty::Error, None) {
-                        self.lets.insert(id, LetState::Pending(self.let_items.len()));
+                    if let Some(id) = self.declare_name(
+                        &l.name,
+                        SymKind::Let,
+                        l.span,
+                        l.doc.clone(),
+                        Ty::Error,
+                        None,
+                    ) {
+                        self.lets
+                            .insert(id, LetState::Pending(self.let_items.len()));
                         self.let_items.push(l);
                     }
                 }
@@ -286,7 +315,9 @@ impl<'a> Checker<'a> {
                         .prop("continue_on_error")
                         .and_then(|p| p.value.as_ref())
                         .is_some_and(|v| matches!(v.kind, ast::ExprKind::Bool(true)));
-                    if let Some(id) = self.declare_name(&t.name, SymKind::Task, t.span, t.doc.clone(), ty, kind) {
+                    if let Some(id) =
+                        self.declare_name(&t.name, SymKind::Task, t.span, t.doc.clone(), ty, kind)
+                    {
                         self.symbols[id].continue_on_error = coe;
                     }
                 }
@@ -342,8 +373,19 @@ impl<'a> Checker<'a> {
                     name.span,
                     format!("`{}` is defined twice in this flow", name.name),
                 )
-                .with_label(format!("second definition, as {} {}", article(kind.noun()), kind.noun()))
-                .with_secondary(p.span, format!("first defined here, as {} {}", article(p.kind.noun()), p.kind.noun()))
+                .with_label(format!(
+                    "second definition, as {} {}",
+                    article(kind.noun()),
+                    kind.noun()
+                ))
+                .with_secondary(
+                    p.span,
+                    format!(
+                        "first defined here, as {} {}",
+                        article(p.kind.noun()),
+                        p.kind.noun()
+                    ),
+                )
                 .with_help("names are unique within a flow: rename one of them");
                 self.push(d);
             }
@@ -394,13 +436,20 @@ impl<'a> Checker<'a> {
                 SymKind::LoopVar | SymKind::Broken => continue,
             };
             let help = match s.kind {
-                SymKind::Task => format!("use an output of `{}` (e.g. `{}.image`), or remove the task", s.name, s.name),
+                SymKind::Task => format!(
+                    "use an output of `{}` (e.g. `{}.image`), or remove the task",
+                    s.name, s.name
+                ),
                 _ => format!("remove the {what}, or use it"),
             };
             out.push(
-                Diagnostic::warning(codes::UNUSED, s.span, format!("{what} `{}` is never used", s.name))
-                    .with_label("declared here, never read")
-                    .with_help(help),
+                Diagnostic::warning(
+                    codes::UNUSED,
+                    s.span,
+                    format!("{what} `{}` is never used", s.name),
+                )
+                .with_label("declared here, never read")
+                .with_help(help),
             );
         }
         self.diags.extend(out);
