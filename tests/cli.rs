@@ -69,10 +69,7 @@ fn warnings_pass_unless_denied() {
     let f = write(dir.path(), "warns.kflow", WARNS);
     let f = f.to_str().unwrap();
     assert_eq!(kflow(&["check", f]).status.code(), Some(0));
-    assert_eq!(
-        kflow(&["check", "--deny-warnings", f]).status.code(),
-        Some(1)
-    );
+    assert_eq!(kflow(&["check", "--deny-warnings", f]).status.code(), Some(1));
     let o = kflow(&["check", "--deny-warnings", "--allow", "unused", f]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let o = kflow(&["check", "--allow", "no-such-lint", f]);
@@ -111,10 +108,7 @@ fn sarif_format() {
     assert_eq!(results.len(), 2);
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
-        assert_eq!(
-            rules[idx]["id"], r["ruleId"],
-            "ruleIndex points at the rule"
-        );
+        assert_eq!(rules[idx]["id"], r["ruleId"], "ruleIndex points at the rule");
         assert_eq!(r["level"], "error");
         let region = &r["locations"][0]["physicalLocation"]["region"];
         assert!(region["startLine"].as_u64().unwrap() >= 1);
@@ -140,10 +134,7 @@ fn github_format() {
         "{}",
         lines[0]
     );
-    assert!(
-        lines[0].contains("%0Ahelp: "),
-        "help follows on its own line"
-    );
+    assert!(lines[0].contains("%0Ahelp: "), "help follows on its own line");
 }
 
 #[test]
@@ -160,12 +151,7 @@ fn missing_file_is_one_clear_line_and_exit_2() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(kflow(&["check"]).status.code(), Some(2));
-    assert_eq!(
-        kflow(&["check", "--format", "xml", "examples"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(kflow(&["check", "--format", "xml", "examples"]).status.code(), Some(2));
     assert_eq!(kflow(&["frobnicate"]).status.code(), Some(2));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.kflow"), [0xff, 0xfe, 0x00]).unwrap();
@@ -183,12 +169,7 @@ fn stdin_is_checked() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(BROKEN.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(BROKEN.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -198,11 +179,7 @@ fn stdin_is_checked() {
 #[test]
 fn fmt_rewrites_checks_and_refuses_broken_files() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        dir.path(),
-        "ugly.kflow",
-        "flow f{task a=log{message:\"x\"}}\n",
-    );
+    let f = write(dir.path(), "ugly.kflow", "flow f{task a=log{message:\"x\"}}\n");
     let name = f.to_str().unwrap();
     let o = kflow(&["fmt", "--check", name]);
     assert_eq!(o.status.code(), Some(1));
@@ -214,11 +191,7 @@ fn fmt_rewrites_checks_and_refuses_broken_files() {
     );
     assert_eq!(kflow(&["fmt", "--check", name]).status.code(), Some(0));
 
-    let broken = write(
-        dir.path(),
-        "broken.kflow",
-        "flow f { task a = log { message: } }\n",
-    );
+    let broken = write(dir.path(), "broken.kflow", "flow f { task a = log { message: } }\n");
     let o = kflow(&["fmt", broken.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("was not formatted"));

@@ -15,10 +15,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let files: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let files: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     if files.is_empty() {
         eprintln!("usage: cargo bench -p kflow-compiler --bench check -- FILE.kflow…  (bench/run.py generates them)");
         return;

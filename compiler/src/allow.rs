@@ -25,11 +25,7 @@ pub fn apply(src: &str, file: &ast::File, global: &[&str], diags: &mut Vec<Diagn
         };
         let inner = rest.trim().trim_start_matches('(').trim_end_matches(')');
         let mut lints = Vec::new();
-        for name in inner
-            .split([',', ' '])
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-        {
+        for name in inner.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()) {
             match codes::resolve_lint(name) {
                 Some(code) => lints.push(code),
                 None => {
@@ -39,16 +35,14 @@ pub fn apply(src: &str, file: &ast::File, global: &[&str], diags: &mut Vec<Diagn
                         .filter_map(|c| c.code.rsplit("::").next());
                     let help = match crate::suggest::did_you_mean(name, lints) {
                         Some(h) => h,
-                        None => "lints are the `kflow::lint::*` codes, e.g. `latest-tag`; errors cannot be silenced".into(),
+                        None => {
+                            "lints are the `kflow::lint::*` codes, e.g. `latest-tag`; errors cannot be silenced".into()
+                        }
                     };
                     diags.push(
-                        Diagnostic::warning(
-                            codes::UNKNOWN_LINT,
-                            c.span,
-                            format!("`{name}` is not a lint"),
-                        )
-                        .with_label("cannot be allowed")
-                        .with_help(help),
+                        Diagnostic::warning(codes::UNKNOWN_LINT, c.span, format!("`{name}` is not a lint"))
+                            .with_label("cannot be allowed")
+                            .with_help(help),
                     );
                 }
             }
@@ -67,9 +61,9 @@ pub fn apply(src: &str, file: &ast::File, global: &[&str], diags: &mut Vec<Diagn
     }
     diags.retain(|d| {
         d.severity == Severity::Error
-            || !rules.iter().any(|(span, lints)| {
-                lints.contains(&d.code) && span.start <= d.span.start && d.span.start <= span.end
-            })
+            || !rules
+                .iter()
+                .any(|(span, lints)| lints.contains(&d.code) && span.start <= d.span.start && d.span.start <= span.end)
     });
 }
 

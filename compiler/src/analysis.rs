@@ -5,7 +5,7 @@
 use kflow_grammar::ast;
 use kflow_grammar::diag::Diagnostic;
 
-pub use crate::check::{FlowInfo, Options, Reference, SymKind, Symbol};
+pub use crate::check::{Files, FlowInfo, Options, Reference, SymKind, Symbol};
 
 pub struct Analysis {
     pub file: ast::File,
@@ -34,9 +34,7 @@ pub fn analyze(src: &str, opts: &Options) -> Analysis {
     let parsed = std::time::Instant::now();
     let flows = crate::check::check_file(src, &file, opts, &mut diagnostics);
     crate::allow::apply(src, &file, &opts.allow, &mut diagnostics);
-    diagnostics.sort_by(|a, b| {
-        (a.span.start, a.span.end, a.code).cmp(&(b.span.start, b.span.end, b.code))
-    });
+    diagnostics.sort_by(|a, b| (a.span.start, a.span.end, a.code).cmp(&(b.span.start, b.span.end, b.code)));
     diagnostics.dedup();
     let timings = Timings {
         parse: parsed - start,

@@ -372,9 +372,7 @@ pub fn ty(spec: &'static str) -> &'static Ty {
             .chain(COMMON.iter().map(|p| p.ty));
         specs.map(|s| (s, parse_spec(s))).collect()
     });
-    types
-        .get(spec)
-        .expect("catalog type specs are all parsed up front")
+    types.get(spec).expect("catalog type specs are all parsed up front")
 }
 
 pub fn kind_names() -> impl Iterator<Item = &'static str> {

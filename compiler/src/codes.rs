@@ -62,10 +62,16 @@ pub const UNKNOWN_LINT: &str = "kflow::lint::unknown-lint";
 
 pub static CODES: &[Code] = &[
     e(parse::SYNTAX, "The text does not follow the grammar."),
-    e(parse::UNTERMINATED_STRING, "A string is not closed before the end of its line."),
+    e(
+        parse::UNTERMINATED_STRING,
+        "A string is not closed before the end of its line.",
+    ),
     e(parse::UNTERMINATED_COMMENT, "A `/*` comment is never closed."),
     e(parse::UNCLOSED, "A `{` is never closed."),
-    e(parse::MISSING_SEPARATOR, "Two properties or map entries on one line without a `,`."),
+    e(
+        parse::MISSING_SEPARATOR,
+        "Two properties or map entries on one line without a `,`.",
+    ),
     e(parse::BAD_ESCAPE, "An unknown escape sequence in a string."),
     e(parse::BAD_NUMBER, "An integer or duration literal out of range."),
     e(parse::TOO_DEEP, "Brackets nested deeper than the parser accepts."),
@@ -80,25 +86,55 @@ pub static CODES: &[Code] = &[
     e(UNKNOWN_FUNCTION, "A call to a function that does not exist."),
     e(UNKNOWN_TYPE, "A type name that does not exist."),
     e(UNKNOWN_TASK, "`after` names something that is not a task."),
-    e(UNKNOWN_TRIGGER, "An `on` trigger other than `webhook`, `schedule` or `file`."),
+    e(
+        UNKNOWN_TRIGGER,
+        "An `on` trigger other than `webhook`, `schedule` or `file`.",
+    ),
     e(DUPLICATE, "Two items with the same name in one flow."),
-    e(MISPLACED, "An item where it is not allowed (e.g. `input` inside `try`)."),
+    e(
+        MISPLACED,
+        "An item where it is not allowed (e.g. `input` inside `try`).",
+    ),
     e(MISMATCH, "A value of the wrong type."),
-    e(NOT_PINNED, "A mutable tag (`ref` or `string`) where a digest-pinned reference is required."),
-    e(IMAGE_NOT_DIGEST, "A local image ID where a registry digest is required."),
-    e(SECRET_LEAK, "A secret that could leak: interpolated, passed to a non-secret property, compared or output."),
-    e(SECRET_SOURCE, "`env()`/`file()` outside a `secret` item, or a secret not read from them."),
+    e(
+        NOT_PINNED,
+        "A mutable tag (`ref` or `string`) where a digest-pinned reference is required.",
+    ),
+    e(
+        IMAGE_NOT_DIGEST,
+        "A local image ID where a registry digest is required.",
+    ),
+    e(
+        SECRET_LEAK,
+        "A secret that could leak: interpolated, passed to a non-secret property, compared or output.",
+    ),
+    e(
+        SECRET_SOURCE,
+        "`env()`/`file()` outside a `secret` item, or a secret not read from them.",
+    ),
     e(BAD_LITERAL, "A malformed digest, reference, cron or glob literal."),
     e(OPTIONAL, "An optional value (`T?`) read without a fallback."),
     e(WRONG_ARGS, "A call with the wrong number of arguments."),
     e(NOT_CONSTANT, "A value that must be known before the flow runs."),
-    e(ONE_OF, "Properties that exclude each other, or none of a required pair."),
+    e(
+        ONE_OF,
+        "Properties that exclude each other, or none of a required pair.",
+    ),
     e(CYCLE, "Tasks that depend on each other in a cycle."),
-    w(UNUSED, "An input, secret, `let` or side-effect-free task whose value is never used."),
-    w(UNPINNED_IMAGE, "`container.run` or `trivy.scan` on a mutable tag: pin by digest."),
+    w(
+        UNUSED,
+        "An input, secret, `let` or side-effect-free task whose value is never used.",
+    ),
+    w(
+        UNPINNED_IMAGE,
+        "`container.run` or `trivy.scan` on a mutable tag: pin by digest.",
+    ),
     w(LATEST_TAG, "Pushing or tagging `:latest`."),
     w(APPROVAL_TIMEOUT, "An `approval` without a `timeout` can wait forever."),
-    w(MISSING_PATH, "A path property names a file or folder that does not exist."),
+    w(
+        MISSING_PATH,
+        "A path property names a file or folder that does not exist.",
+    ),
     w(EMPTY_TRY, "A `try` without `catch` or `finally` does nothing."),
     w(UNKNOWN_LINT, "`kflow:allow(…)` names something that is not a lint."),
 ];

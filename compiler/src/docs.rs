@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use kflow_grammar::diag::Severity;
 
-use crate::analysis::{analyze, Options};
+use crate::analysis::{analyze, Files, Options};
 use crate::catalog::{self, COMMON, KINDS};
 use crate::codes::CODES;
 use crate::render::{human, FileReport, HumanStyle};
@@ -43,13 +43,7 @@ pub fn catalog_markdown() -> String {
             } else {
                 "optional"
             };
-            let _ = writeln!(
-                s,
-                "| `{}` | {} | {req} | {} |",
-                p.name,
-                ty_cell(p.ty),
-                cell(p.doc)
-            );
+            let _ = writeln!(s, "| `{}` | {} | {req} | {} |", p.name, ty_cell(p.ty), cell(p.doc));
         }
         if !k.one_of.is_empty() {
             let names: Vec<String> = k.one_of.iter().map(|n| format!("`{n}`")).collect();
@@ -78,6 +72,15 @@ pub fn catalog_markdown() -> String {
     s
 }
 
+/// The examples see a file system in which only paths naming `no-such`
+/// are missing.
+fn examples_options() -> Options {
+    Options {
+        files: Files::Virtual(|path| !path.contains("no-such")),
+        allow: Vec::new(),
+    }
+}
+
 /// Markdown for every diagnostic code, with its fixture and the report.
 pub fn diagnostics_markdown() -> String {
     let mut s = String::new();
@@ -96,7 +99,7 @@ pub fn diagnostics_markdown() -> String {
         } else {
             src.to_string()
         };
-        let a = analyze(src, &Options::default());
+        let a = analyze(src, &examples_options());
         let report = FileReport {
             path: "example.kflow",
             src,

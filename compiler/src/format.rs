@@ -34,11 +34,7 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
         prev_end: 0,
         at_block_start: true,
     };
-    let mut tops: Vec<(Span, Top)> = file
-        .imports
-        .iter()
-        .map(|i| (i.span, Top::Import(i)))
-        .collect();
+    let mut tops: Vec<(Span, Top)> = file.imports.iter().map(|i| (i.span, Top::Import(i))).collect();
     tops.extend(file.flows.iter().map(|fl| (fl.span, Top::Flow(fl))));
     tops.sort_by_key(|(s, _)| s.start);
     for (span, top) in tops {
@@ -140,10 +136,7 @@ impl Fmt<'_> {
     /// trails the line just written.
     fn trailing(&mut self, end: usize, limit: usize) {
         if let Some(c) = self.comments.get(self.next) {
-            if c.span.start >= end
-                && c.span.start < limit.max(end)
-                && !self.src[end..c.span.start].contains('\n')
-            {
+            if c.span.start >= end && c.span.start < limit.max(end) && !self.src[end..c.span.start].contains('\n') {
                 self.next += 1;
                 self.out.push(' ');
                 self.out.push_str(&comment_text(self.src, c));
@@ -154,9 +147,7 @@ impl Fmt<'_> {
 
     fn has_comment_in(&self, span: Span) -> bool {
         let i = self.comments.partition_point(|c| c.span.start < span.start);
-        self.comments
-            .get(i)
-            .is_some_and(|c| c.span.start < span.end)
+        self.comments.get(i).is_some_and(|c| c.span.start < span.end)
     }
 
     /// The items of a block, then the comments before its closing brace.
@@ -218,20 +209,14 @@ impl Fmt<'_> {
                 self.out.push_str("try {");
                 self.trailing(
                     t.keyword.end,
-                    t.body
-                        .items
-                        .first()
-                        .map_or(t.body.span.end, |i| i.span().start),
+                    t.body.items.first().map_or(t.body.span.end, |i| i.span().start),
                 );
                 self.block_items(&t.body.items, t.body.span.end);
                 self.out.push('}');
                 for (kw, block) in [("catch", &t.catch), ("finally", &t.finally)] {
                     if let Some(b) = block {
                         self.out.push_str(&format!(" {kw} {{"));
-                        self.trailing(
-                            b.span.start + 1,
-                            b.items.first().map_or(b.span.end, |i| i.span().start),
-                        );
+                        self.trailing(b.span.start + 1, b.items.first().map_or(b.span.end, |i| i.span().start));
                         self.block_items(&b.items, b.span.end);
                         self.out.push('}');
                     }
@@ -243,10 +228,7 @@ impl Fmt<'_> {
                 self.out.push_str(" {");
                 self.trailing(
                     fl.body.span.start + 1,
-                    fl.body
-                        .items
-                        .first()
-                        .map_or(fl.body.span.end, |i| i.span().start),
+                    fl.body.items.first().map_or(fl.body.span.end, |i| i.span().start),
                 );
                 self.block_items(&fl.body.items, fl.body.span.end);
                 self.out.push('}');
@@ -269,29 +251,18 @@ impl Fmt<'_> {
                 let props: Option<Vec<String>> = t
                     .props
                     .iter()
-                    .map(|p| {
-                        Some(format!(
-                            "{}: {}",
-                            p.name.name,
-                            self.inline(p.value.as_ref()?)?
-                        ))
-                    })
+                    .map(|p| Some(format!("{}: {}", p.name.name, self.inline(p.value.as_ref()?)?)))
                     .collect();
                 props.map(|ps| format!("{header} {} }}", ps.join(", ")))
             })
             .flatten()
-            .filter(|s| {
-                self.column() + s.chars().count() <= TASK_INLINE_WIDTH && !s.contains('\n')
-            });
+            .filter(|s| self.column() + s.chars().count() <= TASK_INLINE_WIDTH && !s.contains('\n'));
         if let Some(line) = inline {
             self.out.push_str(&line);
             return;
         }
         self.out.push_str(&header);
-        self.trailing(
-            t.kind.span.end,
-            t.props.first().map_or(t.span.end, |p| p.span.start),
-        );
+        self.trailing(t.kind.span.end, t.props.first().map_or(t.span.end, |p| p.span.start));
         self.indent += 1;
         self.at_block_start = true;
         for p in &t.props {

@@ -45,10 +45,7 @@ pub fn dot(plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "digraph \"{}\" {{", quote(&plan.flow));
     let _ = writeln!(s, "  rankdir=LR;");
-    let _ = writeln!(
-        s,
-        "  node [shape=box, style=rounded, fontname=\"Helvetica\"];"
-    );
+    let _ = writeln!(s, "  node [shape=box, style=rounded, fontname=\"Helvetica\"];");
     for (key, nodes) in groups(plan) {
         let indent = if key.is_some() { "    " } else { "  " };
         if let Some((scope, part)) = key {
@@ -111,13 +108,7 @@ pub fn mermaid(plan: &Plan) -> String {
         }
         for nid in nodes {
             let n = &plan.nodes[nid];
-            let _ = writeln!(
-                s,
-                "{indent}{}[\"{}<br/><small>{}</small>\"]",
-                id(nid),
-                n.name,
-                n.kind
-            );
+            let _ = writeln!(s, "{indent}{}[\"{}<br/><small>{}</small>\"]", id(nid), n.name, n.kind);
         }
         if key.is_some() {
             let _ = writeln!(s, "  end");
@@ -125,11 +116,7 @@ pub fn mermaid(plan: &Plan) -> String {
     }
     for n in &plan.nodes {
         for d in &n.deps {
-            let arrow = if d.kind == DepKind::Order {
-                "-.->"
-            } else {
-                "-->"
-            };
+            let arrow = if d.kind == DepKind::Order { "-.->" } else { "-->" };
             let _ = writeln!(s, "  {} {arrow} {}", id(d.node), id(n.id));
         }
     }

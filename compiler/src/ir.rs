@@ -149,11 +149,7 @@ pub enum ScopeKind {
         finally: Vec<NodeId>,
     },
     /// The body nodes are templates, instantiated per item of `iter`.
-    For {
-        var: String,
-        iter: Expr,
-        body: Vec<NodeId>,
-    },
+    For { var: String, iter: Expr, body: Vec<NodeId> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,12 +256,7 @@ impl Plan {
             }
         }
         for s in &self.scopes {
-            if let ScopeKind::Try {
-                body,
-                catch,
-                finally,
-            } = &s.kind
-            {
+            if let ScopeKind::Try { body, catch, finally } = &s.kind {
                 for &b in body {
                     for &c in catch.iter().chain(finally) {
                         g.add_edge(idx[b], idx[c], DepKind::Order);

@@ -5,9 +5,7 @@
 /// `sha256:<64 hex>` or `sha512:<128 hex>`, lowercase.
 pub fn digest(s: &str) -> Result<(), String> {
     let Some((algo, hex)) = s.split_once(':') else {
-        return Err(format!(
-            "`{s}` is not a digest: expected `sha256:<64 hex digits>`"
-        ));
+        return Err(format!("`{s}` is not a digest: expected `sha256:<64 hex digits>`"));
     };
     let want = match algo {
         "sha256" => 64,
@@ -19,9 +17,7 @@ pub fn digest(s: &str) -> Result<(), String> {
         }
     };
     if let Some(c) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
-        return Err(format!(
-            "`{c}` is not a lowercase hex digit in the {algo} digest"
-        ));
+        return Err(format!("`{c}` is not a lowercase hex digit in the {algo} digest"));
     }
     if hex.len() != want {
         return Err(format!(
@@ -55,10 +51,7 @@ pub fn reference(s: &str) -> Result<Reference<'_>, String> {
     // A `:` after the last `/` starts the tag (a `:` before it is a port).
     let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match name_tag[last_slash..].find(':') {
-        Some(i) => (
-            &name_tag[..last_slash + i],
-            Some(&name_tag[last_slash + i + 1..]),
-        ),
+        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
         None => (name_tag, None),
     };
     if let Some(tag) = tag {
@@ -75,9 +68,7 @@ pub fn reference(s: &str) -> Result<Reference<'_>, String> {
         }
     }
     let (registry, repository) = match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (Some(first), rest)
-        }
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (Some(first), rest),
         _ => (None, name),
     };
     if let Some(r) = registry {
@@ -101,16 +92,14 @@ pub fn reference(s: &str) -> Result<Reference<'_>, String> {
     }
     for component in repository.split('/') {
         if component.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(format!(
-                "repository names must be lowercase: `{repository}`"
-            ));
+            return Err(format!("repository names must be lowercase: `{repository}`"));
         }
         let ok = !component.is_empty()
             && component.starts_with(|c: char| c.is_ascii_alphanumeric())
             && component.ends_with(|c: char| c.is_ascii_alphanumeric())
-            && component.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            });
+            && component
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
         if !ok {
             return Err(format!(
                 "`{component}` is not a valid repository path component: lowercase letters and digits separated by `.`, `_` or `-`"
@@ -139,9 +128,7 @@ pub fn pinned(s: &str) -> Result<(), String> {
 pub fn tag_ref(s: &str) -> Result<(), String> {
     let r = reference(s)?;
     if r.digest.is_some() {
-        return Err(format!(
-            "`{s}` carries a digest: write it as `pinned(\"{s}\")`"
-        ));
+        return Err(format!("`{s}` carries a digest: write it as `pinned(\"{s}\")`"));
     }
     Ok(())
 }
@@ -161,10 +148,7 @@ pub fn cron(s: &str) -> Result<(), String> {
         return if MACROS.contains(&s) {
             Ok(())
         } else {
-            Err(format!(
-                "unknown schedule `{s}`: expected one of {}",
-                MACROS.join(", ")
-            ))
+            Err(format!("unknown schedule `{s}`: expected one of {}", MACROS.join(", ")))
         };
     }
     const FIELDS: [(&str, u32, u32, &[&str]); 5] = [
@@ -179,12 +163,7 @@ pub fn cron(s: &str) -> Result<(), String> {
                 "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
             ],
         ),
-        (
-            "day of week",
-            0,
-            7,
-            &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-        ),
+        ("day of week", 0, 7, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
     ];
     let parts: Vec<&str> = s.split_whitespace().collect();
     if parts.len() != 5 {
@@ -214,18 +193,14 @@ pub fn cron(s: &str) -> Result<(), String> {
                 }
                 match v.parse::<u32>() {
                     Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-                    _ => Err(format!(
-                        "`{v}` is out of range for the {what} field ({lo}-{hi})"
-                    )),
+                    _ => Err(format!("`{v}` is out of range for the {what} field ({lo}-{hi})")),
                 }
             };
             match range.split_once('-') {
                 Some((a, b)) => {
                     let (a, b) = (value(a)?, value(b)?);
                     if a > b {
-                        return Err(format!(
-                            "range `{range}` in the {what} field goes backwards"
-                        ));
+                        return Err(format!("range `{range}` in the {what} field goes backwards"));
                     }
                 }
                 None => {
@@ -246,12 +221,8 @@ pub fn glob(s: &str) -> Result<(), String> {
             (true, _) => escaped = false,
             (false, '\\') => escaped = true,
             (false, '[' | '{') => stack.push(c),
-            (false, ']') if stack.pop() != Some('[') => {
-                return Err(format!("unbalanced `]` in glob `{s}`"))
-            }
-            (false, '}') if stack.pop() != Some('{') => {
-                return Err(format!("unbalanced `}}` in glob `{s}`"))
-            }
+            (false, ']') if stack.pop() != Some('[') => return Err(format!("unbalanced `]` in glob `{s}`")),
+            (false, '}') if stack.pop() != Some('{') => return Err(format!("unbalanced `}}` in glob `{s}`")),
             _ => {}
         }
     }

@@ -36,22 +36,13 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.src.len());
         let line = self.starts.partition_point(|&s| s <= offset) - 1;
         let start = self.starts[line];
-        let column = self.src[start..floor_char(self.src, offset)]
-            .chars()
-            .count()
-            + 1;
-        LineCol {
-            line: line + 1,
-            column,
-        }
+        let column = self.src[start..floor_char(self.src, offset)].chars().count() + 1;
+        LineCol { line: line + 1, column }
     }
 
     /// Length in bytes of the line holding `offset`.
     pub fn line_len(&self, offset: usize) -> usize {
-        let line = self
-            .starts
-            .partition_point(|&s| s <= offset.min(self.src.len()))
-            - 1;
+        let line = self.starts.partition_point(|&s| s <= offset.min(self.src.len())) - 1;
         let end = self.starts.get(line + 1).map_or(self.src.len(), |e| e - 1);
         end - self.starts[line]
     }
@@ -116,9 +107,10 @@ impl miette::Diagnostic for Note<'_> {
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         self.source?;
-        Some(Box::new(std::iter::once(
-            miette::LabeledSpan::new_primary_with_span(None, source_span(self.label.span)),
-        )))
+        Some(Box::new(std::iter::once(miette::LabeledSpan::new_primary_with_span(
+            None,
+            source_span(self.label.span),
+        ))))
     }
 }
 
@@ -154,32 +146,25 @@ impl miette::Diagnostic for Miette<'_> {
         })
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.d
-            .help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.d.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         self.source.map(|s| s as &dyn miette::SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         self.source.as_ref()?;
-        let primary = miette::LabeledSpan::new_primary_with_span(
-            self.d.label.clone(),
-            source_span(self.d.span),
-        );
-        let rest = self.near.iter().map(|l| {
-            miette::LabeledSpan::new_with_span(Some(l.message.clone()), source_span(l.span))
-        });
+        let primary = miette::LabeledSpan::new_primary_with_span(self.d.label.clone(), source_span(self.d.span));
+        let rest = self
+            .near
+            .iter()
+            .map(|l| miette::LabeledSpan::new_with_span(Some(l.message.clone()), source_span(l.span)));
         Some(Box::new(std::iter::once(primary).chain(rest)))
     }
     fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
         if self.far.is_empty() {
             return None;
         }
-        Some(Box::new(
-            self.far.iter().map(|n| n as &dyn miette::Diagnostic),
-        ))
+        Some(Box::new(self.far.iter().map(|n| n as &dyn miette::Diagnostic)))
     }
 }
 
@@ -212,18 +197,16 @@ pub fn human(report: &FileReport, style: HumanStyle) -> String {
             .any(|s| index.line_len(s.start) > MAX_QUOTED_LINE);
         let lc = index.line_col(d.span.start);
         let source = (!long).then_some(&named);
-        let (near, far): (Vec<&Label>, Vec<&Label>) = d.secondary.iter().partition(|l| {
-            index.line_col(l.span.start).line.abs_diff(lc.line) <= MAX_LABEL_DISTANCE
-        });
+        let (near, far): (Vec<&Label>, Vec<&Label>) = d
+            .secondary
+            .iter()
+            .partition(|l| index.line_col(l.span.start).line.abs_diff(lc.line) <= MAX_LABEL_DISTANCE);
         let m = Miette {
             d,
             source,
             location: long.then(|| format!("{}:{}:{}", report.path, lc.line, lc.column)),
             near,
-            far: far
-                .into_iter()
-                .map(|label| Note { label, source })
-                .collect(),
+            far: far.into_iter().map(|label| Note { label, source }).collect(),
         };
         let _ = handler.render_report(&mut out, &m);
         out.push('\n');
@@ -234,11 +217,7 @@ pub fn human(report: &FileReport, style: HumanStyle) -> String {
 /// `2 errors, 1 warning` and the like.
 pub fn summary(errors: usize, warnings: usize) -> String {
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    format!(
-        "{}, {}",
-        plural(errors, "error"),
-        plural(warnings, "warning")
-    )
+    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
 }
 
 // ------------------------------------------------------------------ JSON
@@ -371,9 +350,7 @@ pub fn sarif(reports: &[FileReport]) -> Value {
 // ------------------------------------------------------------------ GitHub
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {

@@ -67,11 +67,7 @@ impl Ty {
             Ty::Severity => Some(SEVERITIES.to_vec()),
             Ty::Enum(xs) => Some(xs.iter().map(String::as_str).collect()),
             Ty::Union(ts) => {
-                let all: Vec<&str> = ts
-                    .iter()
-                    .filter_map(|t| t.enum_members())
-                    .flatten()
-                    .collect();
+                let all: Vec<&str> = ts.iter().filter_map(|t| t.enum_members()).flatten().collect();
                 (!all.is_empty()).then_some(all)
             }
             Ty::Optional(t) => t.enum_members(),
@@ -232,10 +228,7 @@ pub const TYPE_NAMES: &[&str] = &[
 /// Words that are not type names are enum members.
 pub fn parse_spec(spec: &str) -> Ty {
     let (t, rest) = parse_union(spec.trim());
-    debug_assert!(
-        rest.trim().is_empty(),
-        "trailing text in type spec {spec:?}"
-    );
+    debug_assert!(rest.trim().is_empty(), "trailing text in type spec {spec:?}");
     t
 }
 
@@ -274,14 +267,9 @@ fn parse_atom(s: &str) -> (Ty, &str) {
     let (word, mut rest) = s.split_at(end);
     let mut t = match word {
         "list" | "map" => {
-            let inner = rest
-                .strip_prefix('<')
-                .expect("type spec: `<` after list/map");
+            let inner = rest.strip_prefix('<').expect("type spec: `<` after list/map");
             let (t, r) = parse_union(inner);
-            rest = r
-                .trim_start()
-                .strip_prefix('>')
-                .expect("type spec: closing `>`");
+            rest = r.trim_start().strip_prefix('>').expect("type spec: closing `>`");
             if word == "list" {
                 Ty::List(Box::new(t))
             } else {
@@ -315,10 +303,7 @@ pub fn retry_record() -> Ty {
 
 /// The record form of `credentials`.
 pub fn credentials_record() -> Ty {
-    Ty::Record(vec![
-        ("username".into(), Ty::String),
-        ("password".into(), Ty::Secret),
-    ])
+    Ty::Record(vec![("username".into(), Ty::String), ("password".into(), Ty::Secret)])
 }
 
 impl Serialize for Ty {

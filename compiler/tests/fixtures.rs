@@ -9,17 +9,12 @@ use kflow_compiler::codes::CODES;
 use kflow_compiler::render::{human, FileReport, HumanStyle};
 
 fn fixtures(dir: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
 }
 
 fn analyze_file(path: &Path) -> (String, Analysis) {
     let src = std::fs::read_to_string(path).unwrap();
-    let opts = Options {
-        base_dir: Some(path.parent().unwrap().to_path_buf()),
-        allow: Vec::new(),
-    };
+    let opts = Options::in_dir(path.parent().unwrap());
     let a = analyze(&src, &opts);
     (src, a)
 }
@@ -74,16 +69,8 @@ fn every_code_has_a_fixture_that_raises_it() {
     }
     // And no fixture for a code that does not exist.
     for file in kflow_files(&fixtures("diagnostics")) {
-        let stem = file
-            .file_stem()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .replace('.', "::");
-        assert!(
-            CODES.iter().any(|c| c.code == stem),
-            "fixture for unknown code {stem}"
-        );
+        let stem = file.file_stem().unwrap().to_str().unwrap().replace('.', "::");
+        assert!(CODES.iter().any(|c| c.code == stem), "fixture for unknown code {stem}");
     }
 }
 
@@ -105,12 +92,7 @@ fn diagnostic_reports() {
 fn positive_fixtures_check_clean() {
     for file in kflow_files(&fixtures("ok")) {
         let (_, a) = analyze_file(&file);
-        assert!(
-            a.diagnostics.is_empty(),
-            "{}:\n{}",
-            file.display(),
-            rendered(&file)
-        );
+        assert!(a.diagnostics.is_empty(), "{}:\n{}", file.display(), rendered(&file));
         assert!(!a.flows.is_empty());
     }
 }
@@ -127,12 +109,7 @@ fn examples_check_clean() {
     }
     for file in files {
         let (_, a) = analyze_file(&file);
-        assert!(
-            a.diagnostics.is_empty(),
-            "{}:\n{}",
-            file.display(),
-            rendered(&file)
-        );
+        assert!(a.diagnostics.is_empty(), "{}:\n{}", file.display(), rendered(&file));
     }
 }
 
@@ -149,8 +126,7 @@ fn formatter_output() {
 fn meaning(src: &str) -> (Vec<&'static str>, String) {
     let a = analyze(src, &Options::default());
     let codes = a.diagnostics.iter().map(|d| d.code).collect();
-    let mut plans =
-        serde_json::to_value(a.flows.iter().map(|f| &f.plan).collect::<Vec<_>>()).unwrap();
+    let mut plans = serde_json::to_value(a.flows.iter().map(|f| &f.plan).collect::<Vec<_>>()).unwrap();
     for plan in plans.as_array_mut().unwrap() {
         for node in plan["nodes"].as_array_mut().unwrap() {
             node.as_object_mut().unwrap().remove("line");
@@ -165,9 +141,7 @@ fn formatting_is_idempotent_and_keeps_meaning() {
     for dir in ["diagnostics", "ok", "fmt"] {
         files.extend(kflow_files(&fixtures(dir)));
     }
-    files.extend(kflow_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
-    ));
+    files.extend(kflow_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")));
     let mut formatted = 0;
     for file in files {
         let src = std::fs::read_to_string(&file).unwrap();
@@ -176,22 +150,12 @@ fn formatting_is_idempotent_and_keeps_meaning() {
         };
         formatted += 1;
         let twice = kflow_compiler::format::format(&once).unwrap();
-        assert_eq!(
-            once,
-            twice,
-            "formatting {} twice changes it",
-            file.display()
-        );
+        assert_eq!(once, twice, "formatting {} twice changes it", file.display());
         let (mut before, plan_before) = meaning(&src);
         let (mut after, plan_after) = meaning(&once);
         before.sort();
         after.sort();
-        assert_eq!(
-            before,
-            after,
-            "formatting {} changes its diagnostics",
-            file.display()
-        );
+        assert_eq!(before, after, "formatting {} changes its diagnostics", file.display());
         assert_eq!(
             plan_before,
             plan_after,
@@ -212,11 +176,7 @@ fn formatting_is_idempotent_and_keeps_meaning() {
 
 fn kflow_grammar_comments(src: &str) -> Vec<String> {
     let (file, _) = kflow_compiler::grammar::parse(src);
-    let mut v: Vec<String> = file
-        .comments
-        .iter()
-        .map(|c| c.text.trim().to_string())
-        .collect();
+    let mut v: Vec<String> = file.comments.iter().map(|c| c.text.trim().to_string()).collect();
     v.sort();
     v
 }

@@ -124,8 +124,7 @@ const TOKENS: &[&str] = &[
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (any::<usize>(), prop::sample::select(TOKENS))
-            .prop_map(|(i, t)| Edit::Insert(i, t.to_string())),
+        (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(i, t)| Edit::Insert(i, t.to_string())),
         (any::<usize>(), "\\PC{0,6}").prop_map(|(i, s)| Edit::Insert(i, s)),
         (any::<usize>(), 0usize..40).prop_map(|(i, n)| Edit::Delete(i, n)),
         (any::<usize>(), 0usize..60).prop_map(|(i, n)| Edit::Duplicate(i, n)),

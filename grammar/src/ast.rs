@@ -316,9 +316,7 @@ impl Expr {
                     StrPart::Interp(x) => Some((x, d + 1)),
                     StrPart::Text(_) => None,
                 })),
-                ExprKind::Field(x, _) | ExprKind::Not(x) | ExprKind::Paren(x) => {
-                    stack.push((x, d + 1))
-                }
+                ExprKind::Field(x, _) | ExprKind::Not(x) | ExprKind::Paren(x) => stack.push((x, d + 1)),
                 ExprKind::Call(c, args) => {
                     stack.push((c, d + 1));
                     stack.extend(args.iter().map(|a| (a, d + 1)));

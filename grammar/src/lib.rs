@@ -71,11 +71,7 @@ fn parse_with(src: &str, parallel: bool) -> (File, Vec<Diagnostic>) {
     (file, diags)
 }
 
-fn lowerer<'s>(
-    src: &'s str,
-    scan: &'s scan::Scan,
-    placement: lower::Placement,
-) -> lower::Lower<'s> {
+fn lowerer<'s>(src: &'s str, scan: &'s scan::Scan, placement: lower::Placement) -> lower::Lower<'s> {
     lower::Lower {
         src,
         placement,
@@ -111,23 +107,12 @@ fn parse_whole(src: &str, scan: &scan::Scan) -> (File, Vec<Diagnostic>) {
 /// Where to cut a large single-flow file: chunk starts, then the flow's `}`.
 fn chunk_bounds(scan: &scan::Scan) -> Option<(Vec<usize>, usize)> {
     let len = scan.text.len();
-    if len < PARALLEL_MIN_BYTES
-        || scan.top_flows != 1
-        || scan.top_closes.len() != 1
-        || !scan.masked.is_empty()
-    {
+    if len < PARALLEL_MIN_BYTES || scan.top_flows != 1 || scan.top_closes.len() != 1 || !scan.masked.is_empty() {
         return None;
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let close = scan.top_closes[0];
-    let starts: Vec<usize> = scan
-        .item_starts
-        .iter()
-        .copied()
-        .filter(|&s| s < close)
-        .collect();
+    let starts: Vec<usize> = scan.item_starts.iter().copied().filter(|&s| s < close).collect();
     let first = *starts.first()?;
     // The main thread parses one share (the flow header, the first items and
     // the tail); each other thread one more.
@@ -153,20 +138,14 @@ fn parse_parallel(src: &str, scan: &scan::Scan) -> Option<(File, Vec<Diagnostic>
     let (bounds, close) = chunk_bounds(scan)?;
     let text: &str = &scan.text;
     let head_tail = format!("{}{}", &text[..bounds[0]], &text[close..]);
-    let ends: Vec<usize> = bounds
-        .iter()
-        .skip(1)
-        .copied()
-        .chain(std::iter::once(close))
-        .collect();
+    let ends: Vec<usize> = bounds.iter().skip(1).copied().chain(std::iter::once(close)).collect();
     std::thread::scope(|sc| {
         let workers: Vec<_> = bounds
             .iter()
             .zip(&ends)
             .map(|(&a, &b)| {
                 sc.spawn(move || {
-                    let mut pairs =
-                        parser::KflowParser::parse(parser::Rule::chunk, &text[a..b]).ok()?;
+                    let mut pairs = parser::KflowParser::parse(parser::Rule::chunk, &text[a..b]).ok()?;
                     let mut lower = lowerer(src, scan, lower::Placement { base: a, cut: None });
                     let items = lower.chunk(pairs.next()?);
                     Some((items, lower.diags))

@@ -189,12 +189,7 @@ impl<'s> Lower<'s> {
             Rule::secret_item => {
                 let name = self.ident(inner.next().expect("grammar: secret name"));
                 let value = self.value(inner.next().expect("grammar: secret value"));
-                Item::Secret(Secret {
-                    doc,
-                    name,
-                    value,
-                    span,
-                })
+                Item::Secret(Secret { doc, name, value, span })
             }
             Rule::let_item => {
                 let name = self.ident(inner.next().expect("grammar: let name"));
@@ -218,30 +213,17 @@ impl<'s> Lower<'s> {
             Rule::output_item => {
                 let name = self.ident(inner.next().expect("grammar: output name"));
                 let value = self.value(inner.next().expect("grammar: output value"));
-                Item::Output(Output {
-                    doc,
-                    name,
-                    value,
-                    span,
-                })
+                Item::Output(Output { doc, name, value, span })
             }
             Rule::assert_item => {
                 let cond = self.value(inner.next().expect("grammar: assert condition"));
                 let message = inner.next().map(|e| self.value(e));
-                Item::Assert(Assert {
-                    cond,
-                    message,
-                    span,
-                })
+                Item::Assert(Assert { cond, message, span })
             }
             Rule::task_item => Item::Task(self.task(inner, doc, span)),
             Rule::try_item => {
                 let keyword = self.span_of(&kw);
-                let body = self.block(
-                    inner.next().expect("grammar: try block"),
-                    "try block",
-                    keyword,
-                );
+                let body = self.block(inner.next().expect("grammar: try block"), "try block", keyword);
                 let (mut catch, mut finally) = (None, None);
                 for clause in inner {
                     let rule = clause.as_rule();
@@ -271,12 +253,7 @@ impl<'s> Lower<'s> {
                     "for block",
                     self.span_of(&kw),
                 );
-                Item::For(For {
-                    var,
-                    iter,
-                    body,
-                    span,
-                })
+                Item::For(For { var, iter, body, span })
             }
             r => unreachable!("grammar: unexpected item rule {r:?}"),
         };
@@ -308,19 +285,23 @@ impl<'s> Lower<'s> {
                 Rule::prop_hole => {
                     let pspan = self.span_of(&p);
                     match props.last() {
-                        Some(prev)
-                            if !self.src[prev.span.end..pspan.start].contains(['\n', ',']) =>
-                        {
+                        Some(prev) if !self.src[prev.span.end..pspan.start].contains(['\n', ',']) => {
                             let len = first_token_len(p.as_str());
                             self.diags.push(
                                 Diagnostic::error(
                                     codes::SYNTAX,
                                     Span::new(pspan.start, pspan.start + len),
-                                    format!("unexpected `{}` after the value of `{}`", &p.as_str()[..len], prev.name.name),
+                                    format!(
+                                        "unexpected `{}` after the value of `{}`",
+                                        &p.as_str()[..len],
+                                        prev.name.name
+                                    ),
                                 )
                                 .with_label("a property's value ends before this")
                                 .with_secondary(prev.span, "this property")
-                                .with_help("a value is one expression; put the next property on its own line or after a `,`"),
+                                .with_help(
+                                    "a value is one expression; put the next property on its own line or after a `,`",
+                                ),
                             );
                             continue;
                         }
@@ -347,11 +328,7 @@ impl<'s> Lower<'s> {
         let open = self.src[kind.span.end..]
             .find('{')
             .map_or(kind.span.end, |o| kind.span.end + o);
-        let span = if closed {
-            span
-        } else {
-            Span::new(span.start, body_end)
-        };
+        let span = if closed { span } else { Span::new(span.start, body_end) };
         Task {
             doc,
             name,
@@ -411,11 +388,7 @@ impl<'s> Lower<'s> {
         let span = self.span_of(&pair);
         // A region blanked for nesting too deep: already reported, and its
         // emptied brackets mean nothing.
-        if self
-            .masked
-            .iter()
-            .any(|m| span.start <= m.start && m.start < span.end)
-        {
+        if self.masked.iter().any(|m| span.start <= m.start && m.start < span.end) {
             return Expr {
                 kind: ExprKind::Error,
                 span,
@@ -495,9 +468,7 @@ impl<'s> Lower<'s> {
             }
             ops.push(op);
         }
-        let last = cur
-            .take()
-            .expect("grammar: an expression ends with an operand");
+        let last = cur.take().expect("grammar: an expression ends with an operand");
         operands.push(negate(last, &mut nots));
         while let Some(op) = ops.pop() {
             reduce(&mut operands, op);
@@ -579,9 +550,7 @@ impl<'s> Lower<'s> {
             },
             Rule::string => ExprKind::Str(self.string_parts(p, false)),
             Rule::triple_string => ExprKind::Str(self.string_parts(p, true)),
-            Rule::paren => ExprKind::Paren(Box::new(
-                self.expr(p.into_inner().next().expect("grammar: paren")),
-            )),
+            Rule::paren => ExprKind::Paren(Box::new(self.expr(p.into_inner().next().expect("grammar: paren")))),
             Rule::list => ExprKind::List(p.into_inner().map(|e| self.expr(e)).collect()),
             Rule::map => {
                 let mut entries: Vec<MapEntry> = Vec::new();
@@ -683,11 +652,7 @@ impl<'s> Lower<'s> {
 
     fn hole(&mut self, p: &Pair<Rule>, at: HoleAt) {
         let span = self.span_of(p);
-        if self
-            .masked
-            .iter()
-            .any(|m| m.start <= span.end && span.start <= m.end)
-        {
+        if self.masked.iter().any(|m| m.start <= span.end && span.start <= m.end) {
             return; // already reported as too deep
         }
         self.diags.push(hole_diagnostic(p.as_str(), span.start, at));
@@ -729,17 +694,11 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
     };
     let Some(rule) = rule else {
         let end = base + first_token_len(text);
-        let mut d = Diagnostic::error(
-            codes::SYNTAX,
-            Span::new(base, end),
-            format!("expected {what}"),
-        )
-        .with_label(format!("unexpected `{}`", &text[..end - base]));
+        let mut d = Diagnostic::error(codes::SYNTAX, Span::new(base, end), format!("expected {what}"))
+            .with_label(format!("unexpected `{}`", &text[..end - base]));
         let keywords: &[&str] = match at {
             HoleAt::Top => &["flow", "import"],
-            _ => &[
-                "task", "input", "secret", "let", "output", "try", "for", "assert", "on",
-            ],
+            _ => &["task", "input", "secret", "let", "output", "try", "for", "assert", "on"],
         };
         let near = keywords
             .iter()
@@ -753,9 +712,13 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
         return d;
     };
     if let Some(quote) = unterminated_string(text) {
-        return Diagnostic::error(codes::UNTERMINATED_STRING, Span::new(base + quote, base + quote + 1), "unterminated string")
-            .with_label("this string is never closed")
-            .with_help("add the missing `\"` before the end of the line (use `\"\"\"` for text over several lines)");
+        return Diagnostic::error(
+            codes::UNTERMINATED_STRING,
+            Span::new(base + quote, base + quote + 1),
+            "unterminated string",
+        )
+        .with_label("this string is never closed")
+        .with_help("add the missing `\"` before the end of the line (use `\"\"\"` for text over several lines)");
     }
     pest::set_error_detail(true);
     let result = KflowParser::parse(rule, text);
@@ -814,8 +777,7 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
     } else {
         format!("expected {} in {what}, found {found}", join_or(&expected))
     };
-    let mut d =
-        Diagnostic::error(codes::SYNTAX, span, message).with_label(format!("unexpected {found}"));
+    let mut d = Diagnostic::error(codes::SYNTAX, span, message).with_label(format!("unexpected {found}"));
     if let Some(h) = hole_help(text, at) {
         d = d.with_help(h);
     }
@@ -852,9 +814,7 @@ fn hole_help(text: &str, at: HoleAt) -> Option<&'static str> {
     let t = text.trim_start();
     match at {
         HoleAt::Property if !t.contains(':') => Some("a property is written `name: value`"),
-        HoleAt::Item if t.starts_with("task") && !t.contains('=') => {
-            Some("a task is written `task NAME = KIND { … }`")
-        }
+        HoleAt::Item if t.starts_with("task") && !t.contains('=') => Some("a task is written `task NAME = KIND { … }`"),
         _ => None,
     }
 }
@@ -974,9 +934,7 @@ pub fn parse_duration(s: &str) -> Option<u64> {
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
         let (mult, len) = if rest.starts_with("ms") {

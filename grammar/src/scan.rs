@@ -249,11 +249,7 @@ pub fn scan(src: &str) -> Scan<'_> {
         push_mask(&mut masked, &mut diagnostics, Span::new(start, b.len()));
     }
     if line_parts > MAX_LINE_PARTS {
-        push_long_line(
-            &mut long_lines,
-            &mut diagnostics,
-            Span::new(line_start, b.len()),
-        );
+        push_long_line(&mut long_lines, &mut diagnostics, Span::new(line_start, b.len()));
     }
     masked.extend(long_lines.iter().copied());
     masked.sort();
@@ -277,9 +273,7 @@ pub fn scan(src: &str) -> Scan<'_> {
                 }
             }
         }
-        Cow::Owned(
-            String::from_utf8(bytes).expect("only ASCII bytes were written over whole characters"),
-        )
+        Cow::Owned(String::from_utf8(bytes).expect("only ASCII bytes were written over whole characters"))
     };
     Scan {
         text,
@@ -342,10 +336,7 @@ fn push_long_line(long_lines: &mut Vec<Span>, diagnostics: &mut Vec<Diagnostic>,
 }
 
 fn memchr_newline(b: &[u8], from: usize) -> usize {
-    b[from..]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |p| from + p)
+    b[from..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| from + p)
 }
 
 fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {

@@ -33,10 +33,7 @@ flow release {
     let (file, diags) = parse(src);
     assert_eq!(diags.len(), 3, "{diags:#?}");
     assert!(diags.iter().all(|d| d.code.starts_with("kflow::parse::")));
-    let lines: Vec<usize> = diags
-        .iter()
-        .map(|d| src[..d.span.start].lines().count())
-        .collect();
+    let lines: Vec<usize> = diags.iter().map(|d| src[..d.span.start].lines().count()).collect();
     assert_eq!(lines, vec![4, 5, 7]);
     assert_eq!(tasks(src), vec!["one", "two", "good", "three", "also_good"]);
     assert_eq!(file.flows[0].items.len(), 7);
@@ -98,9 +95,7 @@ fn literals() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        matches!(values[3], ExprKind::Str(p) if matches!(&p[0], StrPart::Text(t) if t == "tab\t🚀$"))
-    );
+    assert!(matches!(values[3], ExprKind::Str(p) if matches!(&p[0], StrPart::Text(t) if t == "tab\t🚀$")));
 }
 
 #[test]
@@ -157,11 +152,7 @@ fn hundred_thousand_nested_brackets() {
     }
     let unbalanced = format!("flow f {{ let x = {} }}", "[".repeat(100_000));
     assert!(only_codes(&unbalanced).contains(&codes::TOO_DEEP));
-    let interp = format!(
-        "flow f {{ let x = {}{} }}",
-        "\"${".repeat(50_000),
-        "}\"".repeat(50_000)
-    );
+    let interp = format!("flow f {{ let x = {}{} }}", "\"${".repeat(50_000), "}\"".repeat(50_000));
     assert!(only_codes(&interp).contains(&codes::TOO_DEEP));
     let types = format!(
         "flow f {{ input x: {}string{} }}",
@@ -214,10 +205,7 @@ fn large_flows_parse_the_same_on_several_threads() {
     src.push_str("  output o = t1.image\n}\n// tail\n");
     assert!(src.len() > 256 * 1024);
     if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
-        assert!(
-            kflow_grammar::parse_pieces(&src) > 1,
-            "the input is parsed in pieces"
-        );
+        assert!(kflow_grammar::parse_pieces(&src) > 1, "the input is parsed in pieces");
     }
     let (par_file, par_diags) = kflow_grammar::parse(&src);
     let (seq_file, seq_diags) = kflow_grammar::parse_sequential(&src);

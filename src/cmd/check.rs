@@ -102,10 +102,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             } else {
                 format!("{} files", sources.len())
             };
-            text.push_str(&format!(
-                "{files} checked: {}\n",
-                render::summary(errors, warnings)
-            ));
+            text.push_str(&format!("{files} checked: {}\n", render::summary(errors, warnings)));
             text
         }
         Format::Json => format!("{:#}\n", render::json(&reports)),
@@ -118,9 +115,5 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // The process ends here: freeing every tree node one by one would only
     // cost time (a tenth of the run on large flows).
     std::mem::forget(analyses);
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -50,21 +50,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             (Some(path), false) => {
                 if formatted != s.text {
-                    std::fs::write(path, &formatted).map_err(|e| {
-                        UsageError(format!(
-                            "cannot write {}: {}",
-                            path.display(),
-                            io_reason(&e)
-                        ))
-                    })?;
+                    std::fs::write(path, &formatted)
+                        .map_err(|e| UsageError(format!("cannot write {}: {}", path.display(), io_reason(&e))))?;
                     eprintln!("formatted {}", s.name);
                 }
             }
         }
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

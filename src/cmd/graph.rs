@@ -47,18 +47,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let flow = match &args.flow {
-        Some(name) => analysis
-            .flows
-            .iter()
-            .find(|f| &f.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = analysis.flows.iter().map(|f| f.name.as_str()).collect();
-                UsageError(format!(
-                    "{} has no flow `{name}` (it has: {})",
-                    source.name,
-                    names.join(", ")
-                ))
-            })?,
+        Some(name) => analysis.flows.iter().find(|f| &f.name == name).ok_or_else(|| {
+            let names: Vec<&str> = analysis.flows.iter().map(|f| f.name.as_str()).collect();
+            UsageError(format!(
+                "{} has no flow `{name}` (it has: {})",
+                source.name,
+                names.join(", ")
+            ))
+        })?,
         None => match analysis.flows.as_slice() {
             [one] => one,
             [] => return Err(UsageError(format!("{} defines no flow", source.name))),
@@ -76,8 +72,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Format::Dot => kflow_compiler::graph::dot(&flow.plan),
         Format::Mermaid => kflow_compiler::graph::mermaid(&flow.plan),
         Format::Json => {
-            let mut s =
-                serde_json::to_string_pretty(&flow.plan).map_err(|e| UsageError(e.to_string()))?;
+            let mut s = serde_json::to_string_pretty(&flow.plan).map_err(|e| UsageError(e.to_string()))?;
             s.push('\n');
             s
         }

@@ -28,23 +28,16 @@ pub struct Source {
 }
 
 impl Source {
-    /// Options for checking this file: paths resolve next to it.
+    /// Options for checking this file: paths resolve next to it (from
+    /// standard input: next to the current folder).
     pub fn options(&self) -> Options {
-        let base = self
+        let dir = self
             .path
             .as_ref()
-            .map(|p| p.parent().map(Path::to_path_buf).unwrap_or_default())
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    p
-                }
-            });
-        Options {
-            base_dir: base,
-            allow: Vec::new(),
-        }
+            .and_then(|p| p.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Options::in_dir(dir)
     }
 }
 
@@ -65,13 +58,9 @@ pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>> {
             });
         } else if arg.is_dir() {
             let mut files = Vec::new();
-            walk(arg, &mut files)
-                .map_err(|e| UsageError(format!("cannot read {}: {e}", arg.display())))?;
+            walk(arg, &mut files).map_err(|e| UsageError(format!("cannot read {}: {e}", arg.display())))?;
             if files.is_empty() {
-                return Err(UsageError(format!(
-                    "{} holds no .kflow files",
-                    arg.display()
-                )));
+                return Err(UsageError(format!("{} holds no .kflow files", arg.display())));
             }
             files.sort();
             for f in files {
@@ -85,8 +74,8 @@ pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>> {
 }
 
 fn read_file(path: &Path) -> Result<Source> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         UsageError(format!(
             "{} is not UTF-8 text (invalid byte at offset {})",

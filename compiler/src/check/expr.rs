@@ -14,15 +14,7 @@ use crate::literals;
 use crate::suggest::{did_you_mean, list_and, list_or};
 use crate::types::{self, fit, Fit, Ty};
 
-const BUILTINS: &[&str] = &[
-    "env",
-    "file",
-    "digest",
-    "pinned",
-    "ref",
-    "docker_config",
-    "helper",
-];
+const BUILTINS: &[&str] = &["env", "file", "digest", "pinned", "ref", "docker_config", "helper"];
 
 impl<'a> Checker<'a> {
     /// Checks `e` against `want`, reporting a mismatch once.
@@ -91,10 +83,7 @@ impl<'a> Checker<'a> {
         } else if hint.accepts(&Ty::Ref) {
             if let Some(s) = &plain {
                 if let Err(msg) = literals::tag_ref(s) {
-                    self.push(
-                        Diagnostic::error(codes::BAD_LITERAL, e.span, msg)
-                            .with_label("invalid image reference"),
-                    );
+                    self.push(Diagnostic::error(codes::BAD_LITERAL, e.span, msg).with_label("invalid image reference"));
                     return (Ty::Error, ir);
                 }
             }
@@ -119,16 +108,15 @@ impl<'a> Checker<'a> {
                 let d = self.optional_diag(x, inner);
                 self.push(d);
             }
-            Ty::List(_)
-            | Ty::Map(_)
-            | Ty::Record(_)
-            | Ty::Outputs(_)
-            | Ty::Task
-            | Ty::Credentials => {
+            Ty::List(_) | Ty::Map(_) | Ty::Record(_) | Ty::Outputs(_) | Ty::Task | Ty::Credentials => {
                 self.push(
-                    Diagnostic::error(codes::MISMATCH, x.span, format!("a `{ty}` cannot be interpolated into a string"))
-                        .with_label(format!("this is a `{ty}`"))
-                        .with_help("interpolate strings, numbers, booleans, durations, paths, references and digests"),
+                    Diagnostic::error(
+                        codes::MISMATCH,
+                        x.span,
+                        format!("a `{ty}` cannot be interpolated into a string"),
+                    )
+                    .with_label(format!("this is a `{ty}`"))
+                    .with_help("interpolate strings, numbers, booleans, durations, paths, references and digests"),
                 );
             }
             _ if ty.holds_secret() => {
@@ -148,39 +136,20 @@ impl<'a> Checker<'a> {
     /// Records a use of a symbol (for the language server and unused lints).
     pub(super) fn use_symbol(&mut self, id: usize, span: Span, ty: Ty) {
         self.symbols[id].used = true;
-        self.refs.push(Reference {
-            span,
-            symbol: id,
-            ty,
-        });
+        self.refs.push(Reference { span, symbol: id, ty });
     }
 
     fn name(&mut self, span: Span, n: &str, hint: Option<&Ty>) -> (Ty, ir::Expr) {
         // Where an enum is expected, its members win over names.
         if let Some(members) = hint.and_then(Ty::enum_members) {
             if members.contains(&n) {
-                return (
-                    Ty::Enum(vec![n.to_string()]),
-                    ir::Expr::Enum {
-                        value: n.to_string(),
-                    },
-                );
+                return (Ty::Enum(vec![n.to_string()]), ir::Expr::Enum { value: n.to_string() });
             }
         }
-        if let Some(&(_, sym)) = self
-            .loop_vars
-            .iter()
-            .rev()
-            .find(|(_, s)| self.symbols[*s].name == n)
-        {
+        if let Some(&(_, sym)) = self.loop_vars.iter().rev().find(|(_, s)| self.symbols[*s].name == n) {
             let ty = self.symbols[sym].ty.clone();
             self.use_symbol(sym, span, ty.clone());
-            return (
-                ty,
-                ir::Expr::LoopVar {
-                    name: n.to_string(),
-                },
-            );
+            return (ty, ir::Expr::LoopVar { name: n.to_string() });
         }
         let Some(&id) = self.names.get(n) else {
             return self.unknown_name(span, n, hint);
@@ -189,44 +158,23 @@ impl<'a> Checker<'a> {
             SymKind::Input => {
                 let ty = self.symbols[id].ty.clone();
                 self.use_symbol(id, span, ty.clone());
-                (
-                    ty,
-                    ir::Expr::Input {
-                        name: n.to_string(),
-                    },
-                )
+                (ty, ir::Expr::Input { name: n.to_string() })
             }
             SymKind::Secret => {
                 self.use_symbol(id, span, Ty::Secret);
-                (
-                    Ty::Secret,
-                    ir::Expr::Secret {
-                        name: n.to_string(),
-                    },
-                )
+                (Ty::Secret, ir::Expr::Secret { name: n.to_string() })
             }
             SymKind::Let => {
                 let (ty, deps) = self.ensure_let(id, span);
                 self.use_symbol(id, span, ty.clone());
-                self.deps
-                    .extend(deps.into_iter().map(|d| (d, ir::DepKind::Data, span)));
-                (
-                    ty,
-                    ir::Expr::Let {
-                        name: n.to_string(),
-                    },
-                )
+                self.deps.extend(deps.into_iter().map(|d| (d, ir::DepKind::Data, span)));
+                (ty, ir::Expr::Let { name: n.to_string() })
             }
             SymKind::Task => {
                 let ty = self.lift(id, self.symbols[id].ty.clone());
                 self.use_symbol(id, span, ty.clone());
                 self.deps.push((id, ir::DepKind::Data, span));
-                (
-                    ty,
-                    ir::Expr::Task {
-                        name: n.to_string(),
-                    },
-                )
+                (ty, ir::Expr::Task { name: n.to_string() })
             }
             SymKind::LoopVar | SymKind::Broken => {
                 self.use_symbol(id, span, Ty::Error);
@@ -237,9 +185,8 @@ impl<'a> Checker<'a> {
 
     fn unknown_name(&mut self, span: Span, n: &str, hint: Option<&Ty>) -> (Ty, ir::Expr) {
         if let Some(members) = hint.and_then(Ty::enum_members) {
-            let mut d =
-                Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown value `{n}`"))
-                    .with_label(format!("expected {}", list_or(&members)));
+            let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown value `{n}`"))
+                .with_label(format!("expected {}", list_or(&members)));
             if let Some(h) = did_you_mean(n, members.iter().copied()) {
                 d = d.with_help(h);
             }
@@ -252,11 +199,7 @@ impl<'a> Checker<'a> {
             .filter(|s| s.kind != SymKind::LoopVar)
             .map(|s| s.name.as_str())
             .collect();
-        candidates.extend(
-            self.loop_vars
-                .iter()
-                .map(|(_, s)| self.symbols[*s].name.as_str()),
-        );
+        candidates.extend(self.loop_vars.iter().map(|(_, s)| self.symbols[*s].name.as_str()));
         let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown name `{n}`"))
             .with_label("not declared in this flow");
         d = match did_you_mean(n, candidates) {
@@ -326,10 +269,7 @@ impl<'a> Checker<'a> {
     fn field(&mut self, e: &Expr, base: &Expr, field: &ast::Ident) -> (Ty, ir::Expr) {
         // `task.output`
         if let ExprKind::Name(n) = &base.kind {
-            let is_loop_var = self
-                .loop_vars
-                .iter()
-                .any(|(_, s)| self.symbols[*s].name == *n);
+            let is_loop_var = self.loop_vars.iter().any(|(_, s)| self.symbols[*s].name == *n);
             if let (Some(&id), false) = (self.names.get(n), is_loop_var) {
                 if self.symbols[id].kind == SymKind::Task {
                     return self.task_output(e, base.span, id, field);
@@ -380,13 +320,7 @@ impl<'a> Checker<'a> {
         )
     }
 
-    fn task_output(
-        &mut self,
-        e: &Expr,
-        name_span: Span,
-        id: usize,
-        field: &ast::Ident,
-    ) -> (Ty, ir::Expr) {
+    fn task_output(&mut self, e: &Expr, name_span: Span, id: usize, field: &ast::Ident) -> (Ty, ir::Expr) {
         let sym = &self.symbols[id];
         let task = sym.name.clone();
         let Some(kind) = sym.task_kind else {
@@ -402,10 +336,7 @@ impl<'a> Checker<'a> {
                 format!("`{}` has no output `{}`", kind.name, field.name),
             )
             .with_label("unknown output")
-            .with_secondary(
-                self.symbols[id].span,
-                format!("`{task}` is a `{}` task", kind.name),
-            );
+            .with_secondary(self.symbols[id].span, format!("`{task}` is a `{}` task", kind.name));
             d = if kind.method(&field.name).is_some() {
                 d.with_help(format!(
                     "`{}` is a method: call it, `{task}.{}(…)`",
@@ -459,9 +390,7 @@ impl<'a> Checker<'a> {
                             )
                             .with_label("unknown method");
                             let d = match kind.methods.first() {
-                                Some(mm) => {
-                                    d.with_help(format!("`{}` has `{}(…)`", kind.name, mm.name))
-                                }
+                                Some(mm) => d.with_help(format!("`{}` has `{}(…)`", kind.name, mm.name)),
                                 None => d.with_help(format!("`{}` has no methods", kind.name)),
                             };
                             self.push(d);
@@ -474,12 +403,8 @@ impl<'a> Checker<'a> {
                 self.not_callable(callee.span)
             }
             ExprKind::Name(f) => {
-                let mut d = Diagnostic::error(
-                    codes::UNKNOWN_FUNCTION,
-                    callee.span,
-                    format!("unknown function `{f}`"),
-                )
-                .with_label("not a function");
+                let mut d = Diagnostic::error(codes::UNKNOWN_FUNCTION, callee.span, format!("unknown function `{f}`"))
+                    .with_label("not a function");
                 d = d.with_help(
                     did_you_mean(f, BUILTINS.iter().copied())
                         .unwrap_or_else(|| format!("functions are {}", list_and(BUILTINS))),
@@ -534,9 +459,7 @@ impl<'a> Checker<'a> {
                         Diagnostic::error(
                             codes::SECRET_SOURCE,
                             callee.span,
-                            format!(
-                                "`{f}(…)` reads a secret and may only be used in a `secret` item"
-                            ),
+                            format!("`{f}(…)` reads a secret and may only be used in a `secret` item"),
                         )
                         .with_label("not in a `secret` item")
                         .with_help(format!(
@@ -562,9 +485,7 @@ impl<'a> Checker<'a> {
                         "digest" => literals::digest(&s),
                         "pinned" => literals::pinned(&s),
                         "ref" => literals::tag_ref(&s),
-                        _ if s.is_empty() => {
-                            Err("a credential helper needs a name, e.g. `ecr-login`".into())
-                        }
+                        _ if s.is_empty() => Err("a credential helper needs a name, e.g. `ecr-login`".into()),
                         _ => Ok(()),
                     };
                     if let Err(msg) = result {
@@ -605,14 +526,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn method(
-        &mut self,
-        e: &Expr,
-        name_span: Span,
-        id: usize,
-        m: &catalog::Method,
-        args: &[Expr],
-    ) -> (Ty, ir::Expr) {
+    fn method(&mut self, e: &Expr, name_span: Span, id: usize, m: &catalog::Method, args: &[Expr]) -> (Ty, ir::Expr) {
         let task = self.symbols[id].name.clone();
         if !self.arity(e, &format!("{task}.{}", m.name), args, m.params.len()) {
             return (Ty::Error, ir::Expr::Invalid);
@@ -775,9 +689,7 @@ impl<'a> Checker<'a> {
             BinOp::At => ir::BinOp::At,
         };
         let (ty, left, right) = match op {
-            BinOp::Or | BinOp::And => {
-                (Ty::Bool, self.check(l, &Ty::Bool), self.check(r, &Ty::Bool))
-            }
+            BinOp::Or | BinOp::And => (Ty::Bool, self.check(l, &Ty::Bool), self.check(r, &Ty::Bool)),
             BinOp::Eq | BinOp::Ne => {
                 let (lt, left) = self.infer(l, None);
                 let (rt, right) = self.infer(r, Some(&lt));
@@ -793,18 +705,12 @@ impl<'a> Checker<'a> {
                         Ty::Optional(i) => i.as_ref().clone(),
                         t => t.clone(),
                     };
-                    if fit(&strip(&rt), &strip(&lt)) != Fit::Yes
-                        && fit(&strip(&lt), &strip(&rt)) != Fit::Yes
-                    {
+                    if fit(&strip(&rt), &strip(&lt)) != Fit::Yes && fit(&strip(&lt), &strip(&rt)) != Fit::Yes {
                         self.push(
-                            Diagnostic::error(
-                                codes::MISMATCH,
-                                e.span,
-                                format!("cannot compare `{lt}` with `{rt}`"),
-                            )
-                            .with_label("the two sides have different types")
-                            .with_secondary(l.span, format!("`{lt}`"))
-                            .with_secondary(r.span, format!("`{rt}`")),
+                            Diagnostic::error(codes::MISMATCH, e.span, format!("cannot compare `{lt}` with `{rt}`"))
+                                .with_label("the two sides have different types")
+                                .with_secondary(l.span, format!("`{lt}`"))
+                                .with_secondary(r.span, format!("`{rt}`")),
                         );
                     }
                 }
@@ -830,13 +736,9 @@ impl<'a> Checker<'a> {
                     Ty::Ref | Ty::String | Ty::Error => {}
                     Ty::Pinned => {
                         self.push(
-                            Diagnostic::error(
-                                codes::MISMATCH,
-                                l.span,
-                                "this reference is already pinned",
-                            )
-                            .with_label("`pinned` already carries a digest")
-                            .with_help("use it as it is"),
+                            Diagnostic::error(codes::MISMATCH, l.span, "this reference is already pinned")
+                                .with_label("`pinned` already carries a digest")
+                                .with_help("use it as it is"),
                         );
                     }
                     other => {
@@ -872,10 +774,7 @@ impl<'a> Checker<'a> {
             format!("`{}` may be missing here", self.text(e.span)),
         )
         .with_label(format!("this is `{inner}?`"))
-        .with_help(format!(
-            "give a fallback: `{} ?? <{inner}>`",
-            self.text(e.span)
-        ));
+        .with_help(format!("give a fallback: `{} ?? <{inner}>`", self.text(e.span)));
         if let Some((id, _)) = self.task_of(e) {
             if let Some(reason) = self.optional_reason(id) {
                 d = d.with_secondary(self.symbols[id].span, reason);
@@ -920,9 +819,13 @@ impl<'a> Checker<'a> {
                 };
                 self.optional_diag(e, &inner)
             }
-            Fit::Secret => Diagnostic::error(codes::SECRET_LEAK, e.span, format!("a secret cannot be used where `{want}` is expected"))
-                .with_label("this is a secret")
-                .with_help("secrets only flow into properties typed `secret`; this one could print or store it"),
+            Fit::Secret => Diagnostic::error(
+                codes::SECRET_LEAK,
+                e.span,
+                format!("a secret cannot be used where `{want}` is expected"),
+            )
+            .with_label("this is a secret")
+            .with_help("secrets only flow into properties typed `secret`; this one could print or store it"),
             _ => {
                 let wants_digest = want.accepts(&Ty::Pinned) || want.accepts(&Ty::Digest);
                 let base = match actual {
@@ -930,9 +833,13 @@ impl<'a> Checker<'a> {
                     t => t,
                 };
                 if wants_digest && matches!(base, Ty::Image) {
-                    let mut d = Diagnostic::error(codes::IMAGE_NOT_DIGEST, e.span, format!("{shown} is a local image ID, not a registry digest"))
-                        .with_label(format!("expected `{want}`, found `image`"))
-                        .with_help(self.pinned_help(want, "push the image first and use the push's output"));
+                    let mut d = Diagnostic::error(
+                        codes::IMAGE_NOT_DIGEST,
+                        e.span,
+                        format!("{shown} is a local image ID, not a registry digest"),
+                    )
+                    .with_label(format!("expected `{want}`, found `image`"))
+                    .with_help(self.pinned_help(want, "push the image first and use the push's output"));
                     if let Some((id, _)) = self.task_of(e) {
                         d = d.with_secondary(
                             self.symbols[id].span,
@@ -942,21 +849,35 @@ impl<'a> Checker<'a> {
                     return d;
                 }
                 if wants_digest && matches!(base, Ty::Ref | Ty::String) && !want.accepts(base) {
-                    let what = if matches!(base, Ty::Ref) { "a mutable tag reference" } else { "a string" };
-                    let mut d = Diagnostic::error(codes::NOT_PINNED, e.span, format!("{shown} is {what}, but `{want}` is required"))
-                        .with_label(format!("expected `{want}`, found `{base}`"))
-                        .with_help(self.pinned_help(want, "pin it: `reference @ digest`"));
+                    let what = if matches!(base, Ty::Ref) {
+                        "a mutable tag reference"
+                    } else {
+                        "a string"
+                    };
+                    let mut d = Diagnostic::error(
+                        codes::NOT_PINNED,
+                        e.span,
+                        format!("{shown} is {what}, but `{want}` is required"),
+                    )
+                    .with_label(format!("expected `{want}`, found `{base}`"))
+                    .with_help(self.pinned_help(want, "pin it: `reference @ digest`"));
                     if let Some(id) = self.symbol_at(e) {
-                        d = d.with_secondary(self.symbols[id].span, "a tag can be moved to other bytes after it is checked");
+                        d = d.with_secondary(
+                            self.symbols[id].span,
+                            "a tag can be moved to other bytes after it is checked",
+                        );
                     }
                     return d;
                 }
                 let mut d = Diagnostic::error(codes::MISMATCH, e.span, format!("expected `{want}`, found `{actual}`"))
                     .with_label(format!("this is `{actual}`"));
-                if let (Ty::Outputs(kind), Some(k)) = (base, catalog::kind(match base {
-                    Ty::Outputs(k) => k,
-                    _ => "",
-                })) {
+                if let (Ty::Outputs(kind), Some(k)) = (
+                    base,
+                    catalog::kind(match base {
+                        Ty::Outputs(k) => k,
+                        _ => "",
+                    }),
+                ) {
                     let fitting: Vec<&str> = k
                         .outputs
                         .iter()
@@ -970,7 +891,10 @@ impl<'a> Checker<'a> {
                 } else if matches!(base, Ty::String) && want.accepts(&Ty::Digest) {
                     d = d.with_help(format!("write `digest({text})`"));
                 } else if let Some(id) = self.symbol_at(e) {
-                    d = d.with_secondary(self.symbols[id].span, format!("declared as `{}` here", self.symbols[id].ty));
+                    d = d.with_secondary(
+                        self.symbols[id].span,
+                        format!("declared as `{}` here", self.symbols[id].ty),
+                    );
                 }
                 d
             }
@@ -979,11 +903,7 @@ impl<'a> Checker<'a> {
 
     /// A fix for a missing digest: name a task output that has one.
     fn pinned_help(&self, want: &Ty, fallback: &str) -> String {
-        let out = if want.accepts(&Ty::Pinned) {
-            "pinned"
-        } else {
-            "digest"
-        };
+        let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
         let producer = self.symbols.iter().find(|s| {
             s.kind == SymKind::Task
                 && s.task_kind

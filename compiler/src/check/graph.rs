@@ -69,8 +69,7 @@ impl Checker<'_> {
     }
 
     fn report_cycles(&mut self, spans: &FxHashMap<(ir::NodeId, ir::NodeId), Span>) {
-        let mut g =
-            petgraph::graph::DiGraph::<ir::NodeId, ()>::with_capacity(self.plan.nodes.len(), 0);
+        let mut g = petgraph::graph::DiGraph::<ir::NodeId, ()>::with_capacity(self.plan.nodes.len(), 0);
         let idx: Vec<NodeIndex> = self.plan.nodes.iter().map(|nd| g.add_node(nd.id)).collect();
         for nd in &self.plan.nodes {
             for d in &nd.deps {
@@ -78,12 +77,7 @@ impl Checker<'_> {
             }
         }
         for scope in &self.scopes {
-            if let ir::ScopeKind::Try {
-                body,
-                catch,
-                finally,
-            } = &scope.kind
-            {
+            if let ir::ScopeKind::Try { body, catch, finally } = &scope.kind {
                 for &b in body {
                     for &c in catch.iter().chain(finally) {
                         g.add_edge(idx[b], idx[c], ());
@@ -99,10 +93,7 @@ impl Checker<'_> {
             }
             let members: FxHashSet<NodeIndex> = scc.iter().copied().collect();
             let start = *scc.iter().min_by_key(|i| g[**i]).expect("non-empty");
-            let mut cycle: Vec<ir::NodeId> = cycle_from(&g, start, &members)
-                .into_iter()
-                .map(|i| g[i])
-                .collect();
+            let mut cycle: Vec<ir::NodeId> = cycle_from(&g, start, &members).into_iter().map(|i| g[i]).collect();
             // Edges point from a dependency to its dependant; name the cycle
             // the way it reads: `a -> b` = `a` needs `b`.
             cycle[1..].reverse();
@@ -110,10 +101,7 @@ impl Checker<'_> {
         }
         found.sort();
         for cycle in found {
-            let names: Vec<&str> = cycle
-                .iter()
-                .map(|&i| self.plan.nodes[i].name.as_str())
-                .collect();
+            let names: Vec<&str> = cycle.iter().map(|&i| self.plan.nodes[i].name.as_str()).collect();
             let mut text = names.join(" -> ");
             text.push_str(" -> ");
             text.push_str(names[0]);

@@ -53,21 +53,15 @@ impl<'a> Checker<'a> {
             TypeExpr::Named(n) => match types::named(&n.name) {
                 Some(t) => t,
                 None => {
-                    let mut d = Diagnostic::error(
-                        codes::UNKNOWN_TYPE,
-                        n.span,
-                        format!("unknown type `{}`", n.name),
-                    )
-                    .with_label("not a type");
-                    d = d.with_help(
-                        match did_you_mean(&n.name, types::TYPE_NAMES.iter().copied()) {
-                            Some(s) => s,
-                            None => format!(
-                                "types are {}, `list<T>`, `map<T>` and `T?`",
-                                list_and(types::TYPE_NAMES)
-                            ),
-                        },
-                    );
+                    let mut d = Diagnostic::error(codes::UNKNOWN_TYPE, n.span, format!("unknown type `{}`", n.name))
+                        .with_label("not a type");
+                    d = d.with_help(match did_you_mean(&n.name, types::TYPE_NAMES.iter().copied()) {
+                        Some(s) => s,
+                        None => format!(
+                            "types are {}, `list<T>`, `map<T>` and `T?`",
+                            list_and(types::TYPE_NAMES)
+                        ),
+                    });
                     self.push(d);
                     Ty::Error
                 }
@@ -89,8 +83,7 @@ impl<'a> Checker<'a> {
             )
             .with_label("not a trigger");
             d = d.with_help(
-                did_you_mean(kind, TRIGGERS)
-                    .unwrap_or_else(|| format!("triggers are {}", list_or(&TRIGGERS))),
+                did_you_mean(kind, TRIGGERS).unwrap_or_else(|| format!("triggers are {}", list_or(&TRIGGERS))),
             );
             self.push(d);
             return;
@@ -105,10 +98,7 @@ impl<'a> Checker<'a> {
             _ => Ok(()),
         };
         if let Err(msg) = check {
-            self.push(
-                Diagnostic::error(codes::BAD_LITERAL, o.arg.span, msg)
-                    .with_label(format!("invalid {kind}")),
-            );
+            self.push(Diagnostic::error(codes::BAD_LITERAL, o.arg.span, msg).with_label(format!("invalid {kind}")));
         }
         self.plan.triggers.push(ir::Trigger {
             kind: kind.to_string(),
@@ -123,13 +113,9 @@ impl<'a> Checker<'a> {
             (None, ExprKind::Error) => None,
             (None, _) => {
                 self.push(
-                    Diagnostic::error(
-                        codes::NOT_CONSTANT,
-                        e.span,
-                        format!("{what} must be a plain string"),
-                    )
-                    .with_label("not a string literal")
-                    .with_help("write the value as a string without `${…}`"),
+                    Diagnostic::error(codes::NOT_CONSTANT, e.span, format!("{what} must be a plain string"))
+                        .with_label("not a string literal")
+                        .with_help("write the value as a string without `${…}`"),
                 );
                 None
             }
@@ -142,15 +128,9 @@ impl<'a> Checker<'a> {
         };
         let ty = self.symbols[id].ty.clone();
         let refusal = match &ty {
-            Ty::Secret => {
-                Some("declare secrets with `secret NAME = env(\"VAR\")`, so they stay redacted")
-            }
-            Ty::Image => {
-                Some("an image ID only exists inside a run: take a `ref` or `pinned` input instead")
-            }
-            Ty::Task | Ty::Credentials => {
-                Some("inputs are plain values: strings, numbers, durations, references")
-            }
+            Ty::Secret => Some("declare secrets with `secret NAME = env(\"VAR\")`, so they stay redacted"),
+            Ty::Image => Some("an image ID only exists inside a run: take a `ref` or `pinned` input instead"),
+            Ty::Task | Ty::Credentials => Some("inputs are plain values: strings, numbers, durations, references"),
             _ => None,
         };
         if let Some(help) = refusal {
@@ -169,13 +149,9 @@ impl<'a> Checker<'a> {
             let deps = self.take_deps();
             if let Some((_, _, span)) = deps.first() {
                 self.push(
-                    Diagnostic::error(
-                        codes::NOT_CONSTANT,
-                        *span,
-                        "an input's default cannot read a task",
-                    )
-                    .with_label("known only while the flow runs")
-                    .with_help("defaults are constants; use a `let` for derived values"),
+                    Diagnostic::error(codes::NOT_CONSTANT, *span, "an input's default cannot read a task")
+                        .with_label("known only while the flow runs")
+                        .with_help("defaults are constants; use a `let` for derived values"),
                 );
             }
             ir
@@ -245,14 +221,10 @@ impl<'a> Checker<'a> {
                     .map(|&x| self.symbols[x].name.as_str())
                     .collect();
                 names.push(&self.symbols[id].name);
-                let d = Diagnostic::error(
-                    codes::CYCLE,
-                    at,
-                    format!("`let` cycle: {}", names.join(" -> ")),
-                )
-                .with_label("this reads a value that depends on itself")
-                .with_secondary(self.symbols[id].span, "defined here")
-                .with_help("break the cycle: one of these values must not depend on the others");
+                let d = Diagnostic::error(codes::CYCLE, at, format!("`let` cycle: {}", names.join(" -> ")))
+                    .with_label("this reads a value that depends on itself")
+                    .with_secondary(self.symbols[id].span, "defined here")
+                    .with_help("break the cycle: one of these values must not depend on the others");
                 self.push(d);
                 return (Ty::Error, Vec::new());
             }
@@ -309,10 +281,7 @@ impl<'a> Checker<'a> {
             .with_label("not in the task catalog");
             d = d.with_help(match did_you_mean(&t.kind.name, catalog::kind_names()) {
                 Some(s) => s,
-                None => format!(
-                    "task kinds are {}",
-                    list_or(&catalog::kind_names().collect::<Vec<_>>())
-                ),
+                None => format!("task kinds are {}", list_or(&catalog::kind_names().collect::<Vec<_>>())),
             });
             self.push(d);
         }
@@ -373,16 +342,28 @@ impl<'a> Checker<'a> {
                     ExprKind::Bool(b) => coe = b,
                     ExprKind::Error => {}
                     _ => self.push(
-                        Diagnostic::error(codes::NOT_CONSTANT, value.span, "`continue_on_error` must be `true` or `false`")
-                            .with_label("not a literal")
-                            .with_help("it decides the types of this task's outputs, so it must be known when the flow is checked"),
+                        Diagnostic::error(
+                            codes::NOT_CONSTANT,
+                            value.span,
+                            "`continue_on_error` must be `true` or `false`",
+                        )
+                        .with_label("not a literal")
+                        .with_help(
+                            "it decides the types of this task's outputs, so it must be known when the flow is checked",
+                        ),
                     ),
                 },
                 _ => {
                     if let Some(k) = kind {
                         self.prop_lints(k, name, value, &actual, ty);
                     }
-                    props.insert(name.to_string(), ir::Prop { ty: ty.clone(), value: ir });
+                    props.insert(
+                        name.to_string(),
+                        ir::Prop {
+                            ty: ty.clone(),
+                            value: ir,
+                        },
+                    );
                 }
             }
         }
@@ -477,12 +458,8 @@ impl<'a> Checker<'a> {
                         .filter(|s| s.kind == SymKind::Task)
                         .map(|s| s.name.as_str())
                         .collect();
-                    let mut d = Diagnostic::error(
-                        codes::UNKNOWN_TASK,
-                        item.span,
-                        format!("no task named `{n}`"),
-                    )
-                    .with_label("unknown task");
+                    let mut d = Diagnostic::error(codes::UNKNOWN_TASK, item.span, format!("no task named `{n}`"))
+                        .with_label("unknown task");
                     if let Some(h) = did_you_mean(n, tasks) {
                         d = d.with_help(h);
                     }
@@ -495,19 +472,11 @@ impl<'a> Checker<'a> {
     /// Missing required properties, exclusive pairs, fixed choices.
     fn kind_rules(&mut self, t: &ast::Task, k: &'static Kind, seen: &[(&str, Span)]) {
         let given = |name: &str| seen.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
-        let missing: Vec<&catalog::Prop> =
-            k.required().filter(|p| given(p.name).is_none()).collect();
+        let missing: Vec<&catalog::Prop> = k.required().filter(|p| given(p.name).is_none()).collect();
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
-            let example: Vec<String> = missing
-                .iter()
-                .map(|p| format!("{}: <{}>", p.name, p.ty))
-                .collect();
-            let noun = if missing.len() == 1 {
-                "property"
-            } else {
-                "properties"
-            };
+            let example: Vec<String> = missing.iter().map(|p| format!("{}: <{}>", p.name, p.ty)).collect();
+            let noun = if missing.len() == 1 { "property" } else { "properties" };
             self.push(
                 Diagnostic::error(
                     codes::MISSING_PROPERTY,
@@ -519,11 +488,7 @@ impl<'a> Checker<'a> {
             );
         }
         if !k.one_of.is_empty() {
-            let present: Vec<(&str, Span)> = k
-                .one_of
-                .iter()
-                .filter_map(|p| given(p).map(|s| (*p, s)))
-                .collect();
+            let present: Vec<(&str, Span)> = k.one_of.iter().filter_map(|p| given(p).map(|s| (*p, s))).collect();
             if present.is_empty() {
                 self.push(
                     Diagnostic::error(
@@ -562,32 +527,23 @@ impl<'a> Checker<'a> {
         }
         if k.name == "approval" && given("timeout").is_none() {
             self.push(
-                Diagnostic::warning(
-                    codes::APPROVAL_TIMEOUT,
-                    t.kind.span,
-                    "this approval can wait forever",
-                )
-                .with_label("no `timeout`")
-                .with_help("add `timeout: 24h` (on expiry the gate fails; it never approves)"),
+                Diagnostic::warning(codes::APPROVAL_TIMEOUT, t.kind.span, "this approval can wait forever")
+                    .with_label("no `timeout`")
+                    .with_help("add `timeout: 24h` (on expiry the gate fails; it never approves)"),
             );
         }
         for &(prop, choices) in k.choices {
             if let Some(value) = t.prop(prop).and_then(|p| p.value.as_ref()) {
                 if let Some(s) = value.as_plain_str() {
                     if !choices.contains(&s.as_str()) {
-                        let mut d = Diagnostic::error(
-                            codes::BAD_LITERAL,
-                            value.span,
-                            format!("`{s}` is not a valid `{prop}`"),
-                        )
-                        .with_label(format!("expected {}", list_or(choices)));
-                        if let Some(h) = did_you_mean(&s.to_uppercase(), choices.iter().copied())
-                            .or_else(|| {
-                                choices
-                                    .contains(&s.to_uppercase().as_str())
-                                    .then(|| format!("did you mean `{}`?", s.to_uppercase()))
-                            })
-                        {
+                        let mut d =
+                            Diagnostic::error(codes::BAD_LITERAL, value.span, format!("`{s}` is not a valid `{prop}`"))
+                                .with_label(format!("expected {}", list_or(choices)));
+                        if let Some(h) = did_you_mean(&s.to_uppercase(), choices.iter().copied()).or_else(|| {
+                            choices
+                                .contains(&s.to_uppercase().as_str())
+                                .then(|| format!("did you mean `{}`?", s.to_uppercase()))
+                        }) {
                             d = d.with_help(h);
                         }
                         self.push(d);
@@ -600,8 +556,7 @@ impl<'a> Checker<'a> {
                 if let Some(s) = value.as_plain_str() {
                     if let Err(msg) = literals::compose_project(&s) {
                         self.push(
-                            Diagnostic::error(codes::BAD_LITERAL, value.span, msg)
-                                .with_label("invalid project name"),
+                            Diagnostic::error(codes::BAD_LITERAL, value.span, msg).with_label("invalid project name"),
                         );
                     }
                 }
@@ -611,14 +566,16 @@ impl<'a> Checker<'a> {
 
     /// Lints on one property's value.
     fn prop_lints(&mut self, k: &Kind, name: &str, value: &ast::Expr, actual: &Ty, want: &Ty) {
-        if name == "image"
-            && matches!(k.name, "container.run" | "trivy.scan")
-            && matches!(actual, Ty::Ref | Ty::String)
+        if name == "image" && matches!(k.name, "container.run" | "trivy.scan") && matches!(actual, Ty::Ref | Ty::String)
         {
             self.push(
-                Diagnostic::warning(codes::UNPINNED_IMAGE, value.span, format!("`{}` on a mutable tag", k.name))
-                    .with_label("this tag can point at different bytes tomorrow")
-                    .with_help("pin by digest: use a push's `pinned` output, or `ref(\"…\") @ digest(\"sha256:…\")`"),
+                Diagnostic::warning(
+                    codes::UNPINNED_IMAGE,
+                    value.span,
+                    format!("`{}` on a mutable tag", k.name),
+                )
+                .with_label("this tag can point at different bytes tomorrow")
+                .with_help("pin by digest: use a push's `pinned` output, or `ref(\"…\") @ digest(\"sha256:…\")`"),
             );
         }
         let pushes_tag = matches!(
@@ -642,16 +599,15 @@ impl<'a> Checker<'a> {
 
     fn latest_lint(&mut self, value: &ast::Expr) {
         let text = match &value.kind {
-            ExprKind::Call(f, args)
-                if matches!(&f.kind, ExprKind::Name(n) if n == "ref") && args.len() == 1 =>
-            {
+            ExprKind::Call(f, args) if matches!(&f.kind, ExprKind::Name(n) if n == "ref") && args.len() == 1 => {
                 &args[0]
             }
             _ => value,
         };
         let latest = match (&text.kind, text.as_plain_str()) {
-            (_, Some(s)) => literals::reference(&s)
-                .is_ok_and(|r| r.digest.is_none() && r.tag.is_none_or(|t| t == "latest")),
+            (_, Some(s)) => {
+                literals::reference(&s).is_ok_and(|r| r.digest.is_none() && r.tag.is_none_or(|t| t == "latest"))
+            }
             (ExprKind::Str(parts), None) => {
                 matches!(parts.last(), Some(ast::StrPart::Text(t)) if t.ends_with(":latest"))
             }
@@ -667,9 +623,9 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn missing_path(&mut self, value: &ast::Expr) {
-        let Some(base) = &self.opts.base_dir else {
+        if matches!(self.opts.files, super::Files::Unchecked) {
             return;
-        };
+        }
         let Some(rel) = value.as_plain_str() else {
             return;
         };
@@ -680,20 +636,16 @@ impl<'a> Checker<'a> {
         let exists = match self.path_exists.get(&rel) {
             Some(&e) => e,
             None => {
-                let e = base.join(&rel).exists();
+                let e = self.opts.path_exists(&rel).unwrap_or(true);
                 self.path_exists.insert(rel.clone(), e);
                 e
             }
         };
         if !exists {
             self.push(
-                Diagnostic::warning(
-                    codes::MISSING_PATH,
-                    value.span,
-                    format!("`{rel}` does not exist"),
-                )
-                .with_label("no such file or folder")
-                .with_help("paths are relative to the folder of the .kflow file"),
+                Diagnostic::warning(codes::MISSING_PATH, value.span, format!("`{rel}` does not exist"))
+                    .with_label("no such file or folder")
+                    .with_help("paths are relative to the folder of the .kflow file"),
             );
         }
     }
@@ -719,24 +671,16 @@ impl<'a> Checker<'a> {
         }
         if t.catch.is_none() && t.finally.is_none() {
             self.push(
-                Diagnostic::warning(
-                    codes::EMPTY_TRY,
-                    t.keyword,
-                    "`try` without `catch` or `finally`",
-                )
-                .with_label("this block changes nothing")
-                .with_help("add a `finally { … }` for teardown, or remove the `try`"),
+                Diagnostic::warning(codes::EMPTY_TRY, t.keyword, "`try` without `catch` or `finally`")
+                    .with_label("this block changes nothing")
+                    .with_help("add a `finally { … }` for teardown, or remove the `try`"),
             );
         }
         let [body, catch, finally] = parts;
         self.scopes.push(ir::Scope {
             id,
             parent,
-            kind: ir::ScopeKind::Try {
-                body,
-                catch,
-                finally,
-            },
+            kind: ir::ScopeKind::Try { body, catch, finally },
         });
     }
 
@@ -749,9 +693,13 @@ impl<'a> Checker<'a> {
             Ty::Error => Ty::Error,
             other => {
                 self.push(
-                    Diagnostic::error(codes::MISMATCH, f.iter.span, format!("`for` needs a list, found `{other}`"))
-                        .with_label("not a list")
-                        .with_help("loop over a list, e.g. `for p in [\"linux/amd64\", \"linux/arm64\"] { … }`"),
+                    Diagnostic::error(
+                        codes::MISMATCH,
+                        f.iter.span,
+                        format!("`for` needs a list, found `{other}`"),
+                    )
+                    .with_label("not a list")
+                    .with_help("loop over a list, e.g. `for p in [\"linux/amd64\", \"linux/arm64\"] { … }`"),
                 );
                 Ty::Error
             }
@@ -840,12 +788,7 @@ impl<'a> Checker<'a> {
             // Numbered in flow order, so the name survives reformatting.
             name: format!(
                 "assert_{}",
-                self.plan
-                    .nodes
-                    .iter()
-                    .filter(|n| n.kind == "assert")
-                    .count()
-                    + 1
+                self.plan.nodes.iter().filter(|n| n.kind == "assert").count() + 1
             ),
             kind: "assert".to_string(),
             props,
@@ -870,9 +813,7 @@ impl<'a> Checker<'a> {
                     format!("output `{}` would reveal a secret", o.name.name),
                 )
                 .with_label("this value is a secret")
-                .with_help(
-                    "outputs are printed and stored; secrets never leave the tasks that use them",
-                ),
+                .with_help("outputs are printed and stored; secrets never leave the tasks that use them"),
             );
         } else if let Ty::Optional(inner) = &ty {
             let d = self.optional_diag(&o.value, inner);
@@ -888,13 +829,7 @@ impl<'a> Checker<'a> {
 
 /// Imports are validated (the path must exist); calling imported flows is
 /// not part of the language yet.
-pub(super) fn check_import(
-    src: &str,
-    import: &ast::Import,
-    opts: &Options,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let _ = src;
+pub(super) fn check_import(import: &ast::Import, opts: &Options, diags: &mut Vec<Diagnostic>) {
     let Some(path) = import.path.as_plain_str() else {
         diags.push(
             Diagnostic::error(
@@ -906,18 +841,15 @@ pub(super) fn check_import(
         );
         return;
     };
-    if let Some(base) = &opts.base_dir {
-        let full = base.join(&path);
-        if !full.exists() {
-            diags.push(
-                Diagnostic::warning(
-                    codes::MISSING_PATH,
-                    import.path.span,
-                    format!("`{path}` does not exist"),
-                )
-                .with_label("no such file")
-                .with_help("paths are relative to the folder of the .kflow file"),
-            );
-        }
+    if opts.path_exists(&path) == Some(false) {
+        diags.push(
+            Diagnostic::warning(
+                codes::MISSING_PATH,
+                import.path.span,
+                format!("`{path}` does not exist"),
+            )
+            .with_label("no such file")
+            .with_help("paths are relative to the folder of the .kflow file"),
+        );
     }
 }

@@ -19,13 +19,42 @@ use crate::codes;
 use crate::ir::{self, Part, Plan};
 use crate::types::Ty;
 
+/// Where relative paths of a flow are looked up, for `kflow::lint::missing-path`.
+#[derive(Debug, Clone, Default)]
+pub enum Files {
+    /// Paths are not checked.
+    #[default]
+    Unchecked,
+    /// Paths resolve against this folder (the flow file's) on disk.
+    Dir(PathBuf),
+    /// An in-memory file system: says whether a relative path exists.
+    Virtual(fn(&str) -> bool),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Folder that relative paths are resolved against; `None` skips the
-    /// file-system checks (`kflow::lint::missing-path`).
-    pub base_dir: Option<PathBuf>,
+    pub files: Files,
     /// Lints silenced everywhere (full codes).
     pub allow: Vec<&'static str>,
+}
+
+impl Options {
+    /// Options for a flow file in this folder.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Options {
+            files: Files::Dir(dir.into()),
+            allow: Vec::new(),
+        }
+    }
+
+    /// Whether a path relative to the flow exists; `None` when unchecked.
+    pub fn path_exists(&self, rel: &str) -> Option<bool> {
+        match &self.files {
+            Files::Unchecked => None,
+            Files::Dir(base) => Some(base.join(rel).exists()),
+            Files::Virtual(exists) => Some(exists(rel)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,17 +170,12 @@ pub(crate) struct Checker<'a> {
 }
 
 /// Checks every flow of a parsed file.
-pub fn check_file(
-    src: &str,
-    file: &ast::File,
-    opts: &Options,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<FlowInfo> {
+pub fn check_file(src: &str, file: &ast::File, opts: &Options, diags: &mut Vec<Diagnostic>) -> Vec<FlowInfo> {
     let line_starts = line_starts(src);
     let mut seen: HashMap<&str, Span> = HashMap::default();
     let mut out = Vec::new();
     for import in &file.imports {
-        items::check_import(src, import, opts, diags);
+        items::check_import(import, opts, diags);
     }
     for flow in &file.flows {
         if let Some(prev) = seen.insert(&flow.name.name, flow.name.span) {
@@ -232,12 +256,7 @@ fn check_flow(
 /// Byte offsets where lines start.
 pub fn line_starts(src: &str) -> Vec<usize> {
     std::iter::once(0)
-        .chain(
-            src.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        )
+        .chain(src.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1))
         .collect()
 }
 
@@ -268,13 +287,9 @@ impl<'a> Checker<'a> {
                 } {
                     let kw = Span::new(item.span().start, item.span().start + what.len());
                     self.push(
-                        Diagnostic::error(
-                            codes::MISPLACED,
-                            kw,
-                            format!("`{what}` is not allowed inside a block"),
-                        )
-                        .with_label("inside a `try`, `catch`, `finally` or `for` block")
-                        .with_help(format!("move the `{what}` to the top level of the flow")),
+                        Diagnostic::error(codes::MISPLACED, kw, format!("`{what}` is not allowed inside a block"))
+                            .with_label("inside a `try`, `catch`, `finally` or `for` block")
+                            .with_help(format!("move the `{what}` to the top level of the flow")),
                     );
                 }
             }
@@ -285,26 +300,11 @@ impl<'a> Checker<'a> {
                     self.declare_name(&i.name, SymKind::Input, i.span, i.doc.clone(), ty, None);
                 }
                 Item::Secret(s) => {
-                    self.declare_name(
-                        &s.name,
-                        SymKind::Secret,
-                        s.span,
-                        s.doc.clone(),
-                        Ty::Secret,
-                        None,
-                    );
+                    self.declare_name(&s.name, SymKind::Secret, s.span, s.doc.clone(), Ty::Secret, None);
                 }
                 Item::Let(l) => {
-                    if let Some(id) = self.declare_name(
-                        &l.name,
-                        SymKind::Let,
-                        l.span,
-                        l.doc.clone(),
-                        Ty::Error,
-                        None,
-                    ) {
-                        self.lets
-                            .insert(id, LetState::Pending(self.let_items.len()));
+                    if let Some(id) = self.declare_name(&l.name, SymKind::Let, l.span, l.doc.clone(), Ty::Error, None) {
+                        self.lets.insert(id, LetState::Pending(self.let_items.len()));
                         self.let_items.push(l);
                     }
                 }
@@ -315,9 +315,7 @@ impl<'a> Checker<'a> {
                         .prop("continue_on_error")
                         .and_then(|p| p.value.as_ref())
                         .is_some_and(|v| matches!(v.kind, ast::ExprKind::Bool(true)));
-                    if let Some(id) =
-                        self.declare_name(&t.name, SymKind::Task, t.span, t.doc.clone(), ty, kind)
-                    {
+                    if let Some(id) = self.declare_name(&t.name, SymKind::Task, t.span, t.doc.clone(), ty, kind) {
                         self.symbols[id].continue_on_error = coe;
                     }
                 }
@@ -380,11 +378,7 @@ impl<'a> Checker<'a> {
                 ))
                 .with_secondary(
                     p.span,
-                    format!(
-                        "first defined here, as {} {}",
-                        article(p.kind.noun()),
-                        p.kind.noun()
-                    ),
+                    format!("first defined here, as {} {}", article(p.kind.noun()), p.kind.noun()),
                 )
                 .with_help("names are unique within a flow: rename one of them");
                 self.push(d);
@@ -443,13 +437,9 @@ impl<'a> Checker<'a> {
                 _ => format!("remove the {what}, or use it"),
             };
             out.push(
-                Diagnostic::warning(
-                    codes::UNUSED,
-                    s.span,
-                    format!("{what} `{}` is never used", s.name),
-                )
-                .with_label("declared here, never read")
-                .with_help(help),
+                Diagnostic::warning(codes::UNUSED, s.span, format!("{what} `{}` is never used", s.name))
+                    .with_label("declared here, never read")
+                    .with_help(help),
             );
         }
         self.diags.extend(out);
