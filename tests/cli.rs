@@ -248,3 +248,18 @@ fn docs_cover_the_catalog() {
         assert!(out.contains(&format!("#### `{kind}`")), "{kind} missing");
     }
 }
+
+#[test]
+fn readme_flows_check_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut found = 0;
+    for block in readme.split("```kflow\n").skip(1) {
+        let src = block.split("```").next().unwrap();
+        let a =
+            kflow_compiler::analysis::analyze(src, &kflow_compiler::analysis::Options::in_dir(root.join("examples")));
+        assert!(a.diagnostics.is_empty(), "README flow:\n{src}\n{:#?}", a.diagnostics);
+        found += 1;
+    }
+    assert!(found >= 1);
+}

@@ -395,8 +395,9 @@ impl<'s> Lower<'s> {
             };
         }
         // Children come flat: `op_not* primary postfix*` runs between infix
-        // operators (the grammar keeps `unary`/`operand` silent).
-        if pair.clone().into_inner().len() > MAX_EXPR_PARTS {
+        // operators (the expression rule is compound-atomic).
+        let children = pair.into_inner();
+        if children.len() > MAX_EXPR_PARTS {
             return self.too_complex(span);
         }
         let mut operands: Vec<Expr> = Vec::new();
@@ -432,7 +433,7 @@ impl<'s> Lower<'s> {
         let mut nots: Vec<Span> = Vec::new();
         let mut cur: Option<Expr> = None;
         // Shunting-yard, iterative: long operator chains cannot overflow here.
-        for p in pair.into_inner() {
+        for p in children {
             let op = match p.as_rule() {
                 Rule::op_not => {
                     nots.push(self.atomic_span(&p));
