@@ -263,3 +263,35 @@ fn readme_flows_check_clean() {
     }
     assert!(found >= 1);
 }
+
+/// Colour on a terminal (a real pseudo-terminal through `script`), none with
+/// `NO_COLOR`.
+#[test]
+fn colour_only_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed, no pseudo-terminal to test with");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "broken.kflow", BROKEN);
+    let run = |no_color: bool| {
+        let mut cmd = Command::new("script");
+        cmd.args([
+            "-qec",
+            &format!("{} check {}", env!("CARGO_BIN_EXE_kflow"), f.display()),
+            "/dev/null",
+        ]);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        cmd.output().unwrap()
+    };
+    let coloured = run(false);
+    assert_eq!(coloured.status.code(), Some(1));
+    assert!(stdout(&coloured).contains("\u{1b}["), "colour on a terminal");
+    let plain = run(true);
+    assert!(stdout(&plain).contains("image-not-digest"));
+    assert!(!stdout(&plain).contains("\u{1b}["), "NO_COLOR is honoured");
+}

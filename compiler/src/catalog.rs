@@ -229,7 +229,11 @@ pub static KINDS: &[Kind] = &[
         name: "trivy.scan",
         doc: "Scan an image with Trivy and fail when a finding's severity is in `fail_on`.",
         props: &[
-            req("image", "image|pinned", "The image to scan."),
+            req(
+                "image",
+                "image|pinned|ref",
+                "The image to scan: a local `image`, or a registry reference (pin it by digest).",
+            ),
             opt("fail_on", "list<severity>", "Severities that fail the task (default: none, report only)."),
             opt("ignore_unfixed", "bool", "Ignore findings without a fixed version."),
             opt("ignore_file", "path", "A `.trivyignore` file."),

@@ -139,10 +139,6 @@ pub static CODES: &[Code] = &[
     w(UNKNOWN_LINT, "`kflow:allow(…)` names something that is not a lint."),
 ];
 
-pub fn lookup(code: &str) -> Option<&'static Code> {
-    CODES.iter().find(|c| c.code == code)
-}
-
 /// `latest-tag` or `kflow::lint::latest-tag` → the full lint code.
 pub fn resolve_lint(name: &str) -> Option<&'static str> {
     CODES

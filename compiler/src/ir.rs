@@ -240,10 +240,6 @@ pub enum Expr {
 }
 
 impl Plan {
-    pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.name == name)
-    }
-
     /// The dependency graph (edge `a → b`: `b` waits for `a`), including the
     /// implicit edges of scopes: `catch`/`finally` nodes wait for the `try`
     /// block to settle.

@@ -61,7 +61,15 @@ fn exercise(src: &str) {
     if let Ok(once) = kflow_compiler::format::format(src) {
         let twice = kflow_compiler::format::format(&once).expect("formatted output parses");
         assert_eq!(once, twice, "formatting is idempotent");
+        assert_eq!(comments(src), comments(&once), "formatting keeps every comment");
     }
+}
+
+fn comments(src: &str) -> Vec<String> {
+    let (file, _) = kflow_compiler::grammar::parse(src);
+    let mut v: Vec<String> = file.comments.iter().map(|c| c.text.trim().to_string()).collect();
+    v.sort();
+    v
 }
 
 #[derive(Debug, Clone)]

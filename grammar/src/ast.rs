@@ -88,18 +88,6 @@ impl Item {
             _ => None,
         }
     }
-
-    /// The name this item declares in the flow's namespace.
-    pub fn declared_name(&self) -> Option<&Ident> {
-        match self {
-            Item::Input(x) => Some(&x.name),
-            Item::Secret(x) => Some(&x.name),
-            Item::Let(x) => Some(&x.name),
-            Item::Task(x) => Some(&x.name),
-            Item::Error(x) => x.name.as_ref(),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -331,35 +319,5 @@ impl Expr {
             }
         }
         deepest
-    }
-
-    /// Calls `f` on this expression and every sub-expression, iteratively so
-    /// long chains cannot exhaust the stack.
-    pub fn walk<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
-        let mut stack = vec![self];
-        while let Some(e) = stack.pop() {
-            f(e);
-            match &e.kind {
-                ExprKind::Str(parts) => {
-                    for p in parts.iter().rev() {
-                        if let StrPart::Interp(x) = p {
-                            stack.push(x);
-                        }
-                    }
-                }
-                ExprKind::Field(x, _) | ExprKind::Not(x) | ExprKind::Paren(x) => stack.push(x),
-                ExprKind::Call(c, args) => {
-                    stack.extend(args.iter().rev());
-                    stack.push(c);
-                }
-                ExprKind::List(xs) => stack.extend(xs.iter().rev()),
-                ExprKind::Map(es) => stack.extend(es.iter().rev().map(|e| &e.value)),
-                ExprKind::Binary(_, l, r) => {
-                    stack.push(r);
-                    stack.push(l);
-                }
-                _ => {}
-            }
-        }
     }
 }

@@ -20,9 +20,6 @@ impl Span {
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
-    pub fn contains(&self, offset: usize) -> bool {
-        self.start <= offset && offset <= self.end
-    }
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
         Span::new(self.start.min(other.start), self.end.max(other.end))

@@ -123,11 +123,9 @@ pub fn use_color(stream_is_tty: bool) -> bool {
     stream_is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Terminal width for human output (80 when unknown).
+/// Width for human output: `COLUMNS`, else the terminal's, else 100.
 pub fn term_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .filter(|&w| w >= 40)
-        .unwrap_or(100)
+    let from_env = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok());
+    let from_tty = || terminal_size::terminal_size().map(|(w, _)| usize::from(w.0));
+    from_env.or_else(from_tty).filter(|&w| w >= 40).unwrap_or(100)
 }

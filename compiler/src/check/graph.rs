@@ -69,22 +69,7 @@ impl Checker<'_> {
     }
 
     fn report_cycles(&mut self, spans: &FxHashMap<(ir::NodeId, ir::NodeId), Span>) {
-        let mut g = petgraph::graph::DiGraph::<ir::NodeId, ()>::with_capacity(self.plan.nodes.len(), 0);
-        let idx: Vec<NodeIndex> = self.plan.nodes.iter().map(|nd| g.add_node(nd.id)).collect();
-        for nd in &self.plan.nodes {
-            for d in &nd.deps {
-                g.add_edge(idx[d.node], idx[nd.id], ());
-            }
-        }
-        for scope in &self.scopes {
-            if let ir::ScopeKind::Try { body, catch, finally } = &scope.kind {
-                for &b in body {
-                    for &c in catch.iter().chain(finally) {
-                        g.add_edge(idx[b], idx[c], ());
-                    }
-                }
-            }
-        }
+        let g = self.plan.graph();
         let mut found = Vec::new();
         for scc in tarjan_scc(&g) {
             let self_loop = scc.len() == 1 && g.contains_edge(scc[0], scc[0]);
@@ -133,7 +118,7 @@ impl Checker<'_> {
 /// A shortest path from `start` back to itself inside one strongly connected
 /// component, as the list of nodes in dependency order.
 fn cycle_from(
-    g: &petgraph::graph::DiGraph<ir::NodeId, ()>,
+    g: &petgraph::graph::DiGraph<ir::NodeId, DepKind>,
     start: NodeIndex,
     members: &FxHashSet<NodeIndex>,
 ) -> Vec<NodeIndex> {

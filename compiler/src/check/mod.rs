@@ -240,16 +240,15 @@ fn check_flow(
     c.declare(&flow.items, true);
     c.path.clear();
     c.items(&flow.items);
+    c.plan.scopes = std::mem::take(&mut c.scopes);
     c.finish_graph();
     c.unused();
-    let mut plan = c.plan;
-    plan.scopes = c.scopes;
     FlowInfo {
         name: flow.name.name.clone(),
         span: flow.span,
         symbols: c.symbols,
         references: c.refs,
-        plan,
+        plan: c.plan,
     }
 }
 
