@@ -19,20 +19,20 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
 
 /// `a`, `b` or `c` — for lists of alternatives in messages.
 pub fn list_or(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
-    match quoted.as_slice() {
-        [] => "nothing".into(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
+    list_with(items, "or")
 }
 
+/// `a`, `b` and `c`.
 pub fn list_and(items: &[&str]) -> String {
+    list_with(items, "and")
+}
+
+fn list_with(items: &[&str], conjunction: &str) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
     match quoted.as_slice() {
         [] => "nothing".into(),
         [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [init @ .., last] => format!("{} {conjunction} {last}", init.join(", ")),
     }
 }
 

@@ -357,13 +357,7 @@ impl<'a> Checker<'a> {
             self.push(d);
             return (Ty::Error, ir::Expr::Invalid);
         };
-        let mut ty = catalog::ty(out.ty).clone();
-        if self.optional_reason(id).is_some() {
-            ty = Ty::optional(ty);
-        }
-        let ty = self.lift(id, ty);
-        self.use_symbol(id, name_span, ty.clone());
-        self.deps.push((id, ir::DepKind::Data, e.span));
+        let ty = self.read_task(id, name_span, e.span, catalog::ty(out.ty));
         (
             ty,
             ir::Expr::Output {
@@ -371,6 +365,20 @@ impl<'a> Checker<'a> {
                 field: field.name.clone(),
             },
         )
+    }
+
+    /// Reading a value of type `declared` from task `id` (an output or a
+    /// method result): its type where it is read (optional, lifted over
+    /// loops), recorded as a use and a data dependency.
+    fn read_task(&mut self, id: usize, name_span: Span, read: Span, declared: &Ty) -> Ty {
+        let mut ty = declared.clone();
+        if self.optional_reason(id).is_some() {
+            ty = Ty::optional(ty);
+        }
+        let ty = self.lift(id, ty);
+        self.use_symbol(id, name_span, ty.clone());
+        self.deps.push((id, ir::DepKind::Data, read));
+        ty
     }
 
     fn call(&mut self, e: &Expr, callee: &Expr, args: &[Expr]) -> (Ty, ir::Expr) {
@@ -536,13 +544,7 @@ impl<'a> Checker<'a> {
             .zip(m.params)
             .map(|(a, (_, t))| self.check(a, catalog::ty(t)))
             .collect();
-        let mut ty = catalog::ty(m.ret).clone();
-        if self.optional_reason(id).is_some() {
-            ty = Ty::optional(ty);
-        }
-        let ty = self.lift(id, ty);
-        self.use_symbol(id, name_span, ty.clone());
-        self.deps.push((id, ir::DepKind::Data, e.span));
+        let ty = self.read_task(id, name_span, e.span, catalog::ty(m.ret));
         (
             ty,
             ir::Expr::Method {
