@@ -736,7 +736,12 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
             };
             let mut expected: Vec<String> = Vec::new();
             if let Some(attempts) = e.parse_attempts() {
-                pos = pos.max(attempts.max_position);
+                // pest's own position is exact when it has one; when the
+                // rule failed as a whole it reports the start, and the
+                // furthest attempt tells where it really broke.
+                if pos == 0 {
+                    pos = attempts.max_position;
+                }
                 // Only literal tokens (`=`, `{`, …); character classes and
                 // built-in rules are covered by the rule names below.
                 for t in attempts.expected_tokens() {
@@ -756,6 +761,10 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
             // `{` also starts a map: when a value is expected, say so only.
             if expected.iter().any(|e| e == "an expression") {
                 expected.retain(|e| e != "`{`");
+            }
+            // Inside a property, "a property" is the rule itself.
+            if matches!(at, HoleAt::Property) {
+                expected.retain(|e| e != "a property");
             }
             expected.sort();
             expected.dedup();
@@ -813,8 +822,17 @@ fn unterminated_string(text: &str) -> Option<usize> {
 
 fn hole_help(text: &str, at: HoleAt) -> Option<&'static str> {
     let t = text.trim_start();
+    let value = t.split_once(':').map(|(_, v)| v.trim_start());
     match at {
-        HoleAt::Property if !t.contains(':') => Some("a property is written `name: value`"),
+        HoleAt::Property if !t.contains(':') || t.split(':').next().is_some_and(|n| n.contains('=')) => {
+            Some("a property is written `name: value`")
+        }
+        HoleAt::Property if value.is_some_and(|v| v.starts_with(['.', '/', '~'])) => {
+            Some("text and paths are written in quotes, e.g. `\"./app\"`")
+        }
+        HoleAt::Property if t.contains("[/") || t.contains(", /") => {
+            Some("text and paths are written in quotes, e.g. `[\"/bin/sh\", \"-c\"]`")
+        }
         HoleAt::Item if t.starts_with("task") && !t.contains('=') => Some("a task is written `task NAME = KIND { … }`"),
         _ => None,
     }
@@ -898,10 +916,10 @@ fn hole_declared_name(text: &str, base: usize) -> Option<Ident> {
     })
 }
 
-/// `name:` at the start of a broken property.
+/// `name:` (or the mistaken `name =`) at the start of a broken property.
 fn hole_property_name(text: &str, base: usize) -> Option<Ident> {
     let len = text.find(|c: char| !c.is_ascii_alphanumeric() && c != '_')?;
-    if len == 0 || !text[len..].trim_start().starts_with(':') {
+    if len == 0 || !text[len..].trim_start().starts_with([':', '=']) {
         return None;
     }
     Some(Ident {
