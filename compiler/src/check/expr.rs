@@ -841,11 +841,14 @@ impl<'a> Checker<'a> {
                         format!("{shown} is a local image ID, not a registry digest"),
                     )
                     .with_label(format!("expected `{want}`, found `image`"))
-                    .with_help(self.pinned_help(want, "push the image first and use the push's output"));
+                    .with_help(format!(
+                        "signatures and promotions bind to the manifest digest a registry returns; {}",
+                        self.pinned_help(want)
+                    ));
                     if let Some((id, _)) = self.task_of(e) {
                         d = d.with_secondary(
                             self.symbols[id].span,
-                            format!("`{text}` is the daemon's image ID (its config digest), defined here; signatures and promotions bind to the manifest digest a registry returns"),
+                            format!("`{text}` is the daemon's image ID (its config digest)"),
                         );
                     }
                     return d;
@@ -862,7 +865,16 @@ impl<'a> Checker<'a> {
                         format!("{shown} is {what}, but `{want}` is required"),
                     )
                     .with_label(format!("expected `{want}`, found `{base}`"))
-                    .with_help(self.pinned_help(want, "pin it: `reference @ digest`"));
+                    .with_help(match e.as_plain_str() {
+                        Some(_) if want.accepts(&Ty::Pinned) => {
+                            format!(
+                                "a literal is pinned with `pinned(\"repo@sha256:…\")`; or {}",
+                                self.pinned_help(want)
+                            )
+                        }
+                        Some(_) => format!("a literal digest is written `digest({text})`"),
+                        None => self.pinned_help(want),
+                    });
                     if let Some(id) = self.symbol_at(e) {
                         d = d.with_secondary(
                             self.symbols[id].span,
@@ -873,30 +885,28 @@ impl<'a> Checker<'a> {
                 }
                 let mut d = Diagnostic::error(codes::MISMATCH, e.span, format!("expected `{want}`, found `{actual}`"))
                     .with_label(format!("this is `{actual}`"));
-                if let (Ty::Outputs(kind), Some(k)) = (
-                    base,
-                    catalog::kind(match base {
-                        Ty::Outputs(k) => k,
-                        _ => "",
-                    }),
-                ) {
-                    let fitting: Vec<&str> = k
-                        .outputs
-                        .iter()
-                        .filter(|o| fit(catalog::ty(o.ty), want) == Fit::Yes)
-                        .map(|o| o.name)
-                        .collect();
-                    let _ = kind;
-                    if let Some(o) = fitting.first() {
-                        d = d.with_help(format!("use one of its outputs: `{text}.{o}`"));
+                match base {
+                    Ty::Outputs(kind) => {
+                        let fitting = catalog::kind(kind)
+                            .and_then(|k| k.outputs.iter().find(|o| fit(catalog::ty(o.ty), want) == Fit::Yes));
+                        if let Some(o) = fitting {
+                            d = d.with_help(format!("`{text}` is a task: use its output `{text}.{}`", o.name));
+                        }
                     }
-                } else if matches!(base, Ty::String) && want.accepts(&Ty::Digest) {
-                    d = d.with_help(format!("write `digest({text})`"));
-                } else if let Some(id) = self.symbol_at(e) {
-                    d = d.with_secondary(
-                        self.symbols[id].span,
-                        format!("declared as `{}` here", self.symbols[id].ty),
-                    );
+                    Ty::Pinned | Ty::Ref if want.accepts(&Ty::Image) => {
+                        d = d.with_help(
+                            "this takes a local image (the `image` output of a `docker.build`); \
+                             to copy an image that is already in a registry, use `registry.copy`",
+                        );
+                    }
+                    _ => {
+                        if let Some(id) = self.symbol_at(e).filter(|&id| self.symbols[id].kind != SymKind::Task) {
+                            d = d.with_secondary(
+                                self.symbols[id].span,
+                                format!("declared as `{}` here", self.symbols[id].ty),
+                            );
+                        }
+                    }
                 }
                 d
             }
@@ -904,7 +914,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A fix for a missing digest: name a task output that has one.
-    fn pinned_help(&self, want: &Ty, fallback: &str) -> String {
+    fn pinned_help(&self, want: &Ty) -> String {
         let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
         let producer = self.symbols.iter().find(|s| {
             s.kind == SymKind::Task
@@ -913,7 +923,9 @@ impl<'a> Checker<'a> {
         });
         match producer {
             Some(p) => format!("use the digest-pinned output of a push: `{}.{out}`", p.name),
-            None => format!("{fallback}: a `docker.push` task's `{out}` output is pinned to the bytes it pushed"),
+            None => {
+                format!("push the image and use the push's `{out}` output, or pin a reference: `reference @ digest`")
+            }
         }
     }
 

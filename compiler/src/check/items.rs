@@ -818,6 +818,17 @@ impl<'a> Checker<'a> {
         } else if let Ty::Optional(inner) = &ty {
             let d = self.optional_diag(&o.value, inner);
             self.push(d);
+        } else if matches!(ty, Ty::Outputs(_) | Ty::Task) || matches!(&ty, Ty::List(t) if matches!(**t, Ty::Outputs(_)))
+        {
+            self.push(
+                Diagnostic::error(
+                    codes::MISMATCH,
+                    o.value.span,
+                    format!("output `{}` names a task, not a value", o.name.name),
+                )
+                .with_label("a task")
+                .with_help("output one of its outputs, e.g. `task.digest`"),
+            );
         }
         self.plan.outputs.push(ir::OutputDecl {
             name: o.name.name.clone(),
