@@ -180,3 +180,28 @@ fn kflow_grammar_comments(src: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The plan `kflow graph --format json` prints reads back as the same plan
+/// (the runtime may load it from a file).
+#[test]
+fn plans_survive_a_json_round_trip() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files = kflow_files(&dir);
+    files.extend(kflow_files(&fixtures("ok")));
+    for file in files {
+        let (_, a) = analyze_file(&file);
+        for flow in &a.flows {
+            let json = serde_json::to_string(&flow.plan).unwrap();
+            let back: kflow_compiler::ir::Plan = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), json, "{}", file.display());
+        }
+    }
+}
+
+#[test]
+fn duplicate_outputs_are_reported() {
+    let a = analyze("flow f {\n  output x = 1\n  output x = 2\n}\n", &Options::default());
+    let codes: Vec<&str> = a.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["kflow::name::duplicate"]);
+    assert_eq!(a.diagnostics[0].secondary.len(), 1, "points at both");
+}

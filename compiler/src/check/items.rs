@@ -803,6 +803,19 @@ impl<'a> Checker<'a> {
     }
 
     fn output(&mut self, o: &'a ast::Output) {
+        // Outputs have their own namespace: a duplicate would overwrite a result.
+        if let Some(prev) = self.outputs_seen.insert(o.name.name.clone(), o.name.span) {
+            self.push(
+                Diagnostic::error(
+                    codes::DUPLICATE,
+                    o.name.span,
+                    format!("output `{}` is defined twice", o.name.name),
+                )
+                .with_label("second definition")
+                .with_secondary(prev, "first defined here")
+                .with_help("give each output its own name"),
+            );
+        }
         let (ty, value) = self.infer(&o.value, None);
         self.deps.clear();
         if ty.holds_secret() {

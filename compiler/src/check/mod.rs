@@ -167,6 +167,7 @@ pub(crate) struct Checker<'a> {
     node_deps: Vec<Vec<(usize, ir::DepKind, Span)>>,
     /// File-system answers for `kflow::lint::missing-path`, by relative path.
     path_exists: HashMap<String, bool>,
+    outputs_seen: HashMap<String, Span>,
 }
 
 /// Checks every flow of a parsed file.
@@ -236,6 +237,7 @@ fn check_flow(
         node_spans: Vec::new(),
         node_deps: Vec::new(),
         path_exists: HashMap::default(),
+        outputs_seen: HashMap::default(),
     };
     c.declare(&flow.items, true);
     c.path.clear();
