@@ -273,11 +273,24 @@ fn sarif_level(s: Severity) -> &'static str {
     }
 }
 
+/// A relative path as a URI reference (SARIF's `artifactLocation.uri`).
+fn uri(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(b as char),
+            b'\\' => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 fn sarif_location(path: &str, index: &LineIndex, span: Span) -> Value {
     let (s, e) = (index.line_col(span.start), index.line_col(span.end));
     json!({
         "physicalLocation": {
-            "artifactLocation": { "uri": path },
+            "artifactLocation": { "uri": uri(path) },
             "region": {
                 "startLine": s.line, "startColumn": s.column,
                 "endLine": e.line, "endColumn": e.column,
@@ -397,6 +410,12 @@ mod tests {
         assert_eq!(idx.line_col(3), LineCol { line: 2, column: 1 });
         assert_eq!(idx.line_col(9), LineCol { line: 2, column: 3 });
         assert_eq!(idx.line_len(4), 7);
+    }
+
+    #[test]
+    fn sarif_uris_are_encoded() {
+        assert_eq!(uri("pipelines/my flow.kflow"), "pipelines/my%20flow.kflow");
+        assert_eq!(uri("a/b-c_d.kflow"), "a/b-c_d.kflow");
     }
 
     #[test]
