@@ -98,3 +98,13 @@ fn property_types_come_from_the_catalog() {
     assert_eq!(run.props["pull"].ty.to_string(), "never|missing|always");
     assert_eq!(run.kind, "container.run");
 }
+
+#[test]
+fn a_let_cannot_read_a_loop_variable() {
+    let a = analyze(
+        "flow f {\n  for w in [\"a\"] {\n    let up = \"${w}!\"\n    task t = log { message: up }\n  }\n  task u = log { message: w }\n}\n",
+        &Options::default(),
+    );
+    let msgs: Vec<&str> = a.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(msgs, ["`w` is not in scope here", "`w` is not in scope here"]);
+}

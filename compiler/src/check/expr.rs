@@ -200,6 +200,14 @@ impl<'a> Checker<'a> {
             .map(|s| s.name.as_str())
             .collect();
         candidates.extend(self.loop_vars.iter().map(|(_, s)| self.symbols[*s].name.as_str()));
+        if self.symbols.iter().any(|s| s.kind == SymKind::LoopVar && s.name == n) {
+            self.push(
+                Diagnostic::error(codes::UNKNOWN_NAME, span, format!("`{n}` is not in scope here"))
+                    .with_label("a loop variable, outside its loop")
+                    .with_help("a loop variable exists only inside its `for` block (a `let` is evaluated once per flow, not per iteration): write the expression where it is used"),
+            );
+            return (Ty::Error, ir::Expr::Invalid);
+        }
         let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown name `{n}`"))
             .with_label("not declared in this flow");
         d = match did_you_mean(n, candidates) {

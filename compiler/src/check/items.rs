@@ -239,6 +239,8 @@ impl<'a> Checker<'a> {
         let saved_path = std::mem::replace(&mut self.path, self.symbols[id].path.clone());
         let saved_deps = std::mem::take(&mut self.deps);
         let saved_secret = std::mem::replace(&mut self.in_secret, false);
+        // A let is evaluated once per flow, outside any loop iteration.
+        let saved_loops = std::mem::take(&mut self.loop_vars);
         let (ty, ir) = match &l.ty {
             Some(t) => {
                 let ty = self.resolve_type(t);
@@ -253,6 +255,7 @@ impl<'a> Checker<'a> {
             .collect();
         self.path = saved_path;
         self.in_secret = saved_secret;
+        self.loop_vars = saved_loops;
         self.let_stack.pop();
         self.symbols[id].ty = ty.clone();
         self.lets.insert(
