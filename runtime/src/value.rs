@@ -1,0 +1,154 @@
+//! Run-time values: what expressions of the plan evaluate to and what tasks
+//! produce. Every value has one of the language's types; secrets stay
+//! opaque, and a missing optional value is explicit.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::secret::{Secret, REDACTED};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `string` and `path` (paths are resolved by the task that uses them).
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    /// Milliseconds.
+    Duration(u64),
+    /// `sha256:<hex>`.
+    Digest(String),
+    /// A local image ID.
+    Image(String),
+    /// `registry/repository:tag`.
+    Ref(String),
+    /// `registry/repository@sha256:<hex>`.
+    Pinned(String),
+    /// An enum value such as `high` or `never`.
+    Enum(String),
+    Secret(Secret),
+    Credentials(Credentials),
+    List(Vec<Value>),
+    /// Maps, records (`retry`) and task output records.
+    Map(BTreeMap<String, Value>),
+    /// A task named in `after`.
+    Task(String),
+    /// An optional value that is absent (`T?`).
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    /// `~/.docker/config.json`: `auths`, `credHelpers`, `credsStore`.
+    DockerConfig,
+    /// A `docker-credential-<name>` helper.
+    Helper(String),
+    Basic {
+        username: String,
+        password: Secret,
+    },
+}
+
+impl Value {
+    /// The text of a value interpolated into a string (`"${x}"`). Secrets,
+    /// lists, maps and missing values have none: the checker rejects them,
+    /// so meeting one here is a bug reported as an error, not printed.
+    pub fn to_text(&self) -> Option<String> {
+        Some(match self {
+            Value::Str(s) | Value::Digest(s) | Value::Image(s) | Value::Ref(s) | Value::Pinned(s) | Value::Enum(s) => {
+                s.clone()
+            }
+            Value::Int(i) => i.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Duration(ms) => format_duration(*ms),
+            Value::Task(t) => t.clone(),
+            Value::Secret(_) | Value::Credentials(_) | Value::List(_) | Value::Map(_) | Value::Missing => return None,
+        })
+    }
+
+    /// A JSON form for outputs, events and the execution store; secrets are
+    /// written as `***`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Str(s) | Value::Digest(s) | Value::Image(s) | Value::Ref(s) | Value::Pinned(s) | Value::Enum(s) => {
+                json!(s)
+            }
+            Value::Int(i) => json!(i),
+            Value::Bool(b) => json!(b),
+            Value::Duration(ms) => json!(format_duration(*ms)),
+            Value::Task(t) => json!(t),
+            Value::Secret(_) => json!(REDACTED),
+            Value::Credentials(Credentials::DockerConfig) => json!("docker_config()"),
+            Value::Credentials(Credentials::Helper(h)) => json!(format!("helper({h:?})")),
+            Value::Credentials(Credentials::Basic { username, .. }) => {
+                json!({ "username": username, "password": REDACTED })
+            }
+            Value::List(items) => json!(items.iter().map(Value::to_json).collect::<Vec<_>>()),
+            Value::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Missing => serde_json::Value::Null,
+        }
+    }
+
+    /// Secrets inside this value (to register them with the redactor).
+    pub fn secrets(&self) -> Vec<&Secret> {
+        match self {
+            Value::Secret(s) => vec![s],
+            Value::Credentials(Credentials::Basic { password, .. }) => vec![password],
+            Value::List(items) => items.iter().flat_map(Value::secrets).collect(),
+            Value::Map(m) => m.values().flat_map(Value::secrets).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `90000` → `1m30s`: the largest units first, as the language writes them.
+pub fn format_duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_written() {
+        assert_eq!(format_duration(90_000), "1m30s");
+        assert_eq!(format_duration(500), "500ms");
+        assert_eq!(format_duration(86_400_000 + 1_000), "1d1s");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_json_and_text() {
+        let v = Value::Map(BTreeMap::from([
+            ("token".to_string(), Value::Secret(Secret::new("s3cr3t"))),
+            (
+                "creds".to_string(),
+                Value::Credentials(Credentials::Basic {
+                    username: "ci".into(),
+                    password: Secret::new("pw-123"),
+                }),
+            ),
+        ]));
+        let json = v.to_json().to_string();
+        assert!(!json.contains("s3cr3t") && !json.contains("pw-123"), "{json}");
+        assert_eq!(v.secrets().len(), 2);
+        assert_eq!(Value::Secret(Secret::new("x")).to_text(), None);
+    }
+}
