@@ -1,8 +1,9 @@
 //! The kflow executor of compiled plans (`kflow_compiler::ir::Plan`): run-time
 //! values, the evaluation of the plan's expressions, inputs from the command
-//! line, and secret redaction.
+//! line, secret redaction, and the task implementations.
 
 pub mod eval;
 pub mod inputs;
 pub mod secret;
+pub mod tasks;
 pub mod value;

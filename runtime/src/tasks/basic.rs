@@ -1,0 +1,25 @@
+//! `log` and `sleep`.
+
+use std::time::Duration;
+
+use super::{text, Outputs, Props, Stream, TaskContext, TaskError};
+use crate::value::Value;
+
+pub async fn log(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    let message = text(props, "message").unwrap_or_default();
+    for line in message.lines() {
+        ctx.log(Stream::Info, line);
+    }
+    Ok(Outputs::new())
+}
+
+pub async fn sleep(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    let ms = match props.get("duration") {
+        Some(Value::Duration(ms)) => *ms,
+        _ => return Err(TaskError::Failed("`duration` is missing".into())),
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Outputs::new()),
+        _ = ctx.cancel.cancelled() => Err(TaskError::Cancelled),
+    }
+}

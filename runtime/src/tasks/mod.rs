@@ -1,0 +1,85 @@
+//! Task implementations, one module per namespace of the catalog. Each takes
+//! its evaluated properties and a [`TaskContext`], and returns its output
+//! record or a [`TaskError`].
+
+pub mod basic;
+pub mod shell;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::secret::Redactor;
+use crate::value::Value;
+
+/// Evaluated properties of one task run.
+pub type Props = BTreeMap<String, Value>;
+/// A task's output record.
+pub type Outputs = BTreeMap<String, Value>;
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Written by kflow itself (the `log` task, progress notes).
+    Info,
+}
+
+/// One line of a task's log, already redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// What a running task may use: where relative paths start, a way to log,
+/// the secrets to redact, and the signal to stop.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub base_dir: PathBuf,
+    pub cancel: CancellationToken,
+    pub redactor: Arc<Redactor>,
+    pub log: mpsc::UnboundedSender<LogLine>,
+}
+
+impl TaskContext {
+    /// Logs a line, with every known secret value replaced.
+    pub fn log(&self, stream: Stream, text: &str) {
+        let text = self.redactor.redact(text).into_owned();
+        // The receiver is gone only when the execution is being torn down.
+        let _ = self.log.send(LogLine { stream, text });
+    }
+}
+
+/// Why a task run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskError {
+    /// The task failed; the message is redacted.
+    Failed(String),
+    /// The run was cancelled (timeout or interruption); never retried.
+    Cancelled,
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskError::Failed(m) => f.write_str(m),
+            TaskError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+pub(crate) fn string_list(props: &Props, name: &str) -> Option<Vec<String>> {
+    match props.get(name)? {
+        Value::List(items) => Some(items.iter().filter_map(Value::to_text).collect()),
+        _ => None,
+    }
+}
+
+pub(crate) fn text(props: &Props, name: &str) -> Option<String> {
+    props.get(name).and_then(Value::to_text)
+}
