@@ -3,6 +3,7 @@
 //! line, secret redaction, and the task implementations.
 
 pub mod eval;
+pub mod executor;
 pub mod inputs;
 pub mod secret;
 pub mod tasks;

@@ -1,0 +1,573 @@
+//! The executor: runs a plan's nodes as soon as their dependencies settle,
+//! up to `jobs` at once, with try/catch/finally, `when`, `continue_on_error`,
+//! retries and per-attempt timeouts.
+//!
+//! Failure policy: a task that fails (without `continue_on_error`) fails the
+//! flow; its dependants are skipped, tasks not yet started are not started,
+//! and tasks already running are left to finish, so no side effect is cut in
+//! half. `catch` and `finally` tasks still run as their blocks require.
+//!
+//! For-loops are not expanded by this executor yet: a plan with a `for`
+//! block is refused before anything runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kflow_compiler::ir::{DepKind, Node, NodeId, Part, Plan, ScopeKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::eval::{eval, EvalError, Scope};
+use crate::secret::{Redactor, Secret};
+use crate::tasks::{self, LogLine, Outputs, Props, TaskContext, TaskError};
+use crate::value::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl State {
+    pub fn settled(self) -> bool {
+        !matches!(self, State::Pending | State::Running)
+    }
+}
+
+/// What an execution reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started {
+        node: NodeId,
+        attempt: u32,
+    },
+    Log {
+        node: NodeId,
+        line: LogLine,
+    },
+    Retrying {
+        node: NodeId,
+        attempt: u32,
+        error: String,
+        delay: Duration,
+    },
+    Finished {
+        node: NodeId,
+        state: State,
+        error: Option<String>,
+        elapsed: Duration,
+    },
+}
+
+pub struct RunEnv {
+    pub inputs: BTreeMap<String, Value>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub base_dir: PathBuf,
+    pub jobs: usize,
+    /// Cancelling it stops the execution: running tasks are cancelled, then
+    /// `finally` blocks run.
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub states: Vec<State>,
+    pub errors: Vec<Option<String>>,
+    pub attempts: Vec<u32>,
+    /// The flow's outputs (absent ones are `Value::Missing`).
+    pub outputs: BTreeMap<String, Value>,
+    /// The first failure that failed the flow, then failures of cleanup tasks.
+    pub failures: Vec<String>,
+    pub cancelled: bool,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.failures.is_empty() && !self.cancelled
+    }
+}
+
+/// Everything evaluation needs while the flow runs.
+struct Values<'p> {
+    plan: &'p Plan,
+    inputs: BTreeMap<String, Value>,
+    secrets: BTreeMap<String, Secret>,
+    outputs: Vec<Option<Outputs>>,
+    lets: std::cell::RefCell<BTreeMap<String, Value>>,
+}
+
+impl Scope for Values<'_> {
+    fn input(&self, name: &str) -> Option<Value> {
+        self.inputs.get(name).cloned()
+    }
+    fn secret(&self, name: &str) -> Option<Value> {
+        self.secrets.get(name).map(|s| Value::Secret(s.clone()))
+    }
+    fn let_value(&self, name: &str) -> Result<Value, EvalError> {
+        if let Some(v) = self.lets.borrow().get(name) {
+            return Ok(v.clone());
+        }
+        let decl = self
+            .plan
+            .lets
+            .iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| EvalError(format!("no let `{name}`")))?;
+        let v = eval(&decl.value, self)?;
+        self.lets.borrow_mut().insert(name.to_string(), v.clone());
+        Ok(v)
+    }
+    fn loop_var(&self, _: &str) -> Option<Value> {
+        None
+    }
+    fn outputs(&self, task: &str) -> Option<Value> {
+        let node = self.plan.nodes.iter().find(|n| n.name == task)?;
+        let out = self.outputs[node.id].as_ref()?;
+        Some(Value::Map(out.clone()))
+    }
+}
+
+/// The retry policy of a node.
+struct Retry {
+    attempts: u32,
+    delay: Duration,
+    exponential: bool,
+    max_delay: Option<Duration>,
+}
+
+impl Retry {
+    fn of(node: &Node, values: &Values) -> Result<Retry, EvalError> {
+        let mut r = Retry {
+            attempts: 1,
+            delay: Duration::ZERO,
+            exponential: false,
+            max_delay: None,
+        };
+        let Some(expr) = &node.retry else { return Ok(r) };
+        let Value::Map(m) = eval(expr, values)? else {
+            return Ok(r);
+        };
+        // A `retry` without `attempts` retries twice (three attempts in all).
+        r.attempts = match m.get("attempts") {
+            Some(Value::Int(n)) => (*n).clamp(1, 1_000) as u32,
+            _ => 3,
+        };
+        if let Some(Value::Duration(ms)) = m.get("delay") {
+            r.delay = Duration::from_millis(*ms);
+        }
+        r.exponential = matches!(m.get("backoff"), Some(Value::Enum(b)) if b == "exponential");
+        if let Some(Value::Duration(ms)) = m.get("max_delay") {
+            r.max_delay = Some(Duration::from_millis(*ms));
+        }
+        Ok(r)
+    }
+
+    /// The pause before attempt `next` (2, 3, …).
+    fn delay_before(&self, next: u32) -> Duration {
+        let d = if self.exponential {
+            self.delay.saturating_mul(2u32.saturating_pow(next.saturating_sub(2)))
+        } else {
+            self.delay
+        };
+        self.max_delay.map_or(d, |m| d.min(m))
+    }
+}
+
+/// Runs one node: evaluates its properties, then its attempts.
+async fn run_node(
+    node: Node,
+    props: Props,
+    retry: Retry,
+    timeout: Option<Duration>,
+    ctx: TaskContext,
+    events: mpsc::UnboundedSender<Event>,
+) -> (Result<Outputs, TaskError>, u32) {
+    let mut attempt = 1;
+    loop {
+        let _ = events.send(Event::Started { node: node.id, attempt });
+        let attempt_ctx = TaskContext {
+            cancel: ctx.cancel.child_token(),
+            ..ctx.clone()
+        };
+        let result = match timeout {
+            None => dispatch(&node, &props, &attempt_ctx).await,
+            Some(limit) => {
+                let run = dispatch(&node, &props, &attempt_ctx);
+                tokio::pin!(run);
+                tokio::select! {
+                    r = &mut run => r,
+                    _ = tokio::time::sleep(limit) => {
+                        // Cancel the attempt and let it clean up (kill its processes).
+                        attempt_ctx.cancel.cancel();
+                        let _ = run.await;
+                        Err(TaskError::Failed(format!("timed out after {}", crate::value::format_duration(limit.as_millis() as u64))))
+                    }
+                }
+            }
+        };
+        match result {
+            Err(TaskError::Failed(e)) if attempt < retry.attempts && !ctx.cancel.is_cancelled() => {
+                attempt += 1;
+                let delay = retry.delay_before(attempt);
+                let _ = events.send(Event::Retrying {
+                    node: node.id,
+                    attempt,
+                    error: e,
+                    delay,
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = ctx.cancel.cancelled() => return (Err(TaskError::Cancelled), attempt - 1),
+                }
+            }
+            other => return (other, attempt),
+        }
+    }
+}
+
+async fn dispatch(node: &Node, props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    match node.kind.as_str() {
+        "shell.run" => tasks::shell::run(props, ctx).await,
+        "log" => tasks::basic::log(props, ctx).await,
+        "sleep" => tasks::basic::sleep(props, ctx).await,
+        "assert" => match props.get("condition") {
+            Some(Value::Bool(true)) => Ok(Outputs::new()),
+            _ => {
+                let msg = props.get("message").and_then(Value::to_text);
+                Err(TaskError::Failed(msg.unwrap_or_else(|| "assertion failed".into())))
+            }
+        },
+        kind => Err(TaskError::Failed(format!(
+            "task kind `{kind}` cannot run in this version of kflow"
+        ))),
+    }
+}
+
+/// Why a pending node cannot start yet, or what to do with it.
+enum Readiness {
+    Wait,
+    Skip,
+    Ready,
+}
+
+pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Event>) -> Report {
+    let n = plan.nodes.len();
+    let mut states = vec![State::Pending; n];
+    let mut errors: Vec<Option<String>> = vec![None; n];
+    let mut attempts = vec![0u32; n];
+    let mut failures: Vec<String> = Vec::new();
+    let mut redactor = Redactor::default();
+    for s in env.secrets.values() {
+        redactor.add(s);
+    }
+    let redactor = Arc::new(redactor);
+    let mut values = Values {
+        plan,
+        inputs: env.inputs,
+        secrets: env.secrets,
+        outputs: vec![None; n],
+        lets: Default::default(),
+    };
+    if plan.scopes.iter().any(|s| matches!(s.kind, ScopeKind::For { .. })) {
+        return Report {
+            states,
+            errors,
+            attempts,
+            outputs: BTreeMap::new(),
+            failures: vec!["`for` blocks cannot run in this version of kflow".into()],
+            cancelled: false,
+        };
+    }
+    // Cleanup tasks get their own token: the execution's cancellation stops
+    // the work, not the teardown.
+    let cleanup_cancel = CancellationToken::new();
+    let mut running: JoinSet<(NodeId, Result<Outputs, TaskError>, u32, Duration)> = JoinSet::new();
+    let mut stopping = false;
+    let jobs = env.jobs.max(1);
+    loop {
+        if env.cancel.is_cancelled() && !stopping {
+            stopping = true;
+        }
+        let mut progressed = false;
+        for id in 0..n {
+            if states[id] != State::Pending {
+                continue;
+            }
+            let cleanup = is_cleanup(plan, id);
+            match readiness(plan, id, &states) {
+                Readiness::Wait => continue,
+                Readiness::Skip => {
+                    states[id] = State::Skipped;
+                    let _ = events.send(Event::Finished {
+                        node: id,
+                        state: State::Skipped,
+                        error: None,
+                        elapsed: Duration::ZERO,
+                    });
+                    progressed = true;
+                    continue;
+                }
+                Readiness::Ready if stopping && !cleanup => {
+                    states[id] = State::Skipped;
+                    let _ = events.send(Event::Finished {
+                        node: id,
+                        state: State::Skipped,
+                        error: None,
+                        elapsed: Duration::ZERO,
+                    });
+                    progressed = true;
+                    continue;
+                }
+                Readiness::Ready => {}
+            }
+            if running.len() >= jobs {
+                break;
+            }
+            let node = &plan.nodes[id];
+            let prepared = prepare(node, &values);
+            let (props, retry, timeout) = match prepared {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    // `when` is false.
+                    states[id] = State::Skipped;
+                    let _ = events.send(Event::Finished {
+                        node: id,
+                        state: State::Skipped,
+                        error: None,
+                        elapsed: Duration::ZERO,
+                    });
+                    progressed = true;
+                    continue;
+                }
+                Err(e) => {
+                    let msg = redactor.redact(&e.0).into_owned();
+                    finish(
+                        id,
+                        State::Failed,
+                        Some(msg),
+                        &mut states,
+                        &mut errors,
+                        &mut failures,
+                        &mut stopping,
+                        plan,
+                        &events,
+                        Duration::ZERO,
+                    );
+                    progressed = true;
+                    continue;
+                }
+            };
+            states[id] = State::Running;
+            progressed = true;
+            let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
+            let forward = events.clone();
+            tokio::spawn(async move {
+                while let Some(line) = log_rx.recv().await {
+                    let _ = forward.send(Event::Log { node: id, line });
+                }
+            });
+            let ctx = TaskContext {
+                base_dir: env.base_dir.clone(),
+                cancel: if cleanup {
+                    cleanup_cancel.child_token()
+                } else {
+                    env.cancel.child_token()
+                },
+                redactor: redactor.clone(),
+                log: log_tx,
+            };
+            let node = node.clone();
+            let ev = events.clone();
+            running.spawn(async move {
+                let start = Instant::now();
+                let (result, attempts) = run_node(node, props, retry, timeout, ctx, ev).await;
+                (id, result, attempts, start.elapsed())
+            });
+        }
+        if running.is_empty() {
+            if progressed {
+                continue;
+            }
+            break;
+        }
+        let joined = tokio::select! {
+            j = running.join_next() => j,
+            _ = env.cancel.cancelled(), if !stopping => { stopping = true; continue; }
+        };
+        let Some(Ok((id, result, tries, elapsed))) = joined else {
+            continue;
+        };
+        attempts[id] = tries;
+        match result {
+            Ok(out) => {
+                values.outputs[id] = Some(out);
+                states[id] = State::Succeeded;
+                let _ = events.send(Event::Finished {
+                    node: id,
+                    state: State::Succeeded,
+                    error: None,
+                    elapsed,
+                });
+            }
+            Err(TaskError::Cancelled) => {
+                finish(
+                    id,
+                    State::Cancelled,
+                    Some("cancelled".into()),
+                    &mut states,
+                    &mut errors,
+                    &mut failures,
+                    &mut stopping,
+                    plan,
+                    &events,
+                    elapsed,
+                );
+            }
+            Err(TaskError::Failed(e)) => {
+                finish(
+                    id,
+                    State::Failed,
+                    Some(e),
+                    &mut states,
+                    &mut errors,
+                    &mut failures,
+                    &mut stopping,
+                    plan,
+                    &events,
+                    elapsed,
+                );
+            }
+        }
+    }
+    let outputs = plan
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), eval(&o.value, &values).unwrap_or(Value::Missing)))
+        .collect();
+    Report {
+        states,
+        errors,
+        attempts,
+        outputs,
+        failures,
+        cancelled: env.cancel.is_cancelled(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    id: NodeId,
+    state: State,
+    error: Option<String>,
+    states: &mut [State],
+    errors: &mut [Option<String>],
+    failures: &mut Vec<String>,
+    stopping: &mut bool,
+    plan: &Plan,
+    events: &mpsc::UnboundedSender<Event>,
+    elapsed: Duration,
+) {
+    states[id] = state;
+    let node = &plan.nodes[id];
+    if state == State::Failed && !node.continue_on_error {
+        failures.push(format!("{}: {}", node.name, error.as_deref().unwrap_or("failed")));
+        *stopping = true;
+    }
+    errors[id] = error.clone();
+    let _ = events.send(Event::Finished {
+        node: id,
+        state,
+        error,
+        elapsed,
+    });
+}
+
+/// Whether a node belongs to a `catch` or `finally` block (at any depth).
+fn is_cleanup(plan: &Plan, id: NodeId) -> bool {
+    let mut scope = plan.nodes[id].scope;
+    while let Some(s) = scope {
+        if matches!(s.part, Part::Catch | Part::Finally) {
+            return true;
+        }
+        scope = plan.scopes[s.scope].parent;
+    }
+    false
+}
+
+fn try_body(plan: &Plan, scope: usize) -> &[NodeId] {
+    match &plan.scopes[scope].kind {
+        ScopeKind::Try { body, .. } => body,
+        ScopeKind::For { body, .. } => body,
+    }
+}
+
+fn readiness(plan: &Plan, id: NodeId, states: &[State]) -> Readiness {
+    let node = &plan.nodes[id];
+    // A catch/finally node waits for its try block to settle.
+    let guard = node.scope.filter(|s| matches!(s.part, Part::Catch | Part::Finally));
+    if let Some(s) = guard {
+        let body = try_body(plan, s.scope);
+        if body.iter().any(|&b| !states[b].settled()) {
+            return Readiness::Wait;
+        }
+        let started = body.iter().any(|&b| !matches!(states[b], State::Skipped));
+        let failed = body
+            .iter()
+            .any(|&b| matches!(states[b], State::Failed | State::Cancelled) && !plan.nodes[b].continue_on_error);
+        match s.part {
+            Part::Catch if !failed => return Readiness::Skip,
+            Part::Finally if !started => return Readiness::Skip,
+            _ => {}
+        }
+    }
+    for d in &node.deps {
+        let st = states[d.node];
+        if !st.settled() {
+            return Readiness::Wait;
+        }
+        // Reading a task of the try block from its catch/finally: it may
+        // have failed; its outputs are optional there.
+        let inside_guarded = guard.is_some_and(|s| try_body(plan, s.scope).contains(&d.node));
+        let usable = match st {
+            State::Succeeded => true,
+            State::Failed => plan.nodes[d.node].continue_on_error || inside_guarded,
+            _ => inside_guarded,
+        };
+        if !usable && (d.kind == DepKind::Data || d.kind == DepKind::Order) {
+            return Readiness::Skip;
+        }
+    }
+    Readiness::Ready
+}
+
+type Prepared = (Props, Retry, Option<Duration>);
+
+/// Evaluates `when`, the properties, the retry policy and the timeout;
+/// `None` when `when` is false.
+fn prepare(node: &Node, values: &Values) -> Result<Option<Prepared>, EvalError> {
+    if let Some(w) = &node.when {
+        if eval(w, values)? != Value::Bool(true) {
+            return Ok(None);
+        }
+    }
+    let mut props = Props::new();
+    for (name, p) in &node.props {
+        props.insert(name.clone(), eval(&p.value, values)?);
+    }
+    let retry = Retry::of(node, values)?;
+    let timeout = match &node.timeout {
+        Some(t) => match eval(t, values)? {
+            Value::Duration(ms) => Some(Duration::from_millis(ms)),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(Some((props, retry, timeout)))
+}

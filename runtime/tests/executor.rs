@@ -1,0 +1,243 @@
+//! The executor's rules, on real processes and timers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kflow_compiler::analysis::{analyze, Options};
+use kflow_compiler::ir::Plan;
+use kflow_runtime::executor::{execute, Event, Report, RunEnv, State};
+use kflow_runtime::value::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn plan(src: &str) -> Plan {
+    let a = analyze(src, &Options::default());
+    assert!(!a.has_errors(), "{:#?}", a.diagnostics);
+    a.flows.into_iter().next().unwrap().plan
+}
+
+async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Report, Vec<Event>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let env = RunEnv {
+        inputs: kflow_runtime::inputs::resolve(plan, &[]).expect("defaults for every input"),
+        secrets: BTreeMap::new(),
+        base_dir: std::env::temp_dir(),
+        jobs,
+        cancel,
+    };
+    let report = execute(plan, env, tx).await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (report, events)
+}
+
+async fn run(plan: &Plan) -> (Report, Vec<Event>) {
+    run_with(plan, CancellationToken::new(), 8).await
+}
+
+fn state(p: &Plan, r: &Report, name: &str) -> State {
+    r.states[p.nodes.iter().position(|n| n.name == name).unwrap()]
+}
+
+#[tokio::test]
+async fn independent_tasks_run_at_the_same_time() {
+    let p = plan("flow f {\n  task a = sleep { duration: 300ms }\n  task b = sleep { duration: 300ms }\n}\n");
+    let (r, events) = run(&p).await;
+    assert!(r.succeeded());
+    let order: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Started { .. } => Some("start"),
+            Event::Finished { .. } => Some("finish"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["start", "start", "finish", "finish"]);
+}
+
+#[tokio::test]
+async fn jobs_bound_the_parallelism() {
+    let p = plan("flow f {\n  task a = sleep { duration: 100ms }\n  task b = sleep { duration: 100ms }\n}\n");
+    let (r, events) = run_with(&p, CancellationToken::new(), 1).await;
+    assert!(r.succeeded());
+    let order: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Started { .. } => Some("start"),
+            Event::Finished { .. } => Some("finish"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["start", "finish", "start", "finish"]);
+}
+
+#[tokio::test]
+async fn a_failure_skips_dependants_and_stops_new_work() {
+    let p = plan(
+        r#"flow f {
+  task bad = shell.run { script: "exit 4" }
+  task after_bad = log { message: "never", after: [bad] }
+  task slow = sleep { duration: 300ms }
+  task after_slow = log { message: "not started", after: [slow] }
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(!r.succeeded());
+    assert_eq!(state(&p, &r, "bad"), State::Failed);
+    assert_eq!(state(&p, &r, "after_bad"), State::Skipped);
+    // Running work finishes; new work does not start.
+    assert_eq!(state(&p, &r, "slow"), State::Succeeded);
+    assert_eq!(state(&p, &r, "after_slow"), State::Skipped);
+    assert_eq!(r.failures, ["bad: `sh -c` exited with status 4"]);
+}
+
+#[tokio::test]
+async fn catch_and_finally_run_after_a_failure() {
+    let p = plan(
+        r#"flow f {
+  try {
+    task work = shell.run { script: "echo partial; exit 1" }
+  } catch {
+    task alarm = log { message: "failed" }
+  } finally {
+    task cleanup = shell.run { cmd: ["echo", "${work.stdout ?? "no output"}"] }
+  }
+  output out = cleanup.stdout
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(!r.succeeded(), "catch does not make the flow succeed");
+    assert_eq!(state(&p, &r, "alarm"), State::Succeeded);
+    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
+    assert_eq!(r.outputs["out"], Value::Str("no output\n".into()));
+}
+
+#[tokio::test]
+async fn catch_is_skipped_when_the_block_succeeds() {
+    let p = plan(
+        r#"flow f {
+  try {
+    task work = log { message: "fine" }
+  } catch {
+    task alarm = log { message: "failed" }
+  } finally {
+    task cleanup = log { message: "done" }
+  }
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(r.succeeded());
+    assert_eq!(state(&p, &r, "alarm"), State::Skipped);
+    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
+}
+
+#[tokio::test]
+async fn finally_runs_after_a_timeout() {
+    let p = plan(
+        r#"flow f {
+  try {
+    task stuck = shell.run { cmd: ["sleep", "30"], timeout: 200ms }
+  } finally {
+    task cleanup = log { message: "tearing down" }
+  }
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert_eq!(state(&p, &r, "stuck"), State::Failed);
+    assert_eq!(r.errors[0].as_deref(), Some("timed out after 200ms"));
+    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
+}
+
+#[tokio::test]
+async fn cancellation_stops_work_and_runs_finally() {
+    let p = plan(
+        r#"flow f {
+  try {
+    task long = sleep { duration: 30s }
+  } finally {
+    task cleanup = log { message: "tearing down" }
+  }
+  task later = log { message: "never", after: [long] }
+}"#,
+    );
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        trigger.cancel();
+    });
+    let (r, _) = run_with(&p, cancel, 8).await;
+    assert!(r.cancelled);
+    assert_eq!(state(&p, &r, "long"), State::Cancelled);
+    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&p, &r, "later"), State::Skipped);
+}
+
+#[tokio::test]
+async fn retries_are_counted_and_stop_at_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("n");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -ge 3 ]",
+        c = counter.display()
+    );
+    let src = format!(
+        "flow f {{\n  task flaky = shell.run {{ script: {script:?}, retry: {{ attempts: 5, delay: 10ms, backoff: exponential }} }}\n}}\n"
+    );
+    let p = plan(&src);
+    let (r, events) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(r.attempts[0], 3);
+    let retries: Vec<(u32, Duration)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retrying { attempt, delay, .. } => Some((*attempt, *delay)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [(2, Duration::from_millis(10)), (3, Duration::from_millis(20))]
+    );
+}
+
+#[tokio::test]
+async fn when_false_skips_the_task_and_its_dependants() {
+    let p = plan(
+        r#"flow f {
+  input enabled: bool = false
+  task maybe = log { message: "x", when: enabled }
+  task next = log { message: "y", after: [maybe] }
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(r.succeeded());
+    assert_eq!(state(&p, &r, "maybe"), State::Skipped);
+    assert_eq!(state(&p, &r, "next"), State::Skipped);
+}
+
+#[tokio::test]
+async fn continue_on_error_keeps_going_with_missing_outputs() {
+    let p = plan(
+        r#"flow f {
+  task optional = shell.run { script: "exit 1", continue_on_error: true }
+  task next = shell.run { cmd: ["echo", "${optional.exit_code ?? -1}"] }
+  output out = next.stdout
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(state(&p, &r, "optional"), State::Failed);
+    assert_eq!(r.outputs["out"], Value::Str("-1\n".into()));
+}
+
+#[tokio::test]
+async fn a_false_assert_fails_the_flow_with_its_message() {
+    let p = plan(
+        "flow f {\n  task a = shell.run { cmd: [\"echo\", \"1\"] }\n  assert a.stdout == \"2\", \"wrong output\"\n}\n",
+    );
+    let (r, _) = run(&p).await;
+    assert_eq!(r.failures, ["assert_1: wrong output"]);
+}
