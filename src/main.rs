@@ -1,6 +1,6 @@
-//! `kflow`: a thin command-line front over the compiler (and, for `run`, the
-//! runtime). Exit codes: 0 success, 1 the files have errors (or would be
-//! reformatted), 2 usage or I/O error.
+//! `kflow`: a thin command-line front over the compiler and the runtime.
+//! Exit codes: 0 success; 1 the files have errors (or would be reformatted),
+//! or the flow failed; 2 usage, compile or I/O error; 130 interrupted.
 
 mod cmd;
 
@@ -29,6 +29,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Print the compiled task graph of a flow.
     Graph(cmd::graph::Args),
+    /// Run a flow: compile it, check its inputs, execute its tasks.
+    Run(cmd::run::Args),
     /// Rewrite .kflow files in the canonical layout.
     Fmt(cmd::fmt::Args),
     /// Print the language reference generated from the task catalog and the diagnostic codes.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => cmd::check::run(a),
         Command::Graph(a) => cmd::graph::run(a),
+        Command::Run(a) => cmd::run::run(a),
         Command::Fmt(a) => cmd::fmt::run(a),
         Command::Docs(a) => cmd::docs::run(a),
     };

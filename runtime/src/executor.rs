@@ -368,11 +368,11 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
             progressed = true;
             let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
             let forward = events.clone();
-            tokio::spawn(async move {
+            let forwarder = async move {
                 while let Some(line) = log_rx.recv().await {
                     let _ = forward.send(Event::Log { node: id, line });
                 }
-            });
+            };
             let ctx = TaskContext {
                 base_dir: env.base_dir.clone(),
                 cancel: if cleanup {
@@ -387,7 +387,10 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
             let ev = events.clone();
             running.spawn(async move {
                 let start = Instant::now();
+                let forwarding = tokio::spawn(forwarder);
                 let (result, attempts) = run_node(node, props, retry, timeout, ctx, ev).await;
+                // Every log line is out before the task is reported finished.
+                let _ = forwarding.await;
                 (id, result, attempts, start.elapsed())
             });
         }

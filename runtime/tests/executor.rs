@@ -111,7 +111,7 @@ async fn catch_and_finally_run_after_a_failure() {
     assert!(!r.succeeded(), "catch does not make the flow succeed");
     assert_eq!(state(&p, &r, "alarm"), State::Succeeded);
     assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
-    assert_eq!(r.outputs["out"], Value::Str("no output\n".into()));
+    assert_eq!(r.outputs["out"], Value::Str("no output".into()));
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn continue_on_error_keeps_going_with_missing_outputs() {
     let (r, _) = run(&p).await;
     assert!(r.succeeded(), "{:?}", r.failures);
     assert_eq!(state(&p, &r, "optional"), State::Failed);
-    assert_eq!(r.outputs["out"], Value::Str("-1\n".into()));
+    assert_eq!(r.outputs["out"], Value::Str("-1".into()));
 }
 
 #[tokio::test]
@@ -240,4 +240,20 @@ async fn a_false_assert_fails_the_flow_with_its_message() {
     );
     let (r, _) = run(&p).await;
     assert_eq!(r.failures, ["assert_1: wrong output"]);
+}
+
+#[tokio::test]
+async fn log_lines_come_before_the_task_is_reported_finished() {
+    let p = plan("flow f {\n  task a = shell.run { script: \"echo one; echo two\" }\n}\n");
+    let (_, events) = run(&p).await;
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            Event::Started { .. } => "started".to_string(),
+            Event::Log { line, .. } => line.text.clone(),
+            Event::Finished { .. } => "finished".to_string(),
+            Event::Retrying { .. } => "retrying".to_string(),
+        })
+        .collect();
+    assert_eq!(kinds, ["started", "one", "two", "finished"]);
 }

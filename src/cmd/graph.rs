@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use kflow_compiler::analysis::analyze;
+use kflow_compiler::analysis::{analyze, FlowInfo};
 use kflow_compiler::render::{self, FileReport, HumanStyle};
 
 use super::{read_sources, Result, UsageError};
@@ -46,28 +46,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("error: {} has errors; no graph was produced", source.name);
         return Ok(ExitCode::from(1));
     }
-    let flow = match &args.flow {
-        Some(name) => analysis.flows.iter().find(|f| &f.name == name).ok_or_else(|| {
-            let names: Vec<&str> = analysis.flows.iter().map(|f| f.name.as_str()).collect();
-            UsageError(format!(
-                "{} has no flow `{name}` (it has: {})",
-                source.name,
-                names.join(", ")
-            ))
-        })?,
-        None => match analysis.flows.as_slice() {
-            [one] => one,
-            [] => return Err(UsageError(format!("{} defines no flow", source.name))),
-            many => {
-                let names: Vec<&str> = many.iter().map(|f| f.name.as_str()).collect();
-                return Err(UsageError(format!(
-                    "{} defines several flows ({}); choose one with --flow",
-                    source.name,
-                    names.join(", ")
-                )));
-            }
-        },
-    };
+    let flow = pick_flow(&analysis.flows, args.flow.as_deref(), &source.name)?;
     let text = match args.format {
         Format::Dot => kflow_compiler::graph::dot(&flow.plan),
         Format::Mermaid => kflow_compiler::graph::mermaid(&flow.plan),
@@ -79,4 +58,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The flow named by `--flow`, or the only one in the file.
+pub fn pick_flow<'a>(flows: &'a [FlowInfo], wanted: Option<&str>, file: &str) -> Result<&'a FlowInfo> {
+    let names = || flows.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
+    match wanted {
+        Some(name) => flows
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| UsageError(format!("{file} has no flow `{name}` (it has: {})", names()))),
+        None => match flows {
+            [one] => Ok(one),
+            [] => Err(UsageError(format!("{file} defines no flow"))),
+            _ => Err(UsageError(format!(
+                "{file} defines several flows ({}); choose one with --flow",
+                names()
+            ))),
+        },
+    }
 }

@@ -2,6 +2,7 @@ pub mod check;
 pub mod docs;
 pub mod fmt;
 pub mod graph;
+pub mod run;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

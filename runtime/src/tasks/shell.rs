@@ -1,6 +1,7 @@
 //! `shell.run`: a command on the host, as an argument vector (`cmd`) or a
 //! script run by `sh -c`. Output streams into the task log line by line
-//! (redacted) and is captured for the `stdout`/`stderr` outputs.
+//! (redacted) and is captured for the `stdout`/`stderr` outputs, without
+//! their trailing newlines (as `$(…)` in a shell).
 //!
 //! The command runs in its own process group. When the task is cancelled the
 //! whole group is killed, and when the command exits, anything it left
@@ -90,10 +91,17 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
         };
         return Err(TaskError::Failed(ctx.redactor.redact(&msg).into_owned()));
     }
+    // Like `$(…)` in a shell, trailing newlines are not part of the value.
     Ok(Outputs::from([
         ("exit_code".to_string(), Value::Int(code.into())),
-        ("stdout".to_string(), Value::Str(stdout)),
-        ("stderr".to_string(), Value::Str(stderr)),
+        (
+            "stdout".to_string(),
+            Value::Str(stdout.trim_end_matches('\n').to_string()),
+        ),
+        (
+            "stderr".to_string(),
+            Value::Str(stderr.trim_end_matches('\n').to_string()),
+        ),
     ]))
 }
 
@@ -174,7 +182,7 @@ mod tests {
         let (ctx, mut rx) = ctx(None);
         let props = BTreeMap::from([("cmd".to_string(), strs(&["echo", "hello", "world"]))]);
         let out = run(&props, &ctx).await.unwrap();
-        assert_eq!(out["stdout"], Value::Str("hello world\n".into()));
+        assert_eq!(out["stdout"], Value::Str("hello world".into()));
         assert_eq!(out["exit_code"], Value::Int(0));
         assert_eq!(
             rx.recv().await.unwrap(),

@@ -1,0 +1,186 @@
+//! `kflow run` end to end: real processes, real signals.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kflow(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kflow"));
+    cmd.args(args).current_dir(dir).env_remove("NO_COLOR");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("kflow runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const HELLO: &str = r#"flow hello {
+  input name: string = "world"
+  secret token = env("HELLO_TOKEN")
+  task greet = shell.run { cmd: ["echo", "hello ${name}"] }
+  task leak = shell.run { script: "echo the token is $TOKEN", env: { TOKEN: token }, after: [greet] }
+  output greeting = greet.stdout
+  output said = leak.stdout
+}
+"#;
+
+#[test]
+fn a_flow_runs_and_prints_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.kflow"), HELLO).unwrap();
+    let o = kflow(
+        dir.path(),
+        &["run", "hello.kflow", "--input", "name=kflow"],
+        &[("HELLO_TOKEN", "t0p-s3cret")],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains("greeting = hello kflow"), "{out}");
+    // The secret is passed to the task, and redacted from everything it prints.
+    assert!(out.contains("said = the token is ***"), "{out}");
+    assert!(out.contains("leak | the token is ***"), "{out}");
+    assert!(!out.contains("t0p-s3cret") && !text(&o.stderr).contains("t0p-s3cret"));
+}
+
+#[test]
+fn json_events_are_one_object_per_line_and_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.kflow"), HELLO).unwrap();
+    let o = kflow(
+        dir.path(),
+        &["run", "--json", "hello.kflow"],
+        &[("HELLO_TOKEN", "t0p-s3cret")],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let out = text(&o.stdout);
+    assert!(!out.contains("t0p-s3cret"));
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "log" && e["task"] == "greet" && e["text"] == "hello world"));
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "execution");
+    assert_eq!(last["state"], "succeeded");
+    assert_eq!(last["outputs"]["greeting"], "hello world");
+}
+
+#[test]
+fn a_failing_flow_exits_1_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fail.kflow"),
+        "flow fail {\n  task boom = shell.run { script: \"echo broken >&2; exit 7\" }\n}\n",
+    )
+    .unwrap();
+    let o = kflow(dir.path(), &["run", "fail.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("flow fail failed:"), "{err}");
+    assert!(
+        err.contains("boom: `sh -c` exited with status 7:") && err.contains("broken"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_inputs_and_missing_secrets_stop_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.kflow"), HELLO).unwrap();
+    let o = kflow(
+        dir.path(),
+        &["run", "hello.kflow", "--input", "nme=x"],
+        &[("HELLO_TOKEN", "x")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "error: flow `hello` has no input `nme`: did you mean `name`?\n"
+    );
+    assert!(o.stdout.is_empty(), "nothing ran");
+    let o = kflow(dir.path(), &["run", "hello.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "error: secret `token`: environment variable `HELLO_TOKEN` is not set\n"
+    );
+    let o = kflow(
+        dir.path(),
+        &["run", "hello.kflow", "--input", "name"],
+        &[("HELLO_TOKEN", "x")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("write NAME=VALUE"));
+}
+
+#[test]
+fn a_flow_with_errors_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.kflow"),
+        "flow bad {\n  task t = log { mesage: \"x\" }\n}\n",
+    )
+    .unwrap();
+    let o = kflow(dir.path(), &["run", "bad.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("kflow::name::unknown-property") && err.contains("nothing was run"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.kflow"), HELLO).unwrap();
+    let o = kflow(
+        dir.path(),
+        &["run", "--dry-run", "hello.kflow"],
+        &[("HELLO_TOKEN", "x")],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("flow hello: 2 tasks") && out.contains("leak (shell.run) after greet"),
+        "{out}"
+    );
+}
+
+/// SIGINT: running tasks are cancelled (their processes killed), `finally`
+/// runs, the exit code is 130.
+#[test]
+fn sigint_cancels_and_runs_finally() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("started");
+    let flow = format!(
+        "flow sig {{\n  try {{\n    task long = shell.run {{ script: \"touch {}; sleep 30\" }}\n  }} finally {{\n    task cleanup = shell.run {{ cmd: [\"echo\", \"tore down\"] }}\n  }}\n}}\n",
+        marker.display()
+    );
+    std::fs::write(dir.path().join("sig.kflow"), flow).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(["run", "sig.kflow"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(out.contains("long | cancelled"), "{out}");
+    assert!(out.contains("cleanup | tore down"), "{out}");
+}
