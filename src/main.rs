@@ -31,6 +31,10 @@ enum Command {
     Graph(cmd::graph::Args),
     /// Run a flow: compile it, check its inputs, execute its tasks.
     Run(cmd::run::Args),
+    /// The execution history: list executions, show one.
+    Executions(cmd::executions::Args),
+    /// Print the logs of an execution (all tasks, or one).
+    Logs(cmd::executions::LogsArgs),
     /// Rewrite .kflow files in the canonical layout.
     Fmt(cmd::fmt::Args),
     /// Print the language reference generated from the task catalog and the diagnostic codes.
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Graph(a) => cmd::graph::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Executions(a) => cmd::executions::run(a),
+        Command::Logs(a) => cmd::executions::logs(a),
         Command::Fmt(a) => cmd::fmt::run(a),
         Command::Docs(a) => cmd::docs::run(a),
     };

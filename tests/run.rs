@@ -184,3 +184,90 @@ fn sigint_cancels_and_runs_finally() {
     assert!(out.contains("long | cancelled"), "{out}");
     assert!(out.contains("cleanup | tore down"), "{out}");
 }
+
+fn only_execution(dir: &Path) -> serde_json::Value {
+    let o = kflow(dir, &["executions", "list", "--json"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.len(), 1);
+    list[0].clone()
+}
+
+#[test]
+fn executions_are_recorded_with_tasks_attempts_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.kflow"), HELLO).unwrap();
+    let o = kflow(dir.path(), &["run", "hello.kflow"], &[("HELLO_TOKEN", "t0p-s3cret")]);
+    assert_eq!(o.status.code(), Some(0));
+    let exec = only_execution(dir.path());
+    assert_eq!(exec["state"], "succeeded");
+    assert_eq!(exec["outputs"]["greeting"], "hello world");
+    let id = exec["id"].as_str().unwrap();
+    let o = kflow(dir.path(), &["executions", "show", id, "--json"], &[]);
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tasks = shown["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert!(tasks.iter().all(|t| t["state"] == "succeeded" && t["attempts"] == 1));
+    let o = kflow(dir.path(), &["logs", id, "leak"], &[]);
+    assert_eq!(text(&o.stdout), "the token is ***\n");
+    // Nothing in the history holds the secret.
+    for entry in walk(&dir.path().join(".kflow")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("t0p-s3cret"),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+    let o = kflow(dir.path(), &["executions", "show", "nope"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(text(&o.stderr), "error: no execution `nope` in the history\n");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// After `kill -9` nothing is half-written: the execution shows as interrupted.
+#[test]
+fn an_execution_killed_with_sigkill_shows_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("started");
+    let flow = format!(
+        // Short: after SIGKILL nothing is left to kill this sleep.
+        "flow k {{\n  task long = shell.run {{ script: \"touch {}; sleep 3\" }}\n}}\n",
+        marker.display()
+    );
+    std::fs::write(dir.path().join("k.kflow"), flow).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(["run", "k.kflow"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let exec = only_execution(dir.path());
+    assert_eq!(exec["state"], "interrupted");
+    let o = kflow(
+        dir.path(),
+        &["executions", "show", exec["id"].as_str().unwrap(), "--json"],
+        &[],
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["tasks"][0]["state"], "interrupted");
+}

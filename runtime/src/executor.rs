@@ -63,6 +63,8 @@ pub enum Event {
         state: State,
         error: Option<String>,
         elapsed: Duration,
+        /// The output record of a task that succeeded (secrets written `***`).
+        outputs: Option<serde_json::Value>,
     },
 }
 
@@ -304,24 +306,12 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
             match readiness(plan, id, &states) {
                 Readiness::Wait => continue,
                 Readiness::Skip => {
-                    states[id] = State::Skipped;
-                    let _ = events.send(Event::Finished {
-                        node: id,
-                        state: State::Skipped,
-                        error: None,
-                        elapsed: Duration::ZERO,
-                    });
+                    skip(&mut states, id, &events);
                     progressed = true;
                     continue;
                 }
                 Readiness::Ready if stopping && !cleanup => {
-                    states[id] = State::Skipped;
-                    let _ = events.send(Event::Finished {
-                        node: id,
-                        state: State::Skipped,
-                        error: None,
-                        elapsed: Duration::ZERO,
-                    });
+                    skip(&mut states, id, &events);
                     progressed = true;
                     continue;
                 }
@@ -336,13 +326,7 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     // `when` is false.
-                    states[id] = State::Skipped;
-                    let _ = events.send(Event::Finished {
-                        node: id,
-                        state: State::Skipped,
-                        error: None,
-                        elapsed: Duration::ZERO,
-                    });
+                    skip(&mut states, id, &events);
                     progressed = true;
                     continue;
                 }
@@ -410,6 +394,7 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
         attempts[id] = tries;
         match result {
             Ok(out) => {
+                let json = Value::Map(out.clone()).to_json();
                 values.outputs[id] = Some(out);
                 states[id] = State::Succeeded;
                 let _ = events.send(Event::Finished {
@@ -417,6 +402,7 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
                     state: State::Succeeded,
                     error: None,
                     elapsed,
+                    outputs: Some(json),
                 });
             }
             Err(TaskError::Cancelled) => {
@@ -489,6 +475,18 @@ fn finish(
         state,
         error,
         elapsed,
+        outputs: None,
+    });
+}
+
+fn skip(states: &mut [State], id: NodeId, events: &mpsc::UnboundedSender<Event>) {
+    states[id] = State::Skipped;
+    let _ = events.send(Event::Finished {
+        node: id,
+        state: State::Skipped,
+        error: None,
+        elapsed: Duration::ZERO,
+        outputs: None,
     });
 }
 

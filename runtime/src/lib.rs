@@ -6,5 +6,6 @@ pub mod eval;
 pub mod executor;
 pub mod inputs;
 pub mod secret;
+pub mod store;
 pub mod tasks;
 pub mod value;

@@ -1,5 +1,6 @@
 pub mod check;
 pub mod docs;
+pub mod executions;
 pub mod fmt;
 pub mod graph;
 pub mod run;

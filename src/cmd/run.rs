@@ -9,6 +9,7 @@ use kflow_compiler::ir::Plan;
 use kflow_compiler::render::{self, FileReport, HumanStyle};
 use kflow_runtime::executor::{execute, Event, Report, RunEnv, State};
 use kflow_runtime::secret::Secret;
+use kflow_runtime::store::{now, Change, Store};
 use kflow_runtime::tasks::Stream;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -39,6 +40,9 @@ pub struct Args {
     /// Check, resolve the inputs and print the plan, without running anything.
     #[arg(long)]
     dry_run: bool,
+    /// Folder of the execution history (default: `.kflow` next to the flow file).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -81,15 +85,37 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let state_dir = args.state.clone().unwrap_or_else(|| base_dir.join(".kflow"));
+    let mut store = Store::open(&state_dir).map_err(|e| UsageError(e.0))?;
+    let tasks: Vec<(String, String)> = plan.nodes.iter().map(|n| (n.name.clone(), n.kind.clone())).collect();
+    let inputs_json: serde_json::Map<String, serde_json::Value> =
+        inputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+    let id = store
+        .begin(
+            &plan.flow,
+            &source.name,
+            &serde_json::Value::Object(inputs_json),
+            &tasks,
+        )
+        .map_err(|e| UsageError(e.0))?;
+    if args.json {
+        println!(
+            "{}",
+            json!({ "event": "execution_started", "id": id, "flow": plan.flow })
+        );
+    } else {
+        println!("execution {id} of flow {}", plan.flow);
+    }
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
-    let report = runtime.block_on(async {
+    let (report, mut store) = runtime.block_on(async {
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
         let (tx, rx) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(print_events(rx, plan.clone(), args.json));
+        let consumer = tokio::spawn(consume(rx, plan.clone(), args.json, store, id.clone()));
         let env = RunEnv {
             inputs,
             secrets,
@@ -98,16 +124,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
             cancel,
         };
         let report = execute(plan, env, tx).await;
-        let _ = printer.await;
-        report
+        let store = consumer.await.expect("the event consumer does not panic");
+        (report, store)
     });
-    print_result(plan, &report, args.json);
-    Ok(if report.cancelled {
-        ExitCode::from(130)
+    let state = if report.cancelled {
+        "interrupted"
     } else if report.succeeded() {
-        ExitCode::SUCCESS
+        "succeeded"
     } else {
-        ExitCode::from(1)
+        "failed"
+    };
+    let outputs: serde_json::Map<String, serde_json::Value> =
+        report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+    if let Err(e) = store.finish(&id, state, &json!(report.failures), &serde_json::Value::Object(outputs)) {
+        eprintln!("kflow: {e}");
+    }
+    print_result(plan, &report, args.json);
+    Ok(match state {
+        "interrupted" => ExitCode::from(130),
+        "succeeded" => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     })
 }
 
@@ -180,94 +216,163 @@ fn state_name(s: State) -> &'static str {
     }
 }
 
-async fn print_events(mut rx: mpsc::UnboundedReceiver<Event>, plan: Plan, json: bool) {
+/// Prints each event and records it in the history; store writes are
+/// batched (one transaction per burst of events).
+async fn consume(
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    plan: Plan,
+    json: bool,
+    mut store: Store,
+    id: String,
+) -> Store {
     let start = Instant::now();
     let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
     let mut out = std::io::stdout();
-    while let Some(event) = rx.recv().await {
-        let t = start.elapsed().as_secs_f64();
-        let line = if json {
-            let name = |id: usize| plan.nodes[id].name.clone();
-            let v = match &event {
+    let mut warned = false;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+            if batch.len() >= 1_000 {
+                break;
+            }
+        }
+        let mut changes = Vec::new();
+        for event in &batch {
+            let t = start.elapsed().as_secs_f64();
+            let _ = writeln!(out, "{}", render_event(event, &plan, json, t, width));
+            let task = |n: usize| plan.nodes[n].name.clone();
+            let result = match event {
+                Event::Log { node, line } => store.log(&id, &task(*node), &line.text).map(|_| ()),
                 Event::Started { node, attempt } => {
-                    json!({ "event": "started", "task": name(*node), "attempt": attempt, "t": t })
+                    changes.push(Change::Started {
+                        task: task(*node),
+                        attempt: *attempt,
+                        at: now(),
+                    });
+                    Ok(())
                 }
-                Event::Log { node, line } => json!({
-                    "event": "log",
-                    "task": name(*node),
-                    "stream": match line.stream { Stream::Stdout => "stdout", Stream::Stderr => "stderr", Stream::Info => "info" },
-                    "text": line.text,
-                    "t": t,
-                }),
                 Event::Retrying {
-                    node,
-                    attempt,
-                    error,
-                    delay,
-                } => json!({
-                    "event": "retrying", "task": name(*node), "attempt": attempt, "error": error,
-                    "delay_ms": delay.as_millis() as u64, "t": t,
-                }),
+                    node, attempt, error, ..
+                } => {
+                    changes.push(Change::AttemptFailed {
+                        task: task(*node),
+                        attempt: attempt - 1,
+                        error: error.clone(),
+                        at: now(),
+                    });
+                    Ok(())
+                }
                 Event::Finished {
                     node,
                     state,
                     error,
-                    elapsed,
-                } => json!({
-                    "event": "finished", "task": name(*node), "state": state_name(*state), "error": error,
-                    "elapsed_ms": elapsed.as_millis() as u64, "t": t,
-                }),
-            };
-            v.to_string()
-        } else {
-            let name = |id: usize| format!("{:>width$}", plan.nodes[id].name);
-            match &event {
-                Event::Started { node, attempt: 1 } => format!("[{t:8.3}s] {} | started", name(*node)),
-                Event::Started { node, attempt } => format!("[{t:8.3}s] {} | attempt {attempt}", name(*node)),
-                Event::Log { node, line } => format!("[{t:8.3}s] {} | {}", name(*node), line.text),
-                Event::Retrying {
-                    node,
-                    attempt,
-                    error,
-                    delay,
-                } => format!(
-                    "[{t:8.3}s] {} | failed, attempt {attempt} in {}: {}",
-                    name(*node),
-                    kflow_runtime::value::format_duration(delay.as_millis() as u64),
-                    error.lines().next().unwrap_or("")
-                ),
-                Event::Finished {
-                    node,
-                    state: State::Skipped,
+                    outputs,
                     ..
                 } => {
-                    format!("[{t:8.3}s] {} | skipped", name(*node))
+                    changes.push(Change::Finished {
+                        task: task(*node),
+                        state: state_name(*state).to_string(),
+                        error: error.clone(),
+                        outputs: outputs.clone().unwrap_or(serde_json::Value::Null),
+                        at: now(),
+                    });
+                    Ok(())
                 }
-                Event::Finished {
-                    node,
-                    state,
-                    error,
-                    elapsed,
-                } => {
-                    let mut s = format!(
-                        "[{t:8.3}s] {} | {} in {:.2}s",
-                        name(*node),
-                        state_name(*state),
-                        elapsed.as_secs_f64()
-                    );
-                    // Multi-line errors (a command's stderr) keep the prefix.
-                    let mut lines = error.as_deref().unwrap_or("").lines();
-                    if let Some(first) = lines.next() {
-                        s.push_str(&format!(": {first}"));
-                    }
-                    for more in lines {
-                        s.push_str(&format!("\n[{t:8.3}s] {} |   {more}", name(*node)));
-                    }
-                    s
-                }
+            };
+            if let (Err(e), false) = (result, warned) {
+                eprintln!("kflow: {e} (the run goes on)");
+                warned = true;
             }
+        }
+        if let (Err(e), false) = (store.apply(&id, &changes), warned) {
+            eprintln!("kflow: {e} (the run goes on)");
+            warned = true;
+        }
+    }
+    store
+}
+
+fn render_event(event: &Event, plan: &Plan, json: bool, t: f64, width: usize) -> String {
+    if json {
+        let name = |id: usize| plan.nodes[id].name.clone();
+        let v = match event {
+            Event::Started { node, attempt } => {
+                json!({ "event": "started", "task": name(*node), "attempt": attempt, "t": t })
+            }
+            Event::Log { node, line } => json!({
+                "event": "log",
+                "task": name(*node),
+                "stream": match line.stream { Stream::Stdout => "stdout", Stream::Stderr => "stderr", Stream::Info => "info" },
+                "text": line.text,
+                "t": t,
+            }),
+            Event::Retrying {
+                node,
+                attempt,
+                error,
+                delay,
+            } => json!({
+                "event": "retrying", "task": name(*node), "attempt": attempt, "error": error,
+                "delay_ms": delay.as_millis() as u64, "t": t,
+            }),
+            Event::Finished {
+                node,
+                state,
+                error,
+                elapsed,
+                ..
+            } => json!({
+                "event": "finished", "task": name(*node), "state": state_name(*state), "error": error,
+                "elapsed_ms": elapsed.as_millis() as u64, "t": t,
+            }),
         };
-        let _ = writeln!(out, "{line}");
+        return v.to_string();
+    }
+    let name = |id: usize| format!("{:>width$}", plan.nodes[id].name);
+    match event {
+        Event::Started { node, attempt: 1 } => format!("[{t:8.3}s] {} | started", name(*node)),
+        Event::Started { node, attempt } => format!("[{t:8.3}s] {} | attempt {attempt}", name(*node)),
+        Event::Log { node, line } => format!("[{t:8.3}s] {} | {}", name(*node), line.text),
+        Event::Retrying {
+            node,
+            attempt,
+            error,
+            delay,
+        } => format!(
+            "[{t:8.3}s] {} | failed, attempt {attempt} in {}: {}",
+            name(*node),
+            kflow_runtime::value::format_duration(delay.as_millis() as u64),
+            error.lines().next().unwrap_or("")
+        ),
+        Event::Finished {
+            node,
+            state: State::Skipped,
+            ..
+        } => format!("[{t:8.3}s] {} | skipped", name(*node)),
+        Event::Finished {
+            node,
+            state,
+            error,
+            elapsed,
+            ..
+        } => {
+            let mut s = format!(
+                "[{t:8.3}s] {} | {} in {:.2}s",
+                name(*node),
+                state_name(*state),
+                elapsed.as_secs_f64()
+            );
+            // Multi-line errors (a command's stderr) keep the prefix.
+            let mut lines = error.as_deref().unwrap_or("").lines();
+            if let Some(first) = lines.next() {
+                s.push_str(&format!(": {first}"));
+            }
+            for more in lines {
+                s.push_str(&format!("\n[{t:8.3}s] {} |   {more}", name(*node)));
+            }
+            s
+        }
     }
 }
 

@@ -1,0 +1,471 @@
+//! The execution history: SQLite (WAL mode, schema versioned with
+//! `user_version`) for executions, task runs and attempts; task logs as files
+//! beside it, capped in size. Everything written here is already redacted.
+//!
+//! An execution is recorded `running` with the pid of its `kflow` process;
+//! whoever opens the store later and finds that process gone marks it
+//! `interrupted`, so a `kill -9` leaves a consistent history.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value as Json;
+
+/// Bytes of log kept per task run; the rest is dropped with a note.
+pub const LOG_CAP: u64 = 10 * 1024 * 1024;
+
+const SCHEMA: &[&str] = &[r#"
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    flow TEXT NOT NULL,
+    file TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    pid INTEGER NOT NULL,
+    failures TEXT,
+    outputs TEXT
+);
+CREATE TABLE task_runs (
+    execution_id TEXT NOT NULL REFERENCES executions(id),
+    task TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    outputs TEXT,
+    PRIMARY KEY (execution_id, task)
+);
+CREATE TABLE attempts (
+    execution_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    error TEXT,
+    PRIMARY KEY (execution_id, task, attempt)
+);
+CREATE INDEX executions_started ON executions(started_at);
+"#];
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(format!("execution history: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+pub fn now() -> String {
+    jiff::ZonedDateTime::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        .to_string()
+}
+
+/// A new execution id: sortable by time, unique enough across processes.
+fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let stamp = jiff::ZonedDateTime::now().strftime("%Y%m%d-%H%M%S").to_string();
+    format!("{stamp}-{:04x}", h.finish() & 0xffff)
+}
+
+fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: signal 0 only asks whether the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+    logs: HashMap<(String, String), (std::fs::File, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRow {
+    pub id: String,
+    pub flow: String,
+    pub file: String,
+    pub state: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub inputs: Json,
+    pub failures: Json,
+    pub outputs: Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub task: String,
+    pub kind: String,
+    pub state: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub outputs: Json,
+}
+
+impl Store {
+    /// Opens (creating it if needed) the history in `dir`, and marks
+    /// executions whose process is gone as `interrupted`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError(format!("cannot create the history folder {}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join("history.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, step) in SCHEMA.iter().enumerate().skip(version as usize) {
+            conn.execute_batch(&format!("BEGIN; {step} PRAGMA user_version = {}; COMMIT;", i + 1))?;
+        }
+        let store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+            logs: HashMap::new(),
+        };
+        store.mark_interrupted()?;
+        Ok(store)
+    }
+
+    fn mark_interrupted(&self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, pid FROM executions WHERE state IN ('running', 'paused')")?;
+        let rows: Vec<(String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, pid) in rows {
+            if !process_alive(pid) {
+                self.conn.execute(
+                    "UPDATE executions SET state = 'interrupted', ended_at = ?2 WHERE id = ?1",
+                    params![id, now()],
+                )?;
+                self.conn.execute(
+                    "UPDATE task_runs SET state = 'interrupted', ended_at = ?2 WHERE execution_id = ?1 AND state = 'running'",
+                    params![id, now()],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn begin(&mut self, flow: &str, file: &str, inputs: &Json, tasks: &[(String, String)]) -> Result<String> {
+        let id = new_id();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+            params![id, flow, file, inputs.to_string(), now(), std::process::id()],
+        )?;
+        {
+            let mut stmt =
+                tx.prepare("INSERT INTO task_runs (execution_id, task, kind, state) VALUES (?1, ?2, ?3, 'pending')")?;
+            for (task, kind) in tasks {
+                stmt.execute(params![id, task, kind])?;
+            }
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Applies a batch of changes in one transaction.
+    pub fn apply(&mut self, id: &str, changes: &[Change]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for c in changes {
+            match c {
+                Change::Started { task, attempt, at } => {
+                    tx.execute(
+                        "UPDATE task_runs SET state = 'running', started_at = COALESCE(started_at, ?3), attempts = ?4 WHERE execution_id = ?1 AND task = ?2",
+                        params![id, task, at, attempt],
+                    )?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO attempts (execution_id, task, attempt, started_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![id, task, attempt, at],
+                    )?;
+                }
+                Change::AttemptFailed {
+                    task,
+                    attempt,
+                    error,
+                    at,
+                } => {
+                    tx.execute(
+                        "UPDATE attempts SET ended_at = ?4, error = ?5 WHERE execution_id = ?1 AND task = ?2 AND attempt = ?3",
+                        params![id, task, attempt, at, error],
+                    )?;
+                }
+                Change::Finished {
+                    task,
+                    state,
+                    error,
+                    outputs,
+                    at,
+                } => {
+                    tx.execute(
+                        "UPDATE task_runs SET state = ?3, ended_at = ?4, error = ?5, outputs = ?6 WHERE execution_id = ?1 AND task = ?2",
+                        params![id, task, state, at, error, outputs.to_string()],
+                    )?;
+                    tx.execute(
+                        "UPDATE attempts SET ended_at = ?3, error = ?4 WHERE execution_id = ?1 AND task = ?2 AND ended_at IS NULL",
+                        params![id, task, at, error],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn finish(&mut self, id: &str, state: &str, failures: &Json, outputs: &Json) -> Result<()> {
+        self.conn.execute(
+            "UPDATE executions SET state = ?2, ended_at = ?3, failures = ?4, outputs = ?5 WHERE id = ?1",
+            params![id, state, now(), failures.to_string(), outputs.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn log_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("logs").join(id)
+    }
+
+    /// The file holding a task's log.
+    pub fn log_path(&self, id: &str, task: &str) -> PathBuf {
+        self.log_dir(id).join(format!("{task}.log"))
+    }
+
+    /// Appends a line to a task's log, up to [`LOG_CAP`] bytes.
+    pub fn log(&mut self, id: &str, task: &str, line: &str) -> Result<()> {
+        let key = (id.to_string(), task.to_string());
+        if !self.logs.contains_key(&key) {
+            std::fs::create_dir_all(self.log_dir(id))
+                .map_err(|e| StoreError(format!("cannot create the log folder: {e}")))?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path(id, task))
+                .map_err(|e| StoreError(format!("cannot open the log of `{task}`: {e}")))?;
+            self.logs.insert(key.clone(), (f, 0));
+        }
+        let (file, written) = self.logs.get_mut(&key).expect("inserted above");
+        if *written >= LOG_CAP {
+            return Ok(());
+        }
+        let text = if *written + line.len() as u64 + 1 > LOG_CAP {
+            "[kflow: log truncated at 10 MiB]\n".to_string()
+        } else {
+            format!("{line}\n")
+        };
+        *written += if text.starts_with("[kflow: log truncated") {
+            LOG_CAP
+        } else {
+            text.len() as u64
+        };
+        file.write_all(text.as_bytes())
+            .map_err(|e| StoreError(format!("cannot write the log of `{task}`: {e}")))
+    }
+
+    pub fn list(&self) -> Result<Vec<ExecutionRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, flow, file, state, started_at, ended_at, inputs, failures, outputs FROM executions ORDER BY started_at DESC, id DESC",
+        )?;
+        let rows = stmt
+            .query_map([], execution_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// One execution (an id or a unique prefix of one) and its task runs.
+    pub fn show(&self, id: &str) -> Result<Option<(ExecutionRow, Vec<TaskRow>)>> {
+        let matches: Vec<String> = self
+            .conn
+            .prepare("SELECT id FROM executions WHERE id LIKE ?1 || '%'")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let full = match matches.as_slice() {
+            [one] => one.clone(),
+            [] => return Ok(None),
+            _ => {
+                return Err(StoreError(format!(
+                    "`{id}` matches {} executions: give more of the id",
+                    matches.len()
+                )))
+            }
+        };
+        let exec = self
+            .conn
+            .query_row(
+                "SELECT id, flow, file, state, started_at, ended_at, inputs, failures, outputs FROM executions WHERE id = ?1",
+                [&full],
+                execution_row,
+            )
+            .optional()?;
+        let Some(exec) = exec else { return Ok(None) };
+        let mut stmt = self.conn.prepare(
+            "SELECT task, kind, state, started_at, ended_at, attempts, error, outputs FROM task_runs WHERE execution_id = ?1 ORDER BY rowid",
+        )?;
+        let tasks = stmt
+            .query_map([&full], |r| {
+                Ok(TaskRow {
+                    task: r.get(0)?,
+                    kind: r.get(1)?,
+                    state: r.get(2)?,
+                    started_at: r.get(3)?,
+                    ended_at: r.get(4)?,
+                    attempts: r.get(5)?,
+                    error: r.get(6)?,
+                    outputs: json_column(r.get::<_, Option<String>>(7)?),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some((exec, tasks)))
+    }
+}
+
+fn json_column(text: Option<String>) -> Json {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Json::Null)
+}
+
+fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
+    Ok(ExecutionRow {
+        id: r.get(0)?,
+        flow: r.get(1)?,
+        file: r.get(2)?,
+        state: r.get(3)?,
+        started_at: r.get(4)?,
+        ended_at: r.get(5)?,
+        inputs: json_column(r.get(6)?),
+        failures: json_column(r.get(7)?),
+        outputs: json_column(r.get(8)?),
+    })
+}
+
+/// A change to record, derived from an executor event.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Started {
+        task: String,
+        attempt: u32,
+        at: String,
+    },
+    AttemptFailed {
+        task: String,
+        attempt: u32,
+        error: String,
+        at: String,
+    },
+    Finished {
+        task: String,
+        state: String,
+        error: Option<String>,
+        outputs: Json,
+        at: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executions_are_recorded_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let tasks = vec![("build".to_string(), "shell.run".to_string())];
+        let id = s.begin("f", "f.kflow", &serde_json::json!({"v": "1"}), &tasks).unwrap();
+        s.apply(
+            &id,
+            &[
+                Change::Started {
+                    task: "build".into(),
+                    attempt: 1,
+                    at: now(),
+                },
+                Change::AttemptFailed {
+                    task: "build".into(),
+                    attempt: 1,
+                    error: "boom".into(),
+                    at: now(),
+                },
+                Change::Started {
+                    task: "build".into(),
+                    attempt: 2,
+                    at: now(),
+                },
+                Change::Finished {
+                    task: "build".into(),
+                    state: "succeeded".into(),
+                    error: None,
+                    outputs: serde_json::json!({"stdout": "ok"}),
+                    at: now(),
+                },
+            ],
+        )
+        .unwrap();
+        s.log(&id, "build", "line one").unwrap();
+        s.finish(&id, "succeeded", &serde_json::json!([]), &serde_json::json!({"o": 1}))
+            .unwrap();
+        let (exec, runs) = s.show(&id[..12]).unwrap().unwrap();
+        assert_eq!(exec.state, "succeeded");
+        assert_eq!(exec.inputs["v"], "1");
+        assert_eq!(runs[0].attempts, 2);
+        assert_eq!(runs[0].outputs["stdout"], "ok");
+        assert_eq!(std::fs::read_to_string(s.log_path(&id, "build")).unwrap(), "line one\n");
+        assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn executions_of_dead_processes_become_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let mut s = Store::open(dir.path()).unwrap();
+            let id = s.begin("f", "f.kflow", &serde_json::json!({}), &[]).unwrap();
+            // Pretend the recording process died: a pid that cannot exist.
+            s.conn
+                .execute("UPDATE executions SET pid = 999999999 WHERE id = ?1", [&id])
+                .unwrap();
+            id
+        };
+        let s = Store::open(dir.path()).unwrap();
+        let (exec, _) = s.show(&id).unwrap().unwrap();
+        assert_eq!(exec.state, "interrupted");
+        assert!(exec.ended_at.is_some());
+    }
+
+    #[test]
+    fn logs_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let line = "x".repeat(1024 * 1024);
+        for _ in 0..12 {
+            s.log("e", "t", &line).unwrap();
+        }
+        let size = std::fs::metadata(s.log_path("e", "t")).unwrap().len();
+        assert!(size <= LOG_CAP, "{size}");
+        let text = std::fs::read_to_string(s.log_path("e", "t")).unwrap();
+        assert!(text.ends_with("[kflow: log truncated at 10 MiB]\n"));
+    }
+}

@@ -1,0 +1,166 @@
+//! `kflow executions list|show` and `kflow logs`: reading the history.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kflow_runtime::store::{ExecutionRow, Store, TaskRow};
+use serde_json::json;
+
+use super::{io_reason, Result, UsageError};
+
+#[derive(clap::Args)]
+pub struct StateArg {
+    /// Folder of the execution history (default: `.kflow` in the current folder).
+    #[arg(long, value_name = "DIR", global = true)]
+    state: Option<PathBuf>,
+}
+
+impl StateArg {
+    fn open(&self) -> Result<Store> {
+        let dir = self.state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
+        if !dir.join("history.db").exists() {
+            return Err(UsageError(format!(
+                "no execution history in {} (run a flow first, or pass --state DIR)",
+                dir.display()
+            )));
+        }
+        Store::open(&dir).map_err(|e| UsageError(e.0))
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List executions, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One execution: its inputs, tasks, attempts, errors and outputs.
+    Show {
+        /// The execution id (or a unique prefix of it).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+fn exec_json(e: &ExecutionRow) -> serde_json::Value {
+    json!({
+        "id": e.id, "flow": e.flow, "file": e.file, "state": e.state,
+        "started_at": e.started_at, "ended_at": e.ended_at,
+        "inputs": e.inputs, "failures": e.failures, "outputs": e.outputs,
+    })
+}
+
+fn task_json(t: &TaskRow) -> serde_json::Value {
+    json!({
+        "task": t.task, "kind": t.kind, "state": t.state, "started_at": t.started_at,
+        "ended_at": t.ended_at, "attempts": t.attempts, "error": t.error, "outputs": t.outputs,
+    })
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let store = args.state.open()?;
+    match args.command {
+        Command::List { json } => {
+            let rows = store.list().map_err(|e| UsageError(e.0))?;
+            if json {
+                println!("{}", serde_json::Value::Array(rows.iter().map(exec_json).collect()));
+            } else if rows.is_empty() {
+                println!("no executions yet");
+            } else {
+                for e in &rows {
+                    println!("{}  {:<11}  {}  {} ({})", e.id, e.state, e.started_at, e.flow, e.file);
+                }
+            }
+        }
+        Command::Show { id, json } => {
+            let Some((exec, tasks)) = store.show(&id).map_err(|e| UsageError(e.0))? else {
+                return Err(UsageError(format!("no execution `{id}` in the history")));
+            };
+            if json {
+                let mut v = exec_json(&exec);
+                v["tasks"] = serde_json::Value::Array(tasks.iter().map(task_json).collect());
+                println!("{v:#}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("execution {} of flow {} ({})", exec.id, exec.flow, exec.file);
+            println!("state      {}", exec.state);
+            println!("started    {}", exec.started_at);
+            println!("ended      {}", exec.ended_at.as_deref().unwrap_or("-"));
+            println!("inputs     {}", exec.inputs);
+            for t in &tasks {
+                let tries = if t.attempts > 1 {
+                    format!(" after {} attempts", t.attempts)
+                } else {
+                    String::new()
+                };
+                println!("  {:<20} {:<14} {}{tries}", t.task, t.kind, t.state);
+                if let Some(e) = &t.error {
+                    for line in e.lines() {
+                        println!("      {line}");
+                    }
+                }
+            }
+            if let serde_json::Value::Object(outputs) = &exec.outputs {
+                for (k, v) in outputs {
+                    println!("output {k} = {v}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// The execution id (or a unique prefix of it).
+    id: String,
+    /// Only this task's log.
+    task: Option<String>,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+pub fn logs(args: LogsArgs) -> Result<ExitCode> {
+    let store = args.state.open()?;
+    let Some((exec, tasks)) = store.show(&args.id).map_err(|e| UsageError(e.0))? else {
+        return Err(UsageError(format!("no execution `{}` in the history", args.id)));
+    };
+    let names: Vec<&str> = tasks.iter().map(|t| t.task.as_str()).collect();
+    let wanted: Vec<&str> = match &args.task {
+        Some(t) if names.contains(&t.as_str()) => vec![t.as_str()],
+        Some(t) => {
+            return Err(UsageError(format!(
+                "execution {} has no task `{t}` (tasks: {})",
+                exec.id,
+                names.join(", ")
+            )))
+        }
+        None => names,
+    };
+    for task in wanted {
+        let path = store.log_path(&exec.id, task);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e)))),
+        };
+        for line in text.lines() {
+            if args.task.is_some() {
+                println!("{line}");
+            } else {
+                println!("{task} | {line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
