@@ -10,12 +10,12 @@
 //! For-loops are not expanded by this executor yet: a plan with a `for`
 //! block is refused before anything runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kflow_compiler::ir::{DepKind, Node, NodeId, Part, Plan, ScopeKind};
+use kflow_compiler::ir::{Node, NodeId, Part, Plan, ScopeKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -252,9 +252,8 @@ async fn dispatch(node: &Node, props: &Props, ctx: &TaskContext) -> Result<Outpu
     }
 }
 
-/// Why a pending node cannot start yet, or what to do with it.
+/// What to do with a node whose prerequisites have all settled.
 enum Readiness {
-    Wait,
     Skip,
     Ready,
 }
@@ -293,41 +292,49 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
     let mut running: JoinSet<(NodeId, Result<Outputs, TaskError>, u32, Duration)> = JoinSet::new();
     let mut stopping = false;
     let jobs = env.jobs.max(1);
+    // Kahn-style: a node becomes a candidate when everything it waits for
+    // (its dependencies and, for catch/finally, its whole try block) has
+    // settled; each settlement is counted once, so a run is linear in the
+    // size of the graph.
+    let prerequisites: Vec<Vec<NodeId>> = (0..n).map(|id| prerequisites(plan, id)).collect();
+    let mut remaining: Vec<usize> = prerequisites.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+    for (id, pre) in prerequisites.iter().enumerate() {
+        for &p in pre {
+            dependents[p].push(id);
+        }
+    }
+    let mut ready: VecDeque<NodeId> = (0..n).filter(|&id| remaining[id] == 0).collect();
+    let release = |id: NodeId, remaining: &mut Vec<usize>, ready: &mut VecDeque<NodeId>| {
+        for &d in &dependents[id] {
+            remaining[d] -= 1;
+            if remaining[d] == 0 {
+                ready.push_back(d);
+            }
+        }
+    };
     loop {
-        if env.cancel.is_cancelled() && !stopping {
+        if env.cancel.is_cancelled() {
             stopping = true;
         }
-        let mut progressed = false;
-        for id in 0..n {
-            if states[id] != State::Pending {
+        while let Some(id) = ready.pop_front() {
+            let cleanup = is_cleanup(plan, id);
+            if matches!(readiness(plan, id, &states), Readiness::Skip) || (stopping && !cleanup) {
+                skip(&mut states, id, &events);
+                release(id, &mut remaining, &mut ready);
                 continue;
             }
-            let cleanup = is_cleanup(plan, id);
-            match readiness(plan, id, &states) {
-                Readiness::Wait => continue,
-                Readiness::Skip => {
-                    skip(&mut states, id, &events);
-                    progressed = true;
-                    continue;
-                }
-                Readiness::Ready if stopping && !cleanup => {
-                    skip(&mut states, id, &events);
-                    progressed = true;
-                    continue;
-                }
-                Readiness::Ready => {}
-            }
             if running.len() >= jobs {
+                ready.push_front(id);
                 break;
             }
             let node = &plan.nodes[id];
-            let prepared = prepare(node, &values);
-            let (props, retry, timeout) = match prepared {
+            let (props, retry, timeout) = match prepare(node, &values) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     // `when` is false.
                     skip(&mut states, id, &events);
-                    progressed = true;
+                    release(id, &mut remaining, &mut ready);
                     continue;
                 }
                 Err(e) => {
@@ -344,12 +351,11 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
                         &events,
                         Duration::ZERO,
                     );
-                    progressed = true;
+                    release(id, &mut remaining, &mut ready);
                     continue;
                 }
             };
             states[id] = State::Running;
-            progressed = true;
             let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
             let forward = events.clone();
             let forwarder = async move {
@@ -379,10 +385,10 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
             });
         }
         if running.is_empty() {
-            if progressed {
-                continue;
+            if ready.is_empty() {
+                break;
             }
-            break;
+            continue;
         }
         let joined = tokio::select! {
             j = running.join_next() => j,
@@ -405,25 +411,15 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
                     outputs: Some(json),
                 });
             }
-            Err(TaskError::Cancelled) => {
+            Err(e) => {
+                let (state, msg) = match e {
+                    TaskError::Cancelled => (State::Cancelled, "cancelled".to_string()),
+                    TaskError::Failed(m) => (State::Failed, m),
+                };
                 finish(
                     id,
-                    State::Cancelled,
-                    Some("cancelled".into()),
-                    &mut states,
-                    &mut errors,
-                    &mut failures,
-                    &mut stopping,
-                    plan,
-                    &events,
-                    elapsed,
-                );
-            }
-            Err(TaskError::Failed(e)) => {
-                finish(
-                    id,
-                    State::Failed,
-                    Some(e),
+                    state,
+                    Some(msg),
                     &mut states,
                     &mut errors,
                     &mut failures,
@@ -434,6 +430,7 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
                 );
             }
         }
+        release(id, &mut remaining, &mut ready);
     }
     let outputs = plan
         .outputs
@@ -509,15 +506,24 @@ fn try_body(plan: &Plan, scope: usize) -> &[NodeId] {
     }
 }
 
+/// What a node waits for: its dependencies and, in a `catch` or `finally`
+/// block, every task of the `try` block.
+fn prerequisites(plan: &Plan, id: NodeId) -> Vec<NodeId> {
+    let node = &plan.nodes[id];
+    let mut pre: Vec<NodeId> = node.deps.iter().map(|d| d.node).collect();
+    if let Some(s) = node.scope.filter(|s| matches!(s.part, Part::Catch | Part::Finally)) {
+        pre.extend_from_slice(try_body(plan, s.scope));
+    }
+    pre.sort_unstable();
+    pre.dedup();
+    pre
+}
+
 fn readiness(plan: &Plan, id: NodeId, states: &[State]) -> Readiness {
     let node = &plan.nodes[id];
-    // A catch/finally node waits for its try block to settle.
     let guard = node.scope.filter(|s| matches!(s.part, Part::Catch | Part::Finally));
     if let Some(s) = guard {
         let body = try_body(plan, s.scope);
-        if body.iter().any(|&b| !states[b].settled()) {
-            return Readiness::Wait;
-        }
         let started = body.iter().any(|&b| !matches!(states[b], State::Skipped));
         let failed = body
             .iter()
@@ -529,19 +535,15 @@ fn readiness(plan: &Plan, id: NodeId, states: &[State]) -> Readiness {
         }
     }
     for d in &node.deps {
-        let st = states[d.node];
-        if !st.settled() {
-            return Readiness::Wait;
-        }
         // Reading a task of the try block from its catch/finally: it may
         // have failed; its outputs are optional there.
         let inside_guarded = guard.is_some_and(|s| try_body(plan, s.scope).contains(&d.node));
-        let usable = match st {
+        let usable = match states[d.node] {
             State::Succeeded => true,
             State::Failed => plan.nodes[d.node].continue_on_error || inside_guarded,
             _ => inside_guarded,
         };
-        if !usable && (d.kind == DepKind::Data || d.kind == DepKind::Order) {
+        if !usable {
             return Readiness::Skip;
         }
     }
