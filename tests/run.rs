@@ -150,6 +150,24 @@ fn dry_run_prints_the_plan() {
     );
 }
 
+/// Starts `kflow run FILE` in `dir` and waits until the flow's task has
+/// created `marker`.
+fn start_and_wait(dir: &Path, file: &str, marker: &Path, stdout: Stdio) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(["run", file])
+        .current_dir(dir)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// SIGINT: running tasks are cancelled (their processes killed), `finally`
 /// runs, the exit code is 130.
 #[test]
@@ -161,18 +179,7 @@ fn sigint_cancels_and_runs_finally() {
         marker.display()
     );
     std::fs::write(dir.path().join("sig.kflow"), flow).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
-        .args(["run", "sig.kflow"])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_and_wait(dir.path(), "sig.kflow", &marker, Stdio::piped());
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -248,17 +255,7 @@ fn an_execution_killed_with_sigkill_shows_as_interrupted() {
         marker.display()
     );
     std::fs::write(dir.path().join("k.kflow"), flow).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
-        .args(["run", "k.kflow"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_and_wait(dir.path(), "k.kflow", &marker, Stdio::null());
     child.kill().unwrap();
     child.wait().unwrap();
     let exec = only_execution(dir.path());

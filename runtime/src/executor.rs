@@ -94,6 +94,17 @@ impl Report {
     pub fn succeeded(&self) -> bool {
         self.failures.is_empty() && !self.cancelled
     }
+
+    /// The execution's final state, as recorded and printed.
+    pub fn outcome(&self) -> &'static str {
+        if self.cancelled {
+            "interrupted"
+        } else if self.succeeded() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+    }
 }
 
 /// Everything evaluation needs while the flow runs.
@@ -260,10 +271,7 @@ enum Readiness {
 
 pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Event>) -> Report {
     let n = plan.nodes.len();
-    let mut states = vec![State::Pending; n];
-    let mut errors: Vec<Option<String>> = vec![None; n];
     let mut attempts = vec![0u32; n];
-    let mut failures: Vec<String> = Vec::new();
     let mut redactor = Redactor::default();
     for s in env.secrets.values() {
         redactor.add(s);
@@ -278,8 +286,8 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
     };
     if plan.scopes.iter().any(|s| matches!(s.kind, ScopeKind::For { .. })) {
         return Report {
-            states,
-            errors,
+            states: vec![State::Pending; n],
+            errors: vec![None; n],
             attempts,
             outputs: BTreeMap::new(),
             failures: vec!["`for` blocks cannot run in this version of kflow".into()],
@@ -290,7 +298,14 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
     // the work, not the teardown.
     let cleanup_cancel = CancellationToken::new();
     let mut running: JoinSet<(NodeId, Result<Outputs, TaskError>, u32, Duration)> = JoinSet::new();
-    let mut stopping = false;
+    let mut tally = Tally {
+        plan,
+        events: events.clone(),
+        states: vec![State::Pending; n],
+        errors: vec![None; n],
+        failures: Vec::new(),
+        stopping: false,
+    };
     let jobs = env.jobs.max(1);
     // Kahn-style: a node becomes a candidate when everything it waits for
     // (its dependencies and, for catch/finally, its whole try block) has
@@ -315,12 +330,12 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
     };
     loop {
         if env.cancel.is_cancelled() {
-            stopping = true;
+            tally.stopping = true;
         }
         while let Some(id) = ready.pop_front() {
             let cleanup = is_cleanup(plan, id);
-            if matches!(readiness(plan, id, &states), Readiness::Skip) || (stopping && !cleanup) {
-                skip(&mut states, id, &events);
+            if matches!(readiness(plan, id, &tally.states), Readiness::Skip) || (tally.stopping && !cleanup) {
+                tally.skip(id);
                 release(id, &mut remaining, &mut ready);
                 continue;
             }
@@ -333,29 +348,17 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     // `when` is false.
-                    skip(&mut states, id, &events);
+                    tally.skip(id);
                     release(id, &mut remaining, &mut ready);
                     continue;
                 }
                 Err(e) => {
-                    let msg = redactor.redact(&e.0).into_owned();
-                    finish(
-                        id,
-                        State::Failed,
-                        Some(msg),
-                        &mut states,
-                        &mut errors,
-                        &mut failures,
-                        &mut stopping,
-                        plan,
-                        &events,
-                        Duration::ZERO,
-                    );
+                    tally.fail(id, State::Failed, redactor.redact(&e.0).into_owned(), Duration::ZERO);
                     release(id, &mut remaining, &mut ready);
                     continue;
                 }
             };
-            states[id] = State::Running;
+            tally.states[id] = State::Running;
             let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
             let forward = events.clone();
             let forwarder = async move {
@@ -392,7 +395,7 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
         }
         let joined = tokio::select! {
             j = running.join_next() => j,
-            _ = env.cancel.cancelled(), if !stopping => { stopping = true; continue; }
+            _ = env.cancel.cancelled(), if !tally.stopping => { tally.stopping = true; continue; }
         };
         let Some(Ok((id, result, tries, elapsed))) = joined else {
             continue;
@@ -402,33 +405,10 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
             Ok(out) => {
                 let json = Value::Map(out.clone()).to_json();
                 values.outputs[id] = Some(out);
-                states[id] = State::Succeeded;
-                let _ = events.send(Event::Finished {
-                    node: id,
-                    state: State::Succeeded,
-                    error: None,
-                    elapsed,
-                    outputs: Some(json),
-                });
+                tally.succeed(id, json, elapsed);
             }
-            Err(e) => {
-                let (state, msg) = match e {
-                    TaskError::Cancelled => (State::Cancelled, "cancelled".to_string()),
-                    TaskError::Failed(m) => (State::Failed, m),
-                };
-                finish(
-                    id,
-                    state,
-                    Some(msg),
-                    &mut states,
-                    &mut errors,
-                    &mut failures,
-                    &mut stopping,
-                    plan,
-                    &events,
-                    elapsed,
-                );
-            }
+            Err(TaskError::Cancelled) => tally.fail(id, State::Cancelled, "cancelled".into(), elapsed),
+            Err(TaskError::Failed(msg)) => tally.fail(id, State::Failed, msg, elapsed),
         }
         release(id, &mut remaining, &mut ready);
     }
@@ -438,53 +418,67 @@ pub async fn execute(plan: &Plan, env: RunEnv, events: mpsc::UnboundedSender<Eve
         .map(|o| (o.name.clone(), eval(&o.value, &values).unwrap_or(Value::Missing)))
         .collect();
     Report {
-        states,
-        errors,
+        states: tally.states,
+        errors: tally.errors,
         attempts,
         outputs,
-        failures,
+        failures: tally.failures,
         cancelled: env.cancel.is_cancelled(),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    id: NodeId,
-    state: State,
-    error: Option<String>,
-    states: &mut [State],
-    errors: &mut [Option<String>],
-    failures: &mut Vec<String>,
-    stopping: &mut bool,
-    plan: &Plan,
-    events: &mpsc::UnboundedSender<Event>,
-    elapsed: Duration,
-) {
-    states[id] = state;
-    let node = &plan.nodes[id];
-    if state == State::Failed && !node.continue_on_error {
-        failures.push(format!("{}: {}", node.name, error.as_deref().unwrap_or("failed")));
-        *stopping = true;
-    }
-    errors[id] = error.clone();
-    let _ = events.send(Event::Finished {
-        node: id,
-        state,
-        error,
-        elapsed,
-        outputs: None,
-    });
+/// How the nodes ended, and whether the flow has failed.
+struct Tally<'p> {
+    plan: &'p Plan,
+    events: mpsc::UnboundedSender<Event>,
+    states: Vec<State>,
+    errors: Vec<Option<String>>,
+    failures: Vec<String>,
+    /// Set by a failure or a cancellation: no new work starts, only cleanup.
+    stopping: bool,
 }
 
-fn skip(states: &mut [State], id: NodeId, events: &mpsc::UnboundedSender<Event>) {
-    states[id] = State::Skipped;
-    let _ = events.send(Event::Finished {
-        node: id,
-        state: State::Skipped,
-        error: None,
-        elapsed: Duration::ZERO,
-        outputs: None,
-    });
+impl Tally<'_> {
+    fn skip(&mut self, id: NodeId) {
+        self.states[id] = State::Skipped;
+        let _ = self.events.send(Event::Finished {
+            node: id,
+            state: State::Skipped,
+            error: None,
+            elapsed: Duration::ZERO,
+            outputs: None,
+        });
+    }
+
+    fn succeed(&mut self, id: NodeId, outputs: serde_json::Value, elapsed: Duration) {
+        self.states[id] = State::Succeeded;
+        let _ = self.events.send(Event::Finished {
+            node: id,
+            state: State::Succeeded,
+            error: None,
+            elapsed,
+            outputs: Some(outputs),
+        });
+    }
+
+    /// A failure or cancellation; a failure without `continue_on_error`
+    /// fails the flow.
+    fn fail(&mut self, id: NodeId, state: State, error: String, elapsed: Duration) {
+        self.states[id] = state;
+        let node = &self.plan.nodes[id];
+        if state == State::Failed && !node.continue_on_error {
+            self.failures.push(format!("{}: {error}", node.name));
+            self.stopping = true;
+        }
+        self.errors[id] = Some(error.clone());
+        let _ = self.events.send(Event::Finished {
+            node: id,
+            state,
+            error: Some(error),
+            elapsed,
+            outputs: None,
+        });
+    }
 }
 
 /// Whether a node belongs to a `catch` or `finally` block (at any depth).

@@ -127,19 +127,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let store = consumer.await.expect("the event consumer does not panic");
         (report, store)
     });
-    let state = if report.cancelled {
-        "interrupted"
-    } else if report.succeeded() {
-        "succeeded"
-    } else {
-        "failed"
-    };
+    let state = report.outcome();
     let outputs: serde_json::Map<String, serde_json::Value> =
         report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-    if let Err(e) = store.finish(&id, state, &json!(report.failures), &serde_json::Value::Object(outputs)) {
+    if let Err(e) = store.finish(
+        &id,
+        state,
+        &json!(report.failures),
+        &serde_json::Value::Object(outputs.clone()),
+    ) {
         eprintln!("kflow: {e}");
     }
-    print_result(plan, &report, args.json);
+    print_result(plan, &report, &outputs, args.json);
     Ok(match state {
         "interrupted" => ExitCode::from(130),
         "succeeded" => ExitCode::SUCCESS,
@@ -391,24 +390,15 @@ fn print_plan(plan: &Plan, inputs: &BTreeMap<String, kflow_runtime::value::Value
     }
 }
 
-fn print_result(plan: &Plan, report: &Report, json: bool) {
-    let outputs: serde_json::Map<String, serde_json::Value> =
-        report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+fn print_result(plan: &Plan, report: &Report, outputs: &serde_json::Map<String, serde_json::Value>, json: bool) {
     if json {
-        let state = if report.cancelled {
-            "interrupted"
-        } else if report.succeeded() {
-            "succeeded"
-        } else {
-            "failed"
-        };
         println!(
             "{}",
-            json!({ "event": "execution", "flow": plan.flow, "state": state, "failures": report.failures, "outputs": outputs })
+            json!({ "event": "execution", "flow": plan.flow, "state": report.outcome(), "failures": report.failures, "outputs": outputs })
         );
         return;
     }
-    for (name, v) in &outputs {
+    for (name, v) in outputs {
         match v {
             serde_json::Value::Null => println!("{name} (not produced)"),
             serde_json::Value::String(s) => println!("{name} = {s}"),
