@@ -268,3 +268,38 @@ fn an_execution_killed_with_sigkill_shows_as_interrupted() {
     let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(shown["tasks"][0]["state"], "interrupted");
 }
+
+#[test]
+fn retries_are_counted_in_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = "flow r {\n  task flaky = shell.run {\n    script: \"n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; [ $n -ge 2 ]\"\n    retry: { attempts: 4, delay: 10ms }\n  }\n}\n";
+    std::fs::write(dir.path().join("r.kflow"), flow).unwrap();
+    let o = kflow(dir.path(), &["run", "r.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("flaky | attempt 3"));
+    let exec = only_execution(dir.path());
+    let o = kflow(
+        dir.path(),
+        &["executions", "show", exec["id"].as_str().unwrap(), "--json"],
+        &[],
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["tasks"][0]["attempts"], 3);
+    assert_eq!(shown["tasks"][0]["state"], "succeeded");
+}
+
+#[test]
+fn finally_runs_after_a_timeout_and_dependants_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = "flow t {\n  try {\n    task stuck = shell.run { cmd: [\"sleep\", \"30\"], timeout: 300ms }\n  } finally {\n    task cleanup = shell.run { cmd: [\"echo\", \"cleaned\"] }\n  }\n  task after_all = log { message: \"unreachable\", after: [stuck] }\n}\n";
+    std::fs::write(dir.path().join("t.kflow"), flow).unwrap();
+    let o = kflow(dir.path(), &["run", "t.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("stuck | failed") && out.contains("timed out after 300ms"),
+        "{out}"
+    );
+    assert!(out.contains("cleanup | cleaned"), "{out}");
+    assert!(out.contains("after_all | skipped"), "{out}");
+}
