@@ -303,3 +303,27 @@ fn finally_runs_after_a_timeout_and_dependants_are_skipped() {
     assert!(out.contains("cleanup | cleaned"), "{out}");
     assert!(out.contains("after_all | skipped"), "{out}");
 }
+
+#[test]
+fn flows_using_kinds_that_cannot_run_yet_are_refused_up_front() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = kflow(
+        root,
+        &[
+            "run",
+            "examples/promote.kflow",
+            "--input",
+            "version=1",
+            "--state",
+            "/nonexistent/never-created",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("error: flow `promote` cannot run: these task kinds cannot run in this version of kflow yet: approval, container.run, docker.build, docker.push, registry.copy"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "nothing ran");
+}

@@ -245,6 +245,31 @@ async fn run_node(
     }
 }
 
+/// Task kinds this executor can run (the others are refused before a run).
+pub const RUNNABLE_KINDS: &[&str] = &["shell.run", "log", "sleep", "assert"];
+
+/// Why a plan cannot run with this executor, if it cannot.
+pub fn unsupported(plan: &Plan) -> Option<String> {
+    let mut kinds: Vec<&str> = plan
+        .nodes
+        .iter()
+        .map(|n| n.kind.as_str())
+        .filter(|k| !RUNNABLE_KINDS.contains(k))
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let loops = plan.scopes.iter().any(|s| matches!(s.kind, ScopeKind::For { .. }));
+    match (kinds.is_empty(), loops) {
+        (true, false) => None,
+        (true, true) => Some("`for` blocks cannot run in this version of kflow yet".into()),
+        (false, _) => Some(format!(
+            "these task kinds cannot run in this version of kflow yet: {} (runnable: {})",
+            kinds.join(", "),
+            RUNNABLE_KINDS.join(", ")
+        )),
+    }
+}
+
 async fn dispatch(node: &Node, props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     match node.kind.as_str() {
         "shell.run" => tasks::shell::run(props, ctx).await,

@@ -85,6 +85,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    if let Some(why) = kflow_runtime::executor::unsupported(plan) {
+        return Err(UsageError(format!("flow `{}` cannot run: {why}", plan.flow)));
+    }
+
     let state_dir = args.state.clone().unwrap_or_else(|| base_dir.join(".kflow"));
     let mut store = Store::open(&state_dir).map_err(|e| UsageError(e.0))?;
     let tasks: Vec<(String, String)> = plan.nodes.iter().map(|n| (n.name.clone(), n.kind.clone())).collect();
