@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde_json::Value as Json;
 
 /// Bytes of log kept per task run; the rest is dropped with a note.
@@ -289,9 +289,9 @@ impl Store {
     }
 
     pub fn list(&self) -> Result<Vec<ExecutionRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, flow, file, state, started_at, ended_at, inputs, failures, outputs FROM executions ORDER BY started_at DESC, id DESC",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions ORDER BY started_at DESC, id DESC"
+        ))?;
         let rows = stmt
             .query_map([], execution_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -300,30 +300,23 @@ impl Store {
 
     /// One execution (an id or a unique prefix of one) and its task runs.
     pub fn show(&self, id: &str) -> Result<Option<(ExecutionRow, Vec<TaskRow>)>> {
-        let matches: Vec<String> = self
+        let mut matches = self
             .conn
-            .prepare("SELECT id FROM executions WHERE id LIKE ?1 || '%'")?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let full = match matches.as_slice() {
-            [one] => one.clone(),
-            [] => return Ok(None),
-            _ => {
+            .prepare(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ?1 || '%'"
+            ))?
+            .query_map([id], execution_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let exec = match matches.len() {
+            0 => return Ok(None),
+            1 => matches.remove(0),
+            n => {
                 return Err(StoreError(format!(
-                    "`{id}` matches {} executions: give more of the id",
-                    matches.len()
+                    "`{id}` matches {n} executions: give more of the id"
                 )))
             }
         };
-        let exec = self
-            .conn
-            .query_row(
-                "SELECT id, flow, file, state, started_at, ended_at, inputs, failures, outputs FROM executions WHERE id = ?1",
-                [&full],
-                execution_row,
-            )
-            .optional()?;
-        let Some(exec) = exec else { return Ok(None) };
+        let full = exec.id.clone();
         let mut stmt = self.conn.prepare(
             "SELECT task, kind, state, started_at, ended_at, attempts, error, outputs FROM task_runs WHERE execution_id = ?1 ORDER BY rowid",
         )?;
@@ -344,6 +337,9 @@ impl Store {
         Ok(Some((exec, tasks)))
     }
 }
+
+/// The columns `execution_row` reads, in its order.
+const EXECUTION_COLUMNS: &str = "id, flow, file, state, started_at, ended_at, inputs, failures, outputs";
 
 fn json_column(text: Option<String>) -> Json {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Json::Null)

@@ -37,6 +37,18 @@ async fn run(plan: &Plan) -> (Report, Vec<Event>) {
     run_with(plan, CancellationToken::new(), 8).await
 }
 
+/// Starts and finishes, in the order they were reported.
+fn lifecycle(events: &[Event]) -> Vec<&'static str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Started { .. } => Some("start"),
+            Event::Finished { .. } => Some("finish"),
+            _ => None,
+        })
+        .collect()
+}
+
 fn state(p: &Plan, r: &Report, name: &str) -> State {
     r.states[p.nodes.iter().position(|n| n.name == name).unwrap()]
 }
@@ -46,14 +58,7 @@ async fn independent_tasks_run_at_the_same_time() {
     let p = plan("flow f {\n  task a = sleep { duration: 300ms }\n  task b = sleep { duration: 300ms }\n}\n");
     let (r, events) = run(&p).await;
     assert!(r.succeeded());
-    let order: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Started { .. } => Some("start"),
-            Event::Finished { .. } => Some("finish"),
-            _ => None,
-        })
-        .collect();
+    let order = lifecycle(&events);
     assert_eq!(order, ["start", "start", "finish", "finish"]);
 }
 
@@ -62,14 +67,7 @@ async fn jobs_bound_the_parallelism() {
     let p = plan("flow f {\n  task a = sleep { duration: 100ms }\n  task b = sleep { duration: 100ms }\n}\n");
     let (r, events) = run_with(&p, CancellationToken::new(), 1).await;
     assert!(r.succeeded());
-    let order: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Started { .. } => Some("start"),
-            Event::Finished { .. } => Some("finish"),
-            _ => None,
-        })
-        .collect();
+    let order = lifecycle(&events);
     assert_eq!(order, ["start", "finish", "start", "finish"]);
 }
 

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
-use super::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
+use super::{string_list, text, LogLine, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
 /// Bytes of each stream kept for the outputs (the log gets everything).
@@ -120,7 +120,11 @@ async fn capture(stream: Option<impl AsyncRead + Unpin>, which: Stream, ctx: Tas
         }
         let text = String::from_utf8_lossy(&line);
         let text = ctx.redactor.redact(text.trim_end_matches(['\n', '\r'])).into_owned();
-        ctx.log(which, &text);
+        // Already redacted: sent as it is rather than through `ctx.log`.
+        let _ = ctx.log.send(LogLine {
+            stream: which,
+            text: text.clone(),
+        });
         if kept.len() + text.len() < CAPTURE_LIMIT {
             kept.push_str(&text);
             kept.push('\n');
@@ -156,7 +160,6 @@ mod tests {
 
     use super::*;
     use crate::secret::{Redactor, Secret};
-    use crate::tasks::LogLine;
 
     fn ctx(secret: Option<&str>) -> (TaskContext, mpsc::UnboundedReceiver<LogLine>) {
         let mut redactor = Redactor::default();
