@@ -174,8 +174,12 @@ fn start_and_wait(dir: &Path, file: &str, marker: &Path, stdout: Stdio) -> std::
 fn sigint_cancels_and_runs_finally() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("started");
+    let pidfile = dir.path().join("grandchild.pid");
+    // The task leaves a grandchild in the background: cancelling the task
+    // must kill it too.
     let flow = format!(
-        "flow sig {{\n  try {{\n    task long = shell.run {{ script: \"touch {}; sleep 30\" }}\n  }} finally {{\n    task cleanup = shell.run {{ cmd: [\"echo\", \"tore down\"] }}\n  }}\n}}\n",
+        "flow sig {{\n  try {{\n    task long = shell.run {{ script: \"sleep 60 & echo $! > {}; touch {}; sleep 30\" }}\n  }} finally {{\n    task cleanup = shell.run {{ cmd: [\"echo\", \"tore down\"] }}\n  }}\n}}\n",
+        pidfile.display(),
         marker.display()
     );
     std::fs::write(dir.path().join("sig.kflow"), flow).unwrap();
@@ -190,6 +194,16 @@ fn sigint_cancels_and_runs_finally() {
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(out.contains("long | cancelled"), "{out}");
     assert!(out.contains("cleanup | tore down"), "{out}");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(!process_alive(pid), "the task's background process {pid} survived");
+}
+
+/// Whether a process exists and is not a zombie waiting for its parent.
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
 }
 
 fn only_execution(dir: &Path) -> serde_json::Value {
@@ -302,6 +316,81 @@ fn finally_runs_after_a_timeout_and_dependants_are_skipped() {
     );
     assert!(out.contains("cleanup | cleaned"), "{out}");
     assert!(out.contains("after_all | skipped"), "{out}");
+}
+
+/// `for` over a list given on the command line: one task run per item,
+/// `--jobs` bounding how many run at once, every iteration in the history.
+#[test]
+fn loops_fan_out_within_jobs_and_are_recorded_per_iteration() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each iteration records when it starts and ends (ms since the epoch).
+    let flow = r#"flow fan {
+  input targets: list<string>
+  for t in targets {
+    task probe = shell.run {
+      script: "s=$(date +%s%3N); sleep 0.3; echo ${t} $s $(date +%s%3N)"
+    }
+  }
+  output seen = probe.stdout
+}
+"#;
+    std::fs::write(dir.path().join("fan.kflow"), flow).unwrap();
+    let o = kflow(
+        dir.path(),
+        &["run", "--json", "--jobs", "2", "fan.kflow", "-i", "targets=a,b,c,d"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let events: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let finished: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "finished")
+        .map(|e| e["task"].as_str().unwrap())
+        .collect();
+    let mut sorted = finished.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["probe[0]", "probe[1]", "probe[2]", "probe[3]"]);
+    let seen = events.last().unwrap()["outputs"]["seen"].as_array().unwrap().clone();
+    let spans: Vec<(String, u64, u64)> = seen
+        .iter()
+        .map(|v| {
+            let parts: Vec<&str> = v.as_str().unwrap().split(' ').collect();
+            (
+                parts[0].to_string(),
+                parts[1].parse().unwrap(),
+                parts[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    // In the order of the list, whatever order they ran in.
+    let names: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "d"]);
+    // Never more than two at once: at each start, count who is running.
+    for (_, start, _) in &spans {
+        let running = spans.iter().filter(|(_, s, e)| s <= start && start < e).count();
+        assert!(running <= 2, "{spans:?}");
+    }
+    // And the fan-out did run in parallel: two rounds, not four.
+    let first = spans.iter().map(|s| s.1).min().unwrap();
+    let last = spans.iter().map(|s| s.2).max().unwrap();
+    assert!(last - first < 1_100, "{spans:?}");
+    let exec = only_execution(dir.path());
+    let o = kflow(
+        dir.path(),
+        &["executions", "show", exec["id"].as_str().unwrap(), "--json"],
+        &[],
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tasks = shown["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    assert!(tasks
+        .iter()
+        .all(|t| t["state"] == "succeeded" && t["kind"] == "shell.run"));
+    let o = kflow(dir.path(), &["logs", exec["id"].as_str().unwrap(), "probe[2]"], &[]);
+    assert!(text(&o.stdout).starts_with("c "), "{}", text(&o.stdout));
 }
 
 #[test]

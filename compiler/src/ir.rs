@@ -22,7 +22,9 @@ pub struct Plan {
     pub inputs: Vec<InputDecl>,
     pub secrets: Vec<SecretDecl>,
     pub lets: Vec<LetDecl>,
+    /// Indexed by id: `nodes[id].id == id`.
     pub nodes: Vec<Node>,
+    /// Indexed by id: `scopes[id].id == id`.
     pub scopes: Vec<Scope>,
     pub outputs: Vec<OutputDecl>,
 }

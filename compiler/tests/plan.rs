@@ -108,3 +108,44 @@ fn a_let_cannot_read_a_loop_variable() {
     let msgs: Vec<&str> = a.diagnostics.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(msgs, ["`w` is not in scope here", "`w` is not in scope here"]);
 }
+
+#[test]
+fn a_task_read_several_times_is_one_data_dependency() {
+    let p = plan(
+        r#"flow f {
+  task a = shell.run { cmd: ["true"] }
+  task b = shell.run { cmd: ["echo", a.stdout, a.stderr], after: [a] }
+  task c = shell.run { cmd: ["echo", "x"], after: [a] }
+  task d = shell.run { cmd: ["echo", c.stdout], after: [c, a] }
+}"#,
+    );
+    assert_eq!(deps(&p, "b"), [("a".into(), DepKind::Data)]);
+    assert_eq!(deps(&p, "c"), [("a".into(), DepKind::Order)]);
+    assert_eq!(
+        deps(&p, "d"),
+        [("a".into(), DepKind::Order), ("c".into(), DepKind::Data)]
+    );
+}
+
+#[test]
+fn scopes_are_listed_by_id() {
+    let p = plan(
+        r#"flow f {
+  try {
+    for x in ["a"] {
+      try {
+        task a = log { message: x }
+      } finally {
+        task b = log { message: "b" }
+      }
+    }
+  } finally {
+    task c = log { message: "c" }
+  }
+}"#,
+    );
+    for (i, s) in p.scopes.iter().enumerate() {
+        assert_eq!(s.id, i);
+    }
+    assert!(matches!(p.scopes[1].kind, ScopeKind::For { .. }));
+}

@@ -197,7 +197,17 @@ impl Store {
         let tx = self.conn.transaction()?;
         for c in changes {
             match c {
-                Change::Started { task, attempt, at } => {
+                Change::Started {
+                    task,
+                    kind,
+                    attempt,
+                    at,
+                } => {
+                    // Iterations of loops (`task[i]`) are known once they start.
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO task_runs (execution_id, task, kind, state) VALUES (?1, ?2, ?3, 'pending')",
+                    )?
+                    .execute(params![id, task, kind])?;
                     tx.execute(
                         "UPDATE task_runs SET state = 'running', started_at = COALESCE(started_at, ?3), attempts = ?4 WHERE execution_id = ?1 AND task = ?2",
                         params![id, task, at, attempt],
@@ -220,11 +230,16 @@ impl Store {
                 }
                 Change::Finished {
                     task,
+                    kind,
                     state,
                     error,
                     outputs,
                     at,
                 } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO task_runs (execution_id, task, kind, state) VALUES (?1, ?2, ?3, 'pending')",
+                    )?
+                    .execute(params![id, task, kind])?;
                     tx.execute(
                         "UPDATE task_runs SET state = ?3, ended_at = ?4, error = ?5, outputs = ?6 WHERE execution_id = ?1 AND task = ?2",
                         params![id, task, state, at, error, outputs.to_string()],
@@ -364,6 +379,7 @@ fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
 pub enum Change {
     Started {
         task: String,
+        kind: String,
         attempt: u32,
         at: String,
     },
@@ -375,6 +391,7 @@ pub enum Change {
     },
     Finished {
         task: String,
+        kind: String,
         state: String,
         error: Option<String>,
         outputs: Json,
@@ -397,6 +414,7 @@ mod tests {
             &[
                 Change::Started {
                     task: "build".into(),
+                    kind: "shell.run".into(),
                     attempt: 1,
                     at: now(),
                 },
@@ -408,14 +426,25 @@ mod tests {
                 },
                 Change::Started {
                     task: "build".into(),
+                    kind: "shell.run".into(),
                     attempt: 2,
                     at: now(),
                 },
                 Change::Finished {
                     task: "build".into(),
+                    kind: "shell.run".into(),
                     state: "succeeded".into(),
                     error: None,
                     outputs: serde_json::json!({"stdout": "ok"}),
+                    at: now(),
+                },
+                // An iteration of a loop: not declared up front.
+                Change::Finished {
+                    task: "each[0]".into(),
+                    kind: "log".into(),
+                    state: "skipped".into(),
+                    error: None,
+                    outputs: serde_json::Value::Null,
                     at: now(),
                 },
             ],
@@ -429,6 +458,7 @@ mod tests {
         assert_eq!(exec.inputs["v"], "1");
         assert_eq!(runs[0].attempts, 2);
         assert_eq!(runs[0].outputs["stdout"], "ok");
+        assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
         assert_eq!(std::fs::read_to_string(s.log_path(&id, "build")).unwrap(), "line one\n");
         assert_eq!(s.list().unwrap().len(), 1);
     }

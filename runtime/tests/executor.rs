@@ -25,7 +25,7 @@ async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Repor
         jobs,
         cancel,
     };
-    let report = execute(plan, env, tx).await;
+    let report = execute(std::sync::Arc::new(plan.clone()), env, tx).await;
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e);
@@ -49,8 +49,8 @@ fn lifecycle(events: &[Event]) -> Vec<&'static str> {
         .collect()
 }
 
-fn state(p: &Plan, r: &Report, name: &str) -> State {
-    r.states[p.nodes.iter().position(|n| n.name == name).unwrap()]
+fn state(r: &Report, name: &str) -> State {
+    r.task(name).map_or(State::Pending, |t| t.state)
 }
 
 #[tokio::test]
@@ -83,11 +83,11 @@ async fn a_failure_skips_dependants_and_stops_new_work() {
     );
     let (r, _) = run(&p).await;
     assert!(!r.succeeded());
-    assert_eq!(state(&p, &r, "bad"), State::Failed);
-    assert_eq!(state(&p, &r, "after_bad"), State::Skipped);
+    assert_eq!(state(&r, "bad"), State::Failed);
+    assert_eq!(state(&r, "after_bad"), State::Skipped);
     // Running work finishes; new work does not start.
-    assert_eq!(state(&p, &r, "slow"), State::Succeeded);
-    assert_eq!(state(&p, &r, "after_slow"), State::Skipped);
+    assert_eq!(state(&r, "slow"), State::Succeeded);
+    assert_eq!(state(&r, "after_slow"), State::Skipped);
     assert_eq!(r.failures, ["bad: `sh -c` exited with status 4"]);
 }
 
@@ -107,8 +107,8 @@ async fn catch_and_finally_run_after_a_failure() {
     );
     let (r, _) = run(&p).await;
     assert!(!r.succeeded(), "catch does not make the flow succeed");
-    assert_eq!(state(&p, &r, "alarm"), State::Succeeded);
-    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "alarm"), State::Succeeded);
+    assert_eq!(state(&r, "cleanup"), State::Succeeded);
     assert_eq!(r.outputs["out"], Value::Str("no output".into()));
 }
 
@@ -127,8 +127,8 @@ async fn catch_is_skipped_when_the_block_succeeds() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded());
-    assert_eq!(state(&p, &r, "alarm"), State::Skipped);
-    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "alarm"), State::Skipped);
+    assert_eq!(state(&r, "cleanup"), State::Succeeded);
 }
 
 #[tokio::test]
@@ -143,9 +143,9 @@ async fn finally_runs_after_a_timeout() {
 }"#,
     );
     let (r, _) = run(&p).await;
-    assert_eq!(state(&p, &r, "stuck"), State::Failed);
-    assert_eq!(r.errors[0].as_deref(), Some("timed out after 200ms"));
-    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "stuck"), State::Failed);
+    assert_eq!(r.task("stuck").unwrap().error.as_deref(), Some("timed out after 200ms"));
+    assert_eq!(state(&r, "cleanup"), State::Succeeded);
 }
 
 #[tokio::test]
@@ -168,9 +168,9 @@ async fn cancellation_stops_work_and_runs_finally() {
     });
     let (r, _) = run_with(&p, cancel, 8).await;
     assert!(r.cancelled);
-    assert_eq!(state(&p, &r, "long"), State::Cancelled);
-    assert_eq!(state(&p, &r, "cleanup"), State::Succeeded);
-    assert_eq!(state(&p, &r, "later"), State::Skipped);
+    assert_eq!(state(&r, "long"), State::Cancelled);
+    assert_eq!(state(&r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "later"), State::Skipped);
 }
 
 #[tokio::test]
@@ -187,7 +187,7 @@ async fn retries_are_counted_and_stop_at_success() {
     let p = plan(&src);
     let (r, events) = run(&p).await;
     assert!(r.succeeded(), "{:?}", r.failures);
-    assert_eq!(r.attempts[0], 3);
+    assert_eq!(r.task("flaky").unwrap().attempts, 3);
     let retries: Vec<(u32, Duration)> = events
         .iter()
         .filter_map(|e| match e {
@@ -212,8 +212,8 @@ async fn when_false_skips_the_task_and_its_dependants() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded());
-    assert_eq!(state(&p, &r, "maybe"), State::Skipped);
-    assert_eq!(state(&p, &r, "next"), State::Skipped);
+    assert_eq!(state(&r, "maybe"), State::Skipped);
+    assert_eq!(state(&r, "next"), State::Skipped);
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn continue_on_error_keeps_going_with_missing_outputs() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded(), "{:?}", r.failures);
-    assert_eq!(state(&p, &r, "optional"), State::Failed);
+    assert_eq!(state(&r, "optional"), State::Failed);
     assert_eq!(r.outputs["out"], Value::Str("-1".into()));
 }
 
@@ -254,4 +254,102 @@ async fn log_lines_come_before_the_task_is_reported_finished() {
         })
         .collect();
     assert_eq!(kinds, ["started", "one", "two", "finished"]);
+}
+
+#[tokio::test]
+async fn loops_fan_out_and_their_outputs_become_lists() {
+    let p = plan(
+        r#"flow f {
+  input words: list<string> = ["a", "b", "c"]
+  for w in words {
+    task up = shell.run { script: "echo ${w} | tr a-z A-Z" }
+    task twice = shell.run { cmd: ["echo", up.stdout, up.stdout] }
+  }
+  // A list known only once the first loop ran.
+  for u in up.stdout {
+    for n in ["1", "2"] {
+      task pair = shell.run { cmd: ["echo", "${u}${n}"] }
+    }
+  }
+  output ups = up.stdout
+  output twices = twice.stdout
+  output pairs = pair.stdout
+}"#,
+    );
+    let (r, events) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    let list = |items: &[&str]| Value::List(items.iter().map(|s| Value::Str(s.to_string())).collect());
+    assert_eq!(r.outputs["ups"], list(&["A", "B", "C"]));
+    assert_eq!(r.outputs["twices"], list(&["A A", "B B", "C C"]));
+    assert_eq!(
+        r.outputs["pairs"],
+        Value::List(vec![list(&["A1", "A2"]), list(&["B1", "B2"]), list(&["C1", "C2"])])
+    );
+    // Each iteration is its own task run, named by its position.
+    assert_eq!(state(&r, "up[2]"), State::Succeeded);
+    assert_eq!(state(&r, "pair[1][0]"), State::Succeeded);
+    assert_eq!(r.tasks.len(), 3 + 3 + 6);
+    let started = events.iter().filter(|e| matches!(e, Event::Started { .. })).count();
+    assert_eq!(started, 12);
+}
+
+#[tokio::test]
+async fn iterations_run_at_the_same_time_within_jobs() {
+    let p = plan(
+        r#"flow f {
+  for i in ["1", "2", "3", "4"] {
+    task nap = sleep { duration: 200ms }
+  }
+}"#,
+    );
+    let t = std::time::Instant::now();
+    let (r, _) = run_with(&p, CancellationToken::new(), 2).await;
+    assert!(r.succeeded());
+    // Two at a time: two rounds of 200ms, not one, not four.
+    let elapsed = t.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(390) && elapsed < Duration::from_millis(790),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_iteration_fails_the_loop_and_skips_its_readers() {
+    let p = plan(
+        r#"flow f {
+  try {
+    for x in ["ok", "bad", "ok"] {
+      task check = shell.run { script: "[ ${x} = ok ] || { echo ${x} >&2; exit 3; }" }
+    }
+  } finally {
+    task cleanup = log { message: "tearing down" }
+  }
+  task report = log { message: "all checked", after: [check] }
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(!r.succeeded());
+    assert_eq!(state(&r, "check[1]"), State::Failed);
+    assert!(r.failures[0].starts_with("check[1]: "), "{:?}", r.failures);
+    assert_eq!(state(&r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "report"), State::Skipped);
+}
+
+#[tokio::test]
+async fn an_empty_list_runs_no_iteration() {
+    let p = plan(
+        r#"flow f {
+  input xs: list<string> = []
+  for x in xs {
+    task each = shell.run { cmd: ["echo", x] }
+  }
+  task after_all = log { message: "done", after: [each] }
+  output n = each.stdout
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(state(&r, "after_all"), State::Succeeded);
+    assert_eq!(r.tasks.len(), 1);
+    assert_eq!(r.outputs["n"], Value::List(vec![]));
 }

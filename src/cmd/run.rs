@@ -2,12 +2,13 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use kflow_compiler::analysis::analyze;
 use kflow_compiler::ir::Plan;
 use kflow_compiler::render::{self, FileReport, HumanStyle};
-use kflow_runtime::executor::{execute, Event, Report, RunEnv, State};
+use kflow_runtime::executor::{execute, Event, Report, RunEnv, State, TaskRef};
 use kflow_runtime::secret::Secret;
 use kflow_runtime::store::{now, Change, Store};
 use kflow_runtime::tasks::Stream;
@@ -91,7 +92,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let state_dir = args.state.clone().unwrap_or_else(|| base_dir.join(".kflow"));
     let mut store = Store::open(&state_dir).map_err(|e| UsageError(e.0))?;
-    let tasks: Vec<(String, String)> = plan.nodes.iter().map(|n| (n.name.clone(), n.kind.clone())).collect();
+    // Tasks in loops are recorded per iteration, as they start.
+    let tasks: Vec<(String, String)> = kflow_runtime::executor::single_tasks(plan)
+        .into_iter()
+        .map(|id| (plan.nodes[id].name.clone(), plan.nodes[id].kind.clone()))
+        .collect();
     let inputs_json: serde_json::Map<String, serde_json::Value> =
         inputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
     let id = store
@@ -127,7 +132,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             jobs: args.jobs,
             cancel,
         };
-        let report = execute(plan, env, tx).await;
+        let report = execute(Arc::new(plan.clone()), env, tx).await;
         let store = consumer.await.expect("the event consumer does not panic");
         (report, store)
     });
@@ -243,23 +248,24 @@ async fn consume(
         let mut changes = Vec::new();
         for event in &batch {
             let t = start.elapsed().as_secs_f64();
-            let _ = writeln!(out, "{}", render_event(event, &plan, json, t, width));
-            let task = |n: usize| plan.nodes[n].name.clone();
+            let _ = writeln!(out, "{}", render_event(event, json, t, width));
+            let kind = |t: &TaskRef| plan.nodes[t.node].kind.clone();
             let result = match event {
-                Event::Log { node, line } => store.log(&id, &task(*node), &line.text).map(|_| ()),
-                Event::Started { node, attempt } => {
+                Event::Log { task, line } => store.log(&id, &task.name, &line.text).map(|_| ()),
+                Event::Started { task, attempt } => {
                     changes.push(Change::Started {
-                        task: task(*node),
+                        task: task.name.to_string(),
+                        kind: kind(task),
                         attempt: *attempt,
                         at: now(),
                     });
                     Ok(())
                 }
                 Event::Retrying {
-                    node, attempt, error, ..
+                    task, attempt, error, ..
                 } => {
                     changes.push(Change::AttemptFailed {
-                        task: task(*node),
+                        task: task.name.to_string(),
                         attempt: attempt - 1,
                         error: error.clone(),
                         at: now(),
@@ -267,14 +273,15 @@ async fn consume(
                     Ok(())
                 }
                 Event::Finished {
-                    node,
+                    task,
                     state,
                     error,
                     outputs,
                     ..
                 } => {
                     changes.push(Change::Finished {
-                        task: task(*node),
+                        task: task.name.to_string(),
+                        kind: kind(task),
                         state: state_name(*state).to_string(),
                         error: error.clone(),
                         outputs: outputs.clone().unwrap_or(serde_json::Value::Null),
@@ -296,65 +303,65 @@ async fn consume(
     store
 }
 
-fn render_event(event: &Event, plan: &Plan, json: bool, t: f64, width: usize) -> String {
+fn render_event(event: &Event, json: bool, t: f64, width: usize) -> String {
     if json {
-        let name = |id: usize| plan.nodes[id].name.clone();
+        let name = |t: &TaskRef| t.name.to_string();
         let v = match event {
-            Event::Started { node, attempt } => {
-                json!({ "event": "started", "task": name(*node), "attempt": attempt, "t": t })
+            Event::Started { task, attempt } => {
+                json!({ "event": "started", "task": name(task), "attempt": attempt, "t": t })
             }
-            Event::Log { node, line } => json!({
+            Event::Log { task, line } => json!({
                 "event": "log",
-                "task": name(*node),
+                "task": name(task),
                 "stream": match line.stream { Stream::Stdout => "stdout", Stream::Stderr => "stderr", Stream::Info => "info" },
                 "text": line.text,
                 "t": t,
             }),
             Event::Retrying {
-                node,
+                task,
                 attempt,
                 error,
                 delay,
             } => json!({
-                "event": "retrying", "task": name(*node), "attempt": attempt, "error": error,
+                "event": "retrying", "task": name(task), "attempt": attempt, "error": error,
                 "delay_ms": delay.as_millis() as u64, "t": t,
             }),
             Event::Finished {
-                node,
+                task,
                 state,
                 error,
                 elapsed,
                 ..
             } => json!({
-                "event": "finished", "task": name(*node), "state": state_name(*state), "error": error,
+                "event": "finished", "task": name(task), "state": state_name(*state), "error": error,
                 "elapsed_ms": elapsed.as_millis() as u64, "t": t,
             }),
         };
         return v.to_string();
     }
-    let name = |id: usize| format!("{:>width$}", plan.nodes[id].name);
+    let name = |t: &TaskRef| format!("{:>width$}", t.name);
     match event {
-        Event::Started { node, attempt: 1 } => format!("[{t:8.3}s] {} | started", name(*node)),
-        Event::Started { node, attempt } => format!("[{t:8.3}s] {} | attempt {attempt}", name(*node)),
-        Event::Log { node, line } => format!("[{t:8.3}s] {} | {}", name(*node), line.text),
+        Event::Started { task, attempt: 1 } => format!("[{t:8.3}s] {} | started", name(task)),
+        Event::Started { task, attempt } => format!("[{t:8.3}s] {} | attempt {attempt}", name(task)),
+        Event::Log { task, line } => format!("[{t:8.3}s] {} | {}", name(task), line.text),
         Event::Retrying {
-            node,
+            task,
             attempt,
             error,
             delay,
         } => format!(
             "[{t:8.3}s] {} | failed, attempt {attempt} in {}: {}",
-            name(*node),
+            name(task),
             kflow_runtime::value::format_duration(delay.as_millis() as u64),
             error.lines().next().unwrap_or("")
         ),
         Event::Finished {
-            node,
+            task,
             state: State::Skipped,
             ..
-        } => format!("[{t:8.3}s] {} | skipped", name(*node)),
+        } => format!("[{t:8.3}s] {} | skipped", name(task)),
         Event::Finished {
-            node,
+            task,
             state,
             error,
             elapsed,
@@ -362,7 +369,7 @@ fn render_event(event: &Event, plan: &Plan, json: bool, t: f64, width: usize) ->
         } => {
             let mut s = format!(
                 "[{t:8.3}s] {} | {} in {:.2}s",
-                name(*node),
+                name(task),
                 state_name(*state),
                 elapsed.as_secs_f64()
             );
@@ -372,7 +379,7 @@ fn render_event(event: &Event, plan: &Plan, json: bool, t: f64, width: usize) ->
                 s.push_str(&format!(": {first}"));
             }
             for more in lines {
-                s.push_str(&format!("\n[{t:8.3}s] {} |   {more}", name(*node)));
+                s.push_str(&format!("\n[{t:8.3}s] {} |   {more}", name(task)));
             }
             s
         }

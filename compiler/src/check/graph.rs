@@ -24,22 +24,26 @@ impl Checker<'_> {
         };
         let mut spans: FxHashMap<(ir::NodeId, ir::NodeId), Span> = Default::default();
         for id in 0..n {
-            let mut seen: FxHashSet<(ir::NodeId, bool)> = FxHashSet::default();
+            // Position of each target in `deps`: one dep per pair, data
+            // winning over order.
+            let mut seen: FxHashMap<ir::NodeId, usize> = FxHashMap::default();
             let mut deps: Vec<ir::Dep> = Vec::new();
             let raw = std::mem::take(&mut self.node_deps[id]);
             for &(sym, kind, span) in &raw {
                 let Some(&target) = self.node_of.get(&sym) else {
                     continue;
                 };
-                // Data wins over order for the same pair.
-                if kind == DepKind::Data {
-                    deps.retain(|d| d.node != target);
-                } else if deps.iter().any(|d| d.node == target) {
-                    continue;
-                }
-                if seen.insert((target, kind == DepKind::Data)) {
-                    deps.push(ir::Dep { node: target, kind });
-                    spans.entry((target, id)).or_insert(span);
+                match seen.get(&target) {
+                    Some(&at) => {
+                        if kind == DepKind::Data {
+                            deps[at].kind = DepKind::Data;
+                        }
+                    }
+                    None => {
+                        seen.insert(target, deps.len());
+                        deps.push(ir::Dep { node: target, kind });
+                        spans.entry((target, id)).or_insert(span);
+                    }
                 }
                 // Reading a task inside a `try` from outside it waits for the
                 // whole block to succeed.
@@ -50,7 +54,8 @@ impl Checker<'_> {
                             .any(|x| matches!(x, BlockRef::Try(s, _) if *s == scope));
                         if !reader_inside {
                             for other in try_body(scope, &self.node_paths) {
-                                if other != target && !deps.iter().any(|d| d.node == other) {
+                                if other != target && !seen.contains_key(&other) {
+                                    seen.insert(other, deps.len());
                                     deps.push(ir::Dep {
                                         node: other,
                                         kind: DepKind::Order,

@@ -243,6 +243,9 @@ fn check_flow(
     c.path.clear();
     c.items(&flow.items);
     c.plan.scopes = std::mem::take(&mut c.scopes);
+    // Blocks are recorded inner first; the plan lists them by id, so that
+    // `scopes[id]` is the scope `id`.
+    c.plan.scopes.sort_by_key(|s| s.id);
     c.finish_graph();
     c.unused();
     FlowInfo {

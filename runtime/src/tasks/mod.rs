@@ -3,6 +3,7 @@
 //! record or a [`TaskError`].
 
 pub mod basic;
+pub mod http;
 pub mod shell;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,165 @@
+//! One task run: its attempts under the retry policy and the per-attempt
+//! timeout, and the dispatch to the task's implementation.
+
+use std::time::Duration;
+
+use kflow_compiler::ir::Node;
+use tokio::sync::mpsc;
+
+use super::{Event, TaskRef};
+use crate::eval::{eval, EvalError, Scope};
+use crate::tasks::{self, Outputs, Props, TaskContext, TaskError};
+use crate::value::{format_duration, Value};
+
+/// The retry policy of a node.
+pub(super) struct Retry {
+    attempts: u32,
+    delay: Duration,
+    exponential: bool,
+    max_delay: Option<Duration>,
+}
+
+impl Retry {
+    pub fn of(node: &Node, values: &dyn Scope) -> Result<Retry, EvalError> {
+        let mut r = Retry {
+            attempts: 1,
+            delay: Duration::ZERO,
+            exponential: false,
+            max_delay: None,
+        };
+        let Some(expr) = &node.retry else { return Ok(r) };
+        let Value::Map(m) = eval(expr, values)? else {
+            return Ok(r);
+        };
+        // A `retry` without `attempts` retries twice (three attempts in all).
+        r.attempts = match m.get("attempts") {
+            Some(Value::Int(n)) => (*n).clamp(1, 1_000) as u32,
+            _ => 3,
+        };
+        if let Some(Value::Duration(ms)) = m.get("delay") {
+            r.delay = Duration::from_millis(*ms);
+        }
+        r.exponential = matches!(m.get("backoff"), Some(Value::Enum(b)) if b == "exponential");
+        if let Some(Value::Duration(ms)) = m.get("max_delay") {
+            r.max_delay = Some(Duration::from_millis(*ms));
+        }
+        Ok(r)
+    }
+
+    /// The pause before attempt `next` (2, 3, …).
+    fn delay_before(&self, next: u32) -> Duration {
+        let d = if self.exponential {
+            self.delay.saturating_mul(2u32.saturating_pow(next.saturating_sub(2)))
+        } else {
+            self.delay
+        };
+        self.max_delay.map_or(d, |m| d.min(m))
+    }
+}
+
+/// Everything a task run needs once its properties are evaluated.
+pub(super) struct Prepared {
+    pub props: Props,
+    pub retry: Retry,
+    pub timeout: Option<Duration>,
+}
+
+/// Evaluates `when`, the properties, the retry policy and the timeout;
+/// `None` when `when` is false.
+pub(super) fn prepare(node: &Node, values: &dyn Scope) -> Result<Option<Prepared>, EvalError> {
+    if let Some(w) = &node.when {
+        if eval(w, values)? != Value::Bool(true) {
+            return Ok(None);
+        }
+    }
+    let mut props = Props::new();
+    for (name, p) in &node.props {
+        props.insert(name.clone(), eval(&p.value, values)?);
+    }
+    let retry = Retry::of(node, values)?;
+    let timeout = match &node.timeout {
+        Some(t) => match eval(t, values)? {
+            Value::Duration(ms) => Some(Duration::from_millis(ms)),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(Some(Prepared { props, retry, timeout }))
+}
+
+/// Runs the attempts of one task; returns the last result and how many
+/// attempts were made.
+pub(super) async fn run(
+    kind: &str,
+    task: &TaskRef,
+    p: Prepared,
+    ctx: TaskContext,
+    events: &mpsc::UnboundedSender<Event>,
+) -> (Result<Outputs, TaskError>, u32) {
+    let mut attempt = 1;
+    loop {
+        let _ = events.send(Event::Started {
+            task: task.clone(),
+            attempt,
+        });
+        let attempt_ctx = TaskContext {
+            cancel: ctx.cancel.child_token(),
+            ..ctx.clone()
+        };
+        let result = match p.timeout {
+            None => dispatch(kind, &p.props, &attempt_ctx).await,
+            Some(limit) => {
+                let run = dispatch(kind, &p.props, &attempt_ctx);
+                tokio::pin!(run);
+                tokio::select! {
+                    r = &mut run => r,
+                    _ = tokio::time::sleep(limit) => {
+                        // Cancel the attempt and let it clean up (kill its processes).
+                        attempt_ctx.cancel.cancel();
+                        let _ = run.await;
+                        Err(TaskError::Failed(format!("timed out after {}", format_duration(limit.as_millis() as u64))))
+                    }
+                }
+            }
+        };
+        match result {
+            Err(TaskError::Failed(e)) if attempt < p.retry.attempts && !ctx.cancel.is_cancelled() => {
+                attempt += 1;
+                let delay = p.retry.delay_before(attempt);
+                let _ = events.send(Event::Retrying {
+                    task: task.clone(),
+                    attempt,
+                    error: ctx.redactor.redact(&e).into_owned(),
+                    delay,
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = ctx.cancel.cancelled() => return (Err(TaskError::Cancelled), attempt - 1),
+                }
+            }
+            other => return (other, attempt),
+        }
+    }
+}
+
+/// Task kinds this executor can run (the others are refused before a run).
+pub const RUNNABLE_KINDS: &[&str] = &["shell.run", "http.request", "log", "sleep", "assert"];
+
+async fn dispatch(kind: &str, props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    match kind {
+        "shell.run" => tasks::shell::run(props, ctx).await,
+        "http.request" => tasks::http::request(props, ctx).await,
+        "log" => tasks::basic::log(props, ctx).await,
+        "sleep" => tasks::basic::sleep(props, ctx).await,
+        "assert" => match props.get("condition") {
+            Some(Value::Bool(true)) => Ok(Outputs::new()),
+            _ => {
+                let msg = props.get("message").and_then(Value::to_text);
+                Err(TaskError::Failed(msg.unwrap_or_else(|| "assertion failed".into())))
+            }
+        },
+        kind => Err(TaskError::Failed(format!(
+            "task kind `{kind}` cannot run in this version of kflow"
+        ))),
+    }
+}

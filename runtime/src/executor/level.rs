@@ -1,0 +1,534 @@
+//! Running one level of the plan (the top level, or one iteration of a loop):
+//! a Kahn loop over its members. A member starts once everything it waits for
+//! has settled; each settlement is counted once, so a run is linear in the size
+//! of the graph. A loop member evaluates its list and runs one iteration of its
+//! level per item, all at once; tasks everywhere share the `jobs` permits.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kflow_compiler::ir::{Part, Plan, ScopeId, ScopeKind};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::attempt::{self, Prepared};
+use super::shape::{Level, Member, Shape};
+use super::{Event, State, TaskOutcome, TaskRef};
+use crate::eval::{eval, EvalError, Scope};
+use crate::secret::{Redactor, Secret};
+use crate::tasks::{LogLine, TaskContext, TaskError};
+use crate::value::Value;
+
+/// What every level of one execution shares.
+pub(super) struct Shared {
+    pub plan: Arc<Plan>,
+    pub shape: Shape,
+    pub inputs: BTreeMap<String, Value>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub redactor: Arc<Redactor>,
+    pub base_dir: PathBuf,
+    /// One permit per task allowed to run at once (`--jobs`).
+    pub permits: Semaphore,
+    /// The execution's interruption: running tasks are cancelled.
+    pub cancel: CancellationToken,
+    /// Cleanup tasks get their own token: an interruption stops the work,
+    /// not the teardown.
+    pub cleanup_cancel: CancellationToken,
+    /// Set by a failure: no new work starts, only cleanup.
+    pub halted: AtomicBool,
+    pub failures: Mutex<Vec<String>>,
+    pub outcomes: Mutex<Vec<TaskOutcome>>,
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.halted.load(Ordering::Relaxed) || self.cancel.is_cancelled()
+    }
+}
+
+/// What a loop's iterations see of the levels around them, frozen when the
+/// loop started (everything the loop reads has settled by then).
+pub(super) struct Frame {
+    parent: Option<Arc<Frame>>,
+    var: Option<(String, Value)>,
+    outputs: HashMap<String, Value>,
+}
+
+/// The values of one level while it runs.
+pub(super) struct Values {
+    shared: Arc<Shared>,
+    outer: Option<Arc<Frame>>,
+    var: Option<(String, Value)>,
+    /// Output records of this level's tasks; for a loop inside it, the list
+    /// of each of its tasks' records over the iterations.
+    outputs: HashMap<String, Value>,
+    lets: RefCell<BTreeMap<String, Value>>,
+}
+
+impl Values {
+    pub fn top(shared: Arc<Shared>) -> Values {
+        Values {
+            shared,
+            outer: None,
+            var: None,
+            outputs: HashMap::new(),
+            lets: RefCell::default(),
+        }
+    }
+
+    pub fn set_outputs(&mut self, outputs: HashMap<String, Value>) {
+        self.outputs = outputs;
+    }
+
+    fn frames(&self) -> impl Iterator<Item = &Frame> {
+        std::iter::successors(self.outer.as_deref(), |f| f.parent.as_deref())
+    }
+}
+
+impl Scope for Values {
+    fn input(&self, name: &str) -> Option<Value> {
+        self.shared.inputs.get(name).cloned()
+    }
+    fn secret(&self, name: &str) -> Option<Value> {
+        self.shared.secrets.get(name).map(|s| Value::Secret(s.clone()))
+    }
+    fn let_value(&self, name: &str) -> Result<Value, EvalError> {
+        if let Some(v) = self.lets.borrow().get(name) {
+            return Ok(v.clone());
+        }
+        let decl = self
+            .shared
+            .plan
+            .lets
+            .iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| EvalError(format!("no let `{name}`")))?;
+        let v = eval(&decl.value, self)?;
+        self.lets.borrow_mut().insert(name.to_string(), v.clone());
+        Ok(v)
+    }
+    fn loop_var(&self, name: &str) -> Option<Value> {
+        std::iter::once(&self.var)
+            .chain(self.frames().map(|f| &f.var))
+            .flatten()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn outputs(&self, task: &str) -> Option<Value> {
+        std::iter::once(&self.outputs)
+            .chain(self.frames().map(|f| &f.outputs))
+            .find_map(|o| o.get(task))
+            .cloned()
+    }
+}
+
+/// How a level ended.
+pub(super) struct LevelDone {
+    pub outputs: HashMap<String, Value>,
+    /// A member failed (and did not have `continue_on_error`).
+    pub failed: bool,
+    pub cancelled: bool,
+}
+
+/// How one member's run ended.
+enum Done {
+    /// A task ran (and was reported); its record if it succeeded.
+    Task {
+        state: State,
+        record: Option<Value>,
+    },
+    /// The flow stopped while the task waited for a permit.
+    NotStarted,
+    Loop(LevelDone),
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Runs one level to the end; `suffix` names its iteration (`[2]`, `[0][1]`).
+pub(super) fn run(shared: Arc<Shared>, level: usize, values: Values, suffix: String) -> BoxFuture<LevelDone> {
+    Box::pin(run_level(shared, level, values, suffix))
+}
+
+async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: String) -> LevelDone {
+    let plan = shared.plan.clone();
+    let level: &Level = &shared.shape.levels[li];
+    let n = level.members.len();
+    let mut states = vec![State::Pending; n];
+    let mut remaining: Vec<usize> = level.pre.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (m, pre) in level.pre.iter().enumerate() {
+        for &p in pre {
+            dependents[p].push(m);
+        }
+    }
+    let mut ready: VecDeque<usize> = (0..n).filter(|&m| remaining[m] == 0).collect();
+    let mut running: JoinSet<(usize, Done)> = JoinSet::new();
+    let mut done = LevelDone {
+        outputs: HashMap::new(),
+        failed: false,
+        cancelled: false,
+    };
+    let continue_on_error = |m: usize| matches!(level.members[m], Member::Node(id) if plan.nodes[id].continue_on_error);
+    loop {
+        while let Some(m) = ready.pop_front() {
+            let cleanup = level.cleanup[m];
+            let settled = if !usable(level, m, &states, &continue_on_error) || (shared.stopping() && !cleanup) {
+                if let Member::Node(id) = level.members[m] {
+                    skipped(&shared, &task_ref(&plan, id, &suffix));
+                }
+                Some(State::Skipped)
+            } else {
+                match level.members[m] {
+                    Member::Node(id) => {
+                        let node = &plan.nodes[id];
+                        let task = task_ref(&plan, id, &suffix);
+                        match attempt::prepare(node, &values) {
+                            Ok(Some(prepared)) => {
+                                spawn_task(&shared, &mut running, m, task, prepared, cleanup);
+                                None
+                            }
+                            // `when` is false.
+                            Ok(None) => {
+                                skipped(&shared, &task);
+                                Some(State::Skipped)
+                            }
+                            Err(e) => {
+                                let error = shared.redactor.redact(&e.0).into_owned();
+                                let state = failed(&shared, &task, State::Failed, error, Duration::ZERO, 0);
+                                Some(state)
+                            }
+                        }
+                    }
+                    Member::Loop(scope) => match start_loop(&shared, &values, scope, level, m, &suffix) {
+                        Ok(fut) => {
+                            running.spawn(async move { (m, Done::Loop(fut.await)) });
+                            None
+                        }
+                        Err(e) => {
+                            let msg = format!("`for` at line {}: {}", loop_line(&plan, scope), e.0);
+                            let msg = shared.redactor.redact(&msg).into_owned();
+                            shared.failures.lock().expect("not poisoned").push(msg);
+                            shared.halted.store(true, Ordering::Relaxed);
+                            Some(State::Failed)
+                        }
+                    },
+                }
+            };
+            if let Some(state) = settled {
+                states[m] = state;
+                settle(&mut done, state, continue_on_error(m));
+                release(m, &dependents, &mut remaining, &mut ready);
+            } else {
+                states[m] = State::Running;
+            }
+        }
+        let Some(joined) = running.join_next().await else { break };
+        let Ok((m, outcome)) = joined else { continue };
+        let state = match (outcome, level.members[m]) {
+            (Done::Loop(inner), _) => {
+                done.outputs.reserve(inner.outputs.len());
+                for (name, v) in inner.outputs {
+                    values.outputs.insert(name.clone(), v.clone());
+                    done.outputs.insert(name, v);
+                }
+                if inner.failed {
+                    State::Failed
+                } else if inner.cancelled {
+                    State::Cancelled
+                } else {
+                    State::Succeeded
+                }
+            }
+            (Done::NotStarted, Member::Node(id)) => {
+                let task = task_ref(&plan, id, &suffix);
+                skipped(&shared, &task);
+                State::Skipped
+            }
+            (Done::Task { state, record }, Member::Node(id)) => {
+                if let Some(record) = record {
+                    values.outputs.insert(plan.nodes[id].name.clone(), record.clone());
+                    done.outputs.insert(plan.nodes[id].name.clone(), record);
+                }
+                state
+            }
+            (_, Member::Loop(_)) => unreachable!("loops end with Done::Loop"),
+        };
+        states[m] = state;
+        settle(&mut done, state, continue_on_error(m));
+        release(m, &dependents, &mut remaining, &mut ready);
+    }
+    done
+}
+
+fn task_ref(plan: &Plan, id: usize, suffix: &str) -> TaskRef {
+    TaskRef {
+        node: id,
+        name: format!("{}{suffix}", plan.nodes[id].name).into(),
+    }
+}
+
+fn loop_line(plan: &Plan, scope: ScopeId) -> usize {
+    match &plan.scopes[scope].kind {
+        ScopeKind::For { body, .. } => body.first().map_or(0, |&n| plan.nodes[n].line.saturating_sub(1)),
+        ScopeKind::Try { .. } => 0,
+    }
+}
+
+fn settle(done: &mut LevelDone, state: State, continue_on_error: bool) {
+    match state {
+        State::Failed if !continue_on_error => done.failed = true,
+        State::Cancelled => done.cancelled = true,
+        _ => {}
+    }
+}
+
+fn release(m: usize, dependents: &[Vec<usize>], remaining: &mut [usize], ready: &mut VecDeque<usize>) {
+    for &d in &dependents[m] {
+        remaining[d] -= 1;
+        if remaining[d] == 0 {
+            ready.push_back(d);
+        }
+    }
+}
+
+/// Whether a member whose prerequisites settled may run: a `catch` needs its
+/// `try` block to have failed, a `finally` needs it to have started, and every
+/// task it reads must have succeeded — except, in `catch` and `finally`, the
+/// tasks of the `try` block, whose outputs are optional there.
+fn usable(level: &Level, m: usize, states: &[State], continue_on_error: &dyn Fn(usize) -> bool) -> bool {
+    let guard = level.guard[m].as_ref();
+    if let Some(g) = guard {
+        let started = g.try_members.iter().any(|&b| states[b] != State::Skipped);
+        let failed = g
+            .try_members
+            .iter()
+            .any(|&b| matches!(states[b], State::Failed | State::Cancelled) && !continue_on_error(b));
+        match g.part {
+            Part::Catch if !failed => return false,
+            Part::Finally if !started => return false,
+            _ => {}
+        }
+    }
+    level.deps[m].iter().all(|&(dm, node)| {
+        let guarded = guard.is_some_and(|g| g.try_nodes.contains(&node));
+        match states[dm] {
+            State::Succeeded => true,
+            State::Failed => continue_on_error(dm) || guarded,
+            _ => guarded,
+        }
+    })
+}
+
+fn spawn_task(
+    shared: &Arc<Shared>,
+    running: &mut JoinSet<(usize, Done)>,
+    m: usize,
+    task: TaskRef,
+    prepared: Prepared,
+    cleanup: bool,
+) {
+    let shared = shared.clone();
+    running.spawn(async move {
+        let Ok(_permit) = shared.permits.acquire().await else {
+            return (m, Done::NotStarted);
+        };
+        if shared.stopping() && !cleanup {
+            return (m, Done::NotStarted);
+        }
+        let start = Instant::now();
+        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
+        let forward = shared.events.clone();
+        let forwarded = task.clone();
+        let forwarding = tokio::spawn(async move {
+            while let Some(line) = log_rx.recv().await {
+                let _ = forward.send(Event::Log {
+                    task: forwarded.clone(),
+                    line,
+                });
+            }
+        });
+        let ctx = TaskContext {
+            base_dir: shared.base_dir.clone(),
+            cancel: if cleanup {
+                shared.cleanup_cancel.child_token()
+            } else {
+                shared.cancel.child_token()
+            },
+            redactor: shared.redactor.clone(),
+            log: log_tx,
+        };
+        let kind = shared.plan.nodes[task.node].kind.clone();
+        let (result, attempts) = attempt::run(&kind, &task, prepared, ctx, &shared.events).await;
+        // Every log line is out before the task is reported finished.
+        let _ = forwarding.await;
+        // Reported (and a failure halts new work) before the permit goes to
+        // the next task.
+        let elapsed = start.elapsed();
+        let done = match result {
+            Ok(out) => {
+                let record = Value::Map(out);
+                succeeded(&shared, &task, record.to_json(), elapsed, attempts);
+                Done::Task {
+                    state: State::Succeeded,
+                    record: Some(record),
+                }
+            }
+            Err(e) => {
+                let (state, error) = match e {
+                    TaskError::Cancelled => (State::Cancelled, "cancelled".to_string()),
+                    TaskError::Failed(msg) => (State::Failed, msg),
+                };
+                Done::Task {
+                    state: failed(&shared, &task, state, error, elapsed, attempts),
+                    record: None,
+                }
+            }
+        };
+        (m, done)
+    });
+}
+
+/// Evaluates a loop's list and starts its iterations, all at once.
+fn start_loop(
+    shared: &Arc<Shared>,
+    values: &Values,
+    scope: ScopeId,
+    level: &Level,
+    m: usize,
+    suffix: &str,
+) -> Result<BoxFuture<LevelDone>, EvalError> {
+    let plan = &shared.plan;
+    let ScopeKind::For { var, iter, body } = &plan.scopes[scope].kind else {
+        unreachable!("loop members are for scopes")
+    };
+    let items = match eval(iter, values)? {
+        Value::List(items) => items,
+        other => return Err(EvalError(format!("the list to loop over is {}", describe(&other)))),
+    };
+    // The iterations see what the loop reads, as it is now.
+    let mut outputs = HashMap::new();
+    for &(_, node) in &level.deps[m] {
+        let name = &plan.nodes[node].name;
+        if let Some(v) = values.outputs.get(name) {
+            outputs.insert(name.clone(), v.clone());
+        }
+    }
+    let frame = Arc::new(Frame {
+        parent: values.outer.clone(),
+        var: values.var.clone(),
+        outputs,
+    });
+    let inner = shared.shape.level_of(scope);
+    let names: Vec<String> = body.iter().map(|&n| plan.nodes[n].name.clone()).collect();
+    let mut iterations = JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let values = Values {
+            shared: shared.clone(),
+            outer: Some(frame.clone()),
+            var: Some((var.clone(), item)),
+            outputs: HashMap::new(),
+            lets: RefCell::default(),
+        };
+        let it = run(shared.clone(), inner, values, format!("{suffix}[{i}]"));
+        iterations.spawn(async move { (i, it.await) });
+    }
+    Ok(Box::pin(async move {
+        let mut results: Vec<Option<LevelDone>> = Vec::new();
+        results.resize_with(iterations.len(), || None);
+        while let Some(joined) = iterations.join_next().await {
+            if let Ok((i, d)) = joined {
+                results[i] = Some(d);
+            }
+        }
+        let mut done = LevelDone {
+            outputs: HashMap::new(),
+            failed: false,
+            cancelled: false,
+        };
+        let results: Vec<LevelDone> = results.into_iter().flatten().collect();
+        for r in &results {
+            done.failed |= r.failed;
+            done.cancelled |= r.cancelled;
+        }
+        // Outside the loop, each of its tasks is the list of its records.
+        for name in names {
+            let list = results
+                .iter()
+                .map(|r| r.outputs.get(&name).cloned().unwrap_or(Value::Missing))
+                .collect();
+            done.outputs.insert(name, Value::List(list));
+        }
+        done
+    }))
+}
+
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Missing => "absent (a task it depends on produced nothing)",
+        _ => "not a list",
+    }
+}
+
+fn skipped(shared: &Shared, task: &TaskRef) {
+    record(shared, task, State::Skipped, None, 0);
+    let _ = shared.events.send(Event::Finished {
+        task: task.clone(),
+        state: State::Skipped,
+        error: None,
+        elapsed: Duration::ZERO,
+        outputs: None,
+    });
+}
+
+fn succeeded(shared: &Shared, task: &TaskRef, outputs: serde_json::Value, elapsed: Duration, attempts: u32) {
+    record(shared, task, State::Succeeded, None, attempts);
+    let _ = shared.events.send(Event::Finished {
+        task: task.clone(),
+        state: State::Succeeded,
+        error: None,
+        elapsed,
+        outputs: Some(outputs),
+    });
+}
+
+/// A failure or cancellation; a failure without `continue_on_error` fails
+/// the flow and stops new work.
+fn failed(shared: &Shared, task: &TaskRef, state: State, error: String, elapsed: Duration, attempts: u32) -> State {
+    // Tasks redact what they report; this is the net under them.
+    let error = shared.redactor.redact(&error).into_owned();
+    if state == State::Failed && !shared.plan.nodes[task.node].continue_on_error {
+        shared
+            .failures
+            .lock()
+            .expect("not poisoned")
+            .push(format!("{}: {error}", task.name));
+        shared.halted.store(true, Ordering::Relaxed);
+    }
+    record(shared, task, state, Some(error.clone()), attempts);
+    let _ = shared.events.send(Event::Finished {
+        task: task.clone(),
+        state,
+        error: Some(error),
+        elapsed,
+        outputs: None,
+    });
+    state
+}
+
+fn record(shared: &Shared, task: &TaskRef, state: State, error: Option<String>, attempts: u32) {
+    shared.outcomes.lock().expect("not poisoned").push(TaskOutcome {
+        name: task.name.to_string(),
+        node: task.node,
+        state,
+        error,
+        attempts,
+    });
+}

@@ -1,0 +1,208 @@
+//! The executor: runs a plan's nodes as soon as their dependencies settle,
+//! up to `jobs` at once, with try/catch/finally, `when`, `continue_on_error`,
+//! retries and per-attempt timeouts.
+//!
+//! Failure policy: a task that fails (without `continue_on_error`) fails the
+//! flow; its dependants are skipped, tasks not yet started are not started,
+//! and tasks already running are left to finish, so no side effect is cut in
+//! half. `catch` and `finally` tasks still run as their blocks require.
+//!
+//! A `for` block fans out when its list is known: every iteration runs the
+//! block's tasks (named `task[i]`) at once, within the same `jobs` bound.
+
+mod attempt;
+mod level;
+mod shape;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kflow_compiler::ir::{NodeId, Plan};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use attempt::RUNNABLE_KINDS;
+
+use crate::eval::eval;
+use crate::secret::{Redactor, Secret};
+use crate::tasks::LogLine;
+use crate::value::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl State {
+    pub fn settled(self) -> bool {
+        !matches!(self, State::Pending | State::Running)
+    }
+}
+
+/// One run of a task: a node of the plan, named `name`, or `name[i]` in
+/// the `i`-th iteration of a loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRef {
+    pub node: NodeId,
+    pub name: Arc<str>,
+}
+
+/// What an execution reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started {
+        task: TaskRef,
+        attempt: u32,
+    },
+    Log {
+        task: TaskRef,
+        line: LogLine,
+    },
+    Retrying {
+        task: TaskRef,
+        attempt: u32,
+        error: String,
+        delay: Duration,
+    },
+    Finished {
+        task: TaskRef,
+        state: State,
+        error: Option<String>,
+        elapsed: Duration,
+        /// The output record of a task that succeeded (secrets written `***`).
+        outputs: Option<serde_json::Value>,
+    },
+}
+
+pub struct RunEnv {
+    pub inputs: BTreeMap<String, Value>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub base_dir: PathBuf,
+    pub jobs: usize,
+    /// Cancelling it stops the execution: running tasks are cancelled, then
+    /// `finally` blocks run.
+    pub cancel: CancellationToken,
+}
+
+/// How one task run ended.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    pub name: String,
+    pub node: NodeId,
+    pub state: State,
+    pub error: Option<String>,
+    pub attempts: u32,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    /// Every task run, in the order they settled.
+    pub tasks: Vec<TaskOutcome>,
+    /// The flow's outputs (absent ones are `Value::Missing`).
+    pub outputs: BTreeMap<String, Value>,
+    /// The first failure that failed the flow, then failures of cleanup tasks.
+    pub failures: Vec<String>,
+    pub cancelled: bool,
+}
+
+impl Report {
+    /// The outcome of the task run named `name` (`build`, `build[1]`).
+    pub fn task(&self, name: &str) -> Option<&TaskOutcome> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.failures.is_empty() && !self.cancelled
+    }
+
+    /// The execution's final state, as recorded and printed.
+    pub fn outcome(&self) -> &'static str {
+        if self.cancelled {
+            "interrupted"
+        } else if self.succeeded() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+    }
+}
+
+/// Why a plan cannot run with this executor, if it cannot.
+pub fn unsupported(plan: &Plan) -> Option<String> {
+    let mut kinds: Vec<&str> = plan
+        .nodes
+        .iter()
+        .map(|n| n.kind.as_str())
+        .filter(|k| !RUNNABLE_KINDS.contains(k))
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    (!kinds.is_empty()).then(|| {
+        format!(
+            "these task kinds cannot run in this version of kflow yet: {} (runnable: {})",
+            kinds.join(", "),
+            RUNNABLE_KINDS.join(", ")
+        )
+    })
+}
+
+/// The tasks that run once (outside every `for` block); tasks in loops run
+/// once per iteration, as `name[i]`.
+pub fn single_tasks(plan: &Plan) -> Vec<NodeId> {
+    let shape = shape::Shape::of(plan);
+    shape.levels[0]
+        .members
+        .iter()
+        .filter_map(|m| match m {
+            shape::Member::Node(id) => Some(*id),
+            shape::Member::Loop(_) => None,
+        })
+        .collect()
+}
+
+pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender<Event>) -> Report {
+    let mut redactor = Redactor::default();
+    for s in env.secrets.values() {
+        redactor.add(s);
+    }
+    let shared = Arc::new(level::Shared {
+        shape: shape::Shape::of(&plan),
+        plan: plan.clone(),
+        inputs: env.inputs,
+        secrets: env.secrets,
+        redactor: Arc::new(redactor),
+        base_dir: env.base_dir,
+        permits: Semaphore::new(env.jobs.clamp(1, Semaphore::MAX_PERMITS)),
+        cancel: env.cancel.clone(),
+        cleanup_cancel: CancellationToken::new(),
+        halted: AtomicBool::new(false),
+        failures: Mutex::new(Vec::new()),
+        outcomes: Mutex::new(Vec::new()),
+        events,
+    });
+    let top = level::run(shared.clone(), 0, level::Values::top(shared.clone()), String::new()).await;
+    let mut values = level::Values::top(shared.clone());
+    values.set_outputs(top.outputs);
+    let outputs = plan
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), eval(&o.value, &values).unwrap_or(Value::Missing)))
+        .collect();
+    drop(values);
+    let tasks = std::mem::take(&mut *shared.outcomes.lock().expect("not poisoned"));
+    let failures = std::mem::take(&mut *shared.failures.lock().expect("not poisoned"));
+    Report {
+        tasks,
+        outputs,
+        failures,
+        cancelled: env.cancel.is_cancelled(),
+    }
+}

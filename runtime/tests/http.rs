@@ -1,0 +1,170 @@
+//! `http.request` against a real HTTP/1.1 server on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kflow_compiler::analysis::{analyze, Options};
+use kflow_runtime::executor::{execute, Report, RunEnv, State};
+use kflow_runtime::secret::Secret;
+use kflow_runtime::value::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the server saw of one request.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    head: String,
+    body: String,
+}
+
+/// Serves every connection with `status` and a body echoing the request's
+/// head; returns the address and what it received.
+async fn server(status: u16) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+                let reply = format!("you sent:\n{head}");
+                log.lock().unwrap().push(Seen { head, body });
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
+    let a = analyze(src, &Options::default());
+    assert!(!a.has_errors(), "{:#?}", a.diagnostics);
+    let plan = a.flows.into_iter().next().unwrap().plan;
+    let given: Vec<(String, String)> = inputs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let env = RunEnv {
+        inputs: kflow_runtime::inputs::resolve(&plan, &given).unwrap(),
+        secrets: BTreeMap::from([("token".to_string(), Secret::new("s3cr3t-t0ken"))]),
+        base_dir: std::env::temp_dir(),
+        jobs: 4,
+        cancel: CancellationToken::new(),
+    };
+    execute(Arc::new(plan), env, tx).await
+}
+
+const FLOW: &str = r#"flow f {
+  input url: string
+  input expect: list<int> = [201]
+  secret token = env("TOKEN")
+  task call = http.request {
+    url: url
+    method: "POST"
+    headers: { "Authorization": token, "X-Kind": "deploy" }
+    body: "{\"version\": \"1.2\"}"
+    expect_status: expect
+  }
+  output status = call.status
+  output body = call.body
+}"#;
+
+#[tokio::test]
+async fn a_request_sends_method_headers_and_body() {
+    let (url, seen) = server(201).await;
+    let r = run(FLOW, &[("url", &format!("{url}/hooks/deploy"))]).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(r.outputs["status"], Value::Int(201));
+    let req = seen.lock().unwrap()[0].clone();
+    assert!(req.head.starts_with("POST /hooks/deploy HTTP/1.1\r\n"), "{}", req.head);
+    let head = req.head.to_ascii_lowercase();
+    assert!(head.contains("authorization: s3cr3t-t0ken") && head.contains("x-kind: deploy"));
+    assert_eq!(req.body, r#"{"version": "1.2"}"#);
+    // The server echoed the secret header back: the output has it redacted.
+    let Value::Str(body) = &r.outputs["body"] else { panic!() };
+    assert!(
+        body.contains("authorization: ***") || body.contains("Authorization: ***"),
+        "{body}"
+    );
+    assert!(!body.contains("s3cr3t-t0ken"));
+}
+
+#[tokio::test]
+async fn an_unexpected_status_fails_with_the_status_and_a_redacted_excerpt() {
+    let (url, _) = server(503).await;
+    let r = run(FLOW, &[("url", &url)]).await;
+    let call = r.task("call").unwrap();
+    assert_eq!(call.state, State::Failed);
+    let err = call.error.as_deref().unwrap();
+    assert!(
+        err.starts_with(&format!("POST {url} answered 503, expected 201\nyou sent:")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cr3t-t0ken"), "{err}");
+}
+
+#[tokio::test]
+async fn without_expect_status_any_2xx_passes() {
+    let (url, _) = server(204).await;
+    let flow = "flow f {\n  input url: string\n  task ping = http.request { url: url }\n  output s = ping.status\n}";
+    let r = run(flow, &[("url", &url)]).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(r.outputs["s"], Value::Int(204));
+    let (url, _) = server(302).await;
+    let r = run(flow, &[("url", &url)]).await;
+    assert!(r.failures[0].contains("answered 302, expected 2xx"), "{:?}", r.failures);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let flow = "flow f {\n  input url: string\n  task ping = http.request { url: url }\n}";
+    let r = run(flow, &[("url", &format!("http://127.0.0.1:{port}/health"))]).await;
+    let err = &r.failures[0];
+    assert!(
+        err.starts_with(&format!(
+            "ping: GET http://127.0.0.1:{port}/health: error sending request"
+        )),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+}
