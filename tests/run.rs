@@ -416,3 +416,40 @@ fn flows_using_kinds_that_cannot_run_yet_are_refused_up_front() {
     );
     assert!(o.stdout.is_empty(), "nothing ran");
 }
+
+/// On a terminal (a pseudo-terminal from `script`), running tasks are shown
+/// in a live footer that is redrawn, and finished tasks scroll above it.
+#[test]
+fn a_terminal_gets_a_live_view_of_running_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = r#"flow live {
+  for i in ["1", "2"] {
+    task nap = shell.run { script: "echo start ${i}; sleep 0.${i}5" }
+  }
+  task fin = log { message: "all done", after: [nap] }
+}
+"#;
+    std::fs::write(dir.path().join("live.kflow"), flow).unwrap();
+    let command = format!("{} run live.kflow", env!("CARGO_BIN_EXE_kflow"));
+    let o = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env("COLUMNS", "80")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("script (util-linux) runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let out = text(&o.stdout);
+    // The footer: counts and each running task with its duration, erased
+    // (cursor up, clear) before anything else is printed.
+    assert!(out.contains("running 2 · 0 done"), "{out:?}");
+    assert!(out.contains("  nap[0]  0."), "{out:?}");
+    assert!(out.contains("\x1b[3F\x1b[J"), "{out:?}");
+    // Finished tasks scroll above it; starts are not printed as lines.
+    assert!(out.contains("nap[1] | succeeded in 0.2"), "{out:?}");
+    assert!(out.contains("fin | all done"), "{out:?}");
+    assert!(!out.contains("| started"), "{out:?}");
+    // The footer is gone at the end: the last thing printed is not it.
+    let tail = out.rsplit("\x1b[J").next().unwrap();
+    assert!(!tail.contains("running "), "{tail:?}");
+}

@@ -1,4 +1,5 @@
 pub mod check;
+mod console;
 pub mod docs;
 pub mod executions;
 pub mod fmt;

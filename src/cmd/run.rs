@@ -1,21 +1,20 @@
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use kflow_compiler::analysis::analyze;
 use kflow_compiler::ir::Plan;
 use kflow_compiler::render::{self, FileReport, HumanStyle};
-use kflow_runtime::executor::{execute, Event, Report, RunEnv, State, TaskRef};
+use kflow_runtime::executor::{execute, Event, Report, RunEnv, TaskRef};
 use kflow_runtime::secret::Secret;
 use kflow_runtime::store::{now, Change, Store};
-use kflow_runtime::tasks::Stream;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::console::{state_name, Console, Mode};
 use super::{io_reason, read_sources, Result, UsageError};
 
 /// Tasks mostly wait on processes, registries and the network, so more of
@@ -124,7 +123,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
         let (tx, rx) = mpsc::unbounded_channel();
-        let consumer = tokio::spawn(consume(rx, plan.clone(), args.json, store, id.clone()));
+        let mode = if args.json {
+            Mode::Json
+        } else if std::io::stdout().is_terminal() {
+            Mode::Live {
+                color: super::use_color(true),
+                columns: super::term_width(),
+            }
+        } else {
+            Mode::Plain
+        };
+        // Loop iterations add `[i]` to the names.
+        let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+        let console = Console::new(mode, width);
+        let consumer = tokio::spawn(consume(rx, plan.clone(), console, store, id.clone()));
         let env = RunEnv {
             inputs,
             secrets,
@@ -213,31 +225,29 @@ fn watch_signals(cancel: CancellationToken) {
     });
 }
 
-fn state_name(s: State) -> &'static str {
-    match s {
-        State::Pending => "pending",
-        State::Running => "running",
-        State::Succeeded => "succeeded",
-        State::Failed => "failed",
-        State::Skipped => "skipped",
-        State::Cancelled => "cancelled",
-    }
-}
-
 /// Prints each event and records it in the history; store writes are
 /// batched (one transaction per burst of events).
 async fn consume(
     mut rx: mpsc::UnboundedReceiver<Event>,
     plan: Plan,
-    json: bool,
+    mut console: Console,
     mut store: Store,
     id: String,
 ) -> Store {
-    let start = Instant::now();
-    let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
-    let mut out = std::io::stdout();
     let mut warned = false;
-    while let Some(first) = rx.recv().await {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let first = tokio::select! {
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+            _ = tick.tick(), if console.is_live() => {
+                console.tick();
+                continue;
+            }
+        };
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
@@ -245,10 +255,9 @@ async fn consume(
                 break;
             }
         }
+        console.print(&batch);
         let mut changes = Vec::new();
         for event in &batch {
-            let t = start.elapsed().as_secs_f64();
-            let _ = writeln!(out, "{}", render_event(event, json, t, width));
             let kind = |t: &TaskRef| plan.nodes[t.node].kind.clone();
             let result = match event {
                 Event::Log { task, line } => store.log(&id, &task.name, &line.text).map(|_| ()),
@@ -291,99 +300,19 @@ async fn consume(
                 }
             };
             if let (Err(e), false) = (result, warned) {
+                console.finish();
                 eprintln!("kflow: {e} (the run goes on)");
                 warned = true;
             }
         }
         if let (Err(e), false) = (store.apply(&id, &changes), warned) {
+            console.finish();
             eprintln!("kflow: {e} (the run goes on)");
             warned = true;
         }
     }
+    console.finish();
     store
-}
-
-fn render_event(event: &Event, json: bool, t: f64, width: usize) -> String {
-    if json {
-        let name = |t: &TaskRef| t.name.to_string();
-        let v = match event {
-            Event::Started { task, attempt } => {
-                json!({ "event": "started", "task": name(task), "attempt": attempt, "t": t })
-            }
-            Event::Log { task, line } => json!({
-                "event": "log",
-                "task": name(task),
-                "stream": match line.stream { Stream::Stdout => "stdout", Stream::Stderr => "stderr", Stream::Info => "info" },
-                "text": line.text,
-                "t": t,
-            }),
-            Event::Retrying {
-                task,
-                attempt,
-                error,
-                delay,
-            } => json!({
-                "event": "retrying", "task": name(task), "attempt": attempt, "error": error,
-                "delay_ms": delay.as_millis() as u64, "t": t,
-            }),
-            Event::Finished {
-                task,
-                state,
-                error,
-                elapsed,
-                ..
-            } => json!({
-                "event": "finished", "task": name(task), "state": state_name(*state), "error": error,
-                "elapsed_ms": elapsed.as_millis() as u64, "t": t,
-            }),
-        };
-        return v.to_string();
-    }
-    let name = |t: &TaskRef| format!("{:>width$}", t.name);
-    match event {
-        Event::Started { task, attempt: 1 } => format!("[{t:8.3}s] {} | started", name(task)),
-        Event::Started { task, attempt } => format!("[{t:8.3}s] {} | attempt {attempt}", name(task)),
-        Event::Log { task, line } => format!("[{t:8.3}s] {} | {}", name(task), line.text),
-        Event::Retrying {
-            task,
-            attempt,
-            error,
-            delay,
-        } => format!(
-            "[{t:8.3}s] {} | failed, attempt {attempt} in {}: {}",
-            name(task),
-            kflow_runtime::value::format_duration(delay.as_millis() as u64),
-            error.lines().next().unwrap_or("")
-        ),
-        Event::Finished {
-            task,
-            state: State::Skipped,
-            ..
-        } => format!("[{t:8.3}s] {} | skipped", name(task)),
-        Event::Finished {
-            task,
-            state,
-            error,
-            elapsed,
-            ..
-        } => {
-            let mut s = format!(
-                "[{t:8.3}s] {} | {} in {:.2}s",
-                name(task),
-                state_name(*state),
-                elapsed.as_secs_f64()
-            );
-            // Multi-line errors (a command's stderr) keep the prefix.
-            let mut lines = error.as_deref().unwrap_or("").lines();
-            if let Some(first) = lines.next() {
-                s.push_str(&format!(": {first}"));
-            }
-            for more in lines {
-                s.push_str(&format!("\n[{t:8.3}s] {} |   {more}", name(task)));
-            }
-            s
-        }
-    }
 }
 
 fn print_plan(plan: &Plan, inputs: &BTreeMap<String, kflow_runtime::value::Value>) {
