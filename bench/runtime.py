@@ -6,9 +6,10 @@
 1. 10,000 no-op tasks in a layered DAG (100 layers of 100, each task after
    two of the layer before), end to end with the execution history.
 2. 200 one-second sleeps with --jobs 200.
-3. A 1,000-command DAG of `shell.run { script: "true" }` against `ninja -j2`
-   on an equivalent build.ninja (Debian's ninja-build; both start each command
-   through `sh -c`), same run, alternating.
+3. A 1,000-command DAG of `shell.run { cmd: ["true"] }` against `ninja -j2`
+   on an equivalent build.ninja (Debian's ninja-build, whose `command = true`
+   runs `sh -c true`: one process per command on both sides, as `true` is a
+   shell builtin), same run, alternating.
 """
 
 import argparse
@@ -53,8 +54,7 @@ def main():
     with open(os.path.join(work, "sleeps.kflow"), "w") as f:
         f.write("flow sleeps {\n" + "".join(f"  task s{i} = sleep {{ duration: 1s }}\n" for i in range(200)) + "}\n")
     with open(os.path.join(work, "dag.kflow"), "w") as f:
-        # Both sides start each command through `sh -c`, as ninja does.
-        f.write(layered(10, 100, 'shell.run { script: "true"'))
+        f.write(layered(10, 100, 'shell.run { cmd: ["true"]'))
     with open(os.path.join(work, "build.ninja"), "w") as f:
         # Outputs are never written, so every run runs every command.
         f.write("rule t\n  command = true\n")
