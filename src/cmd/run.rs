@@ -133,8 +133,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } else {
             Mode::Plain
         };
-        // Loop iterations add `[i]` to the names.
-        let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+        let width = plan.nodes.iter().map(|n| run_name_len(plan, n)).max().unwrap_or(4);
         let console = Console::new(mode, width);
         let consumer = tokio::spawn(consume(rx, plan.clone(), console, store, id.clone()));
         let env = RunEnv {
@@ -165,6 +164,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "succeeded" => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
+}
+
+/// The length of a task run's name: loop iterations add `[i]` per loop
+/// (counted as `[0]`, so small lists align).
+fn run_name_len(plan: &Plan, node: &kflow_compiler::ir::Node) -> usize {
+    let mut loops = 0;
+    let mut at = node.scope;
+    while let Some(r) = at {
+        if matches!(plan.scopes[r.scope].kind, kflow_compiler::ir::ScopeKind::For { .. }) {
+            loops += 1;
+        }
+        at = plan.scopes[r.scope].parent;
+    }
+    node.name.len() + 3 * loops
 }
 
 /// Reads every secret before anything runs; a missing one is a usage error
