@@ -19,6 +19,7 @@ fn plan(src: &str) -> Plan {
 async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Report, Vec<Event>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let env = RunEnv {
+        execution: "test".into(),
         inputs: kflow_runtime::inputs::resolve(plan, &[]).expect("defaults for every input"),
         secrets: BTreeMap::new(),
         base_dir: std::env::temp_dir(),

@@ -79,6 +79,7 @@ async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
     let given: Vec<(String, String)> = inputs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let (tx, _rx) = mpsc::unbounded_channel();
     let env = RunEnv {
+        execution: "test".into(),
         inputs: kflow_runtime::inputs::resolve(&plan, &given).unwrap(),
         secrets: BTreeMap::from([("token".to_string(), Secret::new("s3cr3t-t0ken"))]),
         base_dir: std::env::temp_dir(),

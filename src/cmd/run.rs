@@ -137,6 +137,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let console = Console::new(mode, width);
         let consumer = tokio::spawn(consume(rx, plan.clone(), console, store, id.clone()));
         let env = RunEnv {
+            execution: id.clone(),
             inputs,
             secrets,
             base_dir,

@@ -143,10 +143,26 @@ pub(super) async fn run(
 }
 
 /// Task kinds this executor can run (the others are refused before a run).
-pub const RUNNABLE_KINDS: &[&str] = &["shell.run", "http.request", "log", "sleep", "assert"];
+pub const RUNNABLE_KINDS: &[&str] = &[
+    "docker.build",
+    "docker.tag",
+    "docker.push",
+    "registry.copy",
+    "container.run",
+    "shell.run",
+    "http.request",
+    "log",
+    "sleep",
+    "assert",
+];
 
 async fn dispatch(kind: &str, props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     match kind {
+        "docker.build" => crate::docker::build::build(props, ctx).await,
+        "docker.tag" => tasks::images::tag(props, ctx).await,
+        "docker.push" => tasks::images::push(props, ctx).await,
+        "registry.copy" => tasks::images::copy(props, ctx).await,
+        "container.run" => crate::docker::run::run(props, ctx).await,
         "shell.run" => tasks::shell::run(props, ctx).await,
         "http.request" => tasks::http::request(props, ctx).await,
         "log" => tasks::basic::log(props, ctx).await,

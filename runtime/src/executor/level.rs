@@ -34,6 +34,8 @@ pub(super) struct Shared {
     pub secrets: BTreeMap<String, Secret>,
     pub redactor: Arc<Redactor>,
     pub base_dir: PathBuf,
+    pub execution: Arc<str>,
+    pub docker: Arc<crate::docker::Engine>,
     /// One permit per task allowed to run at once (`--jobs`).
     pub permits: Semaphore,
     /// The execution's interruption: running tasks are cancelled.
@@ -356,6 +358,8 @@ fn spawn_task(
             }
         });
         let ctx = TaskContext {
+            execution: shared.execution.clone(),
+            docker: shared.docker.clone(),
             base_dir: shared.base_dir.clone(),
             cancel: if cleanup {
                 shared.cleanup_cancel.child_token()

@@ -83,6 +83,8 @@ pub enum Event {
 }
 
 pub struct RunEnv {
+    /// The execution's id (labels on what tasks create).
+    pub execution: String,
     pub inputs: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, Secret>,
     pub base_dir: PathBuf,
@@ -180,6 +182,8 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         secrets: env.secrets,
         redactor: Arc::new(redactor),
         base_dir: env.base_dir,
+        execution: env.execution.into(),
+        docker: Arc::new(crate::docker::Engine::default()),
         permits: Semaphore::new(env.jobs.clamp(1, Semaphore::MAX_PERMITS)),
         cancel: env.cancel.clone(),
         cleanup_cancel: CancellationToken::new(),

@@ -4,6 +4,7 @@
 
 pub mod basic;
 pub mod http;
+pub mod images;
 pub mod shell;
 
 use std::collections::BTreeMap;
@@ -41,7 +42,10 @@ pub struct LogLine {
 /// the secrets to redact, and the signal to stop.
 #[derive(Clone)]
 pub struct TaskContext {
+    /// The execution's id, carried as a label by what tasks create.
+    pub execution: Arc<str>,
     pub base_dir: PathBuf,
+    pub docker: Arc<crate::docker::Engine>,
     pub cancel: CancellationToken,
     pub redactor: Arc<Redactor>,
     pub log: mpsc::UnboundedSender<LogLine>,

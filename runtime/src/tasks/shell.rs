@@ -168,6 +168,8 @@ mod tests {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = TaskContext {
+            execution: "test".into(),
+            docker: Default::default(),
             base_dir: std::env::temp_dir(),
             cancel: CancellationToken::new(),
             redactor: Arc::new(redactor),

@@ -1,0 +1,141 @@
+//! `docker.build`: the context folder sent as a tar (`.dockerignore`
+//! honoured), the build's output streamed into the task's log, the image ID
+//! as the result, and a failing step's own error as the task's.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use futures_util::StreamExt;
+
+use super::{describe, EXECUTION_LABEL};
+use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
+use crate::value::Value;
+
+/// The name given to an inline Dockerfile inside the context.
+const INLINE_DOCKERFILE: &str = ".kflow.inline.Dockerfile";
+
+fn string_map(props: &Props, name: &str) -> HashMap<String, String> {
+    match props.get(name) {
+        Some(Value::Map(m)) => m
+            .iter()
+            .filter_map(|(k, v)| v.to_text().map(|t| (k.clone(), t)))
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+fn failed(msg: impl Into<String>) -> TaskError {
+    TaskError::Failed(msg.into())
+}
+
+pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    let context = ctx.base_dir.join(text(props, "context").unwrap_or_else(|| ".".into()));
+    if !context.is_dir() {
+        return Err(failed(format!("the build context {} is not a folder", context.display())));
+    }
+    let (dockerfile, extra) = match text(props, "dockerfile_inline") {
+        Some(inline) => (INLINE_DOCKERFILE.to_string(), vec![(INLINE_DOCKERFILE.to_string(), inline.into_bytes())]),
+        None => {
+            // `dockerfile` is relative to the flow file, as every path is;
+            // the engine wants it relative to the context.
+            let path = match text(props, "dockerfile") {
+                Some(d) => ctx.base_dir.join(d),
+                None => context.join("Dockerfile"),
+            };
+            if !path.is_file() {
+                return Err(failed(format!("no Dockerfile at {}", path.display())));
+            }
+            match path.strip_prefix(&context) {
+                Ok(rel) => (rel.to_string_lossy().into_owned(), Vec::new()),
+                // Outside the context: sent inside it under a fixed name.
+                Err(_) => {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+                    (INLINE_DOCKERFILE.to_string(), vec![(INLINE_DOCKERFILE.to_string(), bytes)])
+                }
+            }
+        }
+    };
+    let ctx_dir = context.clone();
+    let always = vec![dockerfile.clone()];
+    let tar = tokio::task::spawn_blocking(move || super::context::tar(&ctx_dir, &always, &extra))
+        .await
+        .map_err(|e| failed(format!("packing the build context failed: {e}")))?
+        .map_err(failed)?;
+    ctx.log(
+        Stream::Info,
+        &format!("sending the build context ({} KiB)", tar.len().div_ceil(1024)),
+    );
+    let mut labels = string_map(props, "labels");
+    labels.insert(EXECUTION_LABEL.into(), ctx.execution.to_string());
+    let mut options = BuildImageOptionsBuilder::default()
+        .dockerfile(&dockerfile)
+        .rm(true)
+        .forcerm(true)
+        .nocache(matches!(props.get("no_cache"), Some(Value::Bool(true))))
+        .labels(&labels)
+        .buildargs(&string_map(props, "args"));
+    if let Some(target) = text(props, "target") {
+        options = options.target(&target);
+    }
+    if let Some(platform) = text(props, "platform") {
+        options = options.platform(&platform);
+    }
+    let docker = ctx.docker.get().await.map_err(failed)?;
+    let mut stream = docker.build_image(options.build(), None, Some(bollard::body_full(tar.into())));
+    let mut image: Option<String> = None;
+    let mut step = String::new();
+    let mut partial = String::new();
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            // Dropping the request stops the build on the engine.
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        };
+        let Some(item) = item else { break };
+        let info = item.map_err(|e| {
+            let why = describe(&e);
+            if step.is_empty() {
+                failed(format!("the build failed: {why}"))
+            } else {
+                failed(format!("{step} failed: {why}"))
+            }
+        })?;
+        if let Some(text) = info.stream {
+            partial.push_str(&text);
+            while let Some(i) = partial.find('\n') {
+                let line = partial[..i].trim_end_matches('\r').to_string();
+                partial.drain(..=i);
+                if let Some(s) = line.strip_prefix("Step ") {
+                    // `Step 3/5 : RUN make` → remembered for a failure.
+                    step = match s.split_once(" : ") {
+                        Some((n, instr)) => format!("step {n} `{instr}`"),
+                        None => format!("step {s}"),
+                    };
+                }
+                if !line.is_empty() {
+                    ctx.log(Stream::Stdout, &line);
+                }
+            }
+        }
+        if let Some(status) = info.status {
+            ctx.log(Stream::Info, status.trim());
+        }
+        if let Some(id) = info.aux.and_then(|a| a.id) {
+            image = Some(id);
+        }
+    }
+    if !partial.trim().is_empty() {
+        ctx.log(Stream::Stdout, partial.trim_end());
+    }
+    let image = image.ok_or_else(|| failed("the engine finished the build without naming the image"))?;
+    for tag in string_list(props, "tags").unwrap_or_default() {
+        super::image::tag(docker, &image, &tag).await.map_err(failed)?;
+        ctx.log(Stream::Info, &format!("tagged {tag}"));
+    }
+    ctx.log(Stream::Info, &format!("built {image}"));
+    let mut out = Outputs::new();
+    out.insert("image".into(), Value::Image(image.clone()));
+    out.insert("id".into(), Value::Digest(image));
+    Ok(out)
+}

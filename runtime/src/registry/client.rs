@@ -1,0 +1,574 @@
+//! An OCI distribution API client: manifests and blobs by digest, uploads,
+//! cross-repository mounts, with Basic and bearer-token authentication
+//! (answering the registry's `WWW-Authenticate` challenge).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::credentials::{Login, Source};
+use super::name::{plain_http, ImageName};
+
+/// Manifest media types kflow reads and copies.
+pub const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type.contains("index") || media_type.contains("manifest.list")
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError(pub String);
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(RegistryError(msg.into()))
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A manifest as stored: its exact bytes (never re-serialised), type and digest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    pub digest: String,
+}
+
+#[derive(Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// The parts of a manifest or index that name other content.
+#[derive(Deserialize)]
+pub struct ManifestBody {
+    #[serde(rename = "mediaType", default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+/// A client for one registry host, with its credentials.
+pub struct Registry {
+    host: String,
+    base: String,
+    http: reqwest::Client,
+    source: Source,
+    login: Mutex<Option<Option<Login>>>,
+    /// Bearer tokens by scope; `Basic` when the registry asked for Basic.
+    auth: Mutex<HashMap<String, String>>,
+}
+
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+fn parse_challenge(header: &str) -> Option<Challenge> {
+    let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        params.insert(key.trim().to_ascii_lowercase(), value.to_string());
+        rest = after.trim_start_matches([',', ' ']);
+    }
+    Some(Challenge::Bearer {
+        realm: params.remove("realm")?,
+        service: params.remove("service"),
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+impl Registry {
+    pub fn new(host: &str, source: Source) -> Result<Registry> {
+        let scheme = if plain_http(host) { "http" } else { "https" };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("kflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Registry {
+            host: host.to_string(),
+            base: format!("{scheme}://{host}/v2"),
+            http,
+            source,
+            login: Mutex::new(None),
+            auth: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn login(&self) -> Result<Option<Login>> {
+        let mut cached = self.login.lock().expect("not poisoned");
+        if let Some(l) = &*cached {
+            return Ok(l.clone());
+        }
+        let l = self
+            .source
+            .login(&self.host)
+            .map_err(|e| RegistryError(format!("credentials for {}: {e}", self.host)))?;
+        *cached = Some(l.clone());
+        Ok(l)
+    }
+
+    fn basic_header(&self) -> Result<Option<String>> {
+        Ok(match self.login()? {
+            Some(Login::Basic { username, password }) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
+            )),
+            _ => None,
+        })
+    }
+
+    /// Fetches a bearer token for `scope` from the challenge's realm.
+    async fn token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        let login = self.login()?;
+        let req = match &login {
+            // An identity token is a refresh token: OAuth2 POST form.
+            Some(Login::IdentityToken(t)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", t.expose()),
+                    ("client_id", "kflow"),
+                    ("scope", scope),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
+                self.http.post(realm).form(&form)
+            }
+            _ => {
+                let mut r = self.http.get(realm).query(&query);
+                if let Some(h) = self.basic_header()? {
+                    r = r.header(AUTHORIZATION, h);
+                }
+                r
+            }
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| RegistryError(format!("{}: token service {realm} unreachable: {}", self.host, explain(&e))))?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return err(format!(
+                    "{}: authentication failed (the token service refused {}; check the credentials)",
+                    self.host,
+                    if login.is_some() { "these credentials" } else { "anonymous access" }
+                ))
+            }
+            s => return err(format!("{}: the token service answered {s}", self.host)),
+        }
+        let answer: TokenAnswer = resp
+            .json()
+            .await
+            .map_err(|e| RegistryError(format!("{}: unreadable token answer: {e}", self.host)))?;
+        answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("Bearer {t}"))
+            .ok_or_else(|| RegistryError(format!("{}: the token service gave no token", self.host)))
+    }
+
+    /// Sends a request, answering one authentication challenge; `scope` is
+    /// what a bearer token must allow (`repository:NAME:pull,push`).
+    async fn send(&self, scope: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
+        let key = format!("{}|{scope}", self.host);
+        let cached = self.auth.lock().expect("not poisoned").get(&key).cloned();
+        let attempt = |auth: Option<&str>| {
+            let mut r = build();
+            if let Some(a) = auth {
+                r = r.header(AUTHORIZATION, a);
+            }
+            r.send()
+        };
+        let resp = attempt(cached.as_deref()).await.map_err(|e| self.unreachable(&e))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        let auth = match challenge {
+            Some(Challenge::Basic) => match self.basic_header()? {
+                Some(h) => h,
+                None => {
+                    return err(format!(
+                        "{}: authentication required, and no credentials were found (docker login {}, or give `credentials`)",
+                        self.host, self.host
+                    ))
+                }
+            },
+            Some(Challenge::Bearer { realm, service }) => self.token(&realm, service.as_deref(), scope).await?,
+            None => return err(format!("{}: authentication required, with an unknown challenge", self.host)),
+        };
+        let resp = attempt(Some(&auth)).await.map_err(|e| self.unreachable(&e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return err(format!(
+                "{}: authentication failed (wrong username or password?)",
+                self.host
+            ));
+        }
+        self.auth.lock().expect("not poisoned").insert(key, auth);
+        Ok(resp)
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
+        RegistryError(format!("registry {} is unreachable: {}", self.host, explain(e)))
+    }
+
+    /// A failure answer, as one line naming the registry and what it said.
+    async fn failure(&self, what: &str, resp: Response) -> RegistryError {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let said = registry_message(&body);
+        let hint = match status {
+            StatusCode::FORBIDDEN => " (these credentials may not do this)",
+            s if s.is_server_error() => " (a registry error; it may pass on retry)",
+            _ => "",
+        };
+        RegistryError(format!("{}: {what}: {status}{said}{hint}", self.host))
+    }
+
+    fn url(&self, repo: &str, tail: &str) -> String {
+        format!("{}/{repo}/{tail}", self.base)
+    }
+
+    fn pull_scope(repo: &str) -> String {
+        format!("repository:{repo}:pull")
+    }
+
+    fn push_scope(repo: &str) -> String {
+        format!("repository:{repo}:pull,push")
+    }
+
+    /// The manifest behind a tag or digest: its exact bytes. A manifest
+    /// fetched by digest is checked against it.
+    pub async fn manifest(&self, repo: &str, reference: &str) -> Result<Manifest> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let resp = self
+            .send(&Self::pull_scope(repo), || {
+                self.http.get(&url).header(ACCEPT, MANIFEST_TYPES.join(", "))
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return err(format!("{}: {repo}:{reference} not found", self.host));
+        }
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("reading the manifest {repo}:{reference}"), resp).await);
+        }
+        let media_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| RegistryError(format!("{}: reading the manifest: {e}", self.host)))?;
+        let digest = sha256_digest(&bytes);
+        if reference.starts_with("sha256:") && reference != digest {
+            return err(format!(
+                "{}: the manifest served for {reference} hashes to {digest}: refusing it",
+                self.host
+            ));
+        }
+        let media_type = if media_type.is_empty() || media_type == "application/json" {
+            serde_json::from_slice::<ManifestBody>(&bytes)
+                .ok()
+                .and_then(|b| b.media_type)
+                .unwrap_or_default()
+        } else {
+            media_type
+        };
+        Ok(Manifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// The digest a tag points to, from the registry (HEAD, then GET when a
+    /// registry does not say).
+    pub async fn resolve(&self, repo: &str, reference: &str) -> Result<String> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let resp = self
+            .send(&Self::pull_scope(repo), || {
+                self.http.head(&url).header(ACCEPT, MANIFEST_TYPES.join(", "))
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return err(format!("{}: {repo}:{reference} not found", self.host));
+        }
+        if resp.status().is_success() {
+            if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+                return Ok(d.to_string());
+            }
+        }
+        Ok(self.manifest(repo, reference).await?.digest)
+    }
+
+    /// Stores a manifest's exact bytes under a tag or digest; returns the
+    /// digest the registry reports, checked against the bytes.
+    pub async fn put_manifest(&self, repo: &str, reference: &str, m: &Manifest) -> Result<String> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let resp = self
+            .send(&Self::push_scope(repo), || {
+                self.http
+                    .put(&url)
+                    .header(CONTENT_TYPE, &m.media_type)
+                    .body(m.bytes.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("storing the manifest {repo}:{reference}"), resp).await);
+        }
+        let reported = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match reported {
+            Some(d) if d != m.digest => err(format!(
+                "{}: stored the manifest as {d}, but its bytes hash to {}",
+                self.host, m.digest
+            )),
+            _ => Ok(m.digest.clone()),
+        }
+    }
+
+    pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let resp = self.send(&Self::pull_scope(repo), || self.http.head(&url)).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.failure(&format!("checking blob {digest}"), resp).await),
+        }
+    }
+
+    /// Asks the registry to mount a blob from another repository of the
+    /// same registry; `false` when it did not (then upload it).
+    pub async fn mount_blob(&self, repo: &str, from: &str, digest: &str) -> Result<bool> {
+        let url = self.url(repo, "blobs/uploads/");
+        let scope = format!("{} repository:{from}:pull", Self::push_scope(repo));
+        let resp = self
+            .send(&scope, || {
+                self.http
+                    .post(&url)
+                    .query(&[("mount", digest), ("from", from)])
+                    .header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => Ok(false),
+            _ => Err(self.failure(&format!("mounting blob {digest} from {from}"), resp).await),
+        }
+    }
+
+    /// Reads a whole blob, checked against its digest.
+    pub async fn blob(&self, repo: &str, digest: &str) -> Result<Bytes> {
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let resp = self.send(&Self::pull_scope(repo), || self.http.get(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("reading blob {digest}"), resp).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| RegistryError(format!("{}: reading blob {digest}: {e}", self.host)))?;
+        if sha256_digest(&bytes) != digest {
+            return err(format!("{}: blob {digest} does not match its digest", self.host));
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads a blob in one request (POST for a session, then PUT).
+    pub async fn upload_blob(&self, repo: &str, digest: &str, data: Bytes) -> Result<()> {
+        let url = self.url(repo, "blobs/uploads/");
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&scope, || {
+                self.http.post(&url).header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.failure(&format!("starting the upload of {digest}"), resp).await);
+        }
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError(format!("{}: the upload session has no Location", self.host)))?;
+        let mut put_url = reqwest::Url::parse(&self.base)
+            .and_then(|b| b.join(location))
+            .map_err(|e| RegistryError(format!("{}: bad upload location {location}: {e}", self.host)))?;
+        put_url.query_pairs_mut().append_pair("digest", digest);
+        let resp = self
+            .send(&scope, || {
+                let mut headers = HeaderMap::new();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                self.http
+                    .request(Method::PUT, put_url.clone())
+                    .headers(headers)
+                    .body(data.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.failure(&format!("uploading blob {digest}"), resp).await);
+        }
+        Ok(())
+    }
+}
+
+/// The registry's own words from an error body (`{"errors": [{"message"}]}`).
+fn registry_message(body: &str) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorItem>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorItem {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_str::<Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let parts: Vec<String> = e
+                .errors
+                .iter()
+                .map(|i| {
+                    if i.message.is_empty() {
+                        i.code.clone()
+                    } else {
+                        i.message.clone()
+                    }
+                })
+                .collect();
+            format!(" ({})", parts.join("; "))
+        }
+        _ => {
+            let t: String = body.trim().chars().take(200).collect();
+            if t.is_empty() {
+                String::new()
+            } else {
+                format!(" ({t})")
+            }
+        }
+    }
+}
+
+pub fn explain(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !msg.contains(&t) {
+            msg.push_str(": ");
+            msg.push_str(&t);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+/// Everything a copy needs to know about an image name.
+pub fn registry_for(name: &ImageName, source: &Source) -> Result<Registry> {
+    Registry::new(name.api_host(), source.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        let c = parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#);
+        match c {
+            Some(Challenge::Bearer { realm, service }) => {
+                assert_eq!(realm, "https://auth.example/token");
+                assert_eq!(service.as_deref(), Some("registry.example"));
+            }
+            _ => panic!("not bearer"),
+        }
+        assert!(matches!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic)));
+        assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn registry_errors_are_quoted() {
+        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(registry_message(body), " (manifest unknown)");
+        assert_eq!(registry_message(""), "");
+    }
+}

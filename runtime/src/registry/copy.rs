@@ -1,0 +1,109 @@
+//! Promotion: copying an image by digest to another repository or registry
+//! through the registry API. Manifests are copied as their exact bytes, so
+//! the digest is kept; an index is copied with all its children; blobs are
+//! mounted across repositories of the same registry, copied otherwise.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::client::{is_index, ManifestBody, Registry};
+use super::credentials::Source;
+use super::name::ImageName;
+
+/// What a copy did.
+#[derive(Debug, Default)]
+pub struct Copied {
+    pub digest: String,
+    pub manifests: usize,
+    pub mounted: usize,
+    pub copied: usize,
+    pub present: usize,
+}
+
+struct Ends<'a> {
+    src: &'a Registry,
+    dst: &'a Registry,
+    from: &'a str,
+    to: &'a str,
+    same_registry: bool,
+}
+
+/// Copies `from` (pinned by digest) to `to` (a tag); the result's digest is
+/// the source's, or the copy fails.
+pub async fn copy(from: &ImageName, to: &ImageName, source: &Source) -> Result<Copied, String> {
+    let digest = from
+        .digest
+        .as_deref()
+        .ok_or_else(|| format!("{} is not pinned by digest", from.with_tag()))?;
+    let src = Registry::new(from.api_host(), source.clone()).map_err(|e| e.0)?;
+    let dst = Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?;
+    let ends = Ends {
+        src: &src,
+        dst: &dst,
+        from: &from.repository,
+        to: &to.repository,
+        same_registry: from.api_host() == to.api_host(),
+    };
+    let mut done = Copied::default();
+    let tag = to.tag.as_deref().unwrap_or("latest");
+    copy_manifest(&ends, digest, Some(tag), &mut done).await?;
+    // What the destination tag points to now, asked of the registry.
+    let confirmed = dst.resolve(&to.repository, tag).await.map_err(|e| e.0)?;
+    if confirmed != digest {
+        return Err(format!(
+            "the copy changed the digest: {} holds {confirmed}, the source is {digest}",
+            to.with_tag()
+        ));
+    }
+    done.digest = confirmed;
+    Ok(done)
+}
+
+type Step<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Copies one manifest (children and blobs first), storing it by digest, or
+/// under `tag` for the top one.
+fn copy_manifest<'a>(ends: &'a Ends<'a>, digest: &'a str, tag: Option<&'a str>, done: &'a mut Copied) -> Step<'a> {
+    Box::pin(async move {
+        let m = ends.src.manifest(ends.from, digest).await.map_err(|e| e.0)?;
+        let body: ManifestBody =
+            serde_json::from_slice(&m.bytes).map_err(|e| format!("unreadable manifest {digest}: {e}"))?;
+        if is_index(&m.media_type) {
+            for child in &body.manifests {
+                copy_manifest(ends, &child.digest, None, done).await?;
+            }
+        } else {
+            for blob in body.config.iter().chain(&body.layers) {
+                copy_blob(ends, &blob.digest, done).await?;
+            }
+        }
+        let stored = ends
+            .dst
+            .put_manifest(ends.to, tag.unwrap_or(digest), &m)
+            .await
+            .map_err(|e| e.0)?;
+        if stored != digest {
+            return Err(format!("{} stored manifest {digest} as {stored}", ends.dst.host()));
+        }
+        done.manifests += 1;
+        Ok(())
+    })
+}
+
+async fn copy_blob(ends: &Ends<'_>, digest: &str, done: &mut Copied) -> Result<(), String> {
+    if ends.dst.blob_exists(ends.to, digest).await.map_err(|e| e.0)? {
+        done.present += 1;
+        return Ok(());
+    }
+    if ends.same_registry
+        && ends.from != ends.to
+        && ends.dst.mount_blob(ends.to, ends.from, digest).await.map_err(|e| e.0)?
+    {
+        done.mounted += 1;
+        return Ok(());
+    }
+    let data = ends.src.blob(ends.from, digest).await.map_err(|e| e.0)?;
+    ends.dst.upload_blob(ends.to, digest, data).await.map_err(|e| e.0)?;
+    done.copied += 1;
+    Ok(())
+}
