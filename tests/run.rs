@@ -411,7 +411,7 @@ fn flows_using_kinds_that_cannot_run_yet_are_refused_up_front() {
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(
-        err.starts_with("error: flow `promote` cannot run: these task kinds cannot run in this version of kflow yet: approval, container.run, docker.build, docker.push, registry.copy"),
+        err.starts_with("error: flow `promote` cannot run: these task kinds cannot run in this version of kflow yet: approval (runnable: "),
         "{err}"
     );
     assert!(o.stdout.is_empty(), "nothing ran");

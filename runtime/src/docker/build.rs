@@ -31,10 +31,16 @@ fn failed(msg: impl Into<String>) -> TaskError {
 pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let context = ctx.base_dir.join(text(props, "context").unwrap_or_else(|| ".".into()));
     if !context.is_dir() {
-        return Err(failed(format!("the build context {} is not a folder", context.display())));
+        return Err(failed(format!(
+            "the build context {} is not a folder",
+            context.display()
+        )));
     }
     let (dockerfile, extra) = match text(props, "dockerfile_inline") {
-        Some(inline) => (INLINE_DOCKERFILE.to_string(), vec![(INLINE_DOCKERFILE.to_string(), inline.into_bytes())]),
+        Some(inline) => (
+            INLINE_DOCKERFILE.to_string(),
+            vec![(INLINE_DOCKERFILE.to_string(), inline.into_bytes())],
+        ),
         None => {
             // `dockerfile` is relative to the flow file, as every path is;
             // the engine wants it relative to the context.
@@ -49,9 +55,12 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
                 Ok(rel) => (rel.to_string_lossy().into_owned(), Vec::new()),
                 // Outside the context: sent inside it under a fixed name.
                 Err(_) => {
-                    let bytes = std::fs::read(&path)
-                        .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
-                    (INLINE_DOCKERFILE.to_string(), vec![(INLINE_DOCKERFILE.to_string(), bytes)])
+                    let bytes =
+                        std::fs::read(&path).map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+                    (
+                        INLINE_DOCKERFILE.to_string(),
+                        vec![(INLINE_DOCKERFILE.to_string(), bytes)],
+                    )
                 }
             }
         }

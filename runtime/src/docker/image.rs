@@ -108,11 +108,7 @@ fn read_saved(archive: &[u8]) -> Result<Saved, String> {
     let images: Vec<SavedImage> =
         serde_json::from_slice(manifest).map_err(|e| format!("the export's manifest.json is unreadable: {e}"))?;
     let image = images.into_iter().next().ok_or("the engine's export holds no image")?;
-    let mut take = |p: &str| {
-        files
-            .remove(p)
-            .ok_or_else(|| format!("the engine's export lacks {p}"))
-    };
+    let mut take = |p: &str| files.remove(p).ok_or_else(|| format!("the engine's export lacks {p}"));
     let config = take(&image.config)?;
     let layers = image.layers.iter().map(|l| take(l)).collect::<Result<_, _>>()?;
     Ok(Saved { config, layers })
@@ -216,7 +212,11 @@ fn pick_platform(index: &[u8], os: &str, arch: &str) -> Option<String> {
     index
         .manifests
         .into_iter()
-        .find(|m| m.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.os == os && p.architecture == arch)
+        })
         .map(|m| m.digest)
 }
 

@@ -92,5 +92,8 @@ pub fn describe(e: &bollard::errors::Error) -> String {
 
 /// Whether an engine error says the thing does not exist.
 pub fn not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
 }

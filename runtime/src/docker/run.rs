@@ -74,12 +74,7 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
         _ => Vec::new(),
     };
     let binds = match string_list(props, "mounts") {
-        Some(mounts) => Some(
-            mounts
-                .iter()
-                .map(|m| bind(m, ctx))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        Some(mounts) => Some(mounts.iter().map(|m| bind(m, ctx)).collect::<Result<Vec<_>, _>>()?),
         None => None,
     };
     let labels = HashMap::from([(EXECUTION_LABEL.to_string(), ctx.execution.to_string())]);
@@ -107,7 +102,10 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
     let result = supervise(docker, &id, ctx).await;
     // Removed in every case; a failure to remove is reported, not hidden.
     let removal = docker
-        .remove_container(&id, Some(RemoveContainerOptionsBuilder::default().force(true).v(true).build()))
+        .remove_container(
+            &id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).v(true).build()),
+        )
         .await;
     match (result, removal) {
         (Ok(out), Ok(())) => Ok(out),
@@ -178,9 +176,7 @@ async fn supervise(docker: &Docker, id: &str, ctx: &TaskContext) -> Result<Outpu
             None => break,
             Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message, ctx, Stream::Stderr),
             Some(Ok(bollard::container::LogOutput::StdOut { message }))
-            | Some(Ok(bollard::container::LogOutput::Console { message })) => {
-                out.push(&message, ctx, Stream::Stdout)
-            }
+            | Some(Ok(bollard::container::LogOutput::Console { message })) => out.push(&message, ctx, Stream::Stdout),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(failed(format!("reading the container's output: {}", describe(&e)))),
         }

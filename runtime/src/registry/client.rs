@@ -91,10 +91,7 @@ pub struct Registry {
 
 enum Challenge {
     Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
+    Bearer { realm: String, service: Option<String> },
 }
 
 fn parse_challenge(header: &str) -> Option<Challenge> {
@@ -207,17 +204,24 @@ impl Registry {
                 r
             }
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| RegistryError(format!("{}: token service {realm} unreachable: {}", self.host, explain(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            RegistryError(format!(
+                "{}: token service {realm} unreachable: {}",
+                self.host,
+                explain(&e)
+            ))
+        })?;
         match resp.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 return err(format!(
                     "{}: authentication failed (the token service refused {}; check the credentials)",
                     self.host,
-                    if login.is_some() { "these credentials" } else { "anonymous access" }
+                    if login.is_some() {
+                        "these credentials"
+                    } else {
+                        "anonymous access"
+                    }
                 ))
             }
             s => return err(format!("{}: the token service answered {s}", self.host)),
@@ -321,7 +325,9 @@ impl Registry {
             return err(format!("{}: {repo}:{reference} not found", self.host));
         }
         if !resp.status().is_success() {
-            return Err(self.failure(&format!("reading the manifest {repo}:{reference}"), resp).await);
+            return Err(self
+                .failure(&format!("reading the manifest {repo}:{reference}"), resp)
+                .await);
         }
         let media_type = resp
             .headers()
@@ -368,7 +374,11 @@ impl Registry {
             return err(format!("{}: {repo}:{reference} not found", self.host));
         }
         if resp.status().is_success() {
-            if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+            if let Some(d) = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+            {
                 return Ok(d.to_string());
             }
         }
@@ -388,7 +398,9 @@ impl Registry {
             })
             .await?;
         if !resp.status().is_success() {
-            return Err(self.failure(&format!("storing the manifest {repo}:{reference}"), resp).await);
+            return Err(self
+                .failure(&format!("storing the manifest {repo}:{reference}"), resp)
+                .await);
         }
         let reported = resp
             .headers()
@@ -553,7 +565,9 @@ mod tests {
 
     #[test]
     fn challenges_parse() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#);
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#,
+        );
         match c {
             Some(Challenge::Bearer { realm, service }) => {
                 assert_eq!(realm, "https://auth.example/token");
@@ -561,7 +575,10 @@ mod tests {
             }
             _ => panic!("not bearer"),
         }
-        assert!(matches!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic)));
+        assert!(matches!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        ));
         assert!(parse_challenge("Negotiate").is_none());
     }
 

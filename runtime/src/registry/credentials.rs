@@ -16,7 +16,10 @@ use crate::value::{Credentials, Value};
 /// How to log in to one registry.
 #[derive(Clone, Debug)]
 pub enum Login {
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
     /// An OAuth2 refresh token (what `docker login` keeps for some registries).
     IdentityToken(Secret),
 }
@@ -48,7 +51,11 @@ impl Source {
                 };
                 Source::Given(Login::Basic { username, password })
             }
-            Some(_) => return Err("`credentials` must be `docker_config()`, `helper(\"name\")` or `{ username, password }`".into()),
+            Some(_) => {
+                return Err(
+                    "`credentials` must be `docker_config()`, `helper(\"name\")` or `{ username, password }`".into(),
+                )
+            }
         })
     }
 
@@ -116,7 +123,9 @@ fn server_url(host: &str) -> String {
 }
 
 fn from_docker_config(host: &str) -> Result<Option<Login>, String> {
-    let Some(path) = docker_config_path() else { return Ok(None) };
+    let Some(path) = docker_config_path() else {
+        return Ok(None);
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -124,7 +133,11 @@ fn from_docker_config(host: &str) -> Result<Option<Login>, String> {
     };
     let config: DockerConfig =
         serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
-    let host = if host == "registry-1.docker.io" { "docker.io" } else { host };
+    let host = if host == "registry-1.docker.io" {
+        "docker.io"
+    } else {
+        host
+    };
     if let Some(helper) = config
         .cred_helpers
         .iter()
@@ -133,7 +146,12 @@ fn from_docker_config(host: &str) -> Result<Option<Login>, String> {
     {
         return helper_get(helper, host);
     }
-    if let Some(entry) = config.auths.iter().find(|(k, _)| config_key_host(k) == host).map(|(_, v)| v) {
+    if let Some(entry) = config
+        .auths
+        .iter()
+        .find(|(k, _)| config_key_host(k) == host)
+        .map(|(_, v)| v)
+    {
         if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
             return Ok(Some(Login::IdentityToken(Secret::new(token.clone()))));
         }
@@ -148,7 +166,12 @@ fn from_docker_config(host: &str) -> Result<Option<Login>, String> {
                 .decode(auth.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| format!("{}: the `auth` of {host} is not base64 of `user:password`", path.display()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "{}: the `auth` of {host} is not base64 of `user:password`",
+                        path.display()
+                    )
+                })?;
             let (u, p) = decoded
                 .split_once(':')
                 .ok_or_else(|| format!("{}: the `auth` of {host} is not `user:password`", path.display()))?;
@@ -183,7 +206,9 @@ fn helper_get(name: &str, host: &str) -> Result<Option<Login>, String> {
         .spawn()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
-                format!("credential helper `{program}` is not on PATH (named for {host} in the Docker config or the flow)")
+                format!(
+                    "credential helper `{program}` is not on PATH (named for {host} in the Docker config or the flow)"
+                )
             }
             _ => format!("cannot start `{program}`: {e}"),
         })?;
@@ -199,7 +224,11 @@ fn helper_get(name: &str, host: &str) -> Result<Option<Login>, String> {
             return Ok(None);
         }
         let why = String::from_utf8_lossy(&out.stderr);
-        let why = if why.trim().is_empty() { stdout.trim() } else { why.trim() };
+        let why = if why.trim().is_empty() {
+            stdout.trim()
+        } else {
+            why.trim()
+        };
         return Err(format!("`{program} get` for {host} failed: {why}"));
     }
     let answer: HelperAnswer = serde_json::from_str(&stdout)

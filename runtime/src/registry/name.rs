@@ -73,7 +73,10 @@ pub fn plain_http(host: &str) -> bool {
     });
     let loopback = bare == "localhost"
         || bare.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-        || bare.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+        || bare
+            .trim_matches(['[', ']'])
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
     loopback
         || std::env::var("KFLOW_INSECURE_REGISTRIES")
             .unwrap_or_default()
@@ -88,7 +91,10 @@ mod tests {
     #[test]
     fn names_resolve_like_docker() {
         let n = ImageName::parse("busybox").unwrap();
-        assert_eq!((n.registry.as_str(), n.repository.as_str()), ("docker.io", "library/busybox"));
+        assert_eq!(
+            (n.registry.as_str(), n.repository.as_str()),
+            ("docker.io", "library/busybox")
+        );
         assert_eq!(n.api_host(), "registry-1.docker.io");
         let n = ImageName::parse("127.0.0.1:5000/team/app:1.2").unwrap();
         assert_eq!(n.api_host(), "127.0.0.1:5000");

@@ -63,7 +63,14 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     let to_text = text(props, "to").ok_or_else(|| failed("`to` is missing"))?;
     let to = ImageName::parse(&to_text).map_err(failed)?;
     let source = Source::of(props.get("credentials")).map_err(failed)?;
-    ctx.log(Stream::Info, &format!("copying {} to {}", from.pinned(from.digest.as_deref().unwrap_or("")), to.with_tag()));
+    ctx.log(
+        Stream::Info,
+        &format!(
+            "copying {} to {}",
+            from.pinned(from.digest.as_deref().unwrap_or("")),
+            to.with_tag()
+        ),
+    );
     let done = tokio::select! {
         r = copy::copy(&from, &to, &source) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),

@@ -1,0 +1,361 @@
+//! Docker and registry tasks end to end: the machine's Docker engine, local
+//! registries from Debian's `docker-registry`, skopeo as the independent
+//! check of digests.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+fn run_flow(dir: &Path, flow: &str, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    std::fs::write(dir.join("flow.kflow"), flow).unwrap();
+    let mut all = vec!["run", "--state", "state", "flow.kflow"];
+    all.extend_from_slice(args);
+    let o = kflow(dir, &all, envs);
+    (o.status.code().unwrap_or(-1), text(&o.stdout), text(&o.stderr))
+}
+
+fn output<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+        .unwrap_or_else(|| panic!("no output `{name}` in:\n{stdout}"))
+}
+
+/// Build, run, push, promote within a registry (blob mount) and to another
+/// registry (blob copy): the digest kflow reports is the registry's, as
+/// skopeo reads it, and promotion keeps it.
+#[test]
+fn build_run_push_and_promote_by_digest() {
+    if !docker_or_skip("build_run_push_and_promote_by_digest") {
+        return;
+    }
+    let staging = Registry::anonymous();
+    let prod = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "COPY . /ctx/\n");
+    std::fs::write(dir.path().join("img/hello.txt"), "hello from the image\n").unwrap();
+    // Left out of the context by .dockerignore: the image must not have it.
+    std::fs::write(dir.path().join("img/secret.env"), "TOKEN=x\n").unwrap();
+    std::fs::write(dir.path().join("img/.dockerignore"), "*.env\n").unwrap();
+    let flow = format!(
+        r#"flow ship {{
+  task image = docker.build {{ context: "img", labels: {{ "org.opencontainers.image.title": "demo" }} }}
+  task probe = container.run {{
+    image: image.image
+    cmd: ["sh", "-c", "cat /ctx/hello.txt; ls /ctx/secret.env 2>&1 || true"]
+    pull: never
+  }}
+  task push = docker.push {{ image: image.image, to: "{s}/team/app:1.0" }}
+  task same = registry.copy {{ from: push.pinned, to: "{s}/prod/app:1.0" }}
+  task other = registry.copy {{ from: push.pinned, to: "{p}/app:stable" }}
+  assert other.digest == push.digest, "promotion must not change the digest"
+  output pinned = push.pinned
+  output digest = push.digest
+  output promoted = other.pinned
+  output said = probe.stdout
+}}
+"#,
+        s = staging.host,
+        p = prod.host
+    );
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let digest = output(&out, "digest");
+    assert_eq!(output(&out, "pinned"), format!("{}/team/app@{digest}", staging.host));
+    assert_eq!(output(&out, "promoted"), format!("{}/app@{digest}", prod.host));
+    let said = output(&out, "said");
+    assert!(said.starts_with("hello from the image"), "{said}");
+    assert!(
+        out.contains("probe | ls: /ctx/secret.env: No such file or directory"),
+        ".dockerignore was not honoured: {out}"
+    );
+    // The independent client agrees, for the push and both copies.
+    assert_eq!(skopeo_digest(&format!("{}/team/app:1.0", staging.host)), digest);
+    assert_eq!(skopeo_digest(&format!("{}/prod/app:1.0", staging.host)), digest);
+    assert_eq!(skopeo_digest(&format!("{}/app:stable", prod.host)), digest);
+    // Same registry: blobs mounted, not copied; other registry: copied.
+    assert!(
+        out.contains("same | 1 manifest(s); blobs: 4 mounted, 0 copied"),
+        "{out}"
+    );
+    assert!(
+        out.contains("other | 1 manifest(s); blobs: 0 mounted, 4 copied"),
+        "{out}"
+    );
+    // The image carries the execution's label; no container is left.
+    let exec = last_execution(dir.path(), "state");
+    let id = exec["id"].as_str().unwrap();
+    assert_eq!(labelled("image", id).len(), 1, "the built image is labelled");
+    assert!(labelled("container", id).is_empty(), "containers are removed");
+}
+
+/// Basic auth with a password whose base64 holds `+` and `/`, given in the
+/// flow, from `~/.docker/config.json`, and from a credential helper; a wrong
+/// password is an authentication error naming the registry.
+#[test]
+fn pushes_authenticate_with_flow_config_and_helper_credentials() {
+    if !docker_or_skip("pushes_authenticate_with_flow_config_and_helper_credentials") {
+        return;
+    }
+    let password = "p>>>w?d~~";
+    let reg = Registry::with_user("ci", password);
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "");
+    let flow = |creds: &str, tag: &str| {
+        format!(
+            r#"flow auth {{
+  secret pw = env("REG_PASSWORD")
+  task image = docker.build {{ context: "img" }}
+  task push = docker.push {{ image: image.image, to: "{h}/app:{tag}"{creds} }}
+  output digest = push.digest
+}}
+"#,
+            h = reg.host
+        )
+    };
+    // Given in the flow.
+    let (code, out, err) = run_flow(
+        dir.path(),
+        &flow(", credentials: { username: \"ci\", password: pw }", "flow"),
+        &[],
+        &[("REG_PASSWORD", password)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains(password) && !err.contains(password));
+
+    // From a Docker config (`auths`, base64 of user:password).
+    let config_dir = dir.path().join("docker-config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let auth = base64_encode(&format!("ci:{password}"));
+    std::fs::write(
+        config_dir.join("config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, reg.host),
+    )
+    .unwrap();
+    let cfg = config_dir.to_str().unwrap();
+    let (code, out, err) = run_flow(
+        dir.path(),
+        &flow("", "config"),
+        &[],
+        &[("REG_PASSWORD", "unused"), ("DOCKER_CONFIG", cfg)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Through a credential helper named in the flow.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-kflowtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"ci\",\"Secret\":\"{password}\"}}' \"$server\"\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&helper)
+        .status()
+        .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let (code, out, err) = run_flow(
+        dir.path(),
+        &flow(", credentials: helper(\"kflowtest\")", "helper"),
+        &[],
+        &[("REG_PASSWORD", "unused"), ("PATH", &path)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // The three pushes of one image agree with each other and with skopeo.
+    let d = output(&out, "digest").to_string();
+    let o = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &format!("ci:{password}"),
+            "--format",
+            "{{.Digest}}",
+            &format!("docker://{}/app:helper", reg.host),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&o.stdout).trim(), d, "{}", text(&o.stderr));
+
+    // A wrong password: an authentication error naming the registry.
+    let (code, out, err) = run_flow(
+        dir.path(),
+        &flow(", credentials: { username: \"ci\", password: pw }", "wrong"),
+        &[],
+        &[("REG_PASSWORD", "not-the-password")],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("push: {}: authentication failed", reg.host)),
+        "{err}"
+    );
+    // No credentials at all.
+    let empty = dir.path().join("empty-config");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, err) = run_flow(
+        dir.path(),
+        &flow("", "anon"),
+        &[],
+        &[("REG_PASSWORD", "unused"), ("DOCKER_CONFIG", empty.to_str().unwrap())],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("authentication required, and no credentials were found"),
+        "{err}"
+    );
+}
+
+fn base64_encode(s: &str) -> String {
+    let o = std::process::Command::new("sh")
+        .args(["-c", &format!("printf '%s' '{s}' | base64 -w0")])
+        .output()
+        .unwrap();
+    text(&o.stdout)
+}
+
+/// A failing command fails the task with the tail of its stderr; a timeout
+/// kills the container; in both cases no container is left.
+#[test]
+fn containers_fail_time_out_and_are_always_removed() {
+    if !docker_or_skip("containers_fail_time_out_and_are_always_removed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "");
+    let flow = r#"flow c {
+  secret token = env("TOKEN")
+  task image = docker.build { context: "img" }
+  task fails = container.run {
+    image: image.image
+    cmd: ["sh", "-c", "echo working; echo \"token $TOKEN\" >&2; echo 'disk full' >&2; exit 3"]
+    env: { TOKEN: token }
+    continue_on_error: true
+  }
+  task hangs = container.run { image: image.image, cmd: ["sleep", "60"], timeout: 2s, continue_on_error: true }
+}
+"#;
+    let (code, out, err) = run_flow(dir.path(), flow, &[], &[("TOKEN", "s3cr3t-value")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("fails | failed") && out.contains("the command exited with code 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fails |   token ***") && out.contains("fails |   disk full"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cr3t-value"), "{out}");
+    assert!(
+        out.contains("hangs | failed") && out.contains("timed out after 2s"),
+        "{out}"
+    );
+    let exec = last_execution(dir.path(), "state");
+    assert!(labelled("container", exec["id"].as_str().unwrap()).is_empty());
+}
+
+/// A failing build step fails the task with that step and its message.
+#[test]
+fn a_failing_build_step_is_named() {
+    if !docker_or_skip("a_failing_build_step_is_named") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "RUN [\"/bin/sh\", \"-c\", \"echo compiling; exit 7\"]\n");
+    let flow = "flow b {\n  task image = docker.build { context: \"img\", tags: [\"kflow-test/broken:1\"] }\n}\n";
+    let (code, out, err) = run_flow(dir.path(), flow, &[], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("image: step 4/5 `RUN [\"/bin/sh\", \"-c\", \"echo compiling; exit 7\"]` failed: The command '/bin/sh -c echo compiling; exit 7' returned a non-zero code: 7"),
+        "{err}"
+    );
+    assert!(out.contains("image | compiling"), "{out}");
+}
+
+/// Without an engine: one line naming where it was looked for and what to do.
+#[test]
+fn no_docker_daemon_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("img")).unwrap();
+    std::fs::write(dir.path().join("img/Dockerfile"), "FROM scratch\n").unwrap();
+    let flow = "flow b {\n  task image = docker.build { context: \"img\", tags: [\"x/y:1\"] }\n}\n";
+    let (code, out, err) = run_flow(
+        dir.path(),
+        flow,
+        &[],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("image: cannot reach the Docker engine at unix:///nonexistent/docker.sock:"),
+        "{err}"
+    );
+    assert!(err.contains("point DOCKER_HOST at a running engine"), "{err}");
+}
+
+/// An unreachable registry fails after the task's retries, saying so.
+#[test]
+fn an_unreachable_registry_is_retried_then_reported() {
+    if !docker_or_skip("an_unreachable_registry_is_retried_then_reported") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "");
+    let flow = format!(
+        "flow u {{\n  task image = docker.build {{ context: \"img\" }}\n  task push = docker.push {{ image: image.image, to: \"127.0.0.1:{port}/app:1\", retry: {{ attempts: 2, delay: 100ms }} }}\n}}\n"
+    );
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("push | attempt 2"), "{out}");
+    assert!(
+        err.contains(&format!("push: registry 127.0.0.1:{port} is unreachable")),
+        "{err}"
+    );
+}
+
+/// `pull: missing` pulls a reference the engine lacks (through the registry
+/// API and `docker load`), then runs it; `pull: never` refuses.
+#[test]
+fn references_are_pulled_as_the_policy_says() {
+    if !docker_or_skip("references_are_pulled_as_the_policy_says") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "CMD [\"echo\", \"default\"]\n");
+    let push = format!(
+        "flow p {{\n  task image = docker.build {{ context: \"img\" }}\n  task push = docker.push {{ image: image.image, to: \"{}/pulled/app:1\" }}\n  output pinned = push.pinned\n}}\n",
+        reg.host
+    );
+    let (code, out, err) = run_flow(dir.path(), &push, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let pinned = output(&out, "pinned").to_string();
+    let run = |policy: &str| {
+        format!(
+            "flow r {{\n  input img: pinned\n  task go = container.run {{ image: img, cmd: [\"echo\", \"pulled and ran\"], pull: {policy} }}\n  output said = go.stdout\n}}\n"
+        )
+    };
+    let input = format!("img={pinned}");
+    let (code, out, err) = run_flow(dir.path(), &run("missing"), &["-i", &input], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(output(&out, "said"), "pulled and ran");
+    assert!(out.contains(&format!("go | pulling {pinned}")), "{out}");
+    let other = format!("img={}/pulled/nothing@sha256:{}", reg.host, "0".repeat(64));
+    let (code, out, err) = run_flow(dir.path(), &run("never"), &["-i", &other], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("`pull: never` forbids pulling it"), "{err}");
+    let (code, _, err) = run_flow(dir.path(), &run("missing"), &["-i", &other], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+}
