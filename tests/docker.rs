@@ -359,3 +359,37 @@ fn references_are_pulled_as_the_policy_says() {
     assert_eq!(code, 1);
     assert!(err.contains("not found"), "{err}");
 }
+
+/// The README's main job and the task-runner blueprint run end to end.
+#[test]
+fn the_quickstart_and_task_runner_examples_run() {
+    if !docker_or_skip("the_quickstart_and_task_runner_examples_run") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap();
+    let o = kflow(root, &["run", "--state", st, "examples/quickstart.kflow"], &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains(r#"checks = ["ok: /www/index.html"]"#), "{out}");
+    assert!(out.contains("tagged = kflow-quickstart/app:dev"), "{out}");
+    let o = kflow(
+        root,
+        &[
+            "run",
+            "--state",
+            st,
+            "examples/task-runner.kflow",
+            "-i",
+            "words=one two,three",
+        ],
+        &[],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(
+        out.contains(r#"counts = ["workload running in /work\n2","workload running in /work\n1"]"#),
+        "{out}"
+    );
+}

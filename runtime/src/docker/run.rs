@@ -146,11 +146,13 @@ fn bind(spec: &str, ctx: &TaskContext) -> Result<String, TaskError> {
 /// Attaches, starts, streams the output and waits; kills the container on
 /// cancellation.
 async fn supervise(docker: &Docker, id: &str, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    // Attached before the start, so the live stream holds everything; asking
+    // for past logs as well can repeat the first lines.
     let attach = AttachContainerOptionsBuilder::default()
         .stream(true)
         .stdout(true)
         .stderr(true)
-        .logs(true)
+        .logs(false)
         .build();
     let mut output = docker
         .attach_container(id, Some(attach))
