@@ -393,3 +393,161 @@ fn the_quickstart_and_task_runner_examples_run() {
         "{out}"
     );
 }
+
+/// A registry with bearer-token auth: kflow answers the challenge, gets a
+/// token from the realm with the credentials, pushes and promotes with it;
+/// wrong credentials are an authentication error.
+#[test]
+fn token_auth_registries_push_and_copy() {
+    if !docker_or_skip("token_auth_registries_push_and_copy") {
+        return;
+    }
+    let (reg, tokens) = Registry::with_tokens("robot", "t0ken-pass");
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "");
+    let flow = format!(
+        r#"flow tok {{
+  secret pw = env("REG_PASSWORD")
+  task image = docker.build {{ context: "img" }}
+  task push = docker.push {{ image: image.image, to: "{h}/team/app:1", credentials: {{ username: "robot", password: pw }} }}
+  task promote = registry.copy {{ from: push.pinned, to: "{h}/prod/app:1", credentials: {{ username: "robot", password: pw }} }}
+  output digest = promote.digest
+  output pushed = push.digest
+}}
+"#,
+        h = reg.host
+    );
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[("REG_PASSWORD", "t0ken-pass")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(output(&out, "digest"), output(&out, "pushed"));
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    // A cross-repository mount needs a token for both repositories.
+    assert!(out.contains("blobs: 3 mounted"), "{out}");
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[("REG_PASSWORD", "wrong")]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "push: {}: authentication failed (the token service refused these credentials",
+            reg.host
+        )),
+        "{err}"
+    );
+}
+
+/// A registry that fails with 500 (its storage is unwritable): the retry
+/// policy applies, then the error quotes the registry; a read-only registry
+/// refuses the push with its own words.
+#[test]
+fn registry_errors_are_retried_and_quoted() {
+    if !docker_or_skip("registry_errors_are_retried_and_quoted") {
+        return;
+    }
+    let broken = Registry::broken_storage();
+    let read_only = Registry::read_only();
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "");
+    let flow = format!(
+        r#"flow e {{
+  task image = docker.build {{ context: "img" }}
+  task broken = docker.push {{ image: image.image, to: "{b}/app:1", retry: {{ attempts: 2, delay: 50ms }}, continue_on_error: true }}
+  task readonly = docker.push {{ image: image.image, to: "{r}/app:1", continue_on_error: true }}
+}}
+"#,
+        b = broken.host,
+        r = read_only.host
+    );
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("broken | attempt 2"), "{out}");
+    assert!(
+        out.contains(&format!("broken | failed in 0."))
+            && out.contains(&format!("{}: checking blob sha256:", broken.host))
+            && out.contains("500 Internal Server Error"),
+        "{out}"
+    );
+    assert!(out.contains("(a registry error; it may pass on retry)"), "{out}");
+    assert!(
+        out.contains(&format!("{}: starting the upload of sha256:", read_only.host))
+            && out.contains("405 Method Not Allowed (Method not allowed) (the registry refuses this: read-only, or pushes disabled)"),
+        "{out}"
+    );
+}
+
+/// An image index (two platform images) is copied with its children, as
+/// its exact bytes: the digest is kept, and skopeo reads the same index.
+#[test]
+fn image_indexes_are_copied_with_their_children() {
+    if !docker_or_skip("image_indexes_are_copied_with_their_children") {
+        return;
+    }
+    let src = Registry::anonymous();
+    let dst = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(
+        dir.path(),
+        "ARG FLAVOUR\nRUN [\"/bin/sh\", \"-c\", \"echo $FLAVOUR > /flavour\"]\n",
+    );
+    let push = format!(
+        r#"flow two {{
+  for flavour in ["amd", "arm"] {{
+    task image = docker.build {{ context: "img", args: {{ FLAVOUR: flavour }} }}
+    task push = docker.push {{ image: image.image, to: ref("{h}/multi/app:${{flavour}}") }}
+  }}
+  output digests = push.digest
+}}
+"#,
+        h = src.host
+    );
+    let (code, out, err) = run_flow(dir.path(), &push, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let digests: Vec<String> = serde_json::from_str(output(&out, "digests")).unwrap();
+    // Assemble the index by hand, as a multi-platform build would push it.
+    let children: Vec<serde_json::Value> = digests
+        .iter()
+        .zip(["amd64", "arm64"])
+        .map(|(d, arch)| {
+            let raw = skopeo_raw(&format!("{}/multi/app@{d}", src.host));
+            serde_json::json!({
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "digest": d, "size": raw.len(),
+                "platform": { "os": "linux", "architecture": arch },
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": children,
+    })
+    .to_string();
+    let o = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.docker.distribution.manifest.list.v2+json",
+        ])
+        .args([
+            "--data-binary",
+            &index,
+            &format!("http://{}/v2/multi/app/manifests/both", src.host),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "PUT index: {}", text(&o.stderr));
+    let index_digest = skopeo_digest(&format!("{}/multi/app:both", src.host));
+    let copy = format!(
+        "flow c {{\n  input from: pinned\n  task copy = registry.copy {{ from: from, to: \"{}/app:both\" }}\n  output digest = copy.digest\n}}\n",
+        dst.host
+    );
+    let from = format!("from={}/multi/app@{index_digest}", src.host);
+    let (code, out, err) = run_flow(dir.path(), &copy, &["-i", &from], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(output(&out, "digest"), index_digest);
+    assert!(out.contains("copy | 3 manifest(s)"), "{out}");
+    assert_eq!(skopeo_raw(&format!("{}/app:both", dst.host)), index);
+    for d in &digests {
+        assert_eq!(skopeo_digest(&format!("{}/app@{d}", dst.host)), *d);
+    }
+}

@@ -73,6 +73,40 @@ impl Registry {
         Registry::start(Some((user, password)))
     }
 
+    /// With bearer-token auth: a token service (`TokenService`) that grants
+    /// `user`/`password` pull and push, signing ES256 tokens the registry
+    /// trusts through a self-signed certificate.
+    pub fn with_tokens(user: &str, password: &str) -> (Registry, TokenService) {
+        need("openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        let o = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .args(["-days", "2", "-subj", "/CN=kflow-test-token-issuer", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl: {}", text(&o.stderr));
+        let service = TokenService::start(&key, &cert, user, password);
+        let auth = format!(
+            "auth:\n  token:\n    realm: {}\n    service: kflow-test-registry\n    issuer: kflow-test-issuer\n    rootcertbundle: {}\n",
+            service.realm,
+            cert.display()
+        );
+        (Registry::start_with(dir, auth), service)
+    }
+
     fn start(user: Option<(&str, &str)>) -> Registry {
         need("docker-registry");
         let dir = tempfile::tempdir().unwrap();
@@ -88,12 +122,39 @@ impl Registry {
                 file.display()
             );
         }
+        Registry::start_with(dir, auth)
+    }
+
+    /// A registry whose storage cannot be written: every upload fails with
+    /// a 500 from the registry itself.
+    pub fn broken_storage() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-folder");
+        std::fs::write(&blocker, "a file where the storage folder should be").unwrap();
+        Registry::start_in(dir, "", "", Some(blocker.join("data")))
+    }
+
+    /// A registry in read-only maintenance mode: pushes are refused.
+    pub fn read_only() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        Registry::start_in(dir, "", "  maintenance:\n    readonly:\n      enabled: true\n", None)
+    }
+
+    fn start_with(dir: tempfile::TempDir, auth: String) -> Registry {
+        Registry::start_in(dir, &auth, "", None)
+    }
+
+    /// `top` adds top-level configuration (auth), `storage_extra` lines
+    /// under `storage:`.
+    fn start_in(dir: tempfile::TempDir, top: &str, storage_extra: &str, storage: Option<PathBuf>) -> Registry {
+        need("docker-registry");
+        let storage = storage.unwrap_or_else(|| dir.path().join("data"));
         // A port can be taken between choosing and binding: try a few.
         for _ in 0..5 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kflow-test\n{auth}",
-                dir.path().join("data").display()
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{storage_extra}{top}http:\n  addr: 127.0.0.1:{port}\n  secret: kflow-test\n",
+                storage.display()
             );
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config).unwrap();
@@ -229,4 +290,92 @@ pub fn labelled(kind: &str, execution: &str) -> Vec<String> {
         .output()
         .unwrap();
     text(&o.stdout).lines().map(str::to_string).collect()
+}
+
+/// A bearer-token service for a registry's `auth: token`: `GET /token` with
+/// Basic credentials answers `{"token": JWT}` granting the scopes asked for.
+pub struct TokenService {
+    pub realm: String,
+    /// Tokens issued so far.
+    pub issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenService {
+    fn start(key: &Path, cert: &Path, user: &str, password: &str) -> TokenService {
+        use base64::Engine;
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(key).unwrap()).unwrap();
+        let pem = std::fs::read_to_string(cert).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = issued.clone();
+        let user = user.to_string();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Write};
+            let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap_or(0);
+                let mut authorization = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("authorization:") {
+                        let start = line.len() - v.len();
+                        authorization = line[start..].trim().to_string();
+                    }
+                }
+                let target = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let query = target.split_once('?').map_or("", |(_, q)| q);
+                let mut access = Vec::new();
+                for pair in query.split('&') {
+                    if let Some(scope) = pair.strip_prefix("scope=") {
+                        let scope = scope.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/");
+                        let parts: Vec<&str> = scope.split(':').collect();
+                        if parts.len() == 3 {
+                            let actions: Vec<&str> = parts[2].split(',').collect();
+                            access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions}));
+                        }
+                    }
+                }
+                let reply = if authorization != expected {
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+                } else {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": [b64]});
+                    let claims = serde_json::json!({
+                        "iss": "kflow-test-issuer", "sub": user, "aud": "kflow-test-registry",
+                        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{now}"),
+                        "access": access,
+                    });
+                    let signing_input =
+                        format!("{}.{}", url.encode(header.to_string()), url.encode(claims.to_string()));
+                    let sig: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+                    let token = format!("{signing_input}.{}", url.encode(sig.to_bytes()));
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = serde_json::json!({ "token": token }).to_string();
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        TokenService { realm, issued }
+    }
 }

@@ -177,7 +177,8 @@ impl Registry {
 
     /// Fetches a bearer token for `scope` from the challenge's realm.
     async fn token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
-        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+        // One `scope` parameter per scope, as the token protocol wants.
+        let mut query: Vec<(&str, &str)> = scope.split(' ').map(|s| ("scope", s)).collect();
         if let Some(s) = service {
             query.push(("service", s));
         }
@@ -294,6 +295,7 @@ impl Registry {
         let said = registry_message(&body);
         let hint = match status {
             StatusCode::FORBIDDEN => " (these credentials may not do this)",
+            StatusCode::METHOD_NOT_ALLOWED => " (the registry refuses this: read-only, or pushes disabled)",
             s if s.is_server_error() => " (a registry error; it may pass on retry)",
             _ => "",
         };
