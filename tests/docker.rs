@@ -460,7 +460,7 @@ fn registry_errors_are_retried_and_quoted() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("broken | attempt 2"), "{out}");
     assert!(
-        out.contains(&format!("broken | failed in 0."))
+        out.contains("broken | failed in 0.")
             && out.contains(&format!("{}: checking blob sha256:", broken.host))
             && out.contains("500 Internal Server Error"),
         "{out}"
