@@ -168,7 +168,26 @@ fn pushes_authenticate_with_flow_config_and_helper_credentials() {
         &[("REG_PASSWORD", "unused"), ("PATH", &path)],
     );
     assert_eq!(code, 0, "{out}{err}");
-    // The three pushes of one image agree with each other and with skopeo.
+    // The same helper named for the host in the Docker config (`credHelpers`).
+    let helper_config = dir.path().join("helper-config");
+    std::fs::create_dir_all(&helper_config).unwrap();
+    std::fs::write(
+        helper_config.join("config.json"),
+        format!(r#"{{"credHelpers": {{"{}": "kflowtest"}}, "auths": {{}}}}"#, reg.host),
+    )
+    .unwrap();
+    let (code, out, err) = run_flow(
+        dir.path(),
+        &flow("", "helper"),
+        &[],
+        &[
+            ("REG_PASSWORD", "unused"),
+            ("PATH", &path),
+            ("DOCKER_CONFIG", helper_config.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // The pushes of one image agree with each other and with skopeo.
     let d = output(&out, "digest").to_string();
     let o = std::process::Command::new("skopeo")
         .args([
@@ -372,7 +391,8 @@ fn the_quickstart_and_task_runner_examples_run() {
     let o = kflow(root, &["run", "--state", st, "examples/quickstart.kflow"], &[]);
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
-    assert!(out.contains(r#"checks = ["ok: /www/index.html"]"#), "{out}");
+    assert!(out.contains(r#"checks = ["ok: index.html"]"#), "{out}");
+    assert!(out.contains("<p>built FROM scratch by kflow</p>"), "{out}");
     assert!(out.contains("tagged = kflow-quickstart/app:dev"), "{out}");
     let o = kflow(
         root,
@@ -550,4 +570,42 @@ fn image_indexes_are_copied_with_their_children() {
     for d in &digests {
         assert_eq!(skopeo_digest(&format!("{}/app@{d}", dst.host)), *d);
     }
+}
+
+/// `workdir`, `user`, `mounts` (relative to the flow, read-only honoured)
+/// and `network` reach the container.
+#[test]
+fn container_options_reach_the_container() {
+    if !docker_or_skip("container_options_reach_the_container") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "");
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/input.txt"), "from the host\n").unwrap();
+    let flow = r#"flow opts {
+  task image = docker.build { context: "img" }
+  task look = container.run {
+    image: image.image
+    cmd: ["sh", "-c", "pwd; id -u; cat /in/input.txt; touch /in/x 2>/dev/null || echo read-only; ls /sys/class/net"]
+    workdir: "/tmp"
+    user: "1234"
+    mounts: ["data:/in:ro"]
+    network: "none"
+  }
+  output said = look.stdout
+}
+"#;
+    let (code, out, err) = run_flow(dir.path(), flow, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "look | /tmp",
+        "look | 1234",
+        "look | from the host",
+        "look | read-only",
+        "look | lo",
+    ] {
+        assert!(out.contains(line), "{line} missing in {out}");
+    }
+    assert!(!out.contains("look | eth0"), "network none has only lo: {out}");
 }
