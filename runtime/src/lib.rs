@@ -1,11 +1,13 @@
 //! The kflow executor of compiled plans (`kflow_compiler::ir::Plan`): run-time
 //! values, the evaluation of the plan's expressions, inputs from the command
-//! line, secret redaction, and the task implementations.
+//! line, secret redaction, the execution history, the task implementations,
+//! and what they drive: the Docker engine and registries.
 
 pub mod docker;
 pub mod eval;
 pub mod executor;
 pub mod inputs;
+pub mod net;
 pub mod registry;
 pub mod secret;
 pub mod store;

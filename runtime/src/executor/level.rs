@@ -173,6 +173,8 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
     }
     let mut ready: VecDeque<usize> = (0..n).filter(|&m| remaining[m] == 0).collect();
     let mut running: JoinSet<(usize, Done)> = JoinSet::new();
+    // Which member each spawned task runs, to settle it even if it panics.
+    let mut spawned: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut done = LevelDone {
         outputs: HashMap::new(),
         failed: false,
@@ -194,7 +196,8 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                         let task = task_ref(&plan, id, &suffix);
                         match attempt::prepare(node, &values) {
                             Ok(Some(prepared)) => {
-                                spawn_task(&shared, &mut running, m, task, prepared, cleanup);
+                                let handle = spawn_task(&shared, &mut running, m, task, prepared, cleanup);
+                                spawned.insert(handle.id(), m);
                                 None
                             }
                             // `when` is false.
@@ -211,11 +214,12 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                     }
                     Member::Loop(scope) => match start_loop(&shared, &values, scope, level, m, &suffix) {
                         Ok(fut) => {
-                            running.spawn(async move { (m, Done::Loop(fut.await)) });
+                            let handle = running.spawn(async move { (m, Done::Loop(fut.await)) });
+                            spawned.insert(handle.id(), m);
                             None
                         }
                         Err(e) => {
-                            let msg = format!("`for` at line {}: {}", loop_line(&plan, scope), e.0);
+                            let msg = format!("`for {} in …`: {}", loop_var(&plan, scope), e.0);
                             let msg = shared.redactor.redact(&msg).into_owned();
                             shared.failures.lock().expect("not poisoned").push(msg);
                             shared.halted.store(true, Ordering::Relaxed);
@@ -232,8 +236,40 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                 states[m] = State::Running;
             }
         }
-        let Some(joined) = running.join_next().await else { break };
-        let Ok((m, outcome)) = joined else { continue };
+        let Some(joined) = running.join_next_with_id().await else {
+            break;
+        };
+        let (m, outcome) = match joined {
+            Ok((id, done)) => {
+                spawned.remove(&id);
+                done
+            }
+            // A panic in a task is a bug of kflow; it fails that task, and
+            // the flow goes on to its cleanup.
+            Err(e) => {
+                let Some(m) = spawned.remove(&e.id()) else { continue };
+                let outcome = match level.members[m] {
+                    Member::Node(id) => {
+                        let task = task_ref(&plan, id, &suffix);
+                        let state = failed(
+                            &shared,
+                            &task,
+                            State::Failed,
+                            "internal error: the task panicked (a bug of kflow)".into(),
+                            Duration::ZERO,
+                            0,
+                        );
+                        Done::Task { state, record: None }
+                    }
+                    Member::Loop(_) => Done::Loop(LevelDone {
+                        outputs: HashMap::new(),
+                        failed: true,
+                        cancelled: false,
+                    }),
+                };
+                (m, outcome)
+            }
+        };
         let state = match (outcome, level.members[m]) {
             (Done::Loop(inner), _) => {
                 done.outputs.reserve(inner.outputs.len());
@@ -277,10 +313,10 @@ fn task_ref(plan: &Plan, id: usize, suffix: &str) -> TaskRef {
     }
 }
 
-fn loop_line(plan: &Plan, scope: ScopeId) -> usize {
+fn loop_var(plan: &Plan, scope: ScopeId) -> &str {
     match &plan.scopes[scope].kind {
-        ScopeKind::For { body, .. } => body.first().map_or(0, |&n| plan.nodes[n].line.saturating_sub(1)),
-        ScopeKind::Try { .. } => 0,
+        ScopeKind::For { var, .. } => var,
+        ScopeKind::Try { .. } => "?",
     }
 }
 
@@ -336,7 +372,7 @@ fn spawn_task(
     task: TaskRef,
     prepared: Prepared,
     cleanup: bool,
-) {
+) -> tokio::task::AbortHandle {
     let shared = shared.clone();
     running.spawn(async move {
         let Ok(_permit) = shared.permits.acquire().await else {
@@ -397,7 +433,7 @@ fn spawn_task(
             }
         };
         (m, done)
-    });
+    })
 }
 
 /// Evaluates a loop's list and starts its iterations, all at once.

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::credentials::{Login, Source};
-use super::name::{plain_http, ImageName};
+use super::name::plain_http;
+use crate::net::explain;
 
 /// Manifest media types kflow reads and copies.
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -540,25 +541,6 @@ fn registry_message(body: &str) -> String {
             }
         }
     }
-}
-
-pub fn explain(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !msg.contains(&t) {
-            msg.push_str(": ");
-            msg.push_str(&t);
-        }
-        source = s.source();
-    }
-    msg
-}
-
-/// Everything a copy needs to know about an image name.
-pub fn registry_for(name: &ImageName, source: &Source) -> Result<Registry> {
-    Registry::new(name.api_host(), source.clone())
 }
 
 #[cfg(test)]

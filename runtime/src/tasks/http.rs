@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::net::explain;
+
 use super::{text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
@@ -46,22 +48,6 @@ fn client() -> Result<reqwest::Client, TaskError> {
         .user_agent(concat!("kflow/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| failed(format!("cannot set up the HTTP client: {e}")))
-}
-
-/// The chain of causes of a reqwest error, which alone says only
-/// "error sending request".
-fn explain(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !msg.contains(&s_text) {
-            msg.push_str(": ");
-            msg.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    msg
 }
 
 pub async fn request(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
