@@ -35,6 +35,10 @@ enum Command {
     Executions(cmd::executions::Args),
     /// Print the logs of an execution (all tasks, or one).
     Logs(cmd::executions::LogsArgs),
+    /// Write a cosign-compatible key pair (PREFIX.key, PREFIX.pub).
+    Keygen(cmd::keys::KeygenArgs),
+    /// Verify the cosign signatures of an image digest against a public key.
+    Verify(cmd::keys::VerifyArgs),
     /// Rewrite .kflow files in the canonical layout.
     Fmt(cmd::fmt::Args),
     /// Print the language reference generated from the task catalog and the diagnostic codes.
@@ -49,6 +53,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Executions(a) => cmd::executions::run(a),
         Command::Logs(a) => cmd::executions::logs(a),
+        Command::Keygen(a) => cmd::keys::keygen(a),
+        Command::Verify(a) => cmd::keys::verify(a),
         Command::Fmt(a) => cmd::fmt::run(a),
         Command::Docs(a) => cmd::docs::run(a),
     };

@@ -303,6 +303,26 @@ impl Store {
             .map_err(|e| StoreError(format!("cannot write the log of `{task}`: {e}")))
     }
 
+    /// Files tasks kept for an execution (reports, SBOMs): (task, path, bytes).
+    pub fn artifacts(&self, id: &str) -> Vec<(String, PathBuf, u64)> {
+        let root = self.dir.join("artifacts").join(id);
+        let mut out = Vec::new();
+        let Ok(tasks) = std::fs::read_dir(&root) else {
+            return out;
+        };
+        for task in tasks.flatten() {
+            let Ok(files) = std::fs::read_dir(task.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let size = f.metadata().map_or(0, |m| m.len());
+                out.push((task.file_name().to_string_lossy().into_owned(), f.path(), size));
+            }
+        }
+        out.sort();
+        out
+    }
+
     pub fn list(&self) -> Result<Vec<ExecutionRow>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions ORDER BY started_at DESC, id DESC"

@@ -80,6 +80,7 @@ async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
     let (tx, _rx) = mpsc::unbounded_channel();
     let env = RunEnv {
         execution: "test".into(),
+        artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         inputs: kflow_runtime::inputs::resolve(&plan, &given).unwrap(),
         secrets: BTreeMap::from([("token".to_string(), Secret::new("s3cr3t-t0ken"))]),
         base_dir: std::env::temp_dir(),

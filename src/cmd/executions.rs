@@ -86,9 +86,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let Some((exec, tasks)) = store.show(&id).map_err(|e| UsageError(e.0))? else {
                 return Err(UsageError(format!("no execution `{id}` in the history")));
             };
+            let artifacts = store.artifacts(&exec.id);
             if json {
                 let mut v = exec_json(&exec);
                 v["tasks"] = serde_json::Value::Array(tasks.iter().map(task_json).collect());
+                v["artifacts"] = artifacts
+                    .iter()
+                    .map(|(task, path, size)| json!({ "task": task, "path": path, "bytes": size }))
+                    .collect();
                 println!("{v:#}");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -109,6 +114,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         println!("      {line}");
                     }
                 }
+            }
+            for (task, path, size) in &artifacts {
+                println!("artifact   {task}: {} ({size} bytes)", path.display());
             }
             if let serde_json::Value::Object(outputs) = &exec.outputs {
                 for (k, v) in outputs {

@@ -4,6 +4,7 @@ pub mod docs;
 pub mod executions;
 pub mod fmt;
 pub mod graph;
+pub mod keys;
 pub mod run;
 
 use std::io::Read;

@@ -138,6 +138,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let consumer = tokio::spawn(consume(rx, plan.clone(), console, store, id.clone()));
         let env = RunEnv {
             execution: id.clone(),
+            artifacts: state_dir.join("artifacts").join(&id),
             inputs,
             secrets,
             base_dir,

@@ -35,6 +35,7 @@ pub(super) struct Shared {
     pub redactor: Arc<Redactor>,
     pub base_dir: PathBuf,
     pub execution: Arc<str>,
+    pub artifacts: PathBuf,
     pub docker: Arc<crate::docker::Engine>,
     /// One permit per task allowed to run at once (`--jobs`).
     pub permits: Semaphore,
@@ -394,6 +395,8 @@ fn spawn_task(
             }
         });
         let ctx = TaskContext {
+            task: task.name.clone(),
+            artifacts: shared.artifacts.clone(),
             execution: shared.execution.clone(),
             docker: shared.docker.clone(),
             base_dir: shared.base_dir.clone(),

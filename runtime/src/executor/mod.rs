@@ -85,6 +85,8 @@ pub enum Event {
 pub struct RunEnv {
     /// The execution's id (labels on what tasks create).
     pub execution: String,
+    /// Where tasks keep their artifacts (reports, SBOMs).
+    pub artifacts: PathBuf,
     pub inputs: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, Secret>,
     pub base_dir: PathBuf,
@@ -183,6 +185,7 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         redactor: Arc::new(redactor),
         base_dir: env.base_dir,
         execution: env.execution.into(),
+        artifacts: env.artifacts,
         docker: Arc::new(crate::docker::Engine::default()),
         permits: Semaphore::new(env.jobs.clamp(1, Semaphore::MAX_PERMITS)),
         cancel: env.cancel.clone(),

@@ -364,6 +364,22 @@ impl Registry {
         })
     }
 
+    /// The manifest behind a tag or digest, or `None` when the registry has
+    /// none.
+    pub async fn try_manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let resp = self
+            .send(&Self::pull_scope(repo), || {
+                self.http.head(&url).header(ACCEPT, MANIFEST_TYPES.join(", "))
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => self.manifest(repo, reference).await.map(Some),
+            _ => Err(self.failure(&format!("looking for {repo}:{reference}"), resp).await),
+        }
+    }
+
     /// The digest a tag points to, from the registry (HEAD, then GET when a
     /// registry does not say).
     pub async fn resolve(&self, repo: &str, reference: &str) -> Result<String> {

@@ -6,6 +6,7 @@ pub mod basic;
 pub mod http;
 pub mod images;
 pub mod shell;
+pub mod signing;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ pub struct TaskContext {
     /// The execution's id, carried as a label by what tasks create.
     pub execution: Arc<str>,
     pub base_dir: PathBuf,
+    /// The task run's name (`scan`, `scan[2]`).
+    pub task: Arc<str>,
+    /// Where the execution keeps its artifacts (reports, SBOMs).
+    pub artifacts: PathBuf,
     pub docker: Arc<crate::docker::Engine>,
     pub cancel: CancellationToken,
     pub redactor: Arc<Redactor>,
@@ -52,6 +57,14 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
+    /// This task run's artifact folder, created on first use.
+    pub fn artifact_dir(&self) -> Result<PathBuf, String> {
+        let dir = self.artifacts.join(&*self.task);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the artifact folder {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
     /// Logs a line, with every known secret value replaced.
     pub fn log(&self, stream: Stream, text: &str) {
         let text = self.redactor.redact(text).into_owned();

@@ -169,6 +169,8 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = TaskContext {
             execution: "test".into(),
+            task: "t".into(),
+            artifacts: std::env::temp_dir(),
             docker: Default::default(),
             base_dir: std::env::temp_dir(),
             cancel: CancellationToken::new(),

@@ -1,0 +1,4 @@
+//! Signing images the way cosign does, and verifying such signatures.
+
+pub mod cosign;
+pub mod keys;

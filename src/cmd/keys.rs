@@ -1,0 +1,120 @@
+//! `kflow keygen` and `kflow verify`: cosign-compatible keys and signature
+//! checks from the command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kflow_runtime::registry::{credentials::Source, name::ImageName};
+use kflow_runtime::secret::Secret;
+use kflow_runtime::sign::{cosign, keys};
+
+use super::{io_reason, Result, UsageError};
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Name of the files written: PREFIX.key and PREFIX.pub.
+    #[arg(long, default_value = "cosign")]
+    prefix: String,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The image, pinned by digest: `registry/repo@sha256:…`.
+    image: String,
+    /// The cosign public key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+}
+
+/// The key password: `COSIGN_PASSWORD`, then `KFLOW_PASSWORD` (either may be
+/// empty), else asked twice on a terminal without echo.
+fn password() -> Result<Secret> {
+    for var in ["COSIGN_PASSWORD", "KFLOW_PASSWORD"] {
+        if let Ok(p) = std::env::var(var) {
+            return Ok(Secret::new(p));
+        }
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(
+            "no password: set COSIGN_PASSWORD (or KFLOW_PASSWORD), or run on a terminal to be asked".into(),
+        ));
+    }
+    let first = rpassword::prompt_password("Password for the private key: ")
+        .map_err(|e| UsageError(format!("cannot read the password: {e}")))?;
+    let again =
+        rpassword::prompt_password("Again: ").map_err(|e| UsageError(format!("cannot read the password: {e}")))?;
+    if first != again {
+        return Err(UsageError("the passwords differ".into()));
+    }
+    Ok(Secret::new(first))
+}
+
+pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
+    let private = PathBuf::from(format!("{}.key", args.prefix));
+    let public = PathBuf::from(format!("{}.pub", args.prefix));
+    for p in [&private, &public] {
+        if p.exists() && !args.force {
+            return Err(UsageError(format!(
+                "{} exists; pass --force to overwrite it",
+                p.display()
+            )));
+        }
+    }
+    let pw = password()?;
+    let (key_pem, pub_pem) = keys::generate(&pw).map_err(|e| UsageError(e.0))?;
+    write_private(&private, &key_pem)?;
+    std::fs::write(&public, pub_pem)
+        .map_err(|e| UsageError(format!("cannot write {}: {}", public.display(), io_reason(&e))))?;
+    println!("Private key written to {}", private.display());
+    println!("Public key written to {}", public.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The private key is readable by its owner only.
+fn write_private(path: &PathBuf, pem: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| UsageError(format!("cannot write {}: {}", path.display(), io_reason(&e))))?;
+    f.write_all(pem.as_bytes())
+        .map_err(|e| UsageError(format!("cannot write {}: {}", path.display(), io_reason(&e))))
+}
+
+pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let target = ImageName::parse(&args.image).map_err(|e| UsageError(format!("`{}`: {e}", args.image)))?;
+    if target.digest.is_none() {
+        return Err(UsageError(format!(
+            "`{}` is not pinned: verify a digest, `repo@sha256:…` (a tag could move)",
+            args.image
+        )));
+    }
+    let pem = std::fs::read_to_string(&args.key)
+        .map_err(|e| UsageError(format!("cannot read {}: {}", args.key.display(), io_reason(&e))))?;
+    let key = keys::load_public(&pem).map_err(|e| UsageError(format!("{}: {e}", args.key.display())))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
+    match runtime.block_on(cosign::verify(&target, &key, &Source::DockerConfig)) {
+        Ok(n) => {
+            println!(
+                "Verified {n} signature(s) of {} with {}",
+                args.image,
+                args.key.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
