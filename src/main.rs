@@ -31,6 +31,12 @@ enum Command {
     Graph(cmd::graph::Args),
     /// Run a flow: compile it, check its inputs, execute its tasks.
     Run(cmd::run::Args),
+    /// Approve a paused execution's gate.
+    Approve(cmd::approve::DecideArgs),
+    /// Reject a paused execution's gate (the gate fails).
+    Reject(cmd::approve::DecideArgs),
+    /// Continue a paused or interrupted execution; what succeeded is not run again.
+    Resume(cmd::approve::ResumeArgs),
     /// The execution history: list executions, show one.
     Executions(cmd::executions::Args),
     /// Print the logs of an execution (all tasks, or one).
@@ -51,6 +57,9 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Graph(a) => cmd::graph::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Approve(a) => cmd::approve::approve(a),
+        Command::Reject(a) => cmd::approve::reject(a),
+        Command::Resume(a) => cmd::approve::resume(a),
         Command::Executions(a) => cmd::executions::run(a),
         Command::Logs(a) => cmd::executions::logs(a),
         Command::Keygen(a) => cmd::keys::keygen(a),

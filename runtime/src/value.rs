@@ -89,6 +89,47 @@ impl Value {
         }
     }
 
+    /// Reads back what [`Value::to_json`] wrote, given the type (inputs and
+    /// outputs recorded in the history, for `kflow resume`). `None` when the
+    /// JSON does not fit the type.
+    pub fn from_json(json: &serde_json::Value, ty: &kflow_compiler::types::Ty) -> Option<Value> {
+        use kflow_compiler::types::Ty;
+        use serde_json::Value as J;
+        Some(match (ty, json) {
+            (Ty::Optional(_), J::Null) => Value::Missing,
+            (Ty::Optional(inner), j) => Value::from_json(j, inner)?,
+            (Ty::String | Ty::Path, J::String(s)) => Value::Str(s.clone()),
+            (Ty::Int, J::Number(n)) => Value::Int(n.as_i64()?),
+            (Ty::Bool, J::Bool(b)) => Value::Bool(*b),
+            (Ty::Duration, J::String(s)) => Value::Duration(kflow_compiler::grammar::parse_duration(s)?),
+            (Ty::Digest, J::String(s)) => Value::Digest(s.clone()),
+            (Ty::Image, J::String(s)) => Value::Image(s.clone()),
+            (Ty::Ref, J::String(s)) => Value::Ref(s.clone()),
+            (Ty::Pinned, J::String(s)) => Value::Pinned(s.clone()),
+            (Ty::Severity | Ty::Enum(_), J::String(s)) => Value::Enum(s.clone()),
+            (Ty::Task, J::String(s)) => Value::Task(s.clone()),
+            (Ty::List(inner), J::Array(items)) => Value::List(
+                items
+                    .iter()
+                    .map(|i| Value::from_json(i, inner))
+                    .collect::<Option<_>>()?,
+            ),
+            (Ty::Map(inner), J::Object(m)) => Value::Map(
+                m.iter()
+                    .map(|(k, v)| Some((k.clone(), Value::from_json(v, inner)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            (Ty::Record(fields), J::Object(m)) => Value::Map(
+                fields
+                    .iter()
+                    .filter_map(|(k, t)| m.get(k).map(|v| Some((k.clone(), Value::from_json(v, t)?))))
+                    .collect::<Option<_>>()?,
+            ),
+            (Ty::Union(options), j) => options.iter().find_map(|t| Value::from_json(j, t))?,
+            _ => return None,
+        })
+    }
+
     /// Secrets inside this value (to register them with the redactor).
     pub fn secrets(&self) -> Vec<&Secret> {
         match self {

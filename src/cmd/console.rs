@@ -19,6 +19,7 @@ pub fn state_name(s: State) -> &'static str {
         State::Failed => "failed",
         State::Skipped => "skipped",
         State::Cancelled => "cancelled",
+        State::Paused => "paused",
     }
 }
 
@@ -105,9 +106,11 @@ impl Console {
                 match state {
                     State::Succeeded => self.succeeded += 1,
                     State::Skipped => self.skipped += 1,
+                    State::Paused => {}
                     _ => self.failed += 1,
                 }
             }
+            Event::Restored { .. } => self.succeeded += 1,
             _ => {}
         }
     }
@@ -195,6 +198,7 @@ fn json_event(event: &Event, t: f64) -> String {
             "event": "retrying", "task": &*task.name, "attempt": attempt, "error": error,
             "delay_ms": delay.as_millis() as u64, "t": t,
         }),
+        Event::Restored { task } => json!({ "event": "restored", "task": &*task.name, "t": t }),
         Event::Finished {
             task,
             state,
@@ -236,11 +240,17 @@ fn plain_event(event: &Event, t: f64, width: usize, color: bool) -> String {
                 error.lines().next().unwrap_or("")
             ),
         ),
+        Event::Restored { task } => (task, "succeeded before the resume: not run again".to_string()),
         Event::Finished {
             task,
             state: State::Skipped,
             ..
         } => (task, "skipped".to_string()),
+        Event::Finished {
+            task,
+            state: State::Paused,
+            ..
+        } => (task, "paused: waiting for a decision".to_string()),
         Event::Finished {
             task,
             state,

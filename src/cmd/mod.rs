@@ -1,3 +1,4 @@
+pub mod approve;
 pub mod check;
 mod console;
 pub mod docs;

@@ -9,7 +9,8 @@ use kflow_compiler::ir::Plan;
 use kflow_compiler::render::{self, FileReport, HumanStyle};
 use kflow_runtime::executor::{execute, Event, Report, RunEnv, TaskRef};
 use kflow_runtime::secret::Secret;
-use kflow_runtime::store::{now, Change, Store};
+use kflow_runtime::store::{now, Change, NewExecution, Store};
+use kflow_runtime::value::Value;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,10 @@ pub struct Args {
     /// Folder of the execution history (default: `.kflow` next to the flow file).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// When an approval has to wait, pause the execution and exit (printing
+    /// its id) instead of waiting; `kflow resume ID` continues it.
+    #[arg(long)]
+    detach: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -98,13 +103,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .collect();
     let inputs_json: serde_json::Map<String, serde_json::Value> =
         inputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+    let plan_json = serde_json::to_value(plan).map_err(|e| UsageError(format!("cannot record the plan: {e}")))?;
     let id = store
-        .begin(
-            &plan.flow,
-            &source.name,
-            &serde_json::Value::Object(inputs_json),
-            &tasks,
-        )
+        .begin(&NewExecution {
+            flow: &plan.flow,
+            file: &source.name,
+            inputs: &serde_json::Value::Object(inputs_json),
+            tasks,
+            plan: plan_json,
+            base_dir: std::fs::canonicalize(&base_dir).unwrap_or_else(|_| base_dir.clone()),
+        })
         .map_err(|e| UsageError(e.0))?;
     if args.json {
         println!(
@@ -114,7 +122,52 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         println!("execution {id} of flow {}", plan.flow);
     }
+    execute_recorded(Recorded {
+        plan: plan.clone(),
+        id,
+        store,
+        state_dir,
+        base_dir,
+        inputs,
+        secrets,
+        restored: Default::default(),
+        jobs: args.jobs,
+        json: args.json,
+        detach: args.detach,
+    })
+}
 
+/// An execution in the history, ready to run (a new one, or a resumed one).
+pub struct Recorded {
+    pub plan: Plan,
+    pub id: String,
+    pub store: Store,
+    pub state_dir: PathBuf,
+    pub base_dir: PathBuf,
+    pub inputs: BTreeMap<String, Value>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub restored: std::collections::HashMap<String, kflow_runtime::tasks::Outputs>,
+    pub jobs: usize,
+    pub json: bool,
+    pub detach: bool,
+}
+
+/// Runs a recorded execution to its end (or its pause), printing and
+/// recording every event; the exit code says how it ended.
+pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
+    let Recorded {
+        plan,
+        id,
+        store,
+        state_dir,
+        base_dir,
+        inputs,
+        secrets,
+        restored,
+        jobs,
+        json,
+        detach,
+    } = r;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,7 +176,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
         let (tx, rx) = mpsc::unbounded_channel();
-        let mode = if args.json {
+        let mode = if json {
             Mode::Json
         } else if std::io::stdout().is_terminal() {
             Mode::Live {
@@ -133,16 +186,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } else {
             Mode::Plain
         };
-        let width = plan.nodes.iter().map(|n| run_name_len(plan, n)).max().unwrap_or(4);
+        let width = plan.nodes.iter().map(|n| run_name_len(&plan, n)).max().unwrap_or(4);
         let console = Console::new(mode, width);
         let consumer = tokio::spawn(consume(rx, plan.clone(), console, store, id.clone()));
         let env = RunEnv {
             execution: id.clone(),
             artifacts: state_dir.join("artifacts").join(&id),
+            state_dir: state_dir.clone(),
+            detach,
+            restored,
             inputs,
             secrets,
             base_dir,
-            jobs: args.jobs,
+            jobs,
             cancel,
         };
         let report = execute(Arc::new(plan.clone()), env, tx).await;
@@ -152,6 +208,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let state = report.outcome();
     let outputs: serde_json::Map<String, serde_json::Value> =
         report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+    if state == "paused" {
+        // Left paused for `kflow approve` and `kflow resume`.
+        if let Err(e) = store.leave_paused(&id) {
+            eprintln!("kflow: {e}");
+        }
+        if json {
+            println!(
+                "{}",
+                json!({ "event": "execution", "flow": plan.flow, "id": id, "state": "paused" })
+            );
+        } else {
+            println!("execution {id} is paused, waiting for approval");
+            println!("decide: kflow approve {id} --as NAME   (or kflow reject {id} --as NAME)");
+            println!("then:   kflow resume {id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Err(e) = store.finish(
         &id,
         state,
@@ -160,7 +233,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ) {
         eprintln!("kflow: {e}");
     }
-    print_result(plan, &report, &outputs, args.json);
+    print_result(&plan, &report, &outputs, json);
     Ok(match state {
         "interrupted" => ExitCode::from(130),
         "succeeded" => ExitCode::SUCCESS,
@@ -184,7 +257,7 @@ fn run_name_len(plan: &Plan, node: &kflow_compiler::ir::Node) -> usize {
 
 /// Reads every secret before anything runs; a missing one is a usage error
 /// naming the variable or file, never the value.
-fn read_secrets(plan: &Plan, base_dir: &std::path::Path) -> Result<BTreeMap<String, Secret>> {
+pub fn read_secrets(plan: &Plan, base_dir: &std::path::Path) -> Result<BTreeMap<String, Secret>> {
     let mut out = BTreeMap::new();
     for s in &plan.secrets {
         let arg = match &s.arg {
@@ -276,6 +349,8 @@ async fn consume(
             let kind = |t: &TaskRef| plan.nodes[t.node].kind.clone();
             let result = match event {
                 Event::Log { task, line } => store.log(&id, &task.name, &line.text).map(|_| ()),
+                // Already recorded as succeeded before the resume.
+                Event::Restored { .. } => Ok(()),
                 Event::Started { task, attempt } => {
                     changes.push(Change::Started {
                         task: task.name.to_string(),

@@ -77,13 +77,20 @@ pub(super) fn prepare(node: &Node, values: &dyn Scope) -> Result<Option<Prepared
         props.insert(name.clone(), eval(&p.value, values)?);
     }
     let retry = Retry::of(node, values)?;
-    let timeout = match &node.timeout {
+    let mut timeout = match &node.timeout {
         Some(t) => match eval(t, values)? {
             Value::Duration(ms) => Some(Duration::from_millis(ms)),
             _ => None,
         },
         None => None,
     };
+    // An approval's timeout is its deadline, stored with the request so that
+    // a resumed gate keeps it; it is not a limit on one attempt.
+    if node.kind == "approval" {
+        if let Some(t) = timeout.take() {
+            props.insert("timeout".into(), Value::Duration(t.as_millis() as u64));
+        }
+    }
     Ok(Some(Prepared { props, retry, timeout }))
 }
 
@@ -152,6 +159,7 @@ pub const RUNNABLE_KINDS: &[&str] = &[
     "cosign.sign",
     "cosign.verify",
     "trivy.scan",
+    "approval",
     "shell.run",
     "http.request",
     "log",
@@ -169,6 +177,7 @@ async fn dispatch(kind: &str, props: &Props, ctx: &TaskContext) -> Result<Output
         "cosign.sign" => tasks::signing::sign(props, ctx).await,
         "cosign.verify" => tasks::signing::verify(props, ctx).await,
         "trivy.scan" => crate::scan::scan(props, ctx).await,
+        "approval" => tasks::approval::approval(props, ctx).await,
         "shell.run" => tasks::shell::run(props, ctx).await,
         "http.request" => tasks::http::request(props, ctx).await,
         "log" => tasks::basic::log(props, ctx).await,

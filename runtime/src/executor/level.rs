@@ -36,6 +36,9 @@ pub(super) struct Shared {
     pub base_dir: PathBuf,
     pub execution: Arc<str>,
     pub artifacts: PathBuf,
+    pub state_dir: PathBuf,
+    pub detach: bool,
+    pub restored: HashMap<String, crate::tasks::Outputs>,
     pub docker: Arc<crate::docker::Engine>,
     /// One permit per task allowed to run at once (`--jobs`).
     pub permits: Semaphore,
@@ -139,6 +142,8 @@ pub(super) struct LevelDone {
     /// A member failed (and did not have `continue_on_error`).
     pub failed: bool,
     pub cancelled: bool,
+    /// A member waits for an approval (the run detached).
+    pub paused: bool,
 }
 
 /// How one member's run ended.
@@ -180,6 +185,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
         outputs: HashMap::new(),
         failed: false,
         cancelled: false,
+        paused: false,
     };
     let continue_on_error = |m: usize| matches!(level.members[m], Member::Node(id) if plan.nodes[id].continue_on_error);
     loop {
@@ -192,6 +198,15 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                 Some(State::Skipped)
             } else {
                 match level.members[m] {
+                    Member::Node(id) if shared.restored.contains_key(&*task_ref(&plan, id, &suffix).name) => {
+                        let task = task_ref(&plan, id, &suffix);
+                        let record = Value::Map(shared.restored[&*task.name].clone());
+                        record_outcome(&shared, &task, State::Succeeded, None, 0);
+                        let _ = shared.events.send(Event::Restored { task });
+                        values.outputs.insert(plan.nodes[id].name.clone(), record.clone());
+                        done.outputs.insert(plan.nodes[id].name.clone(), record);
+                        Some(State::Succeeded)
+                    }
                     Member::Node(id) => {
                         let node = &plan.nodes[id];
                         let task = task_ref(&plan, id, &suffix);
@@ -266,6 +281,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                         outputs: HashMap::new(),
                         failed: true,
                         cancelled: false,
+                        paused: false,
                     }),
                 };
                 (m, outcome)
@@ -282,6 +298,8 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                     State::Failed
                 } else if inner.cancelled {
                     State::Cancelled
+                } else if inner.paused {
+                    State::Paused
                 } else {
                     State::Succeeded
                 }
@@ -302,7 +320,10 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
         };
         states[m] = state;
         settle(&mut done, state, continue_on_error(m));
-        release(m, &dependents, &mut remaining, &mut ready);
+        // What waits on a paused gate stays pending until a resume.
+        if state != State::Paused {
+            release(m, &dependents, &mut remaining, &mut ready);
+        }
     }
     done
 }
@@ -325,6 +346,7 @@ fn settle(done: &mut LevelDone, state: State, continue_on_error: bool) {
     match state {
         State::Failed if !continue_on_error => done.failed = true,
         State::Cancelled => done.cancelled = true,
+        State::Paused => done.paused = true,
         _ => {}
     }
 }
@@ -397,6 +419,8 @@ fn spawn_task(
         let ctx = TaskContext {
             task: task.name.clone(),
             artifacts: shared.artifacts.clone(),
+            state_dir: shared.state_dir.clone(),
+            detach: shared.detach,
             execution: shared.execution.clone(),
             docker: shared.docker.clone(),
             base_dir: shared.base_dir.clone(),
@@ -428,6 +452,16 @@ fn spawn_task(
                 let (state, error) = match e {
                     TaskError::Cancelled => (State::Cancelled, "cancelled".to_string()),
                     TaskError::Failed(msg) => (State::Failed, msg),
+                    TaskError::Paused => {
+                        paused(&shared, &task);
+                        return (
+                            m,
+                            Done::Task {
+                                state: State::Paused,
+                                record: None,
+                            },
+                        );
+                    }
                 };
                 Done::Task {
                     state: failed(&shared, &task, state, error, elapsed, attempts),
@@ -495,11 +529,13 @@ fn start_loop(
             outputs: HashMap::new(),
             failed: false,
             cancelled: false,
+            paused: false,
         };
         let results: Vec<LevelDone> = results.into_iter().flatten().collect();
         for r in &results {
             done.failed |= r.failed;
             done.cancelled |= r.cancelled;
+            done.paused |= r.paused;
         }
         // Outside the loop, each of its tasks is the list of its records.
         for name in names {
@@ -521,7 +557,7 @@ fn describe(v: &Value) -> &'static str {
 }
 
 fn skipped(shared: &Shared, task: &TaskRef) {
-    record(shared, task, State::Skipped, None, 0);
+    record_outcome(shared, task, State::Skipped, None, 0);
     let _ = shared.events.send(Event::Finished {
         task: task.clone(),
         state: State::Skipped,
@@ -532,7 +568,7 @@ fn skipped(shared: &Shared, task: &TaskRef) {
 }
 
 fn succeeded(shared: &Shared, task: &TaskRef, outputs: serde_json::Value, elapsed: Duration, attempts: u32) {
-    record(shared, task, State::Succeeded, None, attempts);
+    record_outcome(shared, task, State::Succeeded, None, attempts);
     let _ = shared.events.send(Event::Finished {
         task: task.clone(),
         state: State::Succeeded,
@@ -555,7 +591,7 @@ fn failed(shared: &Shared, task: &TaskRef, state: State, error: String, elapsed:
             .push(format!("{}: {error}", task.name));
         shared.halted.store(true, Ordering::Relaxed);
     }
-    record(shared, task, state, Some(error.clone()), attempts);
+    record_outcome(shared, task, state, Some(error.clone()), attempts);
     let _ = shared.events.send(Event::Finished {
         task: task.clone(),
         state,
@@ -566,7 +602,17 @@ fn failed(shared: &Shared, task: &TaskRef, state: State, error: String, elapsed:
     state
 }
 
-fn record(shared: &Shared, task: &TaskRef, state: State, error: Option<String>, attempts: u32) {
+fn paused(shared: &Shared, task: &TaskRef) {
+    let _ = shared.events.send(Event::Finished {
+        task: task.clone(),
+        state: State::Paused,
+        error: None,
+        elapsed: Duration::ZERO,
+        outputs: None,
+    });
+}
+
+fn record_outcome(shared: &Shared, task: &TaskRef, state: State, error: Option<String>, attempts: u32) {
     shared.outcomes.lock().expect("not poisoned").push(TaskOutcome {
         name: task.name.to_string(),
         node: task.node,

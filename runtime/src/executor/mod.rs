@@ -39,6 +39,8 @@ pub enum State {
     Failed,
     Skipped,
     Cancelled,
+    /// An approval waits and the run detached: the execution pauses here.
+    Paused,
 }
 
 impl State {
@@ -72,6 +74,11 @@ pub enum Event {
         error: String,
         delay: Duration,
     },
+    /// A task that succeeded before the execution was resumed: its recorded
+    /// outputs are used, it does not run again.
+    Restored {
+        task: TaskRef,
+    },
     Finished {
         task: TaskRef,
         state: State,
@@ -87,6 +94,12 @@ pub struct RunEnv {
     pub execution: String,
     /// Where tasks keep their artifacts (reports, SBOMs).
     pub artifacts: PathBuf,
+    /// The history's folder (approvals use it).
+    pub state_dir: PathBuf,
+    /// Approvals that would wait pause the execution instead.
+    pub detach: bool,
+    /// Outputs of task runs that succeeded before a resume, by run name.
+    pub restored: std::collections::HashMap<String, crate::tasks::Outputs>,
     pub inputs: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, Secret>,
     pub base_dir: PathBuf,
@@ -115,6 +128,8 @@ pub struct Report {
     /// The first failure that failed the flow, then failures of cleanup tasks.
     pub failures: Vec<String>,
     pub cancelled: bool,
+    /// An approval waits (the run detached): `kflow resume` continues.
+    pub paused: bool,
 }
 
 impl Report {
@@ -124,17 +139,19 @@ impl Report {
     }
 
     pub fn succeeded(&self) -> bool {
-        self.failures.is_empty() && !self.cancelled
+        self.failures.is_empty() && !self.cancelled && !self.paused
     }
 
     /// The execution's final state, as recorded and printed.
     pub fn outcome(&self) -> &'static str {
         if self.cancelled {
             "interrupted"
-        } else if self.succeeded() {
-            "succeeded"
-        } else {
+        } else if !self.failures.is_empty() {
             "failed"
+        } else if self.paused {
+            "paused"
+        } else {
+            "succeeded"
         }
     }
 }
@@ -186,6 +203,9 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         base_dir: env.base_dir,
         execution: env.execution.into(),
         artifacts: env.artifacts,
+        state_dir: env.state_dir,
+        detach: env.detach,
+        restored: env.restored,
         docker: Arc::new(crate::docker::Engine::default()),
         permits: Semaphore::new(env.jobs.clamp(1, Semaphore::MAX_PERMITS)),
         cancel: env.cancel.clone(),
@@ -211,5 +231,34 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         outputs,
         failures,
         cancelled: env.cancel.is_cancelled(),
+        paused: top.paused,
     }
+}
+
+/// A task run's recorded outputs read back with the types of its kind's
+/// catalog entry (for `kflow resume`); `None` when they do not fit.
+pub fn restore_outputs(plan: &Plan, run_name: &str, json: &serde_json::Value) -> Option<crate::tasks::Outputs> {
+    let template = run_name.split('[').next().unwrap_or(run_name);
+    let node = plan.nodes.iter().find(|n| n.name == template)?;
+    let serde_json::Value::Object(fields) = json else {
+        return Some(crate::tasks::Outputs::new());
+    };
+    let kind = kflow_compiler::catalog::kind(&node.kind);
+    let mut out = crate::tasks::Outputs::new();
+    for (name, v) in fields {
+        let ty = kind
+            .and_then(|k| k.outputs.iter().find(|o| o.name == name))
+            .map(|o| kflow_compiler::catalog::ty(o.ty).clone());
+        let value = match ty {
+            Some(t) => Value::from_json(v, &t)?,
+            // Fields outside the catalog (`ports` of a stack) keep their JSON shape.
+            None => Value::from_json(
+                v,
+                &kflow_compiler::types::Ty::Map(Box::new(kflow_compiler::types::Ty::Int)),
+            )
+            .unwrap_or(Value::Missing),
+        };
+        out.insert(name.clone(), value);
+    }
+    Some(out)
 }

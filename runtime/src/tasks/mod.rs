@@ -2,6 +2,7 @@
 //! its evaluated properties and a [`TaskContext`], and returns its output
 //! record or a [`TaskError`].
 
+pub mod approval;
 pub mod basic;
 pub mod http;
 pub mod images;
@@ -50,6 +51,10 @@ pub struct TaskContext {
     pub task: Arc<str>,
     /// Where the execution keeps its artifacts (reports, SBOMs).
     pub artifacts: PathBuf,
+    /// The history's folder (approvals read and write it).
+    pub state_dir: PathBuf,
+    /// An approval that would wait pauses the execution instead (`--detach`).
+    pub detach: bool,
     pub docker: Arc<crate::docker::Engine>,
     pub cancel: CancellationToken,
     pub redactor: Arc<Redactor>,
@@ -80,6 +85,8 @@ pub enum TaskError {
     Failed(String),
     /// The run was cancelled (timeout or interruption); never retried.
     Cancelled,
+    /// An approval left waiting: the execution pauses here (`--detach`).
+    Paused,
 }
 
 impl std::fmt::Display for TaskError {
@@ -87,6 +94,7 @@ impl std::fmt::Display for TaskError {
         match self {
             TaskError::Failed(m) => f.write_str(m),
             TaskError::Cancelled => f.write_str("cancelled"),
+            TaskError::Paused => f.write_str("paused"),
         }
     }
 }

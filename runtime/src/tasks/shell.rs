@@ -171,6 +171,8 @@ mod tests {
             execution: "test".into(),
             task: "t".into(),
             artifacts: std::env::temp_dir(),
+            state_dir: std::env::temp_dir(),
+            detach: false,
             docker: Default::default(),
             base_dir: std::env::temp_dir(),
             cancel: CancellationToken::new(),

@@ -4,11 +4,16 @@
 //!
 //! An execution is recorded `running` with the pid of its `kflow` process;
 //! whoever opens the store later and finds that process gone marks it
-//! `interrupted`, so a `kill -9` leaves a consistent history.
+//! `interrupted`, so a `kill -9` leaves a consistent history. An execution
+//! waiting for an approval is `paused`, with or without a process.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+mod approvals;
+
+pub use approvals::{Approval, Decision, Resumable};
 
 use rusqlite::{params, Connection};
 use serde_json::Value as Json;
@@ -16,7 +21,8 @@ use serde_json::Value as Json;
 /// Bytes of log kept per task run; the rest is dropped with a note.
 pub const LOG_CAP: u64 = 10 * 1024 * 1024;
 
-const SCHEMA: &[&str] = &[r#"
+const SCHEMA: &[&str] = &[
+    r#"
 CREATE TABLE executions (
     id TEXT PRIMARY KEY,
     flow TEXT NOT NULL,
@@ -51,7 +57,25 @@ CREATE TABLE attempts (
     PRIMARY KEY (execution_id, task, attempt)
 );
 CREATE INDEX executions_started ON executions(started_at);
-"#];
+"#,
+    r#"
+ALTER TABLE executions ADD COLUMN plan TEXT;
+ALTER TABLE executions ADD COLUMN base_dir TEXT;
+CREATE TABLE approvals (
+    execution_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    reviewers TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    deadline TEXT,
+    decision TEXT,
+    decided_by TEXT,
+    decided_at TEXT,
+    comment TEXT,
+    PRIMARY KEY (execution_id, task)
+);
+"#,
+];
 
 #[derive(Debug)]
 pub struct StoreError(pub String);
@@ -70,7 +94,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-type Result<T> = std::result::Result<T, StoreError>;
+pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub fn now() -> String {
     jiff::ZonedDateTime::now()
@@ -96,6 +120,18 @@ fn process_alive(pid: i64) -> bool {
     let Ok(pid) = i32::try_from(pid) else { return false };
     // SAFETY: signal 0 only asks whether the process exists.
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// What an execution starts with; the plan and the flow's folder are kept so
+/// that `kflow resume` runs exactly what was paused.
+pub struct NewExecution<'a> {
+    pub flow: &'a str,
+    pub file: &'a str,
+    pub inputs: &'a Json,
+    /// Tasks known before the run (loop iterations are added as they start).
+    pub tasks: Vec<(String, String)>,
+    pub plan: Json,
+    pub base_dir: PathBuf,
 }
 
 pub struct Store {
@@ -155,7 +191,7 @@ impl Store {
     fn mark_interrupted(&self) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, pid FROM executions WHERE state IN ('running', 'paused')")?;
+            .prepare("SELECT id, pid FROM executions WHERE state = 'running'")?;
         let rows: Vec<(String, i64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -174,13 +210,23 @@ impl Store {
         Ok(())
     }
 
-    pub fn begin(&mut self, flow: &str, file: &str, inputs: &Json, tasks: &[(String, String)]) -> Result<String> {
+    pub fn begin(&mut self, e: &NewExecution) -> Result<String> {
         let id = new_id();
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
-            params![id, flow, file, inputs.to_string(), now(), std::process::id()],
+            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
+            params![
+                id,
+                e.flow,
+                e.file,
+                e.inputs.to_string(),
+                now(),
+                std::process::id(),
+                e.plan.to_string(),
+                e.base_dir.to_string_lossy()
+            ],
         )?;
+        let tasks = &e.tasks;
         {
             let mut stmt =
                 tx.prepare("INSERT INTO task_runs (execution_id, task, kind, state) VALUES (?1, ?2, ?3, 'pending')")?;
@@ -423,12 +469,25 @@ pub enum Change {
 mod tests {
     use super::*;
 
+    pub(super) fn new_execution(tasks: Vec<(String, String)>) -> NewExecution<'static> {
+        static INPUTS: std::sync::OnceLock<Json> = std::sync::OnceLock::new();
+        NewExecution {
+            flow: "f",
+            file: "f.kflow",
+            inputs: INPUTS.get_or_init(|| serde_json::json!({"v": "1"})),
+            tasks,
+            plan: serde_json::json!({}),
+            base_dir: PathBuf::from("."),
+        }
+    }
+
     #[test]
     fn executions_are_recorded_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
-        let tasks = vec![("build".to_string(), "shell.run".to_string())];
-        let id = s.begin("f", "f.kflow", &serde_json::json!({"v": "1"}), &tasks).unwrap();
+        let id = s
+            .begin(&new_execution(vec![("build".to_string(), "shell.run".to_string())]))
+            .unwrap();
         s.apply(
             &id,
             &[
@@ -488,7 +547,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = {
             let mut s = Store::open(dir.path()).unwrap();
-            let id = s.begin("f", "f.kflow", &serde_json::json!({}), &[]).unwrap();
+            let id = s.begin(&new_execution(Vec::new())).unwrap();
             // Pretend the recording process died: a pid that cannot exist.
             s.conn
                 .execute("UPDATE executions SET pid = 999999999 WHERE id = ?1", [&id])

@@ -1,0 +1,114 @@
+//! `approval`: the execution pauses until a named reviewer decides from any
+//! shell (`kflow approve` / `kflow reject`, which write the decision into the
+//! history). The request and its deadline are stored once, so a resumed
+//! gate keeps both, and expiry fails the gate — it never approves.
+
+use std::time::Duration;
+
+use super::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
+use crate::store::{Approval, Store};
+use crate::value::Value;
+
+/// How often the gate looks for a decision.
+const POLL: Duration = Duration::from_millis(250);
+
+fn failed(msg: impl Into<String>) -> TaskError {
+    TaskError::Failed(msg.into())
+}
+
+/// RFC 3339 with the local offset.
+pub fn rfc3339(t: jiff::Timestamp) -> String {
+    t.to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+fn expired(deadline: &Option<String>) -> bool {
+    deadline
+        .as_deref()
+        .and_then(|d| d.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|d| jiff::Timestamp::now() >= d)
+}
+
+async fn blocking<T: Send + 'static>(
+    ctx: &TaskContext,
+    f: impl FnOnce(&mut Store) -> crate::store::Result<T> + Send + 'static,
+) -> Result<T, TaskError> {
+    let dir = ctx.state_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = Store::open(&dir)?;
+        f(&mut store)
+    })
+    .await
+    .map_err(|e| failed(format!("the history could not be read: {e}")))?
+    .map_err(|e| failed(format!("the history: {e}")))
+}
+
+pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    let summary = text(props, "summary").unwrap_or_default();
+    let reviewers = string_list(props, "reviewers").unwrap_or_default();
+    let deadline = match props.get("timeout") {
+        Some(Value::Duration(ms)) => {
+            let at = jiff::Timestamp::now().as_millisecond().saturating_add(*ms as i64);
+            jiff::Timestamp::from_millisecond(at).ok().map(rfc3339)
+        }
+        _ => None,
+    };
+    let (exec, task) = (ctx.execution.to_string(), ctx.task.to_string());
+    let (e, t, s, r) = (exec.clone(), task.clone(), summary.clone(), reviewers.clone());
+    let mut gate: Approval = blocking(ctx, move |st| st.request_approval(&e, &t, &s, &r, deadline)).await?;
+    let who = if gate.reviewers.is_empty() {
+        "anyone".to_string()
+    } else {
+        gate.reviewers.join(", ")
+    };
+    ctx.log(Stream::Info, &format!("waiting for approval: {}", gate.summary));
+    ctx.log(
+        Stream::Info,
+        &format!(
+            "decide with `kflow approve {exec} --as NAME` or `kflow reject {exec} --as NAME` (reviewers: {who}{})",
+            gate.deadline
+                .as_deref()
+                .map(|d| format!("; expires {d}"))
+                .unwrap_or_default()
+        ),
+    );
+    loop {
+        if let Some(d) = gate.decision.clone() {
+            let e = exec.clone();
+            blocking(ctx, move |st| st.unpause(&e)).await?;
+            if !d.approved {
+                let mut msg = format!("rejected by {} at {}", d.by, d.at);
+                if !d.comment.is_empty() {
+                    msg.push_str(&format!(": {}", d.comment));
+                }
+                return Err(failed(msg));
+            }
+            ctx.log(Stream::Info, &format!("approved by {} at {}", d.by, d.at));
+            return Ok(Outputs::from([
+                ("by".to_string(), Value::Str(d.by)),
+                ("at".to_string(), Value::Str(d.at)),
+                ("comment".to_string(), Value::Str(d.comment)),
+            ]));
+        }
+        if expired(&gate.deadline) {
+            let e = exec.clone();
+            blocking(ctx, move |st| st.unpause(&e)).await?;
+            return Err(failed(format!(
+                "no decision before {}: the gate fails (expiry never approves)",
+                gate.deadline.clone().unwrap_or_default()
+            )));
+        }
+        if ctx.detach {
+            return Err(TaskError::Paused);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        }
+        let (e, t) = (exec.clone(), task.clone());
+        if let Some(a) = blocking(ctx, move |st| st.approval(&e, &t)).await? {
+            gate = a;
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! `kflow approve`, `kflow reject` and `kflow resume`: deciding a paused
+//! gate from any shell, and continuing an execution that paused or was
+//! interrupted.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kflow_compiler::ir::Plan;
+use kflow_runtime::store::{Decision, Store};
+use kflow_runtime::value::Value;
+
+use super::{Result, UsageError};
+
+#[derive(clap::Args)]
+pub struct DecideArgs {
+    /// The execution id (or a unique prefix of it).
+    id: String,
+    /// Who decides (checked against the gate's `reviewers`).
+    #[arg(long = "as", value_name = "NAME")]
+    by: String,
+    /// Why.
+    #[arg(long, default_value = "")]
+    comment: String,
+    /// Which gate, when several wait.
+    #[arg(long)]
+    task: Option<String>,
+    /// Folder of the execution history (default: `.kflow` in the current folder).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// The execution id (or a unique prefix of it).
+    id: String,
+    /// Print one JSON event per line instead of the log.
+    #[arg(long)]
+    json: bool,
+    /// Pause again (and exit) if an approval still has to wait.
+    #[arg(long)]
+    detach: bool,
+    /// How many tasks may run at once.
+    #[arg(long, default_value_t = 16)]
+    jobs: usize,
+    /// Folder of the execution history (default: `.kflow` in the current folder).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+fn open(state: &Option<PathBuf>) -> Result<Store> {
+    let dir = state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
+    if !dir.join("history.db").exists() {
+        return Err(UsageError(format!(
+            "no execution history in {} (pass --state DIR)",
+            dir.display()
+        )));
+    }
+    Store::open(&dir).map_err(|e| UsageError(e.0))
+}
+
+pub fn approve(args: DecideArgs) -> Result<ExitCode> {
+    decide(args, true)
+}
+
+pub fn reject(args: DecideArgs) -> Result<ExitCode> {
+    decide(args, false)
+}
+
+fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
+    let mut store = open(&args.state)?;
+    let (exec, _) = store
+        .show(&args.id)
+        .map_err(|e| UsageError(e.0))?
+        .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
+    let pending = store.pending_approvals(&exec.id).map_err(|e| UsageError(e.0))?;
+    let gate = match (&args.task, pending.len()) {
+        (_, 0) => {
+            return Err(UsageError(format!(
+                "execution {} has no approval waiting for a decision",
+                exec.id
+            )))
+        }
+        (Some(t), _) => pending
+            .iter()
+            .find(|a| &a.task == t)
+            .ok_or_else(|| UsageError(format!("no approval `{t}` waits in execution {}", exec.id)))?,
+        (None, 1) => &pending[0],
+        (None, _) => {
+            let names: Vec<&str> = pending.iter().map(|a| a.task.as_str()).collect();
+            return Err(UsageError(format!(
+                "several approvals wait ({}): choose one with --task",
+                names.join(", ")
+            )));
+        }
+    };
+    if !gate.reviewers.is_empty() && !gate.reviewers.contains(&args.by) {
+        return Err(UsageError(format!(
+            "{} may not decide `{}` (reviewers: {})",
+            args.by,
+            gate.task,
+            gate.reviewers.join(", ")
+        )));
+    }
+    if let Some(deadline) = &gate.deadline {
+        if deadline
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|d| jiff::Timestamp::now() >= d)
+        {
+            return Err(UsageError(format!(
+                "`{}` expired at {deadline}: the gate fails, it can no longer be approved or rejected",
+                gate.task
+            )));
+        }
+    }
+    let decision = Decision {
+        approved,
+        by: args.by.clone(),
+        at: kflow_runtime::tasks::approval::rfc3339(jiff::Timestamp::now()),
+        comment: args.comment.clone(),
+    };
+    if !store
+        .decide(&exec.id, &gate.task, &decision)
+        .map_err(|e| UsageError(e.0))?
+    {
+        return Err(UsageError(format!("`{}` was decided meanwhile", gate.task)));
+    }
+    let verb = if approved { "approved" } else { "rejected" };
+    println!("{verb} `{}` of execution {} as {}", gate.task, exec.id, args.by);
+    if !store.process_alive(&exec.id).map_err(|e| UsageError(e.0))? {
+        println!("the execution is not running: `kflow resume {}` continues it", exec.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
+    if args.jobs == 0 {
+        return Err(UsageError("--jobs must be at least 1".into()));
+    }
+    let state_dir = args.state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
+    let mut store = open(&args.state)?;
+    let r = store
+        .resumable(&args.id)
+        .map_err(|e| UsageError(e.0))?
+        .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
+    match r.state.as_str() {
+        "paused" | "interrupted" => {}
+        "running" if store.process_alive(&r.id).map_err(|e| UsageError(e.0))? => {
+            return Err(UsageError(format!("execution {} is still running", r.id)))
+        }
+        other => {
+            return Err(UsageError(format!(
+                "execution {} {other}: only paused or interrupted executions resume (run the flow again instead)",
+                r.id
+            )))
+        }
+    }
+    if store.process_alive(&r.id).map_err(|e| UsageError(e.0))? {
+        return Err(UsageError(format!(
+            "execution {} is still waiting in another kflow process; decide with `kflow approve`",
+            r.id
+        )));
+    }
+    let plan: Plan = serde_json::from_value(r.plan.clone())
+        .map_err(|e| UsageError(format!("the recorded plan of {} is unreadable: {e}", r.id)))?;
+    let mut inputs = std::collections::BTreeMap::new();
+    for decl in &plan.inputs {
+        let json = r.inputs.get(&decl.name).cloned().unwrap_or(serde_json::Value::Null);
+        let v = Value::from_json(&json, &decl.ty)
+            .ok_or_else(|| UsageError(format!("the recorded input `{}` does not fit its type", decl.name)))?;
+        inputs.insert(decl.name.clone(), v);
+    }
+    // Secrets are never recorded: they are read again, as for a run.
+    let secrets = super::run::read_secrets(&plan, &r.base_dir)?;
+    let mut restored = std::collections::HashMap::new();
+    for (name, json) in &r.done {
+        let outputs = kflow_runtime::executor::restore_outputs(&plan, name, json).ok_or_else(|| {
+            UsageError(format!(
+                "the recorded outputs of `{name}` do not fit its kind; run the flow again"
+            ))
+        })?;
+        restored.insert(name.clone(), outputs);
+    }
+    store.reopen(&r.id).map_err(|e| UsageError(e.0))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "event": "execution_resumed", "id": r.id, "flow": r.flow })
+        );
+    } else {
+        println!(
+            "resuming execution {} of flow {} ({} task run(s) done before)",
+            r.id,
+            r.flow,
+            restored.len()
+        );
+    }
+    super::run::execute_recorded(super::run::Recorded {
+        plan,
+        id: r.id,
+        store,
+        state_dir,
+        base_dir: r.base_dir,
+        inputs,
+        secrets,
+        restored,
+        jobs: args.jobs,
+        json: args.json,
+        detach: args.detach,
+    })
+}

@@ -1,0 +1,290 @@
+//! Cosign interoperability against an independent implementation: what kflow
+//! signs verifies with sigstore-rs (the Sigstore project's Rust client), what
+//! sigstore-rs signs verifies with kflow, with the key the real cosign wrote
+//! and with keys `kflow keygen` writes; and each way a signature can be wrong
+//! is a clear error.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use sigstore::cosign::constraint::PrivateKeySigner;
+use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
+use sigstore::cosign::{Constraint, CosignCapabilities, SignatureLayer};
+use sigstore::crypto::SigningScheme;
+use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
+use support::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("runtime/tests/fixtures/cosign")
+        .join(name)
+}
+
+fn sigstore_client() -> sigstore::cosign::Client {
+    let config = ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    };
+    sigstore::cosign::ClientBuilder::default()
+        .with_oci_client_config(config)
+        .build()
+        .unwrap()
+}
+
+/// sigstore-rs: do the signatures of `image` verify with `pub_pem`?
+async fn sigstore_verifies(image: &str, pub_pem: &[u8]) -> Result<usize, String> {
+    let reference: OciReference = image.parse().unwrap();
+    let mut client = sigstore_client();
+    let layers = client
+        .trusted_signature_layers(&Auth::Anonymous, &reference)
+        .await
+        .map_err(|e| e.to_string())?;
+    let verifier = PublicKeyVerifier::try_from(pub_pem).map_err(|e| e.to_string())?;
+    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
+    sigstore::cosign::verify_constraints(&layers, constraints.iter()).map_err(|e| format!("{e:?}"))?;
+    Ok(layers.len())
+}
+
+/// sigstore-rs signs `image` with a cosign private key and pushes the
+/// signature the way cosign does.
+async fn sigstore_signs(image: &str, key_pem: &[u8], password: &str) {
+    let reference: OciReference = image.parse().unwrap();
+    let mut client = sigstore_client();
+    let (sig_image, digest) = client.triangulate(&reference, &Auth::Anonymous).await.unwrap();
+    let mut layer = SignatureLayer::new_unsigned(&reference, &digest).unwrap();
+    let signer = PrivateKeySigner::new_with_raw(
+        zeroize::Zeroizing::new(key_pem.to_vec()),
+        zeroize::Zeroizing::new(password.as_bytes().to_vec()),
+        &SigningScheme::ECDSA_P256_SHA256_ASN1,
+    )
+    .unwrap();
+    signer.add_constraint(&mut layer).unwrap();
+    client
+        .push_signature(None, &Auth::Anonymous, &sig_image, vec![layer])
+        .await
+        .unwrap();
+}
+
+/// Pushes a fresh busybox image and returns it pinned.
+fn push_image(dir: &Path, reg: &Registry, repo: &str) -> String {
+    busybox_context(dir, "");
+    let flow = format!(
+        "flow p {{\n  task image = docker.build {{ context: \"img\" }}\n  task push = docker.push {{ image: image.image, to: \"{}/{repo}:1\" }}\n  output pinned = push.pinned\n}}\n",
+        reg.host
+    );
+    std::fs::write(dir.join("push.kflow"), flow).unwrap();
+    let o = kflow(dir, &["run", "--state", "state", "push.kflow"], &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    out.lines()
+        .find_map(|l| l.strip_prefix("pinned = "))
+        .unwrap()
+        .to_string()
+}
+
+fn sign_flow(key_file: &str) -> String {
+    format!(
+        "flow s {{\n  input img: pinned\n  secret key = file(\"{key_file}\")\n  secret pw = env(\"COSIGN_PASSWORD\")\n  task sign = cosign.sign {{ image: img, key: key, password: pw }}\n  output signature = sign.signature\n}}\n"
+    )
+}
+
+fn kflow_sign(dir: &Path, image: &str, key_file: &str, password: &str) -> (i32, String, String) {
+    std::fs::write(dir.join("sign.kflow"), sign_flow(key_file)).unwrap();
+    let input = format!("img={image}");
+    let o = kflow(
+        dir,
+        &["run", "--state", "state", "sign.kflow", "-i", &input],
+        &[("COSIGN_PASSWORD", password)],
+    );
+    (o.status.code().unwrap_or(-1), text(&o.stdout), text(&o.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kflow_signatures_verify_with_sigstore_and_back() {
+    if !docker_or_skip("kflow_signatures_verify_with_sigstore_and_back") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = push_image(d, &reg, "signed/app");
+
+    // The key the real cosign wrote (empty password) signs …
+    std::fs::copy(fixture("cosign-generated-empty-password.key"), d.join("cosign.key")).unwrap();
+    let (code, out, err) = kflow_sign(d, &image, "cosign.key", "");
+    assert_eq!(code, 0, "{out}{err}");
+    // … and sigstore-rs verifies it with the matching public key.
+    let cosign_pub = std::fs::read(fixture("cosign-generated-empty-password.pub")).unwrap();
+    assert_eq!(sigstore_verifies(&image, &cosign_pub).await, Ok(1));
+
+    // A key from `kflow keygen`, with a password: appended, both verify.
+    let o = kflow(
+        d,
+        &["keygen", "--prefix", "team"],
+        &[("COSIGN_PASSWORD", "s3cret pass")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (code, out, err) = kflow_sign(d, &image, "team.key", "s3cret pass");
+    assert_eq!(code, 0, "{out}{err}");
+    let team_pub = std::fs::read(d.join("team.pub")).unwrap();
+    assert!(sigstore_verifies(&image, &team_pub).await.is_ok());
+    assert!(sigstore_verifies(&image, &cosign_pub).await.is_ok());
+
+    // sigstore-rs signs with kflow's key; kflow verifies its signature too.
+    let other = push_image(d, &reg, "signed/other");
+    let team_key = std::fs::read(d.join("team.key")).unwrap();
+    sigstore_signs(&other, &team_key, "s3cret pass").await;
+    let o = kflow(d, &["verify", &other, "--key", "team.pub"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        format!("Verified 1 signature(s) of {other} with team.pub\n")
+    );
+    // And a wrong key is refused, by both.
+    let o = kflow(
+        d,
+        &[
+            "verify",
+            &other,
+            "--key",
+            fixture("cosign-generated-empty-password.pub").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("wrong key, or a tampered payload"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(sigstore_verifies(&other, &cosign_pub).await.is_err());
+}
+
+/// Wrong password, missing key, a tampered payload, a signature moved to
+/// another digest: each a clear error.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_and_verification_errors_are_clear() {
+    if !docker_or_skip("signing_and_verification_errors_are_clear") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = push_image(d, &reg, "err/app");
+    let o = kflow(d, &["keygen"], &[("COSIGN_PASSWORD", "right")]);
+    assert_eq!(o.status.code(), Some(0));
+    // Keys are never overwritten by accident.
+    let o = kflow(d, &["keygen"], &[("COSIGN_PASSWORD", "right")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("cosign.key exists; pass --force"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let (code, _, err) = kflow_sign(d, &image, "cosign.key", "not-the-pass");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("sign: the signing key: wrong password for the private key (decryption failed)"),
+        "{err}"
+    );
+    assert!(!err.contains("right"));
+    let (code, _, err) = kflow_sign(d, &image, "missing.key", "right");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("secret `key`: cannot read") && err.contains("missing.key"),
+        "{err}"
+    );
+
+    // Unsigned: says so.
+    let o = kflow(d, &["verify", &image, "--key", "cosign.pub"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("has no signatures"), "{}", text(&o.stderr));
+
+    let (code, out, err) = kflow_sign(d, &image, "cosign.key", "right");
+    assert_eq!(code, 0, "{out}{err}");
+    let o = kflow(d, &["verify", &image, "--key", "cosign.pub"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    // The signature manifest moved to another digest's tag: refused.
+    let other = push_image(d, &reg, "err/app");
+    let digest = image.rsplit_once('@').unwrap().1;
+    let other_digest = other.rsplit_once('@').unwrap().1;
+    let sig_manifest = skopeo_raw(&format!("{}/err/app:{}.sig", reg.host, digest.replace(':', "-")));
+    put_manifest(
+        &reg,
+        "err/app",
+        &format!("{}.sig", other_digest.replace(':', "-")),
+        &sig_manifest,
+    );
+    let o = kflow(d, &["verify", &other, "--key", "cosign.pub"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains(&format!("the signature is for another digest ({digest})")),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // A tampered payload (the layer now points to other bytes): refused.
+    let tampered = sig_manifest_with_payload(&reg, "err/app", &sig_manifest, digest);
+    put_manifest(&reg, "err/app", &format!("{}.sig", digest.replace(':', "-")), &tampered);
+    let o = kflow(d, &["verify", &image, "--key", "cosign.pub"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("tampered payload"), "{}", text(&o.stderr));
+    // `kflow verify` refuses tags outright.
+    let o = kflow(
+        d,
+        &["verify", &format!("{}/err/app:1", reg.host), "--key", "cosign.pub"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("is not pinned"), "{}", text(&o.stderr));
+}
+
+fn put_manifest(reg: &Registry, repo: &str, tag: &str, body: &str) {
+    let o = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .args([
+            "--data-binary",
+            body,
+            &format!("http://{}/v2/{repo}/manifests/{tag}", reg.host),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "PUT {tag}: {}", text(&o.stderr));
+}
+
+/// The signature manifest with its payload replaced by one that claims a
+/// different identity (uploaded as a blob), the old signature kept.
+fn sig_manifest_with_payload(reg: &Registry, repo: &str, manifest: &str, digest: &str) -> String {
+    let payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"evil.example/app"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let path = std::env::temp_dir().join(format!("kflow-payload-{}", std::process::id()));
+    std::fs::write(&path, &payload).unwrap();
+    let sum = std::process::Command::new("sha256sum").arg(&path).output().unwrap();
+    let hex = text(&sum.stdout).split_whitespace().next().unwrap().to_string();
+    let o = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "loc=$(curl -sf -X POST -D - -o /dev/null http://{h}/v2/{repo}/blobs/uploads/ | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); case $loc in http*) ;; *) loc=http://{h}$loc;; esac; curl -sf -X PUT -H \"Content-Type: application/octet-stream\" --data-binary @{p} \"$loc&digest=sha256:{hex}\"",
+                h = reg.host,
+                p = path.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "upload: {}", text(&o.stderr));
+    let mut m: serde_json::Value = serde_json::from_str(manifest).unwrap();
+    m["layers"][0]["digest"] = serde_json::json!(format!("sha256:{hex}"));
+    m["layers"][0]["size"] = serde_json::json!(payload.len());
+    m.to_string()
+}
