@@ -400,9 +400,9 @@ fn flows_using_kinds_that_cannot_run_yet_are_refused_up_front() {
         root,
         &[
             "run",
-            "examples/promote.kflow",
+            "examples/compose-tests.kflow",
             "--input",
-            "version=1",
+            "pr=1",
             "--state",
             "/nonexistent/never-created",
         ],
@@ -411,7 +411,7 @@ fn flows_using_kinds_that_cannot_run_yet_are_refused_up_front() {
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(
-        err.starts_with("error: flow `promote` cannot run: these task kinds cannot run in this version of kflow yet: approval (runnable: "),
+        err.starts_with("error: flow `compose_tests` cannot run: these task kinds cannot run in this version of kflow yet: compose.down, compose.up (runnable: "),
         "{err}"
     );
     assert!(o.stdout.is_empty(), "nothing ran");

@@ -21,6 +21,9 @@ async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Repor
     let env = RunEnv {
         execution: "test".into(),
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
+        state_dir: std::env::temp_dir().join("kflow-test-state"),
+        detach: false,
+        restored: Default::default(),
         inputs: kflow_runtime::inputs::resolve(plan, &[]).expect("defaults for every input"),
         secrets: BTreeMap::new(),
         base_dir: std::env::temp_dir(),
@@ -253,6 +256,7 @@ async fn log_lines_come_before_the_task_is_reported_finished() {
             Event::Log { line, .. } => line.text.clone(),
             Event::Finished { .. } => "finished".to_string(),
             Event::Retrying { .. } => "retrying".to_string(),
+            Event::Restored { .. } => "restored".to_string(),
         })
         .collect();
     assert_eq!(kinds, ["started", "one", "two", "finished"]);

@@ -81,6 +81,9 @@ async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
     let env = RunEnv {
         execution: "test".into(),
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
+        state_dir: std::env::temp_dir().join("kflow-test-state"),
+        detach: false,
+        restored: Default::default(),
         inputs: kflow_runtime::inputs::resolve(&plan, &given).unwrap(),
         secrets: BTreeMap::from([("token".to_string(), Secret::new("s3cr3t-t0ken"))]),
         base_dir: std::env::temp_dir(),
