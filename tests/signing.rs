@@ -288,3 +288,107 @@ fn sig_manifest_with_payload(reg: &Registry, repo: &str, manifest: &str, digest:
     m["layers"][0]["size"] = serde_json::json!(payload.len());
     m.to_string()
 }
+
+/// The blueprints run end to end: `supply-chain.kflow` builds, scans (a
+/// test executable acting as Trivy), pushes and signs — the signature
+/// verifies with sigstore-rs; `promote.kflow` pauses at its gate, is approved,
+/// resumes, and prod holds the staging digest, as skopeo reads both.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_supply_chain_and_promote_blueprints_run_end_to_end() {
+    if !docker_or_skip("the_supply_chain_and_promote_blueprints_run_end_to_end") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let state = w.join("state");
+    let st = state.to_str().unwrap();
+    // Trivy: a stand-in that writes one of Trivy's own reports (MEDIUM only).
+    let bin = w.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let report = root.join("runtime/tests/fixtures/trivy/alpine-310.json");
+    std::fs::write(
+        bin.join("trivy"),
+        format!(
+            "#!/bin/sh\n[ \"$1\" = image ] || exit 1\nwhile [ $# -gt 1 ]; do [ \"$1\" = --output ] && out=$2; shift; done\ncp {} \"$out\"\n",
+            report.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(bin.join("trivy"))
+        .status()
+        .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let o = kflow(
+        w,
+        &["keygen", "--prefix", "release"],
+        &[("COSIGN_PASSWORD", "blueprint")],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let key = std::fs::read_to_string(w.join("release.key")).unwrap();
+    let registry = format!("registry={}", reg.host);
+    let o = kflow(
+        root,
+        &[
+            "run",
+            "--state",
+            st,
+            "examples/supply-chain.kflow",
+            "-i",
+            "version=1.0.0",
+            "-i",
+            &registry,
+        ],
+        &[("PATH", &path), ("COSIGN_KEY", &key), ("COSIGN_PASSWORD", "blueprint")],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(!out.contains("ENCRYPTED SIGSTORE PRIVATE KEY"), "the key never shows");
+    let digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("digest = "))
+        .unwrap()
+        .to_string();
+    let image = format!("{}/kflow-example/app@{digest}", reg.host);
+    let public = std::fs::read(w.join("release.pub")).unwrap();
+    assert_eq!(sigstore_verifies(&image, &public).await, Ok(1));
+
+    // Promotion: staged, smoke-tested by digest, approved, copied.
+    let staging = format!("staging={}/staging/app", reg.host);
+    let prod = format!("prod={}/prod/app", reg.host);
+    let o = kflow(
+        root,
+        &[
+            "run",
+            "--state",
+            st,
+            "--detach",
+            "examples/promote.kflow",
+            "-i",
+            "version=2.0.0",
+            "-i",
+            &staging,
+            "-i",
+            &prod,
+            "-i",
+            "reviewers=alice",
+        ],
+        &[],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains("is paused, waiting for approval"), "{out}");
+    let id = last_execution(root, st)["id"].as_str().unwrap().to_string();
+    let o = kflow(root, &["approve", &id, "--as", "alice", "--state", st], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = kflow(root, &["resume", &id, "--state", st], &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains("approved_by = alice"), "{out}");
+    let released = out.lines().find_map(|l| l.strip_prefix("digest = ")).unwrap();
+    assert_eq!(skopeo_digest(&format!("{}/staging/app:2.0.0", reg.host)), released);
+    assert_eq!(skopeo_digest(&format!("{}/prod/app:2.0.0", reg.host)), released);
+}
