@@ -37,6 +37,8 @@ enum Command {
     Reject(cmd::approve::DecideArgs),
     /// Continue a paused or interrupted execution; what succeeded is not run again.
     Resume(cmd::approve::ResumeArgs),
+    /// Remove containers, networks and volumes of executions no longer alive.
+    Gc(cmd::gc::Args),
     /// The execution history: list executions, show one.
     Executions(cmd::executions::Args),
     /// Print the logs of an execution (all tasks, or one).
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Approve(a) => cmd::approve::approve(a),
         Command::Reject(a) => cmd::approve::reject(a),
         Command::Resume(a) => cmd::approve::resume(a),
+        Command::Gc(a) => cmd::gc::run(a),
         Command::Executions(a) => cmd::executions::run(a),
         Command::Logs(a) => cmd::executions::logs(a),
         Command::Keygen(a) => cmd::keys::keygen(a),

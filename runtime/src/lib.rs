@@ -3,11 +3,13 @@
 //! line, secret redaction, the execution history, the task implementations,
 //! and what they drive: the Docker engine and registries.
 
+pub mod compose;
 pub mod docker;
 pub mod eval;
 pub mod executor;
 pub mod inputs;
 pub mod net;
+pub mod reaper;
 pub mod registry;
 pub mod scan;
 pub mod secret;

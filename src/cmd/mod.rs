@@ -4,6 +4,7 @@ mod console;
 pub mod docs;
 pub mod executions;
 pub mod fmt;
+pub mod gc;
 pub mod graph;
 pub mod keys;
 pub mod run;

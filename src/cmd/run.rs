@@ -96,6 +96,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let state_dir = args.state.clone().unwrap_or_else(|| base_dir.join(".kflow"));
     let mut store = Store::open(&state_dir).map_err(|e| UsageError(e.0))?;
+    super::gc::reap_before_run(&store);
     // Tasks in loops are recorded per iteration, as they start.
     let tasks: Vec<(String, String)> = kflow_runtime::executor::single_tasks(plan)
         .into_iter()

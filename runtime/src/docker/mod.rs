@@ -5,6 +5,7 @@
 pub mod build;
 pub mod context;
 pub mod image;
+pub mod resources;
 pub mod run;
 
 use bollard::Docker;
@@ -13,6 +14,9 @@ use tokio::sync::OnceCell;
 /// The label every image, container, network and volume kflow creates
 /// carries, with the execution id as its value.
 pub const EXECUTION_LABEL: &str = "io.kflow.execution";
+/// The pid of the `kflow` process that created a container, network or
+/// volume: the reaper keeps what a live process still owns.
+pub const PID_LABEL: &str = "io.kflow.pid";
 
 /// Where the engine is expected, as the user would write it.
 pub fn engine_address() -> String {

@@ -11,7 +11,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::{describe, not_found, EXECUTION_LABEL};
+use super::{describe, not_found, EXECUTION_LABEL, PID_LABEL};
 use crate::registry::credentials::Source;
 use crate::registry::name::ImageName;
 use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
@@ -77,7 +77,10 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
         Some(mounts) => Some(mounts.iter().map(|m| bind(m, ctx)).collect::<Result<Vec<_>, _>>()?),
         None => None,
     };
-    let labels = HashMap::from([(EXECUTION_LABEL.to_string(), ctx.execution.to_string())]);
+    let labels = HashMap::from([
+        (EXECUTION_LABEL.to_string(), ctx.execution.to_string()),
+        (PID_LABEL.to_string(), std::process::id().to_string()),
+    ]);
     let body = ContainerCreateBody {
         image: Some(image.clone()),
         cmd: Some(cmd),

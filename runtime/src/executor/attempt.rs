@@ -85,8 +85,9 @@ pub(super) fn prepare(node: &Node, values: &dyn Scope) -> Result<Option<Prepared
         None => None,
     };
     // An approval's timeout is its deadline, stored with the request so that
-    // a resumed gate keeps it; it is not a limit on one attempt.
-    if node.kind == "approval" {
+    // a resumed gate keeps it; a stack's is how long to wait for its services
+    // (then the error names the service not ready). Neither cuts an attempt.
+    if node.kind == "approval" || node.kind == "compose.up" {
         if let Some(t) = timeout.take() {
             props.insert("timeout".into(), Value::Duration(t.as_millis() as u64));
         }
@@ -160,6 +161,8 @@ pub const RUNNABLE_KINDS: &[&str] = &[
     "cosign.verify",
     "trivy.scan",
     "approval",
+    "compose.up",
+    "compose.down",
     "shell.run",
     "http.request",
     "log",
@@ -178,6 +181,8 @@ async fn dispatch(kind: &str, props: &Props, ctx: &TaskContext) -> Result<Output
         "cosign.verify" => tasks::signing::verify(props, ctx).await,
         "trivy.scan" => crate::scan::scan(props, ctx).await,
         "approval" => tasks::approval::approval(props, ctx).await,
+        "compose.up" => crate::compose::up(props, ctx).await,
+        "compose.down" => crate::compose::down(props, ctx).await,
         "shell.run" => tasks::shell::run(props, ctx).await,
         "http.request" => tasks::http::request(props, ctx).await,
         "log" => tasks::basic::log(props, ctx).await,

@@ -142,6 +142,16 @@ impl Store {
         Ok(())
     }
 
+    /// The state of an execution by its full id; `None` when unknown here.
+    pub fn state_of(&self, execution: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT state FROM executions WHERE id = ?1", params![execution], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     /// The pid recorded for an execution and whether that process lives.
     pub fn process_alive(&self, execution: &str) -> Result<bool> {
         let pid: Option<i64> = self

@@ -116,10 +116,19 @@ fn new_id() -> String {
     format!("{stamp}-{:04x}", h.finish() & 0xffff)
 }
 
-fn process_alive(pid: i64) -> bool {
+/// Whether a process lives: it exists and is not a zombie (a killed process
+/// whose parent has not collected it yet is gone for our purposes).
+pub fn process_alive(pid: i64) -> bool {
     let Ok(pid) = i32::try_from(pid) else { return false };
     // SAFETY: signal 0 only asks whether the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => true,
+    }
 }
 
 /// What an execution starts with; the plan and the flow's folder are kept so

@@ -1,0 +1,388 @@
+//! `compose.up` and `compose.down`.
+//!
+//! `up` drives the Compose CLI (`docker compose` v2, else `docker-compose`
+//! v1), so every Compose feature behaves as its users know it (`build`,
+//! `depends_on` conditions, healthchecks, volumes, networks, variable
+//! interpolation) and `docker compose ls`/`ps` see the project. kflow adds an
+//! override file that puts the execution's labels on every service, network
+//! and volume it may create, waits for the services itself through the
+//! engine API (Compose v1 cannot wait), and reads published ports from the
+//! containers. `down` needs no Compose file: it removes what carries the
+//! project's label, orphans included, through the engine API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{InspectContainerOptions, LogsOptionsBuilder};
+use futures_util::StreamExt;
+use tokio::process::Command;
+
+use crate::docker::{describe, resources, EXECUTION_LABEL, PID_LABEL};
+use crate::tasks::{text, Outputs, Props, Stream, TaskContext, TaskError};
+use crate::value::Value;
+
+const PROJECT_LABEL: &str = "com.docker.compose.project";
+const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// How long `compose.up` waits for the services when not told.
+const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+
+fn failed(msg: impl Into<String>) -> TaskError {
+    TaskError::Failed(msg.into())
+}
+
+/// Compose's rule for project names.
+pub fn valid_project(p: &str) -> bool {
+    !p.is_empty()
+        && p.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// The Compose command: `docker compose` when the plugin exists.
+async fn compose_program() -> Result<Vec<String>, TaskError> {
+    let v2 = Command::new("docker").args(["compose", "version"]).output().await;
+    if v2.is_ok_and(|o| o.status.success()) {
+        return Ok(vec!["docker".into(), "compose".into()]);
+    }
+    let v1 = Command::new("docker-compose").arg("version").output().await;
+    if v1.is_ok_and(|o| o.status.success()) {
+        return Ok(vec!["docker-compose".into()]);
+    }
+    Err(failed(
+        "neither `docker compose` nor `docker-compose` is available: install the Compose plugin or docker-compose",
+    ))
+}
+
+/// Runs Compose with the project's files; its output goes to the log.
+async fn compose(
+    program: &[String],
+    files: &[&Path],
+    project: &str,
+    args: &[&str],
+    env: &[(String, String)],
+    ctx: &TaskContext,
+) -> Result<String, TaskError> {
+    let mut cmd = Command::new(&program[0]);
+    cmd.args(&program[1..]);
+    for f in files {
+        cmd.arg("-f").arg(f);
+    }
+    cmd.args(["-p", project]).args(args).envs(env.iter().cloned());
+    cmd.current_dir(&ctx.base_dir)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    // Compose dies with kflow, even by SIGKILL: an orphaned `up` would create
+    // containers after the reaper has looked.
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let run = cmd.output();
+    let out = tokio::select! {
+        r = run => r.map_err(|e| failed(format!("cannot run {}: {e}", program.join(" "))))?,
+        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        ctx.log(Stream::Stderr, line);
+    }
+    if !out.status.success() {
+        let tail: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(failed(format!(
+            "`{} {}` failed:\n{}",
+            program.join(" "),
+            args.join(" "),
+            tail.join("\n")
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The names under a top-level key of `compose config` output (normalised
+/// YAML, two-space indents); external ones are left out.
+fn top_level_names(config: &str, key: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut inside = false;
+    let mut current: Option<String> = None;
+    for line in config.lines() {
+        if !line.starts_with(' ') {
+            if let Some(c) = current.take() {
+                names.push(c);
+            }
+            inside = line.trim_end() == format!("{key}:");
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) {
+            if let Some(c) = current.take() {
+                names.push(c);
+            }
+            current = Some(
+                name.trim_end()
+                    .trim_end_matches(": {}")
+                    .trim_end_matches(':')
+                    .trim_matches('\'')
+                    .to_string(),
+            );
+        } else if line.trim() == "external: true" {
+            current = None;
+        }
+    }
+    if let Some(c) = current {
+        names.push(c);
+    }
+    names
+}
+
+/// The override adding kflow's labels to everything Compose creates.
+fn label_override(config: &str, labels: &serde_json::Value) -> serde_json::Value {
+    let version = config
+        .lines()
+        .find_map(|l| l.strip_prefix("version:"))
+        .map(|v| v.trim().trim_matches('\'').trim_matches('"').to_string());
+    let map = |names: Vec<String>| -> serde_json::Map<String, serde_json::Value> {
+        names
+            .into_iter()
+            .map(|n| (n, serde_json::json!({ "labels": labels })))
+            .collect()
+    };
+    let mut networks = map(top_level_names(config, "networks"));
+    networks
+        .entry("default".to_string())
+        .or_insert_with(|| serde_json::json!({ "labels": labels }));
+    let mut o = serde_json::json!({
+        "services": map(top_level_names(config, "services")),
+        "networks": networks,
+        "volumes": map(top_level_names(config, "volumes")),
+    });
+    if let Some(v) = version {
+        o["version"] = serde_json::json!(v);
+    }
+    o
+}
+
+fn env_of(props: &Props) -> Vec<(String, String)> {
+    match props.get("env") {
+        Some(Value::Map(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Secret(s) => (k.clone(), s.expose().to_string()),
+                other => (k.clone(), other.to_text().unwrap_or_default()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub async fn up(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    let file = ctx
+        .base_dir
+        .join(text(props, "file").ok_or_else(|| failed("`file` is missing"))?);
+    // Compose runs in the flow's folder: hand it absolute paths.
+    let file = file
+        .canonicalize()
+        .map_err(|e| failed(format!("no Compose file at {}: {e}", file.display())))?;
+    let project = text(props, "project").ok_or_else(|| failed("`project` is missing"))?;
+    if !valid_project(&project) {
+        return Err(failed(format!(
+            "`{project}` is not a valid Compose project name: lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+        )));
+    }
+    let program = compose_program().await?;
+    let env = env_of(props);
+    let config = compose(&program, &[&file], &project, &["config"], &env, ctx).await?;
+    let services = top_level_names(&config, "services");
+    let labels = serde_json::json!({
+        EXECUTION_LABEL: ctx.execution.to_string(),
+        PID_LABEL: std::process::id().to_string(),
+    });
+    let dir = ctx.artifact_dir().map_err(failed)?;
+    let override_file = std::path::absolute(dir.join("compose.kflow-labels.json"))
+        .map_err(|e| failed(format!("cannot place the label override: {e}")))?;
+    std::fs::write(&override_file, label_override(&config, &labels).to_string())
+        .map_err(|e| failed(format!("cannot write {}: {e}", override_file.display())))?;
+    let files = [file.as_path(), override_file.as_path()];
+    compose(&program, &files, &project, &["up", "-d", "--remove-orphans"], &env, ctx).await?;
+    let docker = ctx.docker.get().await.map_err(failed)?;
+    let wait = !matches!(props.get("wait"), Some(Value::Bool(false)));
+    let budget = match props.get("timeout") {
+        Some(Value::Duration(ms)) => Duration::from_millis(*ms),
+        _ => DEFAULT_WAIT,
+    };
+    let start = Instant::now();
+    let ports = loop {
+        let (ready, ports, waiting) = status(docker, &project, &services).await.map_err(failed)?;
+        if ready || !wait {
+            break ports;
+        }
+        if start.elapsed() >= budget {
+            let (service, why, id) = waiting.unwrap_or_default();
+            let logs = last_logs(docker, &id).await;
+            return Err(failed(format!(
+                "service `{service}` of {project} is not ready after {} ({why}); its last log lines:\n{logs}",
+                crate::value::format_duration(budget.as_millis() as u64)
+            )));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        }
+    };
+    ctx.log(
+        Stream::Info,
+        &format!(
+            "{project}: {} service(s) ready in {:.1}s",
+            services.len(),
+            start.elapsed().as_secs_f64()
+        ),
+    );
+    let mut out = Outputs::new();
+    out.insert("project".into(), Value::Str(project));
+    out.insert("ports".into(), Value::Map(ports));
+    Ok(out)
+}
+
+type Waiting = Option<(String, String, String)>;
+
+/// Whether every service is ready (running and healthy when it has a
+/// healthcheck, or exited 0 when it is a one-off), the published ports
+/// (`service:port`), and the first service still waiting: (name, why, id).
+async fn status(
+    docker: &bollard::Docker,
+    project: &str,
+    services: &[String],
+) -> Result<(bool, BTreeMap<String, Value>, Waiting), String> {
+    let found = resources::find(docker, &format!("{PROJECT_LABEL}={project}")).await?;
+    let mut by_service: HashMap<String, Vec<String>> = HashMap::new();
+    for c in &found.containers {
+        if let Some(s) = c.labels.get(SERVICE_LABEL) {
+            by_service.entry(s.clone()).or_default().push(c.id.clone());
+        }
+    }
+    let mut ports = BTreeMap::new();
+    let mut waiting: Waiting = None;
+    for service in services {
+        let Some(ids) = by_service.get(service) else {
+            waiting.get_or_insert((service.clone(), "no container yet".into(), String::new()));
+            continue;
+        };
+        for id in ids {
+            let c = docker
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| format!("cannot inspect a container of `{service}`: {}", describe(&e)))?;
+            let state = c.state.unwrap_or_default();
+            let running = state.running.unwrap_or(false);
+            let health = state.health.and_then(|h| h.status).map(|s| s.to_string());
+            let exit = state.exit_code.unwrap_or(0);
+            let ready = match (&health, running) {
+                (Some(h), true) => h == "healthy",
+                (None, true) => true,
+                // A one-off that finished well counts as ready.
+                (_, false) => exit == 0 && state.status.map(|s| s.to_string()) == Some("exited".into()),
+            };
+            if !ready {
+                let why = match (&health, running) {
+                    (Some(h), true) => format!("running, health: {h}"),
+                    (_, false) => format!("not running, exit code {exit}"),
+                    _ => "starting".into(),
+                };
+                waiting.get_or_insert((service.clone(), why, id.clone()));
+            }
+            let bindings = c.network_settings.and_then(|n| n.ports).unwrap_or_default();
+            for (port, binds) in bindings {
+                let container_port = port.split('/').next().unwrap_or(&port).to_string();
+                if let Some(host) = binds
+                    .unwrap_or_default()
+                    .iter()
+                    .find_map(|b| b.host_port.as_ref().and_then(|p| p.parse::<i64>().ok()))
+                {
+                    ports.insert(format!("{service}:{container_port}"), Value::Int(host));
+                }
+            }
+        }
+    }
+    Ok((waiting.is_none(), ports, waiting))
+}
+
+async fn last_logs(docker: &bollard::Docker, id: &str) -> String {
+    if id.is_empty() {
+        return "(no container)".into();
+    }
+    let opts = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail("20")
+        .build();
+    let mut stream = docker.logs(id, Some(opts));
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.push_str(&chunk.to_string());
+    }
+    if text.trim().is_empty() {
+        "(nothing)".into()
+    } else {
+        text.trim_end().to_string()
+    }
+}
+
+pub async fn down(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    let project = text(props, "project").ok_or_else(|| failed("`project` is missing"))?;
+    let volumes = matches!(props.get("volumes"), Some(Value::Bool(true)));
+    let docker = ctx.docker.get().await.map_err(failed)?;
+    let found = resources::find(docker, &format!("{PROJECT_LABEL}={project}"))
+        .await
+        .map_err(failed)?;
+    let (c, n, v, errors) = resources::remove(docker, &found, volumes).await;
+    ctx.log(
+        Stream::Info,
+        &format!("{project}: removed {c} container(s), {n} network(s), {v} volume(s)"),
+    );
+    if !errors.is_empty() {
+        return Err(failed(format!(
+            "{project} was not fully removed: {}",
+            errors.join("; ")
+        )));
+    }
+    Ok(Outputs::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "networks:\n  back: {}\n  outside:\n    external: true\n    name: shared\nservices:\n  app:\n    image: x\n  seed:\n    image: x\nversion: '3.9'\nvolumes:\n  data: {}\n";
+
+    #[test]
+    fn names_come_from_the_normalised_config() {
+        assert_eq!(top_level_names(CONFIG, "services"), ["app", "seed"]);
+        assert_eq!(top_level_names(CONFIG, "networks"), ["back"]);
+        assert_eq!(top_level_names(CONFIG, "volumes"), ["data"]);
+        let o = label_override(CONFIG, &serde_json::json!({ "k": "v" }));
+        assert_eq!(o["version"], "3.9");
+        assert_eq!(o["services"]["seed"]["labels"]["k"], "v");
+        assert_eq!(o["networks"]["default"]["labels"]["k"], "v");
+        assert!(o["networks"].get("outside").is_none());
+    }
+
+    #[test]
+    fn project_names_follow_compose() {
+        assert!(valid_project("pr-42") && valid_project("a_b1"));
+        assert!(!valid_project("PR-42") && !valid_project("-x") && !valid_project(""));
+    }
+}

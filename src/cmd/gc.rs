@@ -1,0 +1,79 @@
+//! `kflow gc`, and the reaper pass at the start of every run: containers,
+//! networks and volumes of executions that are no longer alive are removed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kflow_runtime::reaper;
+use kflow_runtime::store::Store;
+
+use super::{Result, UsageError};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folder of the execution history (default: `.kflow` in the current folder).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let dir = args.state.unwrap_or_else(|| PathBuf::from(".kflow"));
+    let store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
+    let rt = runtime()?;
+    let reaped = rt.block_on(async {
+        let docker = reaper::connect_quickly().await.ok_or_else(|| {
+            UsageError(format!(
+                "cannot reach the Docker engine at {}",
+                kflow_runtime::docker::engine_address()
+            ))
+        })?;
+        reaper::reap(&docker, &store).await.map_err(UsageError)
+    })?;
+    println!(
+        "removed {} container(s), {} network(s), {} volume(s) of {} execution(s) no longer alive",
+        reaped.containers,
+        reaped.networks,
+        reaped.volumes,
+        reaped.executions.len()
+    );
+    for id in &reaped.executions {
+        println!("  {id}");
+    }
+    for e in &reaped.errors {
+        eprintln!("kflow: could not remove {e}");
+    }
+    Ok(if reaped.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// At the start of a run: reap quietly when the engine answers, say what was
+/// removed, never stop the run for it.
+pub fn reap_before_run(store: &Store) {
+    let Ok(rt) = runtime() else { return };
+    rt.block_on(async {
+        let Some(docker) = reaper::connect_quickly().await else {
+            return;
+        };
+        match reaper::reap(&docker, store).await {
+            Ok(r) if !r.executions.is_empty() => eprintln!(
+                "kflow: removed {} container(s), {} network(s), {} volume(s) left by {} earlier execution(s)",
+                r.containers,
+                r.networks,
+                r.volumes,
+                r.executions.len()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("kflow: could not look for leftovers of earlier executions: {e}"),
+        }
+    });
+}

@@ -1,0 +1,273 @@
+//! Compose stacks with guaranteed teardown: the example end to end,
+//! isolation of concurrent executions, readiness failures, and randomised
+//! fault injection (failing tests, timeouts, SIGINT, SIGTERM, SIGKILL) after
+//! which nothing of the execution may remain.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn leftovers(execution: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    for kind in ["container", "network", "volume"] {
+        for id in labelled(kind, execution) {
+            all.push(format!("{kind} {id}"));
+        }
+    }
+    all
+}
+
+fn newest_id(dir: &Path, state: &str) -> String {
+    last_execution(dir, state)["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_compose_example_runs_and_tears_down() {
+    if !docker_or_skip("the_compose_example_runs_and_tears_down") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap();
+    let o = kflow(
+        root,
+        &["run", "--state", st, "examples/compose-tests.kflow", "-i", "pr=9001"],
+        &[],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains("stack | pr-9001: 2 service(s) ready"), "{out}");
+    assert!(out.contains("page = <!doctype html>"), "{out}");
+    assert!(
+        out.contains("down | pr-9001: removed 2 container(s), 1 network(s), 1 volume(s)"),
+        "{out}"
+    );
+    let id = newest_id(root, st);
+    assert!(leftovers(&id).is_empty(), "{:?}", leftovers(&id));
+}
+
+/// A small stack: one service with a healthcheck, and a one-off.
+fn stack(dir: &Path, healthy: bool) {
+    let check = if healthy { "test -f /w/ready" } else { "false" };
+    std::fs::write(
+        dir.join("stack.yml"),
+        format!(
+            r#"services:
+  web:
+    image: ${{IMG}}
+    command: ["sh", "-c", "mkdir -p /w && touch /w/ready && echo web up && exec httpd -f -p 8080 -h /w"]
+    ports: ["127.0.0.1::8080"]
+    volumes: ["cache:/cache"]
+    healthcheck:
+      test: ["CMD", "sh", "-c", "{check}"]
+      interval: 1s
+      retries: 60
+volumes:
+  cache:
+"#
+        ),
+    )
+    .unwrap();
+}
+
+/// Builds the busybox image the stacks run, once per test.
+fn busybox_image(dir: &Path, tag: &str) {
+    let ctx = busybox_context(dir, "");
+    let o = Command::new("docker")
+        .args(["build", "-q", "-t", tag])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+const FLOW: &str = r#"flow fault {
+  input img: string
+  input pr: int
+  input script: string = "sleep 1"
+  input test_timeout: duration = 1m
+  try {
+    task stack = compose.up { file: "stack.yml", project: "kflow-fault-${pr}", env: { IMG: img }, timeout: 30s }
+    task probe = shell.run { cmd: ["echo", "port ${stack.port("web", 8080)}"] }
+    task test = shell.run { script: script, timeout: test_timeout, after: [probe] }
+  } finally {
+    task down = compose.down { project: "kflow-fault-${pr}", volumes: true }
+  }
+}
+"#;
+
+#[test]
+fn a_service_that_never_gets_healthy_fails_with_its_name_and_logs() {
+    if !docker_or_skip("a_service_that_never_gets_healthy_fails_with_its_name_and_logs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    busybox_image(d, "kflow-test/compose-busybox:1");
+    stack(d, false);
+    std::fs::write(d.join("f.kflow"), FLOW.replace("timeout: 30s", "timeout: 3s")).unwrap();
+    let o = kflow(
+        d,
+        &[
+            "run",
+            "--state",
+            "st",
+            "f.kflow",
+            "-i",
+            "img=kflow-test/compose-busybox:1",
+            "-i",
+            "pr=1",
+        ],
+        &[],
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}{err}", text(&o.stdout));
+    assert!(
+        err.contains("stack: service `web` of kflow-fault-1 is not ready after 3s (running, health: ")
+            && err.contains("web up"),
+        "{err}"
+    );
+    assert!(leftovers(&newest_id(d, "st")).is_empty());
+}
+
+#[test]
+fn concurrent_executions_of_one_flow_do_not_collide() {
+    if !docker_or_skip("concurrent_executions_of_one_flow_do_not_collide") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    busybox_image(d, "kflow-test/compose-busybox:1");
+    stack(d, true);
+    std::fs::write(d.join("f.kflow"), FLOW).unwrap();
+    let start = |pr: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kflow"))
+            .args([
+                "run",
+                "--state",
+                "st",
+                "f.kflow",
+                "-i",
+                "img=kflow-test/compose-busybox:1",
+                "-i",
+            ])
+            .arg(format!("pr={pr}"))
+            .current_dir(d)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start("201"), start("202"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    }
+    // Each got its own published port.
+    let port = |o: &std::process::Output| {
+        text(&o.stdout)
+            .lines()
+            .find_map(|l| l.split("probe | port ").nth(1).map(str::to_string))
+            .unwrap()
+    };
+    assert_ne!(port(&a), port(&b));
+}
+
+/// Randomised faults at random moments; after each, the execution's
+/// containers, networks and volumes are gone (after SIGKILL, once the reaper
+/// — `kflow gc` — has run). `KFLOW_FAULT_RUNS` sets the number of runs.
+#[test]
+fn no_fault_leaks_resources() {
+    if !docker_or_skip("no_fault_leaks_resources") {
+        return;
+    }
+    let runs: usize = std::env::var("KFLOW_FAULT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    busybox_image(d, "kflow-test/compose-busybox:1");
+    stack(d, true);
+    std::fs::write(d.join("f.kflow"), FLOW).unwrap();
+    // A small, seeded generator: the sequence of faults is reproducible.
+    let seed: u64 = std::env::var("KFLOW_FAULT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20261128);
+    let mut x = seed;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut leaks = Vec::new();
+    let mut tally = std::collections::BTreeMap::<&str, usize>::new();
+    for run in 0..runs {
+        let fault = ["test-fails", "timeout", "sigint", "sigterm", "sigkill"][next(5) as usize];
+        *tally.entry(fault).or_default() += 1;
+        let pr = format!("pr={}", 3000 + run);
+        let mut args = vec![
+            "run",
+            "--state",
+            "st",
+            "f.kflow",
+            "-i",
+            "img=kflow-test/compose-busybox:1",
+            "-i",
+            &pr,
+        ];
+        match fault {
+            "test-fails" => args.extend(["-i", "script=echo broken >&2; exit 3"]),
+            "timeout" => args.extend(["-i", "script=sleep 30", "-i", "test_timeout=1s"]),
+            _ => args.extend(["-i", "script=sleep 30"]),
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+            .args(&args)
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let signal = match fault {
+            "sigint" => Some(libc::SIGINT),
+            "sigterm" => Some(libc::SIGTERM),
+            "sigkill" => Some(libc::SIGKILL),
+            _ => None,
+        };
+        if let Some(sig) = signal {
+            // Anywhere from before the stack is up to the middle of the test.
+            std::thread::sleep(Duration::from_millis(200 + next(4000)));
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(child.id() as i32, sig);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {run} ({fault}) did not end");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let id = newest_id(d, "st");
+        if fault == "sigkill" {
+            // What the engine was still creating settles, then the reaper runs.
+            std::thread::sleep(Duration::from_millis(500));
+            let o = kflow(d, &["gc", "--state", "st"], &[]);
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        }
+        let left = leftovers(&id);
+        if !left.is_empty() {
+            leaks.push(format!("run {run} ({fault}, execution {id}): {left:?}"));
+        }
+    }
+    eprintln!("fault runs: {runs} {tally:?}; leaks: {}", leaks.len());
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
