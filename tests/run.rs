@@ -393,25 +393,22 @@ fn loops_fan_out_within_jobs_and_are_recorded_per_iteration() {
     assert!(text(&o.stdout).starts_with("c "), "{}", text(&o.stdout));
 }
 
+/// A history folder that cannot be created stops the run before anything
+/// runs, with one line saying where.
 #[test]
-fn flows_using_kinds_that_cannot_run_yet_are_refused_up_front() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+fn an_unusable_history_folder_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.kflow"), HELLO).unwrap();
+    std::fs::write(dir.path().join("not-a-folder"), "").unwrap();
     let o = kflow(
-        root,
-        &[
-            "run",
-            "examples/compose-tests.kflow",
-            "--input",
-            "pr=1",
-            "--state",
-            "/nonexistent/never-created",
-        ],
-        &[],
+        dir.path(),
+        &["run", "hello.kflow", "--state", "not-a-folder/state"],
+        &[("HELLO_TOKEN", "x")],
     );
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(
-        err.starts_with("error: flow `compose_tests` cannot run: these task kinds cannot run in this version of kflow yet: compose.down, compose.up (runnable: "),
+        err.starts_with("error: cannot create the history folder not-a-folder/state:"),
         "{err}"
     );
     assert!(o.stdout.is_empty(), "nothing ran");
