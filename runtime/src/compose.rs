@@ -24,6 +24,9 @@ use crate::value::Value;
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// After an interrupted Compose command, how long in-flight engine requests
+/// get to finish before teardown looks for what they created.
+const CANCEL_SETTLE: Duration = Duration::from_secs(1);
 /// How long `compose.up` waits for the services when not told.
 const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 
@@ -86,7 +89,13 @@ async fn compose(
     let run = cmd.output();
     let out = tokio::select! {
         r = run => r.map_err(|e| failed(format!("cannot run {}: {e}", program.join(" "))))?,
-        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        _ = ctx.cancel.cancelled() => {
+            // Compose is killed as its future drops, but the engine still
+            // finishes what it had been asked (a network being created):
+            // let that settle, so that a `compose.down` in `finally` sees it.
+            tokio::time::sleep(CANCEL_SETTLE).await;
+            return Err(TaskError::Cancelled);
+        }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
