@@ -36,13 +36,6 @@ fn state_of(dir: &Path, id: &str) -> String {
     v["state"].as_str().unwrap().to_string()
 }
 
-fn output<'a>(stdout: &'a str, name: &str) -> &'a str {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} = ")))
-        .unwrap_or_else(|| panic!("no output `{name}` in:\n{stdout}"))
-}
-
 #[test]
 fn a_detached_gate_pauses_is_approved_by_a_reviewer_and_resumes_without_rerunning() {
     let dir = tempfile::tempdir().unwrap();

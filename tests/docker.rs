@@ -16,13 +16,6 @@ fn run_flow(dir: &Path, flow: &str, args: &[&str], envs: &[(&str, &str)]) -> (i3
     (o.status.code().unwrap_or(-1), text(&o.stdout), text(&o.stderr))
 }
 
-fn output<'a>(stdout: &'a str, name: &str) -> &'a str {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} = ")))
-        .unwrap_or_else(|| panic!("no output `{name}` in:\n{stdout}"))
-}
-
 /// Build, run, push, promote within a registry (blob mount) and to another
 /// registry (blob copy): the digest kflow reports is the registry's, as
 /// skopeo reads it, and promotion keeps it.
@@ -540,22 +533,13 @@ fn image_indexes_are_copied_with_their_children() {
         "manifests": children,
     })
     .to_string();
-    let o = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.docker.distribution.manifest.list.v2+json",
-        ])
-        .args([
-            "--data-binary",
-            &index,
-            &format!("http://{}/v2/multi/app/manifests/both", src.host),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "PUT index: {}", text(&o.stderr));
+    put_manifest(
+        &src,
+        "multi/app",
+        "both",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        &index,
+    );
     let index_digest = skopeo_digest(&format!("{}/multi/app:both", src.host));
     let copy = format!(
         "flow c {{\n  input from: pinned\n  task copy = registry.copy {{ from: from, to: \"{}/app:both\" }}\n  output digest = copy.digest\n}}\n",

@@ -15,6 +15,8 @@ use sigstore::crypto::SigningScheme;
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 use support::*;
 
+const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("runtime/tests/fixtures/cosign")
@@ -216,6 +218,7 @@ async fn signing_and_verification_errors_are_clear() {
         &reg,
         "err/app",
         &format!("{}.sig", other_digest.replace(':', "-")),
+        OCI,
         &sig_manifest,
     );
     let o = kflow(d, &["verify", &other, "--key", "cosign.pub"], &[]);
@@ -228,7 +231,13 @@ async fn signing_and_verification_errors_are_clear() {
 
     // A tampered payload (the layer now points to other bytes): refused.
     let tampered = sig_manifest_with_payload(&reg, "err/app", &sig_manifest, digest);
-    put_manifest(&reg, "err/app", &format!("{}.sig", digest.replace(':', "-")), &tampered);
+    put_manifest(
+        &reg,
+        "err/app",
+        &format!("{}.sig", digest.replace(':', "-")),
+        OCI,
+        &tampered,
+    );
     let o = kflow(d, &["verify", &image, "--key", "cosign.pub"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("tampered payload"), "{}", text(&o.stderr));
@@ -240,25 +249,6 @@ async fn signing_and_verification_errors_are_clear() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("is not pinned"), "{}", text(&o.stderr));
-}
-
-fn put_manifest(reg: &Registry, repo: &str, tag: &str, body: &str) {
-    let o = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.manifest.v1+json",
-        ])
-        .args([
-            "--data-binary",
-            body,
-            &format!("http://{}/v2/{repo}/manifests/{tag}", reg.host),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "PUT {tag}: {}", text(&o.stderr));
 }
 
 /// The signature manifest with its payload replaced by one that claims a

@@ -172,6 +172,12 @@ impl Registry {
                     break;
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // The port may be another test's registry: ours, unable
+                    // to bind it, exits at once. Still running: it is ours.
+                    std::thread::sleep(Duration::from_millis(150));
+                    if child.try_wait().is_ok_and(|s| s.is_some()) {
+                        break;
+                    }
                     return Registry {
                         host: format!("127.0.0.1:{port}"),
                         child,
@@ -213,47 +219,9 @@ pub fn busybox_context(dir: &Path, extra: &str) -> PathBuf {
     ctx
 }
 
-/// `skopeo inspect` of a reference on a plain-HTTP registry: its digest.
-pub fn skopeo_digest(reference: &str) -> String {
-    need("skopeo");
-    let o = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{reference}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "skopeo inspect {reference}: {}", text(&o.stderr));
-    let o2 = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            &format!("docker://{reference}"),
-        ])
-        .output()
-        .unwrap();
-    // An index has no single image to inspect: hash its raw bytes instead.
-    if o2.status.success() {
-        text(&o2.stdout).trim().to_string()
-    } else {
-        use std::io::Write;
-        let mut sha = Command::new("sha256sum")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        sha.stdin.take().unwrap().write_all(&o.stdout).unwrap();
-        let out = sha.wait_with_output().unwrap();
-        format!("sha256:{}", text(&out.stdout).split_whitespace().next().unwrap())
-    }
-}
-
 /// The raw manifest bytes skopeo reads.
 pub fn skopeo_raw(reference: &str) -> String {
+    need("skopeo");
     let o = Command::new("skopeo")
         .args([
             "inspect",
@@ -269,6 +237,57 @@ pub fn skopeo_raw(reference: &str) -> String {
         text(&o.stderr)
     );
     text(&o.stdout)
+}
+
+/// The digest of a reference on a plain-HTTP registry as skopeo reads it:
+/// `inspect`'s own digest for an image; for an index (which has no single
+/// image to inspect), the hash of the raw bytes skopeo fetched.
+pub fn skopeo_digest(reference: &str) -> String {
+    let raw = skopeo_raw(reference);
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &format!("docker://{reference}"),
+        ])
+        .output()
+        .unwrap();
+    if o.status.success() {
+        return text(&o.stdout).trim().to_string();
+    }
+    use std::io::Write;
+    let mut sha = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sha.stdin.take().unwrap().write_all(raw.as_bytes()).unwrap();
+    let out = sha.wait_with_output().unwrap();
+    format!("sha256:{}", text(&out.stdout).split_whitespace().next().unwrap())
+}
+
+/// Stores a manifest under a tag with plain HTTP, as a hand-made client would.
+pub fn put_manifest(reg: &Registry, repo: &str, tag: &str, media_type: &str, body: &str) {
+    let o = Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H", &format!("Content-Type: {media_type}")])
+        .args([
+            "--data-binary",
+            body,
+            &format!("http://{}/v2/{repo}/manifests/{tag}", reg.host),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "PUT {repo}:{tag}: {}", text(&o.stderr));
+}
+
+/// The value of `name = value` among a run's printed outputs.
+pub fn output<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+        .unwrap_or_else(|| panic!("no output `{name}` in:\n{stdout}"))
 }
 
 /// The last execution's id in a state folder.

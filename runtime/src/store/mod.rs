@@ -258,11 +258,7 @@ impl Store {
                     attempt,
                     at,
                 } => {
-                    // Iterations of loops (`task[i]`) are known once they start.
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO task_runs (execution_id, task, kind, state) VALUES (?1, ?2, ?3, 'pending')",
-                    )?
-                    .execute(params![id, task, kind])?;
+                    declare_run(&tx, id, task, kind)?;
                     tx.execute(
                         "UPDATE task_runs SET state = 'running', started_at = COALESCE(started_at, ?3), attempts = ?4 WHERE execution_id = ?1 AND task = ?2",
                         params![id, task, at, attempt],
@@ -291,10 +287,7 @@ impl Store {
                     outputs,
                     at,
                 } => {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO task_runs (execution_id, task, kind, state) VALUES (?1, ?2, ?3, 'pending')",
-                    )?
-                    .execute(params![id, task, kind])?;
+                    declare_run(&tx, id, task, kind)?;
                     tx.execute(
                         "UPDATE task_runs SET state = ?3, ended_at = ?4, error = ?5, outputs = ?6 WHERE execution_id = ?1 AND task = ?2",
                         params![id, task, state, at, error, outputs.to_string()],
@@ -426,6 +419,16 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Some((exec, tasks)))
     }
+}
+
+/// Records a task run unless known: iterations of loops (`task[i]`) are
+/// known once they start (or are skipped).
+fn declare_run(tx: &rusqlite::Transaction, id: &str, task: &str, kind: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO task_runs (execution_id, task, kind, state) VALUES (?1, ?2, ?3, 'pending')",
+    )?
+    .execute(params![id, task, kind])?;
+    Ok(())
 }
 
 /// The columns `execution_row` reads, in its order.
