@@ -373,10 +373,14 @@ fn loops_fan_out_within_jobs_and_are_recorded_per_iteration() {
         let running = spans.iter().filter(|(_, s, e)| s <= start && start < e).count();
         assert!(running <= 2, "{spans:?}");
     }
-    // And the fan-out did run in parallel: two rounds, not four.
-    let first = spans.iter().map(|s| s.1).min().unwrap();
-    let last = spans.iter().map(|s| s.2).max().unwrap();
-    assert!(last - first < 1_100, "{spans:?}");
+    // And the fan-out did run in parallel: at some start, two were running
+    // (measured from inside the tasks, so a loaded machine cannot fake it).
+    let most = spans
+        .iter()
+        .map(|(_, start, _)| spans.iter().filter(|(_, s, e)| s <= start && start < e).count())
+        .max()
+        .unwrap();
+    assert_eq!(most, 2, "{spans:?}");
     let exec = only_execution(dir.path());
     let o = kflow(
         dir.path(),
