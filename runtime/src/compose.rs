@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use tokio::process::Command;
 
 use crate::docker::{describe, resources, EXECUTION_LABEL, PID_LABEL};
-use crate::tasks::{text, Outputs, Props, Stream, TaskContext, TaskError};
+use crate::tasks::{command, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -44,14 +44,15 @@ pub fn valid_project(p: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-/// The Compose command: `docker compose` when the plugin exists.
+/// The Compose command: `docker compose` when the plugin exists, else
+/// `docker-compose` from PATH (found, not run: Compose v1 takes most of a
+/// second to start).
 async fn compose_program() -> Result<Vec<String>, TaskError> {
     let v2 = Command::new("docker").args(["compose", "version"]).output().await;
     if v2.is_ok_and(|o| o.status.success()) {
         return Ok(vec!["docker".into(), "compose".into()]);
     }
-    let v1 = Command::new("docker-compose").arg("version").output().await;
-    if v1.is_ok_and(|o| o.status.success()) {
+    if command::on_path("docker-compose").is_some() {
         return Ok(vec!["docker-compose".into()]);
     }
     Err(failed(
@@ -74,9 +75,7 @@ async fn compose(
         cmd.arg("-f").arg(f);
     }
     cmd.args(["-p", project]).args(args).envs(env.iter().cloned());
-    cmd.current_dir(&ctx.base_dir)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
+    cmd.current_dir(&ctx.base_dir);
     // Compose dies with kflow, even by SIGKILL: an orphaned `up` would create
     // containers after the reaper has looked.
     // SAFETY: prctl is async-signal-safe and touches only the child.
@@ -86,37 +85,17 @@ async fn compose(
             Ok(())
         });
     }
-    let run = cmd.output();
-    let out = tokio::select! {
-        r = run => r.map_err(|e| failed(format!("cannot run {}: {e}", program.join(" "))))?,
-        _ = ctx.cancel.cancelled() => {
-            // Compose is killed as its future drops, but the engine still
-            // finishes what it had been asked (a network being created):
-            // let that settle, so that a `compose.down` in `finally` sees it.
+    let what = format!("{} {}", program.join(" "), args.join(" "));
+    let out = match command::run(cmd, &what, ctx).await {
+        // Compose was killed, but the engine still finishes what it had been
+        // asked (a network being created): let that settle, so that a
+        // `compose.down` in `finally` sees it.
+        Err(TaskError::Cancelled) => {
             tokio::time::sleep(CANCEL_SETTLE).await;
             return Err(TaskError::Cancelled);
         }
+        other => other?,
     };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        ctx.log(Stream::Stderr, line);
-    }
-    if !out.status.success() {
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(failed(format!(
-            "`{} {}` failed:\n{}",
-            program.join(" "),
-            args.join(" "),
-            tail.join("\n")
-        )));
-    }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

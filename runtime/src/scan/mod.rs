@@ -4,11 +4,11 @@
 
 pub mod trivy;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::process::Command;
 
-use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
+use crate::tasks::{command, string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
 /// Findings quoted in the error of a failed gate.
@@ -17,14 +17,6 @@ const TRIVY_IMAGE: &str = "aquasec/trivy";
 
 fn failed(msg: impl Into<String>) -> TaskError {
     TaskError::Failed(msg.into())
-}
-
-/// `trivy` on PATH, if there is one.
-fn trivy_on_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("trivy"))
-        .find(|p| p.is_file())
 }
 
 /// Arguments of one `trivy image` run writing `output`.
@@ -51,35 +43,9 @@ fn args(format: &str, output: &Path, props: &Props, ignore_file: Option<&Path>, 
 /// Runs Trivy once; a non-zero exit fails with what it said.
 async fn run_trivy(program: &Path, args: &[String], ctx: &TaskContext) -> Result<(), TaskError> {
     ctx.log(Stream::Info, &format!("trivy {}", args.join(" ")));
-    let child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::select! {
-        r = child => r.map_err(|e| failed(format!("cannot run {}: {e}", program.display())))?,
-        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stderr.lines() {
-        ctx.log(Stream::Stderr, line);
-    }
-    if !out.status.success() {
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(10)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(failed(format!(
-            "trivy exited with {}:\n{}",
-            out.status.code().map_or("a signal".into(), |c| format!("code {c}")),
-            tail.join("\n")
-        )));
-    }
-    Ok(())
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    command::run(cmd, "trivy image", ctx).await.map(|_| ())
 }
 
 pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
@@ -96,7 +62,7 @@ pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         }
     }
     let sbom = text(props, "sbom");
-    match trivy_on_path() {
+    match command::on_path("trivy") {
         Some(program) => {
             run_trivy(
                 &program,

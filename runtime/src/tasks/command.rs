@@ -1,0 +1,43 @@
+//! Helper programs a task runs to completion (Trivy, Compose): found on
+//! PATH, their stderr in the task's log, killed on cancellation, a failure
+//! quoting their last lines.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use tokio::process::Command;
+
+use super::{Stream, TaskContext, TaskError};
+
+/// Lines of stderr quoted in the error of a failed program.
+const TAIL: usize = 15;
+
+/// `program` on PATH, without running it.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Runs `cmd`, named `what` in messages; a non-zero exit fails the task.
+pub async fn run(mut cmd: Command, what: &str, ctx: &TaskContext) -> Result<Output, TaskError> {
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::select! {
+        r = cmd.output() => r.map_err(|e| TaskError::Failed(format!("cannot run {what}: {e}")))?,
+        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        ctx.log(Stream::Stderr, line);
+    }
+    if !out.status.success() {
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(TAIL)..].join("\n");
+        return Err(TaskError::Failed(format!(
+            "`{what}` exited with {}:\n{tail}",
+            out.status.code().map_or("a signal".into(), |c| format!("code {c}"))
+        )));
+    }
+    Ok(out)
+}
