@@ -84,10 +84,13 @@ pub(super) fn prepare(node: &Node, values: &dyn Scope) -> Result<Option<Prepared
         },
         None => None,
     };
-    // An approval's timeout is its deadline, stored with the request so that
-    // a resumed gate keeps it; a stack's is how long to wait for its services
-    // (then the error names the service not ready). Neither cuts an attempt.
-    if node.kind == "approval" || node.kind == "compose.up" {
+    // Kinds whose catalog entry has its own `timeout` give it their own
+    // meaning: an approval's deadline (stored with the request, so a resumed
+    // gate keeps it), how long a stack may take to get ready (then the error
+    // names the service). For them it is a property, not a limit on an attempt.
+    let own_timeout =
+        kflow_compiler::catalog::kind(&node.kind).is_some_and(|k| k.props.iter().any(|p| p.name == "timeout"));
+    if own_timeout {
         if let Some(t) = timeout.take() {
             props.insert("timeout".into(), Value::Duration(t.as_millis() as u64));
         }
