@@ -198,33 +198,34 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                 Some(State::Skipped)
             } else {
                 match level.members[m] {
-                    Member::Node(id) if shared.restored.contains_key(&*task_ref(&plan, id, &suffix).name) => {
-                        let task = task_ref(&plan, id, &suffix);
-                        let record = Value::Map(shared.restored[&*task.name].clone());
-                        record_outcome(&shared, &task, State::Succeeded, None, 0);
-                        let _ = shared.events.send(Event::Restored { task });
-                        values.outputs.insert(plan.nodes[id].name.clone(), record.clone());
-                        done.outputs.insert(plan.nodes[id].name.clone(), record);
-                        Some(State::Succeeded)
-                    }
                     Member::Node(id) => {
                         let node = &plan.nodes[id];
                         let task = task_ref(&plan, id, &suffix);
-                        match attempt::prepare(node, &values) {
-                            Ok(Some(prepared)) => {
-                                let handle = spawn_task(&shared, &mut running, m, task, prepared, cleanup);
-                                spawned.insert(handle.id(), m);
-                                None
-                            }
-                            // `when` is false.
-                            Ok(None) => {
-                                skipped(&shared, &task);
-                                Some(State::Skipped)
-                            }
-                            Err(e) => {
-                                let error = shared.redactor.redact(&e.0).into_owned();
-                                let state = failed(&shared, &task, State::Failed, error, Duration::ZERO, 0);
-                                Some(state)
+                        if let Some(outputs) = shared.restored.get(&*task.name) {
+                            // Succeeded before a resume: its outputs, not a rerun.
+                            let record = Value::Map(outputs.clone());
+                            record_outcome(&shared, &task, State::Succeeded, None, 0);
+                            let _ = shared.events.send(Event::Restored { task });
+                            values.outputs.insert(node.name.clone(), record.clone());
+                            done.outputs.insert(node.name.clone(), record);
+                            Some(State::Succeeded)
+                        } else {
+                            match attempt::prepare(node, &values) {
+                                Ok(Some(prepared)) => {
+                                    let handle = spawn_task(&shared, &mut running, m, task, prepared, cleanup);
+                                    spawned.insert(handle.id(), m);
+                                    None
+                                }
+                                // `when` is false.
+                                Ok(None) => {
+                                    skipped(&shared, &task);
+                                    Some(State::Skipped)
+                                }
+                                Err(e) => {
+                                    let error = shared.redactor.redact(&e.0).into_owned();
+                                    let state = failed(&shared, &task, State::Failed, error, Duration::ZERO, 0);
+                                    Some(state)
+                                }
                             }
                         }
                     }
