@@ -56,24 +56,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-/// At the start of a run: reap quietly when the engine answers, say what was
-/// removed, never stop the run for it.
-pub fn reap_before_run(store: &Store) {
-    let Ok(rt) = runtime() else { return };
-    rt.block_on(async {
-        let Some(docker) = reaper::connect_quickly().await else {
-            return;
-        };
-        match reaper::reap(&docker, store).await {
-            Ok(r) if !r.executions.is_empty() => eprintln!(
-                "kflow: removed {} container(s), {} network(s), {} volume(s) left by {} earlier execution(s)",
-                r.containers,
-                r.networks,
-                r.volumes,
-                r.executions.len()
-            ),
-            Ok(_) => {}
-            Err(e) => eprintln!("kflow: could not look for leftovers of earlier executions: {e}"),
-        }
-    });
+/// At the start of a run (new or resumed): reap quietly when the engine
+/// answers, say what was removed, never stop the run for it.
+pub async fn reap_quietly(store: &Store) {
+    let Some(docker) = reaper::connect_quickly().await else {
+        return;
+    };
+    match reaper::reap(&docker, store).await {
+        Ok(r) if !r.executions.is_empty() => eprintln!(
+            "kflow: removed {} container(s), {} network(s), {} volume(s) left by {} earlier execution(s)",
+            r.containers,
+            r.networks,
+            r.volumes,
+            r.executions.len()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("kflow: could not look for leftovers of earlier executions: {e}"),
+    }
 }

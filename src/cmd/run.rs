@@ -96,7 +96,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let state_dir = args.state.clone().unwrap_or_else(|| base_dir.join(".kflow"));
     let mut store = Store::open(&state_dir).map_err(|e| UsageError(e.0))?;
-    super::gc::reap_before_run(&store);
     // Tasks in loops are recorded per iteration, as they start.
     let tasks: Vec<(String, String)> = kflow_runtime::executor::single_tasks(plan)
         .into_iter()
@@ -174,6 +173,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         .build()
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
     let (report, mut store) = runtime.block_on(async {
+        super::gc::reap_quietly(&store).await;
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
         let (tx, rx) = mpsc::unbounded_channel();
