@@ -82,35 +82,62 @@ pub async fn find(docker: &Docker, label: &str) -> Result<Found, String> {
     })
 }
 
+/// Whether the engine refused because of something in progress (a removal
+/// by another party, a container still leaving a network): worth retrying.
+fn conflict(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }
+    )
+}
+
+/// One removal: gone already counts as done; a conflict — another remover
+/// (a `compose.down`, another run's reaper) at work on the same resource —
+/// is retried a few times before it is reported.
+async fn remove_one<F, Fut>(what: &str, mut attempt: F) -> Result<bool, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), bollard::errors::Error>>,
+{
+    for tries in 1.. {
+        match attempt().await {
+            Ok(()) => return Ok(true),
+            Err(e) if not_found(&e) => return Ok(false),
+            Err(e) if conflict(&e) && tries < 4 => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+            Err(e) => return Err(format!("{what}: {}", describe(&e))),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Removes containers first (with their anonymous volumes), then networks,
 /// then volumes when asked; returns how many of each went, and the errors.
 pub async fn remove(docker: &Docker, found: &Found, volumes: bool) -> (usize, usize, usize, Vec<String>) {
     let mut errors = Vec::new();
     let (mut c, mut n, mut v) = (0, 0, 0);
-    let force = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    let short = |id: &str| id[..id.len().min(12)].to_string();
     for r in &found.containers {
-        match docker.remove_container(&r.id, Some(force.clone())).await {
-            Ok(()) => c += 1,
-            Err(e) if not_found(&e) => {}
-            Err(e) => errors.push(format!("container {}: {}", &r.id[..r.id.len().min(12)], describe(&e))),
+        let force = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let what = format!("container {}", short(&r.id));
+        match remove_one(&what, || docker.remove_container(&r.id, Some(force.clone()))).await {
+            Ok(removed) => c += usize::from(removed),
+            Err(e) => errors.push(e),
         }
     }
     for r in &found.networks {
-        match docker.remove_network(&r.id).await {
-            Ok(()) => n += 1,
-            Err(e) if not_found(&e) => {}
-            Err(e) => errors.push(format!("network {}: {}", &r.id[..r.id.len().min(12)], describe(&e))),
+        let what = format!("network {}", short(&r.id));
+        match remove_one(&what, || docker.remove_network(&r.id)).await {
+            Ok(removed) => n += usize::from(removed),
+            Err(e) => errors.push(e),
         }
     }
     if volumes {
         for r in &found.volumes {
-            match docker
-                .remove_volume(&r.id, Some(RemoveVolumeOptionsBuilder::default().force(true).build()))
-                .await
-            {
-                Ok(()) => v += 1,
-                Err(e) if not_found(&e) => {}
-                Err(e) => errors.push(format!("volume {}: {}", r.id, describe(&e))),
+            let what = format!("volume {}", r.id);
+            let opts = || Some(RemoveVolumeOptionsBuilder::default().force(true).build());
+            match remove_one(&what, || docker.remove_volume(&r.id, opts())).await {
+                Ok(removed) => v += usize::from(removed),
+                Err(e) => errors.push(e),
             }
         }
     }
