@@ -180,13 +180,22 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError(format!("cannot create the history folder {}: {e}", dir.display())))?;
-        let conn = Connection::open(dir.join("history.db"))?;
+        let mut conn = Connection::open(dir.join("history.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, step) in SCHEMA.iter().enumerate().skip(version as usize) {
-            conn.execute_batch(&format!("BEGIN; {step} PRAGMA user_version = {}; COMMIT;", i + 1))?;
+        // Two processes may open a new history at once: the schema version is
+        // read and brought up to date under one write lock, so only one of
+        // them migrates and the other sees the result.
+        let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if (current as usize) < SCHEMA.len() {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            for step in SCHEMA.iter().skip(version as usize) {
+                tx.execute_batch(step)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA.len() as i64)?;
+            tx.commit()?;
         }
         let store = Store {
             conn,
@@ -552,6 +561,21 @@ mod tests {
         assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
         assert_eq!(std::fs::read_to_string(s.log_path(&id, "build")).unwrap(), "line one\n");
         assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_new_history_opened_by_several_at_once_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || Store::open(&p).map(|_| ()).map_err(|e| e.0))
+            })
+            .collect();
+        for o in openers {
+            assert_eq!(o.join().unwrap(), Ok(()));
+        }
     }
 
     #[test]
