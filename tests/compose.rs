@@ -271,3 +271,43 @@ fn no_fault_leaks_resources() {
     eprintln!("fault runs: {runs} {tally:?}; leaks: {}", leaks.len());
     assert!(leaks.is_empty(), "{leaks:#?}");
 }
+
+/// The reaper judges an execution this history does not know by the process
+/// label on its resources: a dead process's are removed; resources without
+/// the label (like the engine's intermediate build containers of a build
+/// running in another history) are left alone.
+#[test]
+fn the_reaper_takes_only_what_it_can_tell_is_dead() {
+    if !docker_or_skip("the_reaper_takes_only_what_it_can_tell_is_dead") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tag = "kflow-test/reaper:latest";
+    busybox_image(d, tag);
+    // A pid no process has: beyond the kernel's pid_max.
+    let dead = "4194305";
+    let stamp = std::process::id();
+    let create = |exec: &str, pid: Option<&str>| {
+        let mut c = Command::new("docker");
+        c.args(["create", "--label", &format!("io.kflow.execution={exec}")]);
+        if let Some(pid) = pid {
+            c.args(["--label", &format!("io.kflow.pid={pid}")]);
+        }
+        let o = c.args([tag, "true"]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    let unlabelled = format!("reaper-test-{stamp}-nopid");
+    let orphaned = format!("reaper-test-{stamp}-dead");
+    create(&unlabelled, None);
+    create(&orphaned, Some(dead));
+    let o = kflow(d, &["gc", "--state", "st"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let kept = labelled("container", &unlabelled);
+    let taken = labelled("container", &orphaned);
+    for id in &kept {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    assert!(taken.is_empty(), "a dead process's container was left: {taken:?}");
+    assert_eq!(kept.len(), 1, "a container without a process label was taken");
+}

@@ -6,7 +6,10 @@
 //! An execution is alive when the history says it is running in a live
 //! process, or paused (its resources wait for the resume); an execution this
 //! history does not know is alive while the process that labelled the
-//! resources (`io.kflow.pid`) lives.
+//! resources (`io.kflow.pid`) lives. Without that label (the engine's
+//! intermediate build containers carry only the image's labels) nothing
+//! tells, so they are left alone: the engine removes those itself, and
+//! taking them from a running build in another history broke it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -66,7 +69,7 @@ pub async fn reap(docker: &Docker, store: &Store) -> Result<Reaped, String> {
             Some(state) if state == "paused" => true,
             Some(state) if state == "running" => store.process_alive(&exec).map_err(|e| e.0)?,
             Some(_) => false,
-            None => pid.as_deref().is_some_and(pid_alive),
+            None => pid.as_deref().is_none_or(pid_alive),
         };
         if alive {
             continue;
