@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use kflow_grammar::diag::{Diagnostic, Label, Severity, Span};
+use kflow_grammar::diag::{Diagnostic, Fix, Label, Severity, Span};
 use serde_json::{json, Value};
 
 use crate::codes;
@@ -244,6 +244,15 @@ pub fn json_diagnostic(path: &str, index: &LineIndex, d: &Diagnostic) -> Value {
             "end": position(index, l.span.end),
         })).collect::<Vec<_>>(),
         "help": d.help,
+        "fixes": d.fixes.iter().map(|f| json!({
+            "title": f.title,
+            "edits": f.edits.iter().map(|e| json!({
+                "span": { "start": e.span.start, "end": e.span.end },
+                "start": position(index, e.span.start),
+                "end": position(index, e.span.end),
+                "text": e.text,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -299,6 +308,27 @@ fn sarif_location(path: &str, index: &LineIndex, span: Span) -> Value {
     })
 }
 
+fn sarif_fix(path: &str, index: &LineIndex, fix: &Fix) -> Value {
+    let replacements: Vec<Value> = fix
+        .edits
+        .iter()
+        .map(|e| {
+            let (s, end) = (index.line_col(e.span.start), index.line_col(e.span.end));
+            json!({
+                "deletedRegion": {
+                    "startLine": s.line, "startColumn": s.column,
+                    "endLine": end.line, "endColumn": end.column,
+                },
+                "insertedContent": { "text": e.text },
+            })
+        })
+        .collect();
+    json!({
+        "description": { "text": fix.title },
+        "artifactChanges": [{ "artifactLocation": { "uri": uri(path) }, "replacements": replacements }],
+    })
+}
+
 /// A SARIF 2.1.0 log with one run, for code-scanning uploads.
 pub fn sarif(reports: &[FileReport]) -> Value {
     let rules: Vec<Value> = codes::CODES
@@ -340,6 +370,9 @@ pub fn sarif(reports: &[FileReport]) -> Value {
             });
             if !related.is_empty() {
                 result["relatedLocations"] = json!(related);
+            }
+            if !d.fixes.is_empty() {
+                result["fixes"] = json!(d.fixes.iter().map(|f| sarif_fix(r.path, &index, f)).collect::<Vec<_>>());
             }
             results.push(result);
         }

@@ -205,3 +205,64 @@ fn duplicate_outputs_are_reported() {
     assert_eq!(codes, ["kflow::name::duplicate"]);
     assert_eq!(a.diagnostics[0].secondary.len(), 1, "points at both");
 }
+
+/// Every fix a diagnostic offers applies cleanly: the text still parses and
+/// the diagnostic it answers is gone. The fixes are snapshotted as the lines
+/// they change.
+#[test]
+fn fixes_apply_and_remove_their_diagnostic() {
+    let mut shown = String::new();
+    for path in kflow_files(&fixtures("diagnostics")) {
+        let (src, a) = analyze_file(&path);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        for d in &a.diagnostics {
+            for fix in &d.fixes {
+                let mut fixed = src.clone();
+                let mut edits = fix.edits.clone();
+                edits.sort_by_key(|e| std::cmp::Reverse(e.span.start));
+                for e in &edits {
+                    fixed.replace_range(e.span.start..e.span.end, &e.text);
+                }
+                let after = analyze(&fixed, &Options::in_dir(path.parent().unwrap()));
+                let parse_errors: Vec<_> = after
+                    .diagnostics
+                    .iter()
+                    .filter(|x| x.code.starts_with("kflow::parse") && !a.diagnostics.contains(x))
+                    .collect();
+                assert!(
+                    parse_errors.is_empty(),
+                    "{name}: `{}` breaks the syntax: {parse_errors:?}",
+                    fix.title
+                );
+                let count = |ds: &[kflow_compiler::Diagnostic]| ds.iter().filter(|x| x.code == d.code).count();
+                assert!(
+                    count(&after.diagnostics) < count(&a.diagnostics),
+                    "{name}: `{}` does not remove {}:\n{fixed}",
+                    fix.title,
+                    d.code
+                );
+                let first = edits.last().unwrap().span.start;
+                let line_start = src[..first].rfind('\n').map_or(0, |i| i + 1);
+                let old_lines = src[line_start..].lines().next().unwrap_or("");
+                let new_end = fixed[line_start..].find("\n}").map_or(fixed.len(), |i| line_start + i);
+                let new_lines = &fixed[line_start..new_end.max(line_start)];
+                let new_lines: Vec<&str> = new_lines
+                    .lines()
+                    .take(1 + fix.edits[0].text.matches('\n').count())
+                    .collect();
+                shown.push_str(&format!(
+                    "{name}: {}: {}\n  - {}\n{}\n",
+                    d.code,
+                    fix.title,
+                    old_lines.trim_end(),
+                    new_lines
+                        .iter()
+                        .map(|l| format!("  + {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+        }
+    }
+    insta::assert_snapshot!(shown);
+}

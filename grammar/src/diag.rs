@@ -40,6 +40,22 @@ pub struct Label {
     pub message: String,
 }
 
+/// One replacement of source text: `span` (empty to insert) becomes `text`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Edit {
+    pub span: Span,
+    pub text: String,
+}
+
+/// A machine-applicable fix: what `help` says, as edits (the language
+/// server offers them as code actions; `--format json` and SARIF list them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fix {
+    /// What applying it does, e.g. ``replace with `image` ``.
+    pub title: String,
+    pub edits: Vec<Edit>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     /// Stable, namespaced code such as `kflow::type::tag-not-pinned`.
@@ -51,6 +67,7 @@ pub struct Diagnostic {
     pub label: Option<String>,
     pub secondary: Vec<Label>,
     pub help: Option<String>,
+    pub fixes: Vec<Fix>,
 }
 
 impl Diagnostic {
@@ -63,6 +80,7 @@ impl Diagnostic {
             label: None,
             secondary: Vec::new(),
             help: None,
+            fixes: Vec::new(),
         }
     }
     pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
@@ -85,6 +103,26 @@ impl Diagnostic {
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+    /// A fix of one edit.
+    pub fn with_fix(mut self, title: impl Into<String>, span: Span, text: impl Into<String>) -> Self {
+        self.fixes.push(Fix {
+            title: title.into(),
+            edits: vec![Edit {
+                span,
+                text: text.into(),
+            }],
+        });
+        self
+    }
+    /// The usual fix of a near miss: write `text` instead of what is at `span`.
+    pub fn with_replacement(self, span: Span, text: &str) -> Self {
+        self.with_fix(format!("replace with `{text}`"), span, text)
+    }
+    /// A near miss: ``did you mean `c`?`` as help, and the replacement of
+    /// `span` by `c` as its fix.
+    pub fn did_you_mean(self, span: Span, c: &str) -> Self {
+        self.with_help(format!("did you mean `{c}`?")).with_replacement(span, c)
     }
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error

@@ -11,7 +11,7 @@ use crate::codes;
 use crate::ir;
 use crate::ir::Part;
 use crate::literals;
-use crate::suggest::{did_you_mean, list_and, list_or};
+use crate::suggest::{closest, list_and, list_or};
 use crate::types::{self, fit, Fit, Ty};
 
 const BUILTINS: &[&str] = &["env", "file", "digest", "pinned", "ref", "docker_config", "helper"];
@@ -187,8 +187,8 @@ impl<'a> Checker<'a> {
         if let Some(members) = hint.and_then(Ty::enum_members) {
             let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown value `{n}`"))
                 .with_label(format!("expected {}", list_or(&members)));
-            if let Some(h) = did_you_mean(n, members.iter().copied()) {
-                d = d.with_help(h);
+            if let Some(c) = closest(n, members.iter().copied()) {
+                d = d.did_you_mean(span, c);
             }
             self.push(d);
             return (Ty::Error, ir::Expr::Invalid);
@@ -210,8 +210,8 @@ impl<'a> Checker<'a> {
         }
         let mut d = Diagnostic::error(codes::UNKNOWN_NAME, span, format!("unknown name `{n}`"))
             .with_label("not declared in this flow");
-        d = match did_you_mean(n, candidates) {
-            Some(h) => d.with_help(h),
+        d = match closest(n, candidates) {
+            Some(c) => d.did_you_mean(span, c),
             None if types::SEVERITIES.contains(&n)
                 || [
                     "never",
@@ -309,8 +309,8 @@ impl<'a> Checker<'a> {
                     format!("`{ty}` has no field `{}`", field.name),
                 )
                 .with_label("unknown field");
-                d = match did_you_mean(&field.name, fields.iter().copied()) {
-                    Some(h) => d.with_help(h),
+                d = match closest(&field.name, fields.iter().copied()) {
+                    Some(c) => d.did_you_mean(field.span, c),
                     None if fields.is_empty() => d.with_help(format!("a `{ty}` has no fields")),
                     None => d.with_help(format!("fields of `{ty}`: {}", list_and(fields))),
                 };
@@ -357,8 +357,10 @@ impl<'a> Checker<'a> {
                 ))
             } else {
                 let listing = format!("its outputs are {}", list_and(&names));
-                match did_you_mean(&field.name, names.iter().copied()) {
-                    Some(h) => d.with_help(format!("{h} ({listing})")),
+                match closest(&field.name, names.iter().copied()) {
+                    Some(c) => d
+                        .with_help(format!("did you mean `{c}`? ({listing})"))
+                        .with_replacement(field.span, c),
                     None => d.with_help(listing),
                 }
             };
@@ -421,10 +423,10 @@ impl<'a> Checker<'a> {
             ExprKind::Name(f) => {
                 let mut d = Diagnostic::error(codes::UNKNOWN_FUNCTION, callee.span, format!("unknown function `{f}`"))
                     .with_label("not a function");
-                d = d.with_help(
-                    did_you_mean(f, BUILTINS.iter().copied())
-                        .unwrap_or_else(|| format!("functions are {}", list_and(BUILTINS))),
-                );
+                d = match closest(f, BUILTINS.iter().copied()) {
+                    Some(c) => d.did_you_mean(callee.span, c),
+                    None => d.with_help(format!("functions are {}", list_and(BUILTINS))),
+                };
                 self.push(d);
                 for a in args {
                     self.infer(a, None);
@@ -638,10 +640,13 @@ impl<'a> Checker<'a> {
                             format!("unknown field `{}`", entry.key),
                         )
                         .with_label(format!("not a field of `{ty}`"));
-                        d = d.with_help(match did_you_mean(&entry.key, names.iter().copied()) {
-                            Some(h) => h,
-                            None => format!("fields are {}", list_and(&names)),
-                        });
+                        d = match closest(&entry.key, names.iter().copied()) {
+                            Some(c) if entry.quoted => d
+                                .with_help(format!("did you mean `{c}`?"))
+                                .with_replacement(entry.key_span, &format!("\"{c}\"")),
+                            Some(c) => d.did_you_mean(entry.key_span, c),
+                            None => d.with_help(format!("fields are {}", list_and(&names))),
+                        };
                         self.push(d);
                         self.infer(&entry.value, None);
                     }
@@ -851,7 +856,7 @@ impl<'a> Checker<'a> {
                     .with_label(format!("expected `{want}`, found `image`"))
                     .with_help(format!(
                         "signatures and promotions bind to the manifest digest a registry returns; {}",
-                        self.pinned_help(want)
+                        self.pinned_help(e, want)
                     ));
                     if let Some((id, _)) = self.task_of(e) {
                         d = d.with_secondary(
@@ -859,7 +864,7 @@ impl<'a> Checker<'a> {
                             format!("`{text}` is the daemon's image ID (its config digest)"),
                         );
                     }
-                    return d;
+                    return self.with_pinned_fix(d, e, want);
                 }
                 if wants_digest && matches!(base, Ty::Ref | Ty::String) && !want.accepts(base) {
                     let what = if matches!(base, Ty::Ref) {
@@ -877,11 +882,11 @@ impl<'a> Checker<'a> {
                         Some(_) if want.accepts(&Ty::Pinned) => {
                             format!(
                                 "a literal is pinned with `pinned(\"repo@sha256:…\")`; or {}",
-                                self.pinned_help(want)
+                                self.pinned_help(e, want)
                             )
                         }
                         Some(_) => format!("a literal digest is written `digest({text})`"),
-                        None => self.pinned_help(want),
+                        None => self.pinned_help(e, want),
                     });
                     if let Some(id) = self.symbol_at(e) {
                         d = d.with_secondary(
@@ -889,7 +894,7 @@ impl<'a> Checker<'a> {
                             "a tag can be moved to other bytes after it is checked",
                         );
                     }
-                    return d;
+                    return self.with_pinned_fix(d, e, want);
                 }
                 let mut d = Diagnostic::error(codes::MISMATCH, e.span, format!("expected `{want}`, found `{actual}`"))
                     .with_label(format!("this is `{actual}`"));
@@ -921,16 +926,66 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Offers the digest-bearing output of a push or copy in place of `e`.
+    fn with_pinned_fix(&self, d: Diagnostic, e: &Expr, want: &Ty) -> Diagnostic {
+        match self.digest_producer(e) {
+            Some(p) => {
+                let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
+                let read = format!("{}.{out}", self.symbols[p].name);
+                d.with_fix(format!("use `{read}`"), e.span, read)
+            }
+            None => d,
+        }
+    }
+
+    /// The push or copy whose digest stands for `e`: one that reads the same
+    /// task as `e` (the push of this build), else the nearest one above.
+    fn digest_producer(&self, e: &Expr) -> Option<usize> {
+        let source = self.task_of(e).map(|(id, _)| id).or_else(|| self.symbol_at(e));
+        let producers: Vec<usize> = (0..self.symbols.len())
+            .filter(|&i| {
+                let s = &self.symbols[i];
+                // Not the task `e` is written in: that would be a cycle.
+                let holds_e = s.item_span.start <= e.span.start && e.span.end <= s.item_span.end;
+                s.kind == SymKind::Task
+                    && !holds_e
+                    && s.task_kind
+                        .is_some_and(|k| matches!(k.name, "docker.push" | "registry.copy"))
+            })
+            .collect();
+        // The producer's text, since tasks below are not checked yet.
+        let reads_source = |p: usize| {
+            source.is_some_and(|src| {
+                let name = &self.symbols[src].name;
+                let text = self.text(self.symbols[p].item_span);
+                text.match_indices(name.as_str()).any(|(i, _)| {
+                    let before = text[..i].chars().next_back();
+                    let after = text[i + name.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') && after == Some('.')
+                })
+            })
+        };
+        producers
+            .iter()
+            .copied()
+            .find(|&p| reads_source(p))
+            .or_else(|| {
+                producers
+                    .iter()
+                    .copied()
+                    .rfind(|&p| self.symbols[p].item_span.start < e.span.start)
+            })
+            .or_else(|| producers.first().copied())
+    }
+
     /// A fix for a missing digest: name a task output that has one.
-    fn pinned_help(&self, want: &Ty) -> String {
+    fn pinned_help(&self, e: &Expr, want: &Ty) -> String {
         let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
-        let producer = self.symbols.iter().find(|s| {
-            s.kind == SymKind::Task
-                && s.task_kind
-                    .is_some_and(|k| matches!(k.name, "docker.push" | "registry.copy"))
-        });
-        match producer {
-            Some(p) => format!("use the digest-pinned output of a push: `{}.{out}`", p.name),
+        match self.digest_producer(e) {
+            Some(p) => format!(
+                "use the digest-pinned output of a push: `{}.{out}`",
+                self.symbols[p].name
+            ),
             None => {
                 format!("push the image and use the push's `{out}` output, or pin a reference: `reference @ digest`")
             }

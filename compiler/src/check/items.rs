@@ -11,7 +11,7 @@ use crate::catalog::{self, Kind};
 use crate::codes;
 use crate::ir::{self, Part};
 use crate::literals;
-use crate::suggest::{did_you_mean, list_and, list_or};
+use crate::suggest::{closest, list_and, list_or};
 use crate::types::{self, Ty};
 
 impl<'a> Checker<'a> {
@@ -55,13 +55,13 @@ impl<'a> Checker<'a> {
                 None => {
                     let mut d = Diagnostic::error(codes::UNKNOWN_TYPE, n.span, format!("unknown type `{}`", n.name))
                         .with_label("not a type");
-                    d = d.with_help(match did_you_mean(&n.name, types::TYPE_NAMES.iter().copied()) {
-                        Some(s) => s,
-                        None => format!(
+                    d = match closest(&n.name, types::TYPE_NAMES.iter().copied()) {
+                        Some(c) => d.did_you_mean(n.span, c),
+                        None => d.with_help(format!(
                             "types are {}, `list<T>`, `map<T>` and `T?`",
                             list_and(types::TYPE_NAMES)
-                        ),
-                    });
+                        )),
+                    };
                     self.push(d);
                     Ty::Error
                 }
@@ -82,9 +82,10 @@ impl<'a> Checker<'a> {
                 format!("unknown trigger `{kind}`"),
             )
             .with_label("not a trigger");
-            d = d.with_help(
-                did_you_mean(kind, TRIGGERS).unwrap_or_else(|| format!("triggers are {}", list_or(&TRIGGERS))),
-            );
+            d = match closest(kind, TRIGGERS) {
+                Some(c) => d.did_you_mean(o.trigger.span, c),
+                None => d.with_help(format!("triggers are {}", list_or(&TRIGGERS))),
+            };
             self.push(d);
             return;
         }
@@ -282,10 +283,13 @@ impl<'a> Checker<'a> {
                 format!("unknown task kind `{}`", t.kind.name),
             )
             .with_label("not in the task catalog");
-            d = d.with_help(match did_you_mean(&t.kind.name, catalog::kind_names()) {
-                Some(s) => s,
-                None => format!("task kinds are {}", list_or(&catalog::kind_names().collect::<Vec<_>>())),
-            });
+            d = match closest(&t.kind.name, catalog::kind_names()) {
+                Some(c) => d.did_you_mean(t.kind.span, c),
+                None => d.with_help(format!(
+                    "task kinds are {}",
+                    list_or(&catalog::kind_names().collect::<Vec<_>>())
+                )),
+            };
             self.push(d);
         }
         // Properties given so far (a task has a handful: a list beats a map).
@@ -320,17 +324,16 @@ impl<'a> Checker<'a> {
             let Some(prop) = prop else {
                 if let Some(k) = kind {
                     let names: Vec<&str> = k.all_props().map(|p| p.name).collect();
-                    let help = did_you_mean(name, names.iter().copied())
-                        .unwrap_or_else(|| format!("`{}` takes {}", k.name, list_and(&names)));
-                    self.push(
-                        Diagnostic::error(
-                            codes::UNKNOWN_PROPERTY,
-                            p.name.span,
-                            format!("`{}` has no property `{name}`", k.name),
-                        )
-                        .with_label("unknown property")
-                        .with_help(help),
-                    );
+                    let d = Diagnostic::error(
+                        codes::UNKNOWN_PROPERTY,
+                        p.name.span,
+                        format!("`{}` has no property `{name}`", k.name),
+                    )
+                    .with_label("unknown property");
+                    self.push(match closest(name, names.iter().copied()) {
+                        Some(c) => d.did_you_mean(p.name.span, c),
+                        None => d.with_help(format!("`{}` takes {}", k.name, list_and(&names))),
+                    });
                 }
                 self.infer(value, None);
                 continue;
@@ -463,8 +466,8 @@ impl<'a> Checker<'a> {
                         .collect();
                     let mut d = Diagnostic::error(codes::UNKNOWN_TASK, item.span, format!("no task named `{n}`"))
                         .with_label("unknown task");
-                    if let Some(h) = did_you_mean(n, tasks) {
-                        d = d.with_help(h);
+                    if let Some(c) = closest(n, tasks) {
+                        d = d.did_you_mean(item.span, c);
                     }
                     self.push(d);
                 }
@@ -480,15 +483,15 @@ impl<'a> Checker<'a> {
             let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
             let example: Vec<String> = missing.iter().map(|p| format!("{}: <{}>", p.name, p.ty)).collect();
             let noun = if missing.len() == 1 { "property" } else { "properties" };
-            self.push(
-                Diagnostic::error(
-                    codes::MISSING_PROPERTY,
-                    t.kind.span,
-                    format!("`{}` needs the {noun} {}", k.name, list_and(&names)),
-                )
-                .with_label(format!("missing {}", list_and(&names)))
-                .with_help(format!("add `{}`", example.join("`, `"))),
-            );
+            let mut d = Diagnostic::error(
+                codes::MISSING_PROPERTY,
+                t.kind.span,
+                format!("`{}` needs the {noun} {}", k.name, list_and(&names)),
+            )
+            .with_label(format!("missing {}", list_and(&names)))
+            .with_help(format!("add `{}`", example.join("`, `")));
+            d.fixes.extend(self.add_properties_fix(t, &missing));
+            self.push(d);
         }
         if !k.one_of.is_empty() {
             let present: Vec<(&str, Span)> = k.one_of.iter().filter_map(|p| given(p).map(|s| (*p, s))).collect();
@@ -542,12 +545,13 @@ impl<'a> Checker<'a> {
                         let mut d =
                             Diagnostic::error(codes::BAD_LITERAL, value.span, format!("`{s}` is not a valid `{prop}`"))
                                 .with_label(format!("expected {}", list_or(choices)));
-                        if let Some(h) = did_you_mean(&s.to_uppercase(), choices.iter().copied()).or_else(|| {
-                            choices
-                                .contains(&s.to_uppercase().as_str())
-                                .then(|| format!("did you mean `{}`?", s.to_uppercase()))
-                        }) {
-                            d = d.with_help(h);
+                        let upper = s.to_uppercase();
+                        let near = closest(&upper, choices.iter().copied())
+                            .or_else(|| choices.iter().copied().find(|c| *c == upper));
+                        if let Some(c) = near {
+                            d = d
+                                .with_help(format!("did you mean `{c}`?"))
+                                .with_replacement(value.span, &format!("\"{c}\""));
                         }
                         self.push(d);
                     }

@@ -5,6 +5,7 @@
 //! reported once.
 
 mod expr;
+mod fixes;
 mod graph;
 mod items;
 

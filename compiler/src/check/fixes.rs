@@ -1,0 +1,136 @@
+//! Machine-applicable fixes that need more than a near-miss replacement:
+//! adding missing properties to a task body, and naming the task output that
+//! holds the registry digest a `pinned` wants.
+
+use kflow_grammar::ast;
+use kflow_grammar::diag::{Edit, Fix, Span};
+
+use super::{Checker, SymKind};
+use crate::catalog::{self, Prop};
+use crate::types::{fit, Fit, Ty};
+
+impl Checker<'_> {
+    /// Adds `missing` to the body of `t` with placeholder values, in the
+    /// body's own layout (one per line, or inline after the last property).
+    pub(super) fn add_properties_fix(&self, t: &ast::Task, missing: &[&Prop]) -> Option<Fix> {
+        if !t.closed || t.body.len() < 2 {
+            return None;
+        }
+        let entries: Vec<String> = missing
+            .iter()
+            .map(|p| format!("{}: {}", p.name, self.placeholder(t, catalog::ty(p.ty))))
+            .collect();
+        let body = self.text(t.body);
+        let close = t.body.end - 1;
+        let edit = if body.contains('\n') {
+            let line_start = self.src[..close].rfind('\n').map_or(0, |i| i + 1);
+            let before_close = &self.src[line_start..close];
+            let indent = match t.props.first() {
+                Some(p) => {
+                    let start = self.src[..p.span.start].rfind('\n').map_or(0, |i| i + 1);
+                    leading_space(&self.src[start..p.span.start]).to_string()
+                }
+                None => format!("{}  ", leading_space(before_close)),
+            };
+            if before_close.trim().is_empty() {
+                let text: String = entries.iter().map(|e| format!("{indent}{e}\n")).collect();
+                Edit {
+                    span: Span::new(line_start, line_start),
+                    text,
+                }
+            } else {
+                let text: String = entries.iter().map(|e| format!("\n{indent}{e}")).collect();
+                Edit {
+                    span: Span::new(close, close),
+                    text: format!("{text}\n"),
+                }
+            }
+        } else {
+            let inner = &body[1..body.len() - 1];
+            let trimmed = inner.trim_end();
+            if trimmed.trim().is_empty() {
+                Edit {
+                    span: t.body,
+                    text: format!("{{ {} }}", entries.join(", ")),
+                }
+            } else {
+                let at = t.body.start + 1 + trimmed.len();
+                let sep = if trimmed.ends_with(',') { " " } else { ", " };
+                Edit {
+                    span: Span::new(at, at),
+                    text: format!("{sep}{}", entries.join(", ")),
+                }
+            }
+        };
+        let noun = if missing.len() == 1 { "property" } else { "properties" };
+        Some(Fix {
+            title: format!(
+                "add the missing {noun} {}",
+                missing
+                    .iter()
+                    .map(|p| format!("`{}`", p.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            edits: vec![edit],
+        })
+    }
+
+    /// A value for a missing property: the output of another task when one
+    /// has a digest-bearing type (a build's `image`, a push's `pinned`), an
+    /// empty literal of the type otherwise.
+    fn placeholder(&self, t: &ast::Task, ty: &Ty) -> String {
+        let wants_output = |t: &Ty| matches!(t, Ty::Image | Ty::Pinned | Ty::Digest);
+        let wanted = match ty {
+            Ty::Union(ts) => ts.iter().any(wants_output),
+            t => wants_output(t),
+        };
+        if wanted {
+            if let Some(out) = self.output_fitting(ty, Some(t.name.name.as_str()), t.span.start) {
+                return out;
+            }
+        }
+        literal(ty)
+    }
+
+    /// `task.output` of the task nearest before `before` (else the first one
+    /// after) whose output fits `want`, leaving out `except`.
+    pub(super) fn output_fitting(&self, want: &Ty, except: Option<&str>, before: usize) -> Option<String> {
+        let (mut last_above, mut first_below) = (None, None);
+        for s in &self.symbols {
+            if s.kind != SymKind::Task || Some(s.name.as_str()) == except {
+                continue;
+            }
+            let Some(kind) = s.task_kind else { continue };
+            let Some(o) = kind.outputs.iter().find(|o| fit(catalog::ty(o.ty), want) == Fit::Yes) else {
+                continue;
+            };
+            let read = format!("{}.{}", s.name, o.name);
+            if s.item_span.start < before {
+                last_above = Some(read);
+            } else if first_below.is_none() {
+                first_below = Some(read);
+            }
+        }
+        last_above.or(first_below)
+    }
+}
+
+fn leading_space(line: &str) -> &str {
+    &line[..line.len() - line.trim_start().len()]
+}
+
+/// An empty literal of a type, to be filled in.
+fn literal(ty: &Ty) -> String {
+    match ty {
+        Ty::Int => "0".into(),
+        Ty::Bool => "false".into(),
+        Ty::Duration => "1m".into(),
+        Ty::List(_) => "[]".into(),
+        Ty::Map(_) | Ty::Record(_) | Ty::Credentials => "{}".into(),
+        Ty::Enum(members) => members.first().cloned().unwrap_or_else(|| "\"\"".into()),
+        Ty::Optional(t) => literal(t),
+        Ty::Union(ts) => ts.first().map_or_else(|| "\"\"".into(), literal),
+        _ => "\"\"".into(),
+    }
+}
