@@ -174,6 +174,23 @@ pub struct TaskRow {
     pub outputs: Json,
 }
 
+/// Runs `f` again while the database is busy, for up to 10 s: for the
+/// operations SQLite does not wait on by itself.
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating it if needed) the history in `dir`, and marks
     /// executions whose process is gone as `interrupted`.
@@ -182,7 +199,9 @@ impl Store {
             .map_err(|e| StoreError(format!("cannot create the history folder {}: {e}", dir.display())))?;
         let mut conn = Connection::open(dir.join("history.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Turning a new file to WAL takes an exclusive lock, and SQLite
+        // reports a concurrent opener's lock at once rather than waiting.
+        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Two processes may open a new history at once: the schema version is
         // read and brought up to date under one write lock, so only one of
@@ -230,7 +249,9 @@ impl Store {
 
     pub fn begin(&mut self, e: &NewExecution) -> Result<String> {
         let id = new_id();
-        let tx = self.conn.transaction()?;
+        // Writes take the lock up front (IMMEDIATE): a deferred transaction
+        // that reads, then writes after another process wrote, fails at once.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
             params![
@@ -258,7 +279,7 @@ impl Store {
 
     /// Applies a batch of changes in one transaction.
     pub fn apply(&mut self, id: &str, changes: &[Change]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for c in changes {
             match c {
                 Change::Started {
