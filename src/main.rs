@@ -51,6 +51,8 @@ enum Command {
     Fmt(cmd::fmt::Args),
     /// Print the language reference generated from the task catalog and the diagnostic codes.
     Docs(cmd::docs::Args),
+    /// Run the language server on stdin/stdout, for editors.
+    Lsp,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,9 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::keys::verify(a),
         Command::Fmt(a) => cmd::fmt::run(a),
         Command::Docs(a) => cmd::docs::run(a),
+        Command::Lsp => kflow_lsp::serve_stdio()
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| cmd::UsageError(format!("the language server could not start: {e}"))),
     };
     match result {
         Ok(code) => code,

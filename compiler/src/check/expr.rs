@@ -14,7 +14,8 @@ use crate::literals;
 use crate::suggest::{closest, list_and, list_or};
 use crate::types::{self, fit, Fit, Ty};
 
-const BUILTINS: &[&str] = &["env", "file", "digest", "pinned", "ref", "docker_config", "helper"];
+/// The functions a flow can call.
+pub const BUILTINS: &[&str] = &["env", "file", "digest", "pinned", "ref", "docker_config", "helper"];
 
 impl<'a> Checker<'a> {
     /// Checks `e` against `want`, reporting a mismatch once.

@@ -5,6 +5,7 @@
 //! reported once.
 
 mod expr;
+pub use expr::BUILTINS;
 mod fixes;
 mod graph;
 mod items;

@@ -81,7 +81,9 @@ impl Store {
         reviewers: &[String],
         deadline: Option<String>,
     ) -> Result<Approval> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR IGNORE INTO approvals (execution_id, task, summary, reviewers, requested_at, deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![execution, task, summary, serde_json::to_string(reviewers).expect("strings serialise"), now(), deadline],

@@ -181,8 +181,10 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
     loop {
         match f() {
             Err(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                    && std::time::Instant::now() < deadline =>
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -251,7 +253,9 @@ impl Store {
         let id = new_id();
         // Writes take the lock up front (IMMEDIATE): a deferred transaction
         // that reads, then writes after another process wrote, fails at once.
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
             params![
@@ -279,7 +283,9 @@ impl Store {
 
     /// Applies a batch of changes in one transaction.
     pub fn apply(&mut self, id: &str, changes: &[Change]) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for c in changes {
             match c {
                 Change::Started {
