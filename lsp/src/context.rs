@@ -97,7 +97,17 @@ pub fn at(src: &str, pos: usize) -> Cursor {
         },
         items: Vec::new(),
     }];
-    for &t in &tokens {
+    for (i, &t) in tokens.iter().enumerate() {
+        // An item keyword (not a property named like one) ends the bodies
+        // left open before it, as the parser does.
+        let item_start = t.tok == Tok::Ident
+            && ITEM_KEYWORDS.contains(&t.text(src))
+            && !tokens.get(i + 1).is_some_and(|n| n.is(src, ":"));
+        if item_start {
+            while levels.len() > 1 && !matches!(levels.last().map(|l| &l.frame), Some(Frame::Block { .. })) {
+                levels.pop();
+            }
+        }
         open_or_close(src, &mut levels, t);
     }
     let flow = levels.iter().rev().find_map(|l| match &l.frame {

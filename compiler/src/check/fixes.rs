@@ -7,7 +7,7 @@ use kflow_grammar::diag::{Edit, Fix, Span};
 
 use super::{Checker, SymKind};
 use crate::catalog::{self, Prop};
-use crate::types::{fit, Fit, Ty};
+use crate::types::Ty;
 
 impl Checker<'_> {
     /// Adds `missing` to the body of `t` with placeholder values, in the
@@ -76,43 +76,46 @@ impl Checker<'_> {
         })
     }
 
-    /// A value for a missing property: the output of another task when one
-    /// has a digest-bearing type (a build's `image`, a push's `pinned`), an
-    /// empty literal of the type otherwise.
+    /// A value for a missing property: another task's output when one has
+    /// the digest-bearing type wanted (a build's `image`, a push's
+    /// `pinned`), an empty literal of the type otherwise.
     fn placeholder(&self, t: &ast::Task, ty: &Ty) -> String {
-        let wants_output = |t: &Ty| matches!(t, Ty::Image | Ty::Pinned | Ty::Digest);
-        let wanted = match ty {
-            Ty::Union(ts) => ts.iter().any(wants_output),
-            t => wants_output(t),
-        };
-        if wanted {
-            if let Some(out) = self.output_fitting(ty, Some(t.name.name.as_str()), t.span.start) {
-                return out;
-            }
-        }
-        literal(ty)
+        self.output_fitting(ty, Some(t.name.name.as_str()), t.span.start)
+            .unwrap_or_else(|| literal(ty))
     }
 
     /// `task.output` of the task nearest before `before` (else the first one
-    /// after) whose output fits `want`, leaving out `except`.
-    pub(super) fn output_fitting(&self, want: &Ty, except: Option<&str>, before: usize) -> Option<String> {
-        let (mut last_above, mut first_below) = (None, None);
-        for s in &self.symbols {
-            if s.kind != SymKind::Task || Some(s.name.as_str()) == except {
-                continue;
+    /// after), leaving out `except`, whose output has one of the digest-
+    /// bearing types `want` accepts, tried in `want`'s order (`image|pinned`
+    /// prefers a build's image). Strings fit references too, but are rarely
+    /// the value meant, so they are not offered.
+    fn output_fitting(&self, want: &Ty, except: Option<&str>, before: usize) -> Option<String> {
+        let wanted = want
+            .alternatives()
+            .iter()
+            .filter(|t| matches!(t, Ty::Image | Ty::Pinned | Ty::Digest));
+        for ty in wanted {
+            let (mut last_above, mut first_below) = (None, None);
+            for s in &self.symbols {
+                if s.kind != SymKind::Task || Some(s.name.as_str()) == except {
+                    continue;
+                }
+                let Some(kind) = s.task_kind else { continue };
+                let Some(o) = kind.outputs.iter().find(|o| catalog::ty(o.ty) == ty) else {
+                    continue;
+                };
+                let read = format!("{}.{}", s.name, o.name);
+                if s.item_span.start < before {
+                    last_above = Some(read);
+                } else if first_below.is_none() {
+                    first_below = Some(read);
+                }
             }
-            let Some(kind) = s.task_kind else { continue };
-            let Some(o) = kind.outputs.iter().find(|o| fit(catalog::ty(o.ty), want) == Fit::Yes) else {
-                continue;
-            };
-            let read = format!("{}.{}", s.name, o.name);
-            if s.item_span.start < before {
-                last_above = Some(read);
-            } else if first_below.is_none() {
-                first_below = Some(read);
+            if let Some(read) = last_above.or(first_below) {
+                return Some(read);
             }
         }
-        last_above.or(first_below)
+        None
     }
 }
 
