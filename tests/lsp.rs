@@ -6,8 +6,6 @@
 #[path = "lsp/client.rs"]
 mod client;
 
-use std::path::Path;
-
 use client::{apply_edits, offset, position, Client};
 use serde_json::{json, Value};
 
@@ -280,7 +278,7 @@ fn run_request(c: &mut Client, uri: &str, fx: &Fixture, line: &str) -> String {
 
 #[test]
 fn scenarios() {
-    insta::glob!("lsp/*.kflow", |path: &Path| {
+    insta::glob!("lsp/*.kflow", |path| {
         let src = std::fs::read_to_string(path).unwrap();
         let fx = parse_fixture(&src);
         let mut c = Client::start(&[]);
@@ -294,4 +292,197 @@ fn scenarios() {
         c.stop();
         insta::assert_snapshot!(out);
     });
+}
+
+/// The codes `kflow check` reports for a text, in order.
+fn check_codes(text: &str) -> Vec<String> {
+    let a = kflow_compiler::analysis::analyze(text, &kflow_compiler::analysis::Options::default());
+    a.diagnostics.iter().map(|d| d.code.to_string()).collect()
+}
+
+fn codes(diags: &[Value]) -> Vec<String> {
+    diags.iter().map(|d| d["code"].as_str().unwrap().to_string()).collect()
+}
+
+fn change(c: &mut Client, uri: &str, version: i64, text: &str, start: usize, end: usize, new: &str) {
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri, "version": version },
+            "contentChanges": [{ "range": { "start": position(text, start), "end": position(text, end) }, "text": new }],
+        }),
+    );
+}
+
+/// A burst of edits sent without waiting is applied in order: the last
+/// version's diagnostics are those of the text the edits make, and the
+/// debounce publishes far fewer times than there were edits.
+#[test]
+fn a_burst_of_edits_applies_in_order_and_publishes_the_last_version() {
+    let mut c = Client::start(&[]);
+    let uri = "untitled:burst.kflow";
+    let mut text = "flow f {\n  task a = log { message: \"🚀 \" }\n}\n".to_string();
+    c.open(uri, &text);
+    c.diagnostics(uri, 1);
+    // Type `${missing}` after the emoji, one character per version, then a
+    // second task on a new line.
+    let at = text.find(" \" }").unwrap() + 1;
+    let mut version = 1;
+    let mut pos = at;
+    for ch in "${missing} 構".chars().chain(std::iter::once('!')) {
+        version += 1;
+        let s = ch.to_string();
+        change(&mut c, uri, version, &text, pos, pos, &s);
+        text.insert_str(pos, &s);
+        pos += s.len();
+    }
+    let end = text.rfind('}').unwrap();
+    version += 1;
+    let added = "  task b = log { message: a.nope }\n";
+    change(&mut c, uri, version, &text, end, end, added);
+    text.insert_str(end, added);
+    let diags = c.diagnostics(uri, version);
+    assert_eq!(codes(&diags), check_codes(&text), "{text}");
+    assert!(codes(&diags).contains(&"kflow::name::unknown".to_string()), "{diags:?}");
+    let published = c
+        .stash
+        .iter()
+        .filter(|m| m["method"] == "textDocument/publishDiagnostics")
+        .count();
+    assert!(published < 5, "{published} publications for {version} versions");
+    // A stale version (not newer than the document's) is ignored.
+    change(&mut c, uri, version, &text, 0, 0, "garbage ");
+    let r = c.request("textDocument/documentSymbol", json!({ "textDocument": { "uri": uri } }));
+    assert_eq!(r["result"][0]["name"], "f", "{r}");
+    c.stop();
+}
+
+/// A panic inside analysis is caught, reported as a log message, and the
+/// server goes on serving (here the panic is injected by a test hook).
+#[test]
+fn a_panic_in_analysis_is_logged_and_the_server_lives_on() {
+    let mut c = Client::start(&[("KFLOW_LSP_FAULT", "BOOM")]);
+    let uri = "untitled:panic.kflow";
+    c.open(uri, "flow f {\n  task a = log { message: \"BOOM\" }\n}\n");
+    let log = c.wait_for("window/logMessage", |p| p["type"] == 1);
+    let msg = log["message"].as_str().unwrap();
+    assert!(msg.contains("failed") && msg.contains("injected fault"), "{msg}");
+    let r = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 1, "character": 8 } }),
+    );
+    assert!(r.get("error").is_none() && r["result"].is_null(), "{r}");
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": "flow f {\n  task a = log { message: \"ok\" }\n}\n" }] }),
+    );
+    assert!(c.diagnostics(uri, 2).is_empty());
+    c.stop();
+}
+
+mod random_edits {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of kflow and of noise that edits insert.
+    const PIECES: &[&str] = &[
+        "task ",
+        "x = ",
+        "docker.build",
+        " { ",
+        "}",
+        "context: \".\"",
+        "image: ",
+        "build.",
+        "push.pinned",
+        "${",
+        "\"",
+        "\n",
+        "[",
+        "]",
+        ",",
+        ":",
+        "🚀",
+        "構",
+        "é",
+        "after: [",
+        "input v: string\n",
+        "for i in [1] {",
+        "//",
+        "/*",
+        "$",
+        "==",
+        "@",
+        "(",
+        ")",
+        ".",
+        "retry: { attempts: ",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Insert { at: usize, piece: usize },
+        Delete { at: usize, len: usize },
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            3 => (any::<usize>(), 0..PIECES.len()).prop_map(|(at, piece)| Edit::Insert { at, piece }),
+            1 => (any::<usize>(), 1usize..12).prop_map(|(at, len)| Edit::Delete { at, len }),
+        ]
+    }
+
+    fn floor(text: &str, mut i: usize) -> usize {
+        i = i.min(text.len());
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random edits, each followed by a random request, never crash the
+        /// server or get an error answer, and the server's text stays the
+        /// client's: its last diagnostics are `kflow check`'s.
+        #[test]
+        fn never_crash_and_keep_the_text_in_step(edits in prop::collection::vec((edit(), any::<usize>(), 0..6usize), 1..40)) {
+            let mut c = Client::start(&[]);
+            let uri = "untitled:random.kflow";
+            let mut text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/supply-chain.kflow")).unwrap();
+            c.open(uri, &text);
+            let mut version = 1;
+            for (e, at, request) in edits {
+                version += 1;
+                let (start, end, new) = match e {
+                    Edit::Insert { at, piece } => {
+                        let p = floor(&text, at % (text.len() + 1));
+                        (p, p, PIECES[piece].to_string())
+                    }
+                    Edit::Delete { at, len } => {
+                        let a = floor(&text, at % (text.len() + 1));
+                        (a, floor(&text, a + len), String::new())
+                    }
+                };
+                change(&mut c, uri, version, &text, start, end, &new);
+                text.replace_range(start..end, &new);
+                let p = json!({ "textDocument": { "uri": uri }, "position": position(&text, floor(&text, at % (text.len() + 1))) });
+                let r = match request {
+                    0 => c.request("textDocument/completion", p),
+                    1 => c.request("textDocument/hover", p),
+                    2 => c.request("textDocument/semanticTokens/full", json!({ "textDocument": { "uri": uri } })),
+                    3 => c.request("textDocument/documentSymbol", json!({ "textDocument": { "uri": uri } })),
+                    4 => c.request("textDocument/codeAction", json!({ "textDocument": { "uri": uri }, "range": { "start": p["position"], "end": p["position"] }, "context": { "diagnostics": [] } })),
+                    _ => c.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 2, "insertSpaces": true } })),
+                };
+                prop_assert!(r.get("error").is_none(), "{r}");
+            }
+            let diags = c.diagnostics(uri, version);
+            prop_assert_eq!(codes(&diags), check_codes(&text));
+            let errors: Vec<&Value> = c.stash.iter().filter(|m| m["method"] == "window/logMessage" && m["params"]["type"] == 1).collect();
+            prop_assert!(errors.is_empty(), "{errors:?}");
+            c.stop();
+        }
+    }
 }

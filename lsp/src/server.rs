@@ -166,11 +166,17 @@ impl Backend {
     }
 }
 
+/// Paths in a saved file resolve next to it; an unsaved buffer's are not
+/// checked.
 fn options_for(uri: &Uri) -> Options {
-    match uri.to_file_path().and_then(|p| p.parent().map(|d| d.to_path_buf())) {
-        Some(dir) => Options::in_dir(dir),
-        None => Options::default(),
-    }
+    let dir = uri
+        .as_str()
+        .starts_with("file:")
+        .then(|| uri.to_file_path())
+        .flatten()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .filter(|d| d.is_absolute());
+    dir.map_or_else(Options::default, Options::in_dir)
 }
 
 fn locations(uri: &Uri, snap: &Snapshot, spans: &[kflow_compiler::Span]) -> Vec<Location> {
