@@ -6,6 +6,8 @@
 #[path = "lsp/client.rs"]
 mod client;
 
+use std::path::Path;
+
 use client::{apply_edits, offset, position, Client};
 use serde_json::{json, Value};
 
@@ -485,4 +487,22 @@ mod random_edits {
             c.stop();
         }
     }
+}
+
+/// The VS Code extension's files parse, and its grammar knows every
+/// function and severity the compiler does.
+#[test]
+fn the_vscode_extension_is_well_formed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("editors/vscode");
+    let read = |f: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap() };
+    let package = read("package.json");
+    assert_eq!(package["contributes"]["languages"][0]["extensions"][0], ".kflow");
+    let grammar = read("syntaxes/kflow.tmLanguage.json").to_string();
+    for f in kflow_compiler::check::BUILTINS {
+        assert!(grammar.contains(f), "the grammar lacks the function {f}");
+    }
+    for s in kflow_compiler::types::SEVERITIES {
+        assert!(grammar.contains(s), "the grammar lacks the severity {s}");
+    }
+    read("language-configuration.json");
 }
