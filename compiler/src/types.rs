@@ -7,6 +7,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub const SEVERITIES: &[&str] = &["unknown", "low", "medium", "high", "critical"];
 
+/// The members of the catalog's other enums (`pull`, `backoff`, `sbom`),
+/// bare words only where such an enum is expected.
+pub const ENUM_WORDS: &[&str] = &[
+    "never",
+    "missing",
+    "always",
+    "constant",
+    "exponential",
+    "cyclonedx",
+    "spdx",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Ty {
     String,

@@ -47,55 +47,18 @@ fn symbol(
 }
 
 fn items(items: &[Item], snap: &Snapshot) -> Vec<DocumentSymbol> {
+    let text = |s: Span| snap.text[s.start..s.end].to_string();
+    let leaf = |name: &ast::Ident, detail: Option<String>, kind: SymbolKind, span: Span| {
+        symbol(snap, &name.name, detail, kind, span, name.span, vec![])
+    };
     let mut out = Vec::new();
     for item in items {
-        let text = |s: Span| snap.text[s.start..s.end].to_string();
         match item {
-            Item::Input(i) => out.push(symbol(
-                snap,
-                &i.name.name,
-                Some(text(i.ty.span())),
-                SymbolKind::VARIABLE,
-                i.span,
-                i.name.span,
-                vec![],
-            )),
-            Item::Secret(s) => out.push(symbol(
-                snap,
-                &s.name.name,
-                Some("secret".into()),
-                SymbolKind::KEY,
-                s.span,
-                s.name.span,
-                vec![],
-            )),
-            Item::Let(l) => out.push(symbol(
-                snap,
-                &l.name.name,
-                None,
-                SymbolKind::CONSTANT,
-                l.span,
-                l.name.span,
-                vec![],
-            )),
-            Item::Task(t) => out.push(symbol(
-                snap,
-                &t.name.name,
-                Some(t.kind.name.clone()),
-                SymbolKind::FUNCTION,
-                t.span,
-                t.name.span,
-                vec![],
-            )),
-            Item::Output(o) => out.push(symbol(
-                snap,
-                &o.name.name,
-                Some("output".into()),
-                SymbolKind::PROPERTY,
-                o.span,
-                o.name.span,
-                vec![],
-            )),
+            Item::Input(i) => out.push(leaf(&i.name, Some(text(i.ty.span())), SymbolKind::VARIABLE, i.span)),
+            Item::Secret(s) => out.push(leaf(&s.name, Some("secret".into()), SymbolKind::KEY, s.span)),
+            Item::Let(l) => out.push(leaf(&l.name, None, SymbolKind::CONSTANT, l.span)),
+            Item::Task(t) => out.push(leaf(&t.name, Some(t.kind.name.clone()), SymbolKind::FUNCTION, t.span)),
+            Item::Output(o) => out.push(leaf(&o.name, Some("output".into()), SymbolKind::PROPERTY, o.span)),
             Item::Try(t) => {
                 let parts = [
                     ("try", Some(&t.body)),

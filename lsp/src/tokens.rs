@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use kflow_compiler::analysis::{Analysis, SymKind};
 use kflow_compiler::check::BUILTINS;
-use kflow_compiler::types::SEVERITIES;
+use kflow_compiler::types::{ENUM_WORDS, SEVERITIES};
 use tower_lsp_server::ls_types::{SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend};
 
 use crate::document::Snapshot;
@@ -60,16 +60,6 @@ pub fn legend() -> SemanticTokensLegend {
         ],
     }
 }
-
-const ENUM_VALUES: &[&str] = &[
-    "never",
-    "missing",
-    "always",
-    "constant",
-    "exponential",
-    "cyclonedx",
-    "spdx",
-];
 
 pub fn tokens(snap: &Snapshot, analysis: &Analysis) -> Vec<SemanticToken> {
     let src = snap.text.as_str();
@@ -136,7 +126,7 @@ pub fn tokens(snap: &Snapshot, analysis: &Analysis) -> Vec<SemanticToken> {
                     Some((T::Property, 0))
                 } else if next == Some("(") && BUILTINS.contains(&text) {
                     Some((T::Function, DEFAULT_LIBRARY))
-                } else if SEVERITIES.contains(&text) || ENUM_VALUES.contains(&text) {
+                } else if SEVERITIES.contains(&text) || ENUM_WORDS.contains(&text) {
                     Some((T::EnumMember, 0))
                 } else {
                     None

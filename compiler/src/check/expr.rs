@@ -213,22 +213,9 @@ impl<'a> Checker<'a> {
             .with_label("not declared in this flow");
         d = match closest(n, candidates) {
             Some(c) => d.did_you_mean(span, c),
-            None if types::SEVERITIES.contains(&n)
-                || [
-                    "never",
-                    "missing",
-                    "always",
-                    "constant",
-                    "exponential",
-                    "cyclonedx",
-                    "spdx",
-                ]
-                .contains(&n) =>
-            {
-                d.with_help(format!(
-                    "`{n}` is an enum value, usable only where that enum is expected"
-                ))
-            }
+            None if types::SEVERITIES.contains(&n) || types::ENUM_WORDS.contains(&n) => d.with_help(format!(
+                "`{n}` is an enum value, usable only where that enum is expected"
+            )),
             None => d.with_help("declare it with `input`, `let`, `secret` or `task`"),
         };
         self.push(d);
