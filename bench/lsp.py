@@ -10,7 +10,9 @@ Builds kflow in release mode, starts `kflow lsp` and talks to it over stdio:
 - completion: requests in three contexts (a property name in a task body, a
   value after `image: `, the outputs after `t3.`), timed to the response.
 
-Prints p50/p95 of each. Usage: python3 bench/lsp.py [--edits N] [--completions N]
+For reference, the same script times `kflow check` on the same file (whole
+process, median of 9): the server's edit-to-diagnostics time past the
+debounce should be about that. Prints p50/p95 of each. Usage: python3 bench/lsp.py [--edits N] [--completions N]
 """
 
 import argparse
@@ -143,9 +145,21 @@ def main():
     s.request("shutdown", None)
     s.notify("exit", None)
 
+    path = os.path.join(ROOT, "bench", "out", "lsp-bench.kflow")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    check = []
+    for _ in range(9):
+        start = time.perf_counter()
+        subprocess.run([binary, "check", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        check.append((time.perf_counter() - start) * 1000)
+
     print(f"didChange -> publishDiagnostics ({args.edits} edits, debounce {DEBOUNCE_MS} ms):")
     print(f"  p50 {pct(change, 50):.1f} ms, p95 {pct(change, 95):.1f} ms"
           f"  (minus the debounce: p50 {pct(change, 50) - DEBOUNCE_MS:.1f} ms, p95 {pct(change, 95) - DEBOUNCE_MS:.1f} ms)")
+    print(f"  kflow check on the same file: {statistics.median(check):.1f} ms (median of 9);"
+          f" server p50 past the debounce / check = {(pct(change, 50) - DEBOUNCE_MS) / statistics.median(check):.2f}")
     every = [x for xs in completion.values() for x in xs]
     print(f"completion ({args.completions} requests): p50 {pct(every, 50):.2f} ms, p95 {pct(every, 95):.2f} ms")
     for name, xs in completion.items():
