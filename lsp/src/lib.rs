@@ -36,3 +36,38 @@ pub fn serve_stdio() -> std::io::Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod never_panics {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use crate::document::{run_analysis, Snapshot};
+    use crate::position::LineIndex;
+
+    proptest! {
+        /// Any text, any cursor: every pure piece of the server answers
+        /// without panicking (the handlers also catch panics, as a last
+        /// resort).
+        #[test]
+        fn on_any_text(src in "(task |flow f |input |[a-z]{1,3}|[.:={}\\[\\](),\"$@!?<>]|\\$\\{|//|/\\*|\\*/|\"\"\"|\n| |🚀|構){0,300}", cut in any::<usize>()) {
+            let mut pos = cut % (src.len() + 1);
+            while !src.is_char_boundary(pos) {
+                pos -= 1;
+            }
+            let snap = Snapshot { version: 1, index: Arc::new(LineIndex::new(&src)), text: Arc::new(src.clone()) };
+            let cursor = crate::context::at(&src, pos);
+            let analyzed = run_analysis(snap.clone(), &Default::default(), None).unwrap();
+            crate::completion::complete(&cursor, &snap, pos, Some(&analyzed));
+            crate::tokens::tokens(&snap, &analyzed.analysis);
+            crate::outline::symbols(&analyzed.analysis.file, &snap);
+            if let Some(target) = crate::at::at(&analyzed.analysis, pos) {
+                crate::hover::markdown(&target);
+                let _ = crate::navigate::rename(&target, "renamed");
+            }
+            let position = snap.index.position(&src, pos);
+            prop_assert_eq!(snap.index.offset(&src, position), pos);
+        }
+    }
+}
