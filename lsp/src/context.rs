@@ -5,7 +5,7 @@
 //! elements), from the task catalog.
 
 use kflow_compiler::catalog;
-use kflow_compiler::types::Ty;
+use kflow_compiler::types::{self, Ty};
 
 use crate::lexer::{lex, Tok, Token, KEYWORDS};
 
@@ -207,11 +207,34 @@ fn value_type(src: &str, level: &Level) -> Option<Ty> {
         ) => fields.iter().find(|(n, _)| *n == key).map(|(_, t)| t.clone()),
         (Frame::Map { ty: Some(Ty::Map(t)) }, Entry::Value(_)) => Some(t.as_ref().clone()),
         (Frame::List { elem, .. }, _) => elem.clone(),
+        (Frame::Block { .. }, _) => declared_type(src, &level.items),
         _ => None,
     }
 }
 
-/// Without `?` and list wrappers where an element is written.
+/// The type declared by the input or let being written (`input x: T =`),
+/// for its default or value.
+fn declared_type(src: &str, items: &[Token]) -> Option<Ty> {
+    let stmt = statement(src, items);
+    let texts: Vec<&str> = stmt.iter().map(|t| t.text(src)).collect();
+    match texts.as_slice() {
+        ["input" | "let", _, ":", ty @ .., "="] => written_type(ty),
+        _ => None,
+    }
+}
+
+/// A type as written in a declaration, token by token.
+fn written_type(words: &[&str]) -> Option<Ty> {
+    match words {
+        [name] => types::named(name),
+        ["list", "<", inner @ .., ">"] => written_type(inner).map(Ty::list),
+        ["map", "<", inner @ .., ">"] => written_type(inner).map(|t| Ty::Map(Box::new(t))),
+        [inner @ .., "?"] => written_type(inner).map(Ty::optional),
+        _ => None,
+    }
+}
+
+/// The type itself where a `T?` is expected: a value written is a `T`.
 fn strip_optional(t: Ty) -> Ty {
     match t {
         Ty::Optional(inner) => *inner,
@@ -334,7 +357,9 @@ fn block_ctx(src: &str, items: &[Token], newline_before: impl Fn(&Token) -> bool
     let texts: Vec<&str> = stmt.iter().map(|t| t.text(src)).collect();
     match texts.as_slice() {
         ["input" | "let", _, ":", rest @ ..] if !rest.contains(&"=") => Ctx::Type,
-        _ => Ctx::Value { expected: None },
+        _ => Ctx::Value {
+            expected: declared_type(src, items),
+        },
     }
 }
 
@@ -445,6 +470,12 @@ mod tests {
         );
         assert_eq!(ctx("flow f {\n  input x: |").0, Ctx::Type);
         assert_eq!(ctx("flow f {\n  input x: string\n  |").0, Ctx::Item);
+        assert_eq!(
+            ctx("flow f {\n  input x: list<severity> = [|").0,
+            Ctx::Value {
+                expected: Some(Ty::Severity)
+            }
+        );
         assert_eq!(ctx("flow f {\n  // task x = |").0, Ctx::Nothing);
         assert_eq!(ctx("flow f {\n  task r = log { message: \"ab|").0, Ctx::Nothing);
     }
