@@ -72,7 +72,8 @@ enum Frame {
 
 struct Level {
     frame: Frame,
-    /// Direct children: tokens, and the opening token of each nested group.
+    /// Direct children: tokens, and the brackets of each nested group
+    /// (its opener, and its closer once closed).
     items: Vec<Token>,
 }
 
@@ -323,7 +324,8 @@ fn statement<'t>(src: &str, items: &'t [Token]) -> &'t [Token] {
 }
 
 /// Where a task kind written after `task x =` starts (it may be dotted and
-/// half typed: `docker.` or `docker.bu`).
+/// half typed: `docker.` or `docker.bu`); `usize::MAX` when only the word
+/// at the cursor is written of it.
 fn kind_start(src: &str, items: &[Token]) -> Option<usize> {
     let stmt = statement(src, items);
     let texts: Vec<&str> = stmt.iter().map(|t| t.text(src)).collect();
