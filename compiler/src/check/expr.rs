@@ -787,7 +787,7 @@ impl<'a> Checker<'a> {
     }
 
     /// The task an expression reads, when it is `task.output` or `task.method(…)`.
-    fn task_of(&self, e: &Expr) -> Option<(usize, String)> {
+    pub(super) fn task_of(&self, e: &Expr) -> Option<(usize, String)> {
         let base = match &e.kind {
             ExprKind::Field(b, f) => match &b.kind {
                 ExprKind::Name(n) => Some((n, f.name.clone())),
@@ -914,58 +914,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Offers the digest-bearing output of a push or copy in place of `e`.
-    fn with_pinned_fix(&self, d: Diagnostic, e: &Expr, want: &Ty) -> Diagnostic {
-        match self.digest_producer(e) {
-            Some(p) => {
-                let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
-                let read = format!("{}.{out}", self.symbols[p].name);
-                d.with_fix(format!("use `{read}`"), e.span, read)
-            }
-            None => d,
-        }
-    }
-
-    /// The push or copy whose digest stands for `e`: one that reads the same
-    /// task as `e` (the push of this build), else the nearest one above.
-    fn digest_producer(&self, e: &Expr) -> Option<usize> {
-        let source = self.task_of(e).map(|(id, _)| id).or_else(|| self.symbol_at(e));
-        let producers: Vec<usize> = (0..self.symbols.len())
-            .filter(|&i| {
-                let s = &self.symbols[i];
-                // Not the task `e` is written in: that would be a cycle.
-                let holds_e = s.item_span.start <= e.span.start && e.span.end <= s.item_span.end;
-                s.kind == SymKind::Task
-                    && !holds_e
-                    && s.task_kind
-                        .is_some_and(|k| matches!(k.name, "docker.push" | "registry.copy"))
-            })
-            .collect();
-        // The producer's text, since tasks below are not checked yet.
-        let reads_source = |p: usize| {
-            source.is_some_and(|src| {
-                let name = &self.symbols[src].name;
-                let text = self.text(self.symbols[p].item_span);
-                text.match_indices(name.as_str()).any(|(i, _)| {
-                    let before = text[..i].chars().next_back();
-                    let after = text[i + name.len()..].chars().next();
-                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') && after == Some('.')
-                })
-            })
-        };
-        producers
-            .iter()
-            .copied()
-            .find(|&p| reads_source(p))
-            .or_else(|| {
-                producers
-                    .iter()
-                    .copied()
-                    .rfind(|&p| self.symbols[p].item_span.start < e.span.start)
-            })
-            .or_else(|| producers.first().copied())
-    }
-
     /// A fix for a missing digest: name a task output that has one.
     fn pinned_help(&self, e: &Expr, want: &Ty) -> String {
         let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
@@ -981,7 +929,7 @@ impl<'a> Checker<'a> {
     }
 
     /// The input, let or task a plain name refers to.
-    fn symbol_at(&self, e: &Expr) -> Option<usize> {
+    pub(super) fn symbol_at(&self, e: &Expr) -> Option<usize> {
         match &e.kind {
             ExprKind::Name(n) => self.names.get(n).copied(),
             ExprKind::Field(..) | ExprKind::Call(..) => self.task_of(e).map(|(id, _)| id),

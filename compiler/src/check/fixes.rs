@@ -2,8 +2,8 @@
 //! adding missing properties to a task body, and naming the task output that
 //! holds the registry digest a `pinned` wants.
 
-use kflow_grammar::ast;
-use kflow_grammar::diag::{Edit, Fix, Span};
+use kflow_grammar::ast::{self, Expr};
+use kflow_grammar::diag::{Diagnostic, Edit, Fix, Span};
 
 use super::{Checker, SymKind};
 use crate::catalog::{self, Prop};
@@ -76,11 +76,63 @@ impl Checker<'_> {
         })
     }
 
+    /// Offers the digest-bearing output of a push or copy in place of `e`.
+    pub(super) fn with_pinned_fix(&self, d: Diagnostic, e: &Expr, want: &Ty) -> Diagnostic {
+        match self.digest_producer(e) {
+            Some(p) => {
+                let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
+                let read = format!("{}.{out}", self.symbols[p].name);
+                d.with_fix(format!("use `{read}`"), e.span, read)
+            }
+            None => d,
+        }
+    }
+
+    /// The push or copy whose digest stands for `e`: one that reads the same
+    /// task as `e` (the push of this build), else the nearest one above.
+    pub(super) fn digest_producer(&self, e: &Expr) -> Option<usize> {
+        let source = self.task_of(e).map(|(id, _)| id).or_else(|| self.symbol_at(e));
+        let producers: Vec<usize> = (0..self.symbols.len())
+            .filter(|&i| {
+                let s = &self.symbols[i];
+                // Not the task `e` is written in: that would be a cycle.
+                let holds_e = s.item_span.start <= e.span.start && e.span.end <= s.item_span.end;
+                s.kind == SymKind::Task
+                    && !holds_e
+                    && s.task_kind
+                        .is_some_and(|k| matches!(k.name, "docker.push" | "registry.copy"))
+            })
+            .collect();
+        // The producer's text, since tasks below are not checked yet.
+        let reads_source = |p: usize| {
+            source.is_some_and(|src| {
+                let name = &self.symbols[src].name;
+                let text = self.text(self.symbols[p].item_span);
+                text.match_indices(name.as_str()).any(|(i, _)| {
+                    let before = text[..i].chars().next_back();
+                    let after = text[i + name.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') && after == Some('.')
+                })
+            })
+        };
+        producers
+            .iter()
+            .copied()
+            .find(|&p| reads_source(p))
+            .or_else(|| {
+                producers
+                    .iter()
+                    .copied()
+                    .rfind(|&p| self.symbols[p].item_span.start < e.span.start)
+            })
+            .or_else(|| producers.first().copied())
+    }
+
     /// A value for a missing property: another task's output when one has
     /// the digest-bearing type wanted (a build's `image`, a push's
     /// `pinned`), an empty literal of the type otherwise.
     fn placeholder(&self, t: &ast::Task, ty: &Ty) -> String {
-        self.output_fitting(ty, Some(t.name.name.as_str()), t.span.start)
+        self.output_fitting(ty, &t.name.name, t.span.start)
             .unwrap_or_else(|| literal(ty))
     }
 
@@ -89,7 +141,7 @@ impl Checker<'_> {
     /// bearing types `want` accepts, tried in `want`'s order (`image|pinned`
     /// prefers a build's image). Strings fit references too, but are rarely
     /// the value meant, so they are not offered.
-    fn output_fitting(&self, want: &Ty, except: Option<&str>, before: usize) -> Option<String> {
+    fn output_fitting(&self, want: &Ty, except: &str, before: usize) -> Option<String> {
         let wanted = want
             .alternatives()
             .iter()
@@ -97,7 +149,7 @@ impl Checker<'_> {
         for ty in wanted {
             let (mut last_above, mut first_below) = (None, None);
             for s in &self.symbols {
-                if s.kind != SymKind::Task || Some(s.name.as_str()) == except {
+                if s.kind != SymKind::Task || s.name == except {
                     continue;
                 }
                 let Some(kind) = s.task_kind else { continue };
