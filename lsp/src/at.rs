@@ -25,9 +25,11 @@ pub enum Target<'a> {
         prop: &'static Prop,
         span: Span,
     },
+    /// `task.output`; `task` is where the task is declared.
     Output {
         kind: &'static Kind,
         out: &'static Out,
+        task: Span,
         span: Span,
     },
     Method {
@@ -140,11 +142,13 @@ fn in_expr<'a>(e: &'a Expr, info: Option<&'a FlowInfo>, offset: usize) -> Option
             ExprKind::Field(base, field) => {
                 if contains(field.span, offset) {
                     let ExprKind::Name(task) = &base.kind else { return None };
-                    let kind = info?.symbol(task)?.task_kind?;
+                    let symbol = info?.symbol(task)?;
+                    let kind = symbol.task_kind?;
                     if let Some(out) = kind.outputs.iter().find(|o| o.name == field.name) {
                         return Some(Target::Output {
                             kind,
                             out,
+                            task: symbol.span,
                             span: field.span,
                         });
                     }

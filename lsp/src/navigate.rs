@@ -7,10 +7,11 @@ use kflow_compiler::Span;
 use crate::at::Target;
 use crate::lexer::KEYWORDS;
 
-/// The declaration a target names.
+/// The declaration a target names (for an output, its task's).
 pub fn definition(target: &Target) -> Option<Span> {
     match target {
         Target::Symbol { flow, symbol, .. } => Some(flow.symbols[*symbol].span),
+        Target::Output { task, .. } => Some(*task),
         _ => None,
     }
 }
