@@ -5,6 +5,7 @@
 use kflow_compiler::analysis::{Analysis, FlowInfo};
 use kflow_compiler::catalog::{self, Kind, Method, Out, Prop};
 use kflow_compiler::grammar::ast::{Expr, ExprKind, Item, StrPart};
+use kflow_compiler::types::Ty;
 use kflow_compiler::Span;
 
 pub enum Target<'a> {
@@ -30,6 +31,13 @@ pub enum Target<'a> {
         kind: &'static Kind,
         out: &'static Out,
         task: Span,
+        span: Span,
+    },
+    /// A field of a record-typed property (`retry`, `credentials`).
+    Field {
+        record: &'static str,
+        name: String,
+        ty: Ty,
         span: Span,
     },
     Method {
@@ -90,14 +98,18 @@ fn in_items<'a>(items: &'a [Item], info: Option<&'a FlowInfo>, offset: usize) ->
                             Some(k) => k.prop(&p.name.name),
                             None => catalog::COMMON.iter().find(|c| c.name == p.name.name),
                         }?;
+                        // A common property belongs to every task, not this kind.
+                        let common = catalog::COMMON.iter().any(|c| std::ptr::eq(c, prop));
                         return Some(Target::Property {
-                            kind,
+                            kind: kind.filter(|_| !common),
                             prop,
                             span: p.name.span,
                         });
                     }
                     if let Some(v) = &p.value {
-                        if let Some(t) = in_expr(v, info, offset) {
+                        if let Some(t) =
+                            record_field(kind, &p.name.name, v, offset).or_else(|| in_expr(v, info, offset))
+                        {
                             return Some(t);
                         }
                     }
@@ -129,6 +141,28 @@ fn in_items<'a>(items: &'a [Item], info: Option<&'a FlowInfo>, offset: usize) ->
         }
     }
     None
+}
+
+/// A field key of a record literal given to a property (`retry: { attempts: 3 }`).
+fn record_field(kind: Option<&'static Kind>, prop: &str, value: &Expr, offset: usize) -> Option<Target<'static>> {
+    let ExprKind::Map(entries) = &value.kind else {
+        return None;
+    };
+    let entry = entries.iter().find(|e| contains(e.key_span, offset))?;
+    let prop = match kind {
+        Some(k) => k.prop(prop),
+        None => catalog::COMMON.iter().find(|c| c.name == prop),
+    }?;
+    let Ty::Record(fields) = catalog::ty(prop.ty) else {
+        return None;
+    };
+    let (name, ty) = fields.iter().find(|(n, _)| *n == entry.key)?;
+    Some(Target::Field {
+        record: prop.name,
+        name: name.clone(),
+        ty: ty.clone(),
+        span: entry.key_span,
+    })
 }
 
 /// A task output or method named in `task.field` under the offset.
@@ -193,6 +227,7 @@ impl Target<'_> {
             | Target::Kind { span, .. }
             | Target::Property { span, .. }
             | Target::Output { span, .. }
+            | Target::Field { span, .. }
             | Target::Method { span, .. } => *span,
         }
     }

@@ -36,6 +36,9 @@ pub fn markdown(target: &Target) -> String {
                 out.name, out.ty, kind.name, out.doc
             )
         }
+        Target::Field { record, name, ty, .. } => {
+            format!("```kflow\n{name}: {ty}\n```\nField of `{record}`.")
+        }
         Target::Method { kind, method, .. } => {
             let params: Vec<String> = method.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
             format!(
