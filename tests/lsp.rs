@@ -506,3 +506,21 @@ fn the_vscode_extension_is_well_formed() {
     }
     read("language-configuration.json");
 }
+
+/// Relative paths are checked next to a saved file; saving checks again, so
+/// a folder created meanwhile clears the warning.
+#[test]
+fn saving_checks_paths_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ship.kflow");
+    let text = "flow ship {\n  task build = docker.build { context: \"app\", tags: [ref(\"r/app:1\")] }\n}\n";
+    std::fs::write(&path, text).unwrap();
+    let uri = format!("file://{}", path.display());
+    let mut c = Client::start(&[]);
+    c.open(&uri, text);
+    assert_eq!(codes(&c.diagnostics(&uri, 1)), vec!["kflow::lint::missing-path"]);
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    c.notify("textDocument/didSave", json!({ "textDocument": { "uri": uri } }));
+    assert_eq!(codes(&c.diagnostics(&uri, 1)), Vec::<String>::new());
+    c.stop();
+}

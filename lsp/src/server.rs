@@ -195,7 +195,12 @@ impl LanguageServer for Backend {
             }),
             capabilities: ServerCapabilities {
                 position_encoding: Some(PositionEncodingKind::UTF16),
-                text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::INCREMENTAL)),
+                text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
+                    open_close: Some(true),
+                    change: Some(TextDocumentSyncKind::INCREMENTAL),
+                    save: Some(TextDocumentSyncSaveOptions::Supported(true)),
+                    ..Default::default()
+                })),
                 completion_provider: Some(CompletionOptions {
                     trigger_characters: Some(vec![".".into(), ":".into(), "[".into(), "{".into()]),
                     ..Default::default()
@@ -260,6 +265,19 @@ impl LanguageServer for Backend {
         if applied {
             self.schedule(uri, version);
         }
+    }
+
+    // Saving does not change the text, but files next to it may have
+    // appeared or gone (`kflow::lint::missing-path`): check again.
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        let uri = params.text_document.uri;
+        let version = {
+            let mut docs = self.docs();
+            let Some(doc) = docs.get_mut(&uri) else { return };
+            doc.analyzed = None;
+            doc.snap.version
+        };
+        self.publish(uri, version).await;
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
