@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import build_kflow, busybox_context
 
 STACK = """services:
   seed:
@@ -91,15 +91,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "kflow"], cwd=ROOT, check=True)
-    kflow = os.path.join(ROOT, "target", "release", "kflow")
+    kflow = build_kflow()
     work = tempfile.mkdtemp(prefix="kflow-bench-compose-")
     try:
         ctx = os.path.join(work, "img")
-        os.makedirs(ctx)
-        shutil.copy(shutil.which("busybox"), os.path.join(ctx, "busybox"))
-        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-            f.write('FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n')
+        busybox_context(ctx)
         run(["docker", "build", "-q", "-t", "kflow-bench/busybox:1", ctx], work)
         with open(os.path.join(work, "stack.yml"), "w") as f:
             f.write(STACK)

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import build_kflow, busybox_context
 
 
 def free_port():
@@ -108,16 +108,12 @@ def main():
     for tool in ("docker", "docker-registry", "skopeo", "busybox"):
         if not shutil.which(tool):
             sys.exit(f"`{tool}` is needed (Debian: docker-registry, skopeo, busybox-static)")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "kflow"], cwd=ROOT, check=True)
-    kflow = os.path.join(ROOT, "target", "release", "kflow")
+    kflow = build_kflow()
     work = tempfile.mkdtemp(prefix="kflow-bench-docker-")
     registry, port = start_registry(work)
     try:
         ctx = os.path.join(work, "img")
-        os.makedirs(ctx)
-        shutil.copy(shutil.which("busybox"), os.path.join(ctx, "busybox"))
-        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-            f.write('FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n')
+        busybox_context(ctx)
         reg = f"127.0.0.1:{port}"
         with open(os.path.join(work, "ship.kflow"), "w") as f:
             f.write(

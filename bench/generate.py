@@ -38,7 +38,7 @@ def flow(n: int) -> str:
             out.append(f"  task t{i} = shell.run {{")
             out.append(f'    script: "echo ${{t{i - 1}.digest}} ${{t{i - 2}.id}}"')
             out.append("    env: { TOKEN: token }")
-            out.append(f"    timeout: 5m")
+            out.append("    timeout: 5m")
             out.append("  }")
         else:
             out.append(f"  task t{i} = container.run {{")

@@ -21,13 +21,11 @@ import os
 import queue
 import statistics
 import subprocess
-import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-import generate  # noqa: E402
+import generate
+from common import ROOT, build_kflow
 
 DEBOUNCE_MS = 100  # kflow_lsp::DEBOUNCE
 
@@ -96,8 +94,7 @@ def main():
     ap.add_argument("--edits", type=int, default=100)
     ap.add_argument("--completions", type=int, default=300)
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "kflow"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "kflow")
+    binary = build_kflow()
     text = generate.flow(1050)
     print(f"document: {text.count(chr(10))} lines, {len(text) / 1000:.0f} kB")
 

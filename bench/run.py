@@ -18,11 +18,10 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-OUT = os.path.join(HERE, "out")
-sys.path.insert(0, HERE)
-import generate  # noqa: E402
+import generate
+from common import ROOT, build_kflow
+
+OUT = os.path.join(ROOT, "bench", "out")
 
 
 def run_once(cmd):
@@ -47,8 +46,7 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "kflow"], cwd=ROOT, check=True)
-    kflow = os.path.join(ROOT, "target", "release", "kflow")
+    kflow = build_kflow()
     sizes = [1_000, 10_000, 50_000]
     files = {}
     for n in sizes:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import build_kflow
 
 
 def timed(cmd, cwd, env=None):
@@ -46,8 +46,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "kflow"], cwd=ROOT, check=True)
-    kflow = os.path.join(ROOT, "target", "release", "kflow")
+    kflow = build_kflow()
     work = tempfile.mkdtemp(prefix="kflow-bench-")
     with open(os.path.join(work, "noop.kflow"), "w") as f:
         f.write(layered(100, 100, 'log { message: ""'))
@@ -77,7 +76,7 @@ def main():
         k_times.append(timed([kflow, "run", "--jobs", "2", "dag.kflow"], work))
         n_times.append(timed([ninja, "-j2"], work))
     k, n = statistics.median(k_times), statistics.median(n_times)
-    print(f"\n1,000 `true` commands in a DAG, same run, alternating:")
+    print("\n1,000 `true` commands in a DAG, same run, alternating:")
     print(f"  kflow run --jobs 2  {k * 1000:7.1f} ms")
     print(f"  ninja -j2           {n * 1000:7.1f} ms")
     print(f"  kflow / ninja = {k / n:.2f} (target <= 1.5)")
