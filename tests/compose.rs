@@ -75,6 +75,35 @@ volumes:
 }
 
 /// Builds the busybox image the stacks run, once per test.
+/// The image the fault flow's stack runs.
+const IMG: &str = "kflow-test/compose-busybox:1";
+
+/// A folder holding the test image (built), the stack (healthy or not) and
+/// `flow` as `f.kflow`.
+fn flow_dir(healthy: bool, flow: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    busybox_image(dir.path(), IMG);
+    stack(dir.path(), healthy);
+    std::fs::write(dir.path().join("f.kflow"), flow).unwrap();
+    dir
+}
+
+/// `kflow run` of `f.kflow` for a pull request, with the history in `st`.
+fn run_args(pr: &str) -> Vec<String> {
+    [
+        "run",
+        "--state",
+        "st",
+        "f.kflow",
+        "-i",
+        &format!("img={IMG}"),
+        "-i",
+        &format!("pr={pr}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 fn busybox_image(dir: &Path, tag: &str) {
     let ctx = busybox_context(dir, "");
     let o = Command::new("docker")
@@ -105,25 +134,10 @@ fn a_service_that_never_gets_healthy_fails_with_its_name_and_logs() {
     if !docker_or_skip("a_service_that_never_gets_healthy_fails_with_its_name_and_logs") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = flow_dir(false, &FLOW.replace("timeout: 30s", "timeout: 3s"));
     let d = dir.path();
-    busybox_image(d, "kflow-test/compose-busybox:1");
-    stack(d, false);
-    std::fs::write(d.join("f.kflow"), FLOW.replace("timeout: 30s", "timeout: 3s")).unwrap();
-    let o = kflow(
-        d,
-        &[
-            "run",
-            "--state",
-            "st",
-            "f.kflow",
-            "-i",
-            "img=kflow-test/compose-busybox:1",
-            "-i",
-            "pr=1",
-        ],
-        &[],
-    );
+    let args = run_args("1");
+    let o = kflow(d, &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{}{err}", text(&o.stdout));
     assert!(
@@ -139,23 +153,11 @@ fn concurrent_executions_of_one_flow_do_not_collide() {
     if !docker_or_skip("concurrent_executions_of_one_flow_do_not_collide") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = flow_dir(true, FLOW);
     let d = dir.path();
-    busybox_image(d, "kflow-test/compose-busybox:1");
-    stack(d, true);
-    std::fs::write(d.join("f.kflow"), FLOW).unwrap();
     let start = |pr: &str| {
         Command::new(env!("CARGO_BIN_EXE_kflow"))
-            .args([
-                "run",
-                "--state",
-                "st",
-                "f.kflow",
-                "-i",
-                "img=kflow-test/compose-busybox:1",
-                "-i",
-            ])
-            .arg(format!("pr={pr}"))
+            .args(run_args(pr))
             .current_dir(d)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -189,11 +191,8 @@ fn no_fault_leaks_resources() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = flow_dir(true, FLOW);
     let d = dir.path();
-    busybox_image(d, "kflow-test/compose-busybox:1");
-    stack(d, true);
-    std::fs::write(d.join("f.kflow"), FLOW).unwrap();
     // A small, seeded generator: the sequence of faults is reproducible.
     let seed: u64 = std::env::var("KFLOW_FAULT_SEED")
         .ok()
@@ -211,22 +210,13 @@ fn no_fault_leaks_resources() {
     for run in 0..runs {
         let fault = ["test-fails", "timeout", "sigint", "sigterm", "sigkill"][next(5) as usize];
         *tally.entry(fault).or_default() += 1;
-        let pr = format!("pr={}", 3000 + run);
-        let mut args = vec![
-            "run",
-            "--state",
-            "st",
-            "f.kflow",
-            "-i",
-            "img=kflow-test/compose-busybox:1",
-            "-i",
-            &pr,
-        ];
-        match fault {
-            "test-fails" => args.extend(["-i", "script=echo broken >&2; exit 3"]),
-            "timeout" => args.extend(["-i", "script=sleep 30", "-i", "test_timeout=1s"]),
-            _ => args.extend(["-i", "script=sleep 30"]),
-        }
+        let mut args = run_args(&(3000 + run).to_string());
+        let more: &[&str] = match fault {
+            "test-fails" => &["-i", "script=echo broken >&2; exit 3"],
+            "timeout" => &["-i", "script=sleep 30", "-i", "test_timeout=1s"],
+            _ => &["-i", "script=sleep 30"],
+        };
+        args.extend(more.iter().map(|a| a.to_string()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
             .args(&args)
             .current_dir(d)
