@@ -5,6 +5,7 @@
 use kflow_grammar::ast::{self, BinOp, Expr, ExprKind, StrPart};
 use kflow_grammar::diag::{Diagnostic, Span};
 
+use super::fixes::with_pinned_fix;
 use super::{BlockRef, Checker, Reference, SymKind};
 use crate::catalog;
 use crate::codes;
@@ -831,6 +832,8 @@ impl<'a> Checker<'a> {
             .with_help("secrets only flow into properties typed `secret`; this one could print or store it"),
             _ => {
                 let wants_digest = want.accepts(&Ty::Pinned) || want.accepts(&Ty::Digest);
+                // The output that holds the digest wanted, named by the help and the fix.
+                let read = if wants_digest { self.digest_read(e, want) } else { None };
                 let base = match actual {
                     Ty::Optional(i) => i.as_ref(),
                     t => t,
@@ -844,7 +847,7 @@ impl<'a> Checker<'a> {
                     .with_label(format!("expected `{want}`, found `image`"))
                     .with_help(format!(
                         "signatures and promotions bind to the manifest digest a registry returns; {}",
-                        self.pinned_help(e, want)
+                        self.pinned_help(read.as_deref(), want)
                     ));
                     if let Some((id, _)) = self.task_of(e) {
                         d = d.with_secondary(
@@ -852,7 +855,7 @@ impl<'a> Checker<'a> {
                             format!("`{text}` is the daemon's image ID (its config digest)"),
                         );
                     }
-                    return self.with_pinned_fix(d, e, want);
+                    return with_pinned_fix(d, e, read);
                 }
                 if wants_digest && matches!(base, Ty::Ref | Ty::String) && !want.accepts(base) {
                     let what = if matches!(base, Ty::Ref) {
@@ -870,11 +873,11 @@ impl<'a> Checker<'a> {
                         Some(_) if want.accepts(&Ty::Pinned) => {
                             format!(
                                 "a literal is pinned with `pinned(\"repo@sha256:…\")`; or {}",
-                                self.pinned_help(e, want)
+                                self.pinned_help(read.as_deref(), want)
                             )
                         }
                         Some(_) => format!("a literal digest is written `digest({text})`"),
-                        None => self.pinned_help(e, want),
+                        None => self.pinned_help(read.as_deref(), want),
                     });
                     if let Some(id) = self.symbol_at(e) {
                         d = d.with_secondary(
@@ -882,7 +885,7 @@ impl<'a> Checker<'a> {
                             "a tag can be moved to other bytes after it is checked",
                         );
                     }
-                    return self.with_pinned_fix(d, e, want);
+                    return with_pinned_fix(d, e, read);
                 }
                 let mut d = Diagnostic::error(codes::MISMATCH, e.span, format!("expected `{want}`, found `{actual}`"))
                     .with_label(format!("this is `{actual}`"));
@@ -915,13 +918,10 @@ impl<'a> Checker<'a> {
     }
 
     /// A fix for a missing digest: name a task output that has one.
-    fn pinned_help(&self, e: &Expr, want: &Ty) -> String {
+    fn pinned_help(&self, read: Option<&str>, want: &Ty) -> String {
         let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
-        match self.digest_producer(e) {
-            Some(p) => format!(
-                "use the digest-pinned output of a push: `{}.{out}`",
-                self.symbols[p].name
-            ),
+        match read {
+            Some(read) => format!("use the digest-pinned output of a push: `{read}`"),
             None => {
                 format!("push the image and use the push's `{out}` output, or pin a reference: `reference @ digest`")
             }

@@ -76,21 +76,17 @@ impl Checker<'_> {
         })
     }
 
-    /// Offers the digest-bearing output of a push or copy in place of `e`.
-    pub(super) fn with_pinned_fix(&self, d: Diagnostic, e: &Expr, want: &Ty) -> Diagnostic {
-        match self.digest_producer(e) {
-            Some(p) => {
-                let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
-                let read = format!("{}.{out}", self.symbols[p].name);
-                d.with_fix(format!("use `{read}`"), e.span, read)
-            }
-            None => d,
-        }
+    /// `push.pinned` (or `.digest`, as `want` says) of the push or copy whose
+    /// digest stands for `e`.
+    pub(super) fn digest_read(&self, e: &Expr, want: &Ty) -> Option<String> {
+        let out = if want.accepts(&Ty::Pinned) { "pinned" } else { "digest" };
+        self.digest_producer(e)
+            .map(|p| format!("{}.{out}", self.symbols[p].name))
     }
 
     /// The push or copy whose digest stands for `e`: one that reads the same
     /// task as `e` (the push of this build), else the nearest one above.
-    pub(super) fn digest_producer(&self, e: &Expr) -> Option<usize> {
+    fn digest_producer(&self, e: &Expr) -> Option<usize> {
         let source = self.task_of(e).map(|(id, _)| id).or_else(|| self.symbol_at(e));
         let producers: Vec<usize> = (0..self.symbols.len())
             .filter(|&i| {
@@ -187,5 +183,13 @@ fn literal(ty: &Ty) -> String {
         Ty::Optional(t) => literal(t),
         Ty::Union(ts) => ts.first().map_or_else(|| "\"\"".into(), literal),
         _ => "\"\"".into(),
+    }
+}
+
+/// Offers `read` (a push's digest-bearing output) in place of `e`.
+pub(super) fn with_pinned_fix(d: Diagnostic, e: &Expr, read: Option<String>) -> Diagnostic {
+    match read {
+        Some(read) => d.with_fix(format!("use `{read}`"), e.span, read),
+        None => d,
     }
 }
