@@ -55,7 +55,24 @@ enum Command {
     Lsp,
 }
 
+/// A panic is a bug of kflow; its message may quote the data being worked on
+/// (a key file, a secret), so only where it happened is printed unless
+/// `KFLOW_PANIC_DETAILS=1` asks for the message too.
+fn quiet_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("KFLOW_PANIC_DETAILS").is_some_and(|v| v == "1") {
+            return default(info);
+        }
+        let at = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!("kflow: internal error{at} (a bug of kflow; KFLOW_PANIC_DETAILS=1 prints its message)");
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_panics();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(a) => cmd::check::run(a),

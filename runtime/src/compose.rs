@@ -69,22 +69,15 @@ async fn compose(
     env: &[(String, String)],
     ctx: &TaskContext,
 ) -> Result<String, TaskError> {
-    let mut cmd = Command::new(&program[0]);
+    // Compose dies with kflow, even by SIGKILL: an orphaned `up` would create
+    // containers after the reaper has looked.
+    let mut cmd = ctx.command(&program[0]);
     cmd.args(&program[1..]);
     for f in files {
         cmd.arg("-f").arg(f);
     }
     cmd.args(["-p", project]).args(args).envs(env.iter().cloned());
     cmd.current_dir(&ctx.base_dir);
-    // Compose dies with kflow, even by SIGKILL: an orphaned `up` would create
-    // containers after the reaper has looked.
-    // SAFETY: prctl is async-signal-safe and touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
     let what = format!("{} {}", program.join(" "), args.join(" "));
     let out = match command::run(cmd, &what, ctx).await {
         // Compose was killed, but the engine still finishes what it had been

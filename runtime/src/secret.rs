@@ -1,7 +1,17 @@
 //! Secret values: opaque in memory (no `Debug`/`Display`/`Serialize` that
 //! could print them) and redacted by value from any text that leaves a task.
+//!
+//! A secret is searched for in every form a program is likely to print it
+//! in: as it is, each of its lines, and base64 (standard and URL-safe, at
+//! every alignment inside a longer encoded text), hex, URL-encoded and
+//! JSON-escaped. Matches may overlap; the union of every match is replaced.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use aho_corasick::AhoCorasick;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::Engine as _;
 
 /// A secret read from the environment or a file. Formatting it prints
 /// `***`; the value is reachable only through [`Secret::expose`].
@@ -32,42 +42,233 @@ impl fmt::Display for Secret {
 
 pub const REDACTED: &str = "***";
 
-/// Replaces every occurrence of every known secret value in text.
-#[derive(Debug, Default, Clone)]
+/// Values (and lines of values) shorter than this would redact ordinary
+/// text; they are still never printed by kflow itself, only not searched for.
+const MIN_VALUE: usize = 3;
+/// Encoded forms shorter than this are not searched for: a few base64
+/// letters occur in ordinary text far too often.
+const MIN_ENCODED: usize = 6;
+
+/// Replaces every occurrence of every form of every known secret.
+#[derive(Default, Clone)]
 pub struct Redactor {
-    /// Longest first, so a secret containing another is replaced whole.
-    values: Vec<Secret>,
+    forms: Vec<String>,
+    matcher: Option<AhoCorasick>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} forms)", self.forms.len())
+    }
 }
 
 impl Redactor {
-    pub fn add(&mut self, secret: &Secret) {
-        // Very short values would redact ordinary text; they are still never
-        // printed by kflow itself, only not searched for in task output.
-        if secret.0.len() < 3 || self.values.contains(secret) {
-            return;
+    pub fn new<'s>(secrets: impl IntoIterator<Item = &'s Secret>) -> Self {
+        let mut r = Redactor::default();
+        for s in secrets {
+            r.extend(s);
         }
-        self.values.push(secret.clone());
-        self.values.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        r.build();
+        r
+    }
+
+    pub fn add(&mut self, secret: &Secret) {
+        self.extend(secret);
+        self.build();
+    }
+
+    fn extend(&mut self, secret: &Secret) {
+        for form in forms(secret.expose()) {
+            if !self.forms.contains(&form) {
+                self.forms.push(form);
+            }
+        }
+    }
+
+    fn build(&mut self) {
+        self.matcher = (!self.forms.is_empty())
+            .then(|| AhoCorasick::new(&self.forms).expect("literal patterns of bounded size always build"));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.forms.is_empty()
     }
 
-    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
-        let mut out = std::borrow::Cow::Borrowed(text);
-        for s in &self.values {
-            if out.contains(s.expose()) {
-                out = std::borrow::Cow::Owned(out.replace(s.expose(), REDACTED));
-            }
+    /// The longest form searched for: a stream cut anywhere at least this
+    /// many bytes before its end cannot split a secret it would have found.
+    pub fn longest(&self) -> usize {
+        self.forms.iter().map(String::len).max().unwrap_or(0)
+    }
+
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let spans = self.spans(text);
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            out.push_str(&text[at..start]);
+            out.push_str(REDACTED);
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        Cow::Owned(out)
+    }
+
+    /// Redacts, then keeps at most `max` bytes (cut on a character
+    /// boundary). Redacting first means a cut never leaves part of a
+    /// secret behind; callers give text longer than `max` by at least
+    /// [`Redactor::longest`] bytes when they cut a longer whole.
+    pub fn redact_cut(&self, text: &str, max: usize) -> String {
+        let mut out = self.redact(text).into_owned();
+        if out.len() > max {
+            out.truncate(floor_char_boundary(&out, max));
         }
         out
     }
+
+    /// Where a growing buffer may be cut so that no secret it holds, or may
+    /// yet complete, is split: at most `want` on a character boundary,
+    /// moved back to the start of a match that crosses it (or, when that
+    /// match starts the buffer, on to its end). Callers cut only once the
+    /// buffer is [`Redactor::longest`] bytes past `want`.
+    pub fn safe_cut(&self, text: &str, want: usize) -> usize {
+        let hold = self.longest().saturating_sub(1);
+        let mut cut = floor_char_boundary(text, want.min(text.len().saturating_sub(hold)));
+        for (start, end) in self.spans(text) {
+            if start < cut && end > cut {
+                cut = if start == 0 { end } else { start };
+                break;
+            }
+        }
+        cut
+    }
+
+    /// Byte ranges to replace: the union of every (overlapping) match,
+    /// widened to character boundaries.
+    fn spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let Some(m) = &self.matcher else { return Vec::new() };
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for found in m.find_overlapping_iter(text) {
+            let (start, end) = (
+                floor_char_boundary(text, found.start()),
+                ceil_char_boundary(text, found.end()),
+            );
+            spans.push((start, end));
+        }
+        spans.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+        for (start, end) in spans {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        merged
+    }
+}
+
+/// Every form of one value that is searched for.
+fn forms(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |form: String, min: usize| {
+        if form.len() >= min && !out.contains(&form) {
+            out.push(form);
+        }
+    };
+    push(value.to_string(), MIN_VALUE);
+    if value.contains('\n') {
+        for line in value.lines() {
+            push(line.trim_end_matches('\r').to_string(), MIN_VALUE);
+        }
+    }
+    if value.len() < MIN_VALUE {
+        return out;
+    }
+    let bytes = value.as_bytes();
+    for engine in [&STANDARD, &URL_SAFE] {
+        // Alone, with its padding …
+        push(engine.encode(bytes), MIN_ENCODED);
+        // … and inside a longer encoded text, where it starts 0, 1 or 2
+        // bytes into a 3-byte group: the letters that depend on its bytes only.
+        for shift in 0..3 {
+            let mut shifted = vec![0u8; shift];
+            shifted.extend_from_slice(bytes);
+            let encoded = engine.encode(&shifted);
+            let first = (8 * shift).div_ceil(6);
+            let last = 8 * (shift + bytes.len()) / 6;
+            push(encoded[first..last].to_string(), MIN_ENCODED);
+        }
+    }
+    push(hex::encode(bytes), MIN_ENCODED);
+    push(hex::encode_upper(bytes), MIN_ENCODED);
+    push(percent_encode(bytes, false, false), MIN_VALUE);
+    push(percent_encode(bytes, true, false), MIN_VALUE);
+    push(percent_encode(bytes, false, true), MIN_VALUE);
+    let json = serde_json::to_string(value).expect("a string always serialises");
+    push(json[1..json.len() - 1].to_string(), MIN_VALUE);
+    push(json_ascii(value), MIN_VALUE);
+    out
+}
+
+/// URL encoding of every byte outside RFC 3986's unreserved set; `plus`
+/// writes a space as `+` (HTML forms), `lower` writes `%2f` for `%2F`.
+fn percent_encode(bytes: &[u8], plus: bool, lower: bool) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            b' ' if plus => out.push('+'),
+            _ if lower => out.push_str(&format!("%{b:02x}")),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// JSON escaping that writes every non-ASCII character as `\uXXXX`
+/// (Python's `json.dumps`, many loggers).
+fn json_ascii(value: &str) -> String {
+    let json = serde_json::to_string(value).expect("a string always serialises");
+    let mut out = String::with_capacity(json.len());
+    for c in json[1..json.len() - 1].chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn redactor(values: &[&str]) -> Redactor {
+        let secrets: Vec<Secret> = values.iter().map(|v| Secret::new(*v)).collect();
+        Redactor::new(&secrets)
+    }
 
     #[test]
     fn secrets_do_not_format() {
@@ -77,10 +278,78 @@ mod tests {
 
     #[test]
     fn redaction_by_value() {
-        let mut r = Redactor::default();
-        r.add(&Secret::new("token-abc"));
-        r.add(&Secret::new("token-abc-long"));
+        let r = redactor(&["token-abc", "token-abc-long"]);
         assert_eq!(r.redact("a token-abc-long b token-abc c"), "a *** b *** c");
-        assert!(matches!(r.redact("clean"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(r.redact("clean"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn overlapping_secrets_are_both_covered() {
+        let r = redactor(&["abcdef", "defghi"]);
+        assert_eq!(r.redact("xabcdefghiy"), "x***y");
+    }
+
+    #[test]
+    fn every_line_of_a_multi_line_secret() {
+        let pem = "-----BEGIN KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\nAwEHBG0wawIBAQQg\n-----END KEY-----";
+        let r = redactor(&[pem]);
+        assert_eq!(r.redact(pem), "***");
+        assert_eq!(r.redact("line: AwEHBG0wawIBAQQg!"), "line: ***!");
+        assert_eq!(r.redact(&pem.replace('\n', "\r\n")), "***\r\n***\r\n***\r\n***");
+    }
+
+    #[test]
+    fn encoded_forms() {
+        let secret = "p@ss w/rd\"é";
+        let r = redactor(&[secret]);
+        let b = secret.as_bytes();
+        let json = serde_json::to_string(secret).unwrap();
+        let encoded = [
+            STANDARD.encode(b),
+            URL_SAFE.encode(b),
+            hex::encode(b),
+            hex::encode_upper(b),
+            "p%40ss%20w%2Frd%22%C3%A9".to_string(),
+            "p%40ss+w%2Frd%22%C3%A9".to_string(),
+            json[1..json.len() - 1].to_string(),
+            "p@ss w/rd\\\"\\u00e9".to_string(),
+        ];
+        for e in encoded {
+            assert_eq!(r.redact(&format!("<{e}>")), "<***>", "{e}");
+        }
+        // Inside a longer base64 text, at every alignment.
+        for prefix in ["", "a", "ab", "abc"] {
+            for suffix in ["", "z", "zz"] {
+                let whole = STANDARD.encode(format!("{prefix}{secret}{suffix}"));
+                let out = r.redact(&whole);
+                assert!(out.contains(REDACTED), "{prefix}|{suffix}: {out}");
+                assert!(
+                    out.len() <= REDACTED.len() + 12,
+                    "{prefix}|{suffix}: only a few letters stay: {out}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cutting_after_redaction_never_leaves_part_of_a_secret() {
+        let r = redactor(&["0123456789"]);
+        let text = format!("{}0123456789 tail", "x".repeat(15));
+        assert_eq!(r.redact_cut(&text, 20), format!("{}*** t", "x".repeat(15)));
+        let long = format!("{text}{}", "y".repeat(40));
+        assert_eq!(r.safe_cut(&long, 20), 15, "moved back to the secret's start");
+        let started = format!("{}012", "x".repeat(40));
+        assert_eq!(
+            r.safe_cut(&started, 60),
+            started.len() - (r.longest() - 1),
+            "what may be the start of a secret is held back"
+        );
+    }
+
+    #[test]
+    fn short_values_are_not_searched() {
+        let r = redactor(&["ab"]);
+        assert!(r.is_empty());
+        assert_eq!(r.redact("about"), "about");
     }
 }

@@ -19,19 +19,21 @@ struct Seen {
     body: String,
 }
 
-/// Serves every connection with `status` and a body echoing the request's
-/// head; returns the address and what it received.
-async fn server(status: u16) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
+/// Serves every connection with what `reply` makes of the request (a whole
+/// HTTP response); returns the address and what it received.
+async fn serve(reply: impl Fn(&Seen) -> String + Send + Sync + 'static) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
+    let reply = Arc::new(reply);
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
             let log = log.clone();
+            let reply = reply.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -59,17 +61,26 @@ async fn server(status: u16) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
-                let reply = format!("you sent:\n{head}");
-                log.lock().unwrap().push(Seen { head, body });
-                let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
+                let seen = Seen { head, body };
+                let resp = reply(&seen);
+                log.lock().unwrap().push(seen);
                 let _ = sock.write_all(resp.as_bytes()).await;
             });
         }
     });
     (format!("http://{addr}"), seen)
+}
+
+fn response(status: u16, extra_headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n{extra_headers}\r\n{body}",
+        body.len()
+    )
+}
+
+/// Answers `status` with a body echoing the request's head.
+async fn server(status: u16) -> (String, Arc<std::sync::Mutex<Vec<Seen>>>) {
+    serve(move |seen| response(status, "", &format!("you sent:\n{}", seen.head))).await
 }
 
 async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
@@ -172,4 +183,90 @@ async fn an_unreachable_server_is_a_clear_error() {
         "{err}"
     );
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
+}
+
+#[tokio::test]
+async fn an_excerpt_never_ends_in_part_of_a_secret() {
+    // The secret straddles the 500th character of the body.
+    let body = format!("{}s3cr3t-t0ken and more", "x".repeat(494));
+    let (url, _) = serve(move |_| response(500, "", &body)).await;
+    let r = run(FLOW, &[("url", &url)]).await;
+    let err = r.task("call").unwrap().error.clone().unwrap();
+    assert!(err.contains("answered 500"), "{err}");
+    assert!(!err.contains("s3cr3t"), "half the secret is quoted: {err}");
+    assert!(err.contains("x*** and"), "{err}");
+}
+
+/// A flow sending a secret header and a plain one to `url`.
+const HEADERS: &str = r#"flow f {
+  input url: string
+  secret token = env("TOKEN")
+  task call = http.request {
+    url: url
+    headers: { "X-Token": token, "Authorization": token, "X-Kind": "deploy" }
+  }
+  output status = call.status
+}"#;
+
+#[tokio::test]
+async fn secret_headers_are_dropped_on_a_redirect_to_another_origin() {
+    let (target, seen) = server(200).await;
+    // Another port on the same host is another origin.
+    let (url, _) = serve(move |_| response(302, &format!("location: {target}/landed\r\n"), "")).await;
+    let r = run(HEADERS, &[("url", &url)]).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    let req = seen.lock().unwrap()[0].clone();
+    assert!(req.head.starts_with("GET /landed "), "{}", req.head);
+    let head = req.head.to_ascii_lowercase();
+    assert!(head.contains("x-kind: deploy"), "{head}");
+    assert!(
+        !head.contains("s3cr3t-t0ken"),
+        "a secret header crossed origins: {head}"
+    );
+}
+
+#[tokio::test]
+async fn secret_headers_follow_a_redirect_on_the_same_origin() {
+    let seen_first = Arc::new(std::sync::Mutex::new(false));
+    let (url, seen) = serve(move |req| {
+        if req.head.starts_with("GET /start ") {
+            *seen_first.lock().unwrap() = true;
+            response(307, "location: /next\r\n", "")
+        } else {
+            response(200, "", "ok")
+        }
+    })
+    .await;
+    let r = run(HEADERS, &[("url", &format!("{url}/start"))]).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].head.starts_with("GET /next "), "{}", seen[1].head);
+    assert!(seen[1].head.to_ascii_lowercase().contains("x-token: s3cr3t-t0ken"));
+}
+
+#[tokio::test]
+async fn a_redirect_loop_ends_with_an_error() {
+    let (url, _) = serve(|_| response(302, "location: /again\r\n", "")).await;
+    let r = run(HEADERS, &[("url", &url)]).await;
+    assert!(r.failures[0].contains("more than 10 redirects"), "{:?}", r.failures);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    // Accepts, reads, and says nothing; the idle timeout ends the wait.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    std::env::set_var("KFLOW_IDLE_TIMEOUT", "1s");
+    let flow = "flow f {\n  input url: string\n  task ping = http.request { url: url }\n}";
+    let started = std::time::Instant::now();
+    let r = run(flow, &[("url", &format!("http://{addr}/"))]).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(r.failures[0].to_lowercase().contains("timed out"), "{:?}", r.failures);
 }

@@ -2,7 +2,7 @@
 //! checks from the command line.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kflow_runtime::registry::{credentials::Source, name::ImageName};
@@ -57,7 +57,8 @@ pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
     let private = PathBuf::from(format!("{}.key", args.prefix));
     let public = PathBuf::from(format!("{}.pub", args.prefix));
     for p in [&private, &public] {
-        if p.exists() && !args.force {
+        // `symlink_metadata`: a dangling symlink exists too.
+        if std::fs::symlink_metadata(p).is_ok() && !args.force {
             return Err(UsageError(format!(
                 "{} exists; pass --force to overwrite it",
                 p.display()
@@ -66,26 +67,37 @@ pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
     }
     let pw = password()?;
     let (key_pem, pub_pem) = keys::generate(&pw).map_err(|e| UsageError(e.0))?;
-    write_private(&private, &key_pem)?;
-    std::fs::write(&public, pub_pem)
-        .map_err(|e| UsageError(format!("cannot write {}: {}", public.display(), io_reason(&e))))?;
+    write_new(&private, &key_pem, 0o600)?;
+    write_new(&public, &pub_pem, 0o644)?;
     println!("Private key written to {}", private.display());
     println!("Public key written to {}", public.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// The private key is readable by its owner only.
-fn write_private(path: &PathBuf, pem: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| UsageError(format!("cannot write {}: {}", path.display(), io_reason(&e))))?;
-    f.write_all(pem.as_bytes())
-        .map_err(|e| UsageError(format!("cannot write {}: {}", path.display(), io_reason(&e))))
+/// Writes a new file in place of `path`, whatever was there: a temporary file
+/// next to it (created with `mode`, never through a symlink) renamed over it,
+/// so readers see the old file or the whole new one, and a private key is
+/// never readable by others, not even for a moment.
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |e: std::io::Error| UsageError(format!("cannot write {}: {}", path.display(), io_reason(&e)));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kflow-key-")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(cannot)?;
+    // The umask may have taken bits away from a public key: set them exactly.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(cannot)?;
+    tmp.write_all(text.as_bytes()).map_err(cannot)?;
+    tmp.as_file().sync_all().map_err(cannot)?;
+    tmp.persist(path).map_err(|e| cannot(e.error))?;
+    Ok(())
 }
 
 pub fn verify(args: VerifyArgs) -> Result<ExitCode> {

@@ -275,14 +275,24 @@ pub fn read_secrets(plan: &Plan, base_dir: &std::path::Path) -> Result<BTreeMap<
                 .map_err(|_| UsageError(format!("secret `{}`: environment variable `{arg}` is not set", s.name)))?,
             _ => {
                 let path = base_dir.join(&arg);
-                std::fs::read_to_string(&path).map_err(|e| {
+                let mut text = std::fs::read_to_string(&path).map_err(|e| {
                     UsageError(format!(
                         "secret `{}`: cannot read {}: {}",
                         s.name,
                         path.display(),
                         io_reason(&e)
                     ))
-                })?
+                })?;
+                // Editors and `echo pw > file` end the file with a line
+                // ending that is not part of the secret: one is dropped.
+                let end = text
+                    .strip_suffix("\r\n")
+                    .or_else(|| text.strip_suffix('\n'))
+                    .map(str::len);
+                if let Some(end) = end {
+                    text.truncate(end);
+                }
+                text
             }
         };
         out.insert(s.name.clone(), Secret::new(value));

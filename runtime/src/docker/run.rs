@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use super::{describe, not_found, EXECUTION_LABEL, PID_LABEL};
 use crate::registry::credentials::Source;
 use crate::registry::name::ImageName;
+use crate::tasks::lines::Lines;
 use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
@@ -189,8 +190,8 @@ async fn supervise(docker: &Docker, id: &str, ctx: &TaskContext) -> Result<Outpu
     out.flush(ctx, Stream::Stdout);
     err.flush(ctx, Stream::Stderr);
     let code = wait(docker, id).await?;
-    let stdout = ctx.redactor.redact(out.text().trim_end_matches('\n')).into_owned();
-    let stderr = ctx.redactor.redact(err.text().trim_end_matches('\n')).into_owned();
+    let stdout = out.text().trim_end_matches('\n').to_string();
+    let stderr = err.text().trim_end_matches('\n').to_string();
     if code != 0 {
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(ERROR_TAIL)..].join("\n");
@@ -222,32 +223,29 @@ async fn wait(docker: &Docker, id: &str) -> Result<i64, TaskError> {
     }
 }
 
-/// One stream's output: logged line by line, kept up to a cap.
-#[derive(Default)]
-struct Capture {
-    kept: Vec<u8>,
-    partial: Vec<u8>,
+/// One stream's output: logged line by line, kept (redacted) up to a cap.
+struct Capture(Lines);
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture(Lines::new(CAPTURE_CAP))
+    }
 }
 
 impl Capture {
     fn push(&mut self, bytes: &[u8], ctx: &TaskContext, stream: Stream) {
-        let room = CAPTURE_CAP.saturating_sub(self.kept.len());
-        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        self.partial.extend_from_slice(bytes);
-        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=i).collect();
-            ctx.log(stream, String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+        for piece in self.0.push(bytes, &ctx.redactor) {
+            ctx.log_redacted(stream, piece.text);
         }
     }
 
     fn flush(&mut self, ctx: &TaskContext, stream: Stream) {
-        if !self.partial.is_empty() {
-            ctx.log(stream, &String::from_utf8_lossy(&self.partial));
-            self.partial.clear();
+        if let Some(piece) = self.0.finish(&ctx.redactor) {
+            ctx.log_redacted(stream, piece.text);
         }
     }
 
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.kept).into_owned()
+    fn text(self) -> String {
+        self.0.kept().0
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct Shared {
     pub inputs: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, Secret>,
     pub redactor: Arc<Redactor>,
+    /// Environment variables read by `env()` secrets (see [`TaskContext`]).
+    pub hidden_env: Arc<[String]>,
     pub base_dir: PathBuf,
     pub execution: Arc<str>,
     pub artifacts: PathBuf,
@@ -431,6 +433,7 @@ fn spawn_task(
                 shared.cancel.child_token()
             },
             redactor: shared.redactor.clone(),
+            hidden_env: shared.hidden_env.clone(),
             log: log_tx,
         };
         let kind = shared.plan.nodes[task.node].kind.clone();

@@ -190,16 +190,14 @@ pub fn single_tasks(plan: &Plan) -> Vec<NodeId> {
 }
 
 pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender<Event>) -> Report {
-    let mut redactor = Redactor::default();
-    for s in env.secrets.values() {
-        redactor.add(s);
-    }
+    let redactor = Redactor::new(env.secrets.values());
     let shared = Arc::new(level::Shared {
         shape: shape::Shape::of(&plan),
         plan: plan.clone(),
         inputs: env.inputs,
         secrets: env.secrets,
         redactor: Arc::new(redactor),
+        hidden_env: secret_variables(&plan),
         base_dir: env.base_dir,
         execution: env.execution.into(),
         artifacts: env.artifacts,
@@ -233,6 +231,18 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         cancelled: env.cancel.is_cancelled(),
         paused: top.paused,
     }
+}
+
+/// The environment variables `env()` secrets read.
+fn secret_variables(plan: &Plan) -> Arc<[String]> {
+    plan.secrets
+        .iter()
+        .filter(|s| s.source == "env")
+        .filter_map(|s| match &s.arg {
+            kflow_compiler::ir::Expr::Str { value } => Some(value.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A task run's recorded outputs read back with the types of its kind's

@@ -6,8 +6,6 @@ pub mod trivy;
 
 use std::path::Path;
 
-use tokio::process::Command;
-
 use crate::tasks::{command, string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
@@ -43,7 +41,7 @@ fn args(format: &str, output: &Path, props: &Props, ignore_file: Option<&Path>, 
 /// Runs Trivy once; a non-zero exit fails with what it said.
 async fn run_trivy(program: &Path, args: &[String], ctx: &TaskContext) -> Result<(), TaskError> {
     ctx.log(Stream::Info, &format!("trivy {}", args.join(" ")));
-    let mut cmd = Command::new(program);
+    let mut cmd = ctx.command(program);
     cmd.args(args);
     command::run(cmd, "trivy image", ctx).await.map(|_| ())
 }

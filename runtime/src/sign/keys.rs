@@ -123,26 +123,31 @@ fn pem_encode(label: &str, data: &[u8]) -> String {
     out
 }
 
-/// The label and body of the first PEM block.
+/// The label and body of the first PEM block. Messages quote the label
+/// only when it looks like one: in a broken file the "label" may be key text.
 fn pem_decode(text: &str) -> Result<(String, Vec<u8>), KeyError> {
+    const BEGIN: &str = "-----BEGIN ";
     let start = text
-        .find("-----BEGIN ")
+        .find(BEGIN)
         .ok_or_else(|| KeyError("not a PEM file (no -----BEGIN line)".into()))?;
-    let rest = &text[start + 11..];
+    let rest = &text[start + BEGIN.len()..];
     let label_end = rest
         .find("-----")
-        .ok_or_else(|| KeyError("malformed PEM header".into()))?;
-    let label = rest[..label_end].to_string();
-    let body_start = label_end + 5;
+        .ok_or_else(|| KeyError("malformed PEM header (no closing -----)".into()))?;
+    let label = &rest[..label_end];
+    if label.is_empty() || label.len() > 64 || !label.bytes().all(|b| b.is_ascii_uppercase() || b == b' ') {
+        return key_err("malformed PEM header (its label is not a PEM label)");
+    }
+    let body = &rest[label_end + 5..];
     let end_marker = format!("-----END {label}-----");
-    let body_end = rest
+    let body_end = body
         .find(&end_marker)
         .ok_or_else(|| KeyError(format!("PEM block `{label}` is not terminated")))?;
-    let b64: String = rest[body_start..body_end].split_whitespace().collect();
+    let b64: String = body[..body_end].split_whitespace().collect();
     let data = B64
         .decode(b64)
         .map_err(|_| KeyError(format!("PEM block `{label}` is not valid base64")))?;
-    Ok((label, data))
+    Ok((label.to_string(), data))
 }
 
 /// Loads an encrypted cosign private key.
@@ -154,7 +159,14 @@ pub fn load_private(pem: &str, password: &Secret) -> Result<SigningKey, KeyError
         ));
     }
     let env: Envelope = serde_json::from_slice(&data)
-        .map_err(|e| KeyError(format!("the encrypted key's envelope is unreadable: {e}")))?;
+        // serde_json quotes offending values: report only where.
+        .map_err(|e| {
+            KeyError(format!(
+                "the encrypted key's envelope is unreadable (not cosign JSON at line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
     if env.kdf.name != "scrypt" {
         return key_err(format!(
             "unsupported key derivation `{}` (cosign uses scrypt)",
@@ -241,5 +253,35 @@ mod tests {
         let e = load_private(public, &Secret::new("")).unwrap_err();
         assert!(e.0.contains("`PUBLIC KEY` PEM block, not a cosign private key"), "{e}");
         assert!(load_public("hello").unwrap_err().0.contains("not a PEM file"));
+    }
+
+    #[test]
+    fn malformed_pem_is_an_error_that_quotes_no_key_text() {
+        let key_text = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49";
+        let cases = [
+            "-----BEGIN -----END -----".to_string(),
+            "-----BEGIN -----".to_string(),
+            "-----BEGIN X-----".to_string(),
+            "-----BEGIN X----------END X-----".to_string(),
+            format!("-----BEGIN {key_text}\n{key_text}-----END -----"),
+            format!("-----BEGIN PUBLIC KEY-----\n{key_text}\n-----END PUBLIC KEY-----"),
+            format!("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{key_text}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----"),
+            format!("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----", B64.encode(format!("{{\"kdf\": \"{key_text}\"}}"))),
+            "-----BEGIN é-----".to_string(),
+        ];
+        for pem in &cases {
+            for e in [
+                load_public(pem).unwrap_err(),
+                load_private(pem, &Secret::new("")).unwrap_err(),
+            ] {
+                assert!(!e.0.contains(key_text), "{pem:?}: {e}");
+            }
+        }
+        // Every prefix of a real key, too.
+        let private = include_str!("../../tests/fixtures/cosign/cosign-generated-empty-password.key");
+        for end in 0..private.len() {
+            let _ = load_private(&private[..end], &Secret::new(""));
+            let _ = load_public(&private[..end]);
+        }
     }
 }

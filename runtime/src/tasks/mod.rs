@@ -7,6 +7,7 @@ pub mod basic;
 pub mod command;
 pub mod http;
 pub mod images;
+pub mod lines;
 pub mod shell;
 pub mod signing;
 
@@ -59,6 +60,10 @@ pub struct TaskContext {
     pub docker: Arc<crate::docker::Engine>,
     pub cancel: CancellationToken,
     pub redactor: Arc<Redactor>,
+    /// The environment variables that `env()` secrets were read from: no
+    /// process a task starts inherits them (a task sees a secret only
+    /// through its own `env`).
+    pub hidden_env: Arc<[String]>,
     pub log: mpsc::UnboundedSender<LogLine>,
 }
 
@@ -71,9 +76,31 @@ impl TaskContext {
         Ok(dir)
     }
 
+    /// A host process for this task: without the secret sources in its
+    /// environment, and killed when kflow dies, even by SIGKILL.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        for name in self.hidden_env.iter() {
+            cmd.env_remove(name);
+        }
+        cmd.env("KFLOW_EXECUTION", &*self.execution);
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        cmd
+    }
+
     /// Logs a line, with every known secret value replaced.
     pub fn log(&self, stream: Stream, text: &str) {
-        let text = self.redactor.redact(text).into_owned();
+        self.log_redacted(stream, self.redactor.redact(text).into_owned());
+    }
+
+    /// Logs a line that is already redacted.
+    pub fn log_redacted(&self, stream: Stream, text: String) {
         // The receiver is gone only when the execution is being torn down.
         let _ = self.log.send(LogLine { stream, text });
     }

@@ -10,10 +10,10 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{string_list, text, LogLine, Outputs, Props, Stream, TaskContext, TaskError};
+use super::lines::Lines;
+use super::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
 /// Bytes of each stream kept for the outputs (the log gets everything).
@@ -24,13 +24,13 @@ const ERROR_TAIL_LINES: usize = 10;
 pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let (mut cmd, shown) = match (string_list(props, "cmd"), text(props, "script")) {
         (Some(argv), _) if !argv.is_empty() => {
-            let mut c = Command::new(&argv[0]);
+            let mut c = ctx.command(&argv[0]);
             c.args(&argv[1..]);
             (c, argv[0].clone())
         }
         (Some(_), _) => return Err(TaskError::Failed("`cmd` is an empty list".into())),
         (None, Some(script)) => {
-            let mut c = Command::new("sh");
+            let mut c = ctx.command("sh");
             c.arg("-c").arg(script);
             (c, "sh -c".to_string())
         }
@@ -107,34 +107,27 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
 
 /// Streams lines into the log and keeps the (redacted) text, up to a limit.
 async fn capture(stream: Option<impl AsyncRead + Unpin>, which: Stream, ctx: TaskContext) -> String {
-    let Some(stream) = stream else { return String::new() };
-    let mut reader = BufReader::new(stream);
-    let mut kept = String::new();
-    let mut line = Vec::new();
-    let mut truncated = false;
+    let Some(mut stream) = stream else { return String::new() };
+    let mut lines = Lines::new(CAPTURE_LIMIT);
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
+        let n = match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => n,
+        };
+        for piece in lines.push(&buf[..n], &ctx.redactor) {
+            ctx.log_redacted(which, piece.text);
         }
-        let text = String::from_utf8_lossy(&line);
-        let text = ctx.redactor.redact(text.trim_end_matches(['\n', '\r'])).into_owned();
-        // Already redacted: sent as it is rather than through `ctx.log`.
-        let _ = ctx.log.send(LogLine {
-            stream: which,
-            text: text.clone(),
-        });
-        if kept.len() + text.len() < CAPTURE_LIMIT {
-            kept.push_str(&text);
-            kept.push('\n');
-        } else if !truncated {
-            truncated = true;
-            ctx.log(
-                Stream::Info,
-                "output beyond 4 MiB is logged but not kept in the task's outputs",
-            );
-        }
+    }
+    if let Some(piece) = lines.finish(&ctx.redactor) {
+        ctx.log_redacted(which, piece.text);
+    }
+    let (kept, truncated) = lines.kept();
+    if truncated {
+        ctx.log(
+            Stream::Info,
+            "output beyond 4 MiB is logged but not kept in the task's outputs",
+        );
     }
     kept
 }
@@ -160,12 +153,11 @@ mod tests {
 
     use super::*;
     use crate::secret::{Redactor, Secret};
+    use crate::tasks::LogLine;
 
     fn ctx(secret: Option<&str>) -> (TaskContext, mpsc::UnboundedReceiver<LogLine>) {
-        let mut redactor = Redactor::default();
-        if let Some(s) = secret {
-            redactor.add(&Secret::new(s));
-        }
+        let secrets: Vec<Secret> = secret.into_iter().map(Secret::new).collect();
+        let redactor = Redactor::new(&secrets);
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = TaskContext {
             execution: "test".into(),
@@ -177,6 +169,7 @@ mod tests {
             base_dir: std::env::temp_dir(),
             cancel: CancellationToken::new(),
             redactor: Arc::new(redactor),
+            hidden_env: Arc::new([]),
             log: tx,
         };
         (ctx, rx)
