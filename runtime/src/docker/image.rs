@@ -240,7 +240,7 @@ pub async fn pull(docker: &Docker, name: &ImageName, source: &Source, only_if_mi
     if only_if_missing && docker.inspect_image(&config.digest).await.is_ok() {
         return Ok(config.digest);
     }
-    let config_bytes = reg.blob(repo, &config.digest).await.map_err(|e| e.0)?;
+    let config_bytes = reg.blob(repo, &config.digest, config.sized()).await.map_err(|e| e.0)?;
     let mut archive = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -253,7 +253,7 @@ pub async fn pull(docker: &Docker, name: &ImageName, source: &Source, only_if_mi
     add(&config_path, &config_bytes)?;
     let mut layers = Vec::new();
     for layer in &body.layers {
-        let data = reg.blob(repo, &layer.digest).await.map_err(|e| e.0)?;
+        let data = reg.blob(repo, &layer.digest, layer.sized()).await.map_err(|e| e.0)?;
         // The engine's loader decompresses layers itself.
         let path = format!("{}/layer.tar", layer.digest.trim_start_matches("sha256:"));
         add(&path, &data)?;

@@ -45,6 +45,33 @@ fn err<T>(msg: impl Into<String>) -> Result<T> {
     Err(RegistryError(msg.into()))
 }
 
+/// The largest manifest read, as containers/image allows: a registry that
+/// serves more is refused, not buffered.
+pub const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
+/// The largest blob read into memory when its descriptor gives no size
+/// (signature payloads, configs are far smaller).
+pub const MAX_UNSIZED_BLOB: u64 = 16 * 1024 * 1024;
+
+/// Reads a body of at most `max` bytes, refusing it as soon as it announces
+/// or delivers more; `what` names it in the error.
+async fn read_capped(host: &str, mut resp: Response, max: u64, what: &str) -> Result<Bytes> {
+    if let Some(len) = resp.content_length().filter(|&l| l > max) {
+        return err(format!("{host}: {what} is {len} bytes, more than the {max} allowed: refusing it"));
+    }
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| RegistryError(format!("{host}: reading {what}: {}", explain(&e))))?
+    {
+        if out.len() as u64 + chunk.len() as u64 > max {
+            return err(format!("{host}: {what} is more than the {max} bytes allowed: refusing it"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -64,6 +91,13 @@ pub struct Descriptor {
     pub digest: String,
     #[serde(default)]
     pub size: u64,
+}
+
+impl Descriptor {
+    /// The size, when the descriptor gives one.
+    pub fn sized(&self) -> Option<u64> {
+        (self.size > 0).then_some(self.size)
+    }
 }
 
 /// The parts of a manifest or index that name other content.
@@ -136,6 +170,7 @@ impl Registry {
         let scheme = if plain_http(host) { "http" } else { "https" };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            .read_timeout(crate::net::idle_timeout())
             .user_agent(concat!("kflow/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| RegistryError(format!("cannot set up the HTTP client: {e}")))?;
@@ -228,9 +263,8 @@ impl Registry {
             }
             s => return err(format!("{}: the token service answered {s}", self.host)),
         }
-        let answer: TokenAnswer = resp
-            .json()
-            .await
+        let answer = read_capped(&self.host, resp, 1024 * 1024, "the token answer").await?;
+        let answer: TokenAnswer = serde_json::from_slice(&answer)
             .map_err(|e| RegistryError(format!("{}: unreadable token answer: {e}", self.host)))?;
         answer
             .token
@@ -245,16 +279,16 @@ impl Registry {
     async fn send(&self, scope: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
         let key = format!("{}|{scope}", self.host);
         let cached = self.auth.lock().expect("not poisoned").get(&key).cloned();
-        let attempt = |auth: Option<&str>| {
-            let mut r = build();
-            if let Some(a) = auth {
-                r = r.header(AUTHORIZATION, a);
-            }
-            r.send()
-        };
-        let resp = attempt(cached.as_deref()).await.map_err(|e| self.unreachable(&e))?;
+        let (resp, ours) = self.attempt(build(), cached.as_deref()).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
+        }
+        if !ours {
+            return err(format!(
+                "{}: the registry sent kflow to {}, which asks for credentials: they are not sent to another host",
+                self.host,
+                origin_of(resp.url())
+            ));
         }
         let challenge = resp
             .headers()
@@ -274,7 +308,7 @@ impl Registry {
             Some(Challenge::Bearer { realm, service }) => self.token(&realm, service.as_deref(), scope).await?,
             None => return err(format!("{}: authentication required, with an unknown challenge", self.host)),
         };
-        let resp = attempt(Some(&auth)).await.map_err(|e| self.unreachable(&e))?;
+        let (resp, _) = self.attempt(build(), Some(&auth)).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return err(format!(
                 "{}: authentication failed (wrong username or password?)",
@@ -285,6 +319,28 @@ impl Registry {
         Ok(resp)
     }
 
+    /// Sends one request, with `auth` when it goes to this registry;
+    /// says whether it did.
+    async fn attempt(&self, build: RequestBuilder, auth: Option<&str>) -> Result<(Response, bool)> {
+        let mut req = build.build().map_err(|e| self.unreachable(&e))?;
+        // Credentials go to this registry only: never to another host or
+        // port an upload Location (or anything else) names.
+        let ours = self.owns(req.url());
+        if let (Some(a), true) = (auth, ours) {
+            let mut value =
+                HeaderValue::from_str(a).map_err(|_| RegistryError(format!("{}: unusable credentials", self.host)))?;
+            value.set_sensitive(true);
+            req.headers_mut().insert(AUTHORIZATION, value);
+        }
+        let resp = self.http.execute(req).await.map_err(|e| self.unreachable(&e))?;
+        Ok((resp, ours))
+    }
+
+    /// Whether `url` is on this registry (same scheme, host and port).
+    fn owns(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.base).is_ok_and(|b| b.origin() == url.origin())
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
         RegistryError(format!("registry {} is unreachable: {}", self.host, explain(e)))
     }
@@ -292,7 +348,9 @@ impl Registry {
     /// A failure answer, as one line naming the registry and what it said.
     async fn failure(&self, what: &str, resp: Response) -> RegistryError {
         let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
+        // An error body is read for its message only: a little of it.
+        let body = read_capped(&self.host, resp, 64 * 1024, "an error answer").await.unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
         let said = registry_message(&body);
         let hint = match status {
             StatusCode::FORBIDDEN => " (these credentials may not do this)",
@@ -338,10 +396,7 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RegistryError(format!("{}: reading the manifest: {e}", self.host)))?;
+        let bytes = read_capped(&self.host, resp, MAX_MANIFEST, &format!("the manifest {repo}:{reference}")).await?;
         let digest = sha256_digest(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
             return err(format!(
@@ -465,25 +520,47 @@ impl Registry {
         }
     }
 
-    /// Reads a whole blob, checked against its digest.
-    pub async fn blob(&self, repo: &str, digest: &str) -> Result<Bytes> {
+    /// Reads a whole (small) blob, checked against its digest and against
+    /// `size`, the size its descriptor gives, while it streams in.
+    pub async fn blob(&self, repo: &str, digest: &str, size: Option<u64>) -> Result<Bytes> {
         let url = self.url(repo, &format!("blobs/{digest}"));
         let resp = self.send(&Self::pull_scope(repo), || self.http.get(&url)).await?;
         if !resp.status().is_success() {
             return Err(self.failure(&format!("reading blob {digest}"), resp).await);
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RegistryError(format!("{}: reading blob {digest}: {e}", self.host)))?;
+        let what = format!("blob {digest}");
+        let bytes = read_capped(&self.host, resp, size.unwrap_or(MAX_UNSIZED_BLOB), &what).await?;
+        if size.is_some_and(|s| s != bytes.len() as u64) {
+            return err(format!(
+                "{}: blob {digest} is {} bytes, its descriptor says {}",
+                self.host,
+                bytes.len(),
+                size.unwrap_or_default()
+            ));
+        }
         if sha256_digest(&bytes) != digest {
             return err(format!("{}: blob {digest} does not match its digest", self.host));
         }
         Ok(bytes)
     }
 
-    /// Uploads a blob in one request (POST for a session, then PUT).
+    /// Uploads a blob held in memory, in one request.
     pub async fn upload_blob(&self, repo: &str, digest: &str, data: Bytes) -> Result<()> {
+        let size = data.len() as u64;
+        self.upload_blob_with(repo, digest, size, || Ok(reqwest::Body::from(data.clone())))
+            .await
+    }
+
+    /// Uploads a blob of `size` bytes in one request (POST for a session,
+    /// then PUT); `body` gives its bytes, again if an authentication
+    /// challenge makes the PUT go twice.
+    pub async fn upload_blob_with(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        body: impl Fn() -> Result<reqwest::Body>,
+    ) -> Result<()> {
         let url = self.url(repo, "blobs/uploads/");
         let scope = Self::push_scope(repo);
         let resp = self
@@ -503,21 +580,118 @@ impl Registry {
             .and_then(|b| b.join(location))
             .map_err(|e| RegistryError(format!("{}: bad upload location {location}: {e}", self.host)))?;
         put_url.query_pairs_mut().append_pair("digest", digest);
+        let failed_body = std::sync::Mutex::new(None);
         let resp = self
             .send(&scope, || {
                 let mut headers = HeaderMap::new();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-                self.http
-                    .request(Method::PUT, put_url.clone())
-                    .headers(headers)
-                    .body(data.clone())
+                headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(size));
+                let req = self.http.request(Method::PUT, put_url.clone()).headers(headers);
+                match body() {
+                    Ok(b) => req.body(b),
+                    Err(e) => {
+                        *failed_body.lock().expect("not poisoned") = Some(e);
+                        req
+                    }
+                }
             })
-            .await?;
+            .await;
+        if let Some(e) = failed_body.lock().expect("not poisoned").take() {
+            return Err(e);
+        }
+        let resp = resp?;
         if resp.status() != StatusCode::CREATED {
             return Err(self.failure(&format!("uploading blob {digest}"), resp).await);
         }
         Ok(())
     }
+
+    /// A blob as a stream of its bytes, checked while it flows: more bytes
+    /// than `size`, fewer, or bytes that do not hash to `digest` end the
+    /// stream with an error (so an upload fed by it fails).
+    pub async fn blob_stream(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static> {
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let resp = self.send(&Self::pull_scope(repo), || self.http.get(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("reading blob {digest}"), resp).await);
+        }
+        if let Some(len) = resp.content_length().filter(|&l| l != size) {
+            return err(format!(
+                "{}: blob {digest} is {len} bytes, its descriptor says {size}: refusing it",
+                self.host
+            ));
+        }
+        Ok(checked(resp.bytes_stream(), self.host.clone(), digest.to_string(), size))
+    }
+}
+
+/// `inner`, ended by an error as soon as it passes `size` bytes, and at its
+/// end unless it gave exactly `size` bytes hashing to `digest`.
+fn checked(
+    inner: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
+    host: String,
+    digest: String,
+    size: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use futures_util::StreamExt;
+    struct State<S> {
+        inner: S,
+        hasher: Sha256,
+        seen: u64,
+        done: bool,
+    }
+    let bad = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+    let state = State {
+        inner,
+        hasher: Sha256::new(),
+        seen: 0,
+        done: false,
+    };
+    futures_util::stream::unfold(state, move |mut st| {
+        let (host, digest) = (host.clone(), digest.clone());
+        async move {
+            if st.done {
+                return None;
+            }
+            match st.inner.next().await {
+                Some(Ok(chunk)) => {
+                    st.seen += chunk.len() as u64;
+                    if st.seen > size {
+                        st.done = true;
+                        let e = bad(format!("{host}: blob {digest} is longer than the {size} bytes its descriptor says"));
+                        return Some((Err(e), st));
+                    }
+                    st.hasher.update(&chunk);
+                    Some((Ok(chunk), st))
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    Some((Err(bad(format!("{host}: reading blob {digest}: {}", explain(&e)))), st))
+                }
+                None => {
+                    st.done = true;
+                    let got = format!("sha256:{}", hex::encode(std::mem::take(&mut st.hasher).finalize()));
+                    if st.seen != size {
+                        let e = bad(format!("{host}: blob {digest} ended after {} of {size} bytes", st.seen));
+                        Some((Err(e), st))
+                    } else if got != digest {
+                        Some((Err(bad(format!("{host}: blob {digest} does not match its digest"))), st))
+                    } else {
+                        None
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn origin_of(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
 }
 
 /// The registry's own words from an error body (`{"errors": [{"message"}]}`).

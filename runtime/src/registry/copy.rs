@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::client::{is_index, ManifestBody, Registry};
+use super::client::{is_index, ManifestBody, Registry, RegistryError};
 use super::credentials::Source;
 use super::name::ImageName;
 
@@ -74,7 +74,7 @@ fn copy_manifest<'a>(ends: &'a Ends<'a>, digest: &'a str, tag: Option<&'a str>, 
             }
         } else {
             for blob in body.config.iter().chain(&body.layers) {
-                copy_blob(ends, &blob.digest, done).await?;
+                copy_blob(ends, &blob.digest, blob.size, done).await?;
             }
         }
         let stored = ends
@@ -90,7 +90,7 @@ fn copy_manifest<'a>(ends: &'a Ends<'a>, digest: &'a str, tag: Option<&'a str>, 
     })
 }
 
-async fn copy_blob(ends: &Ends<'_>, digest: &str, done: &mut Copied) -> Result<(), String> {
+async fn copy_blob(ends: &Ends<'_>, digest: &str, size: u64, done: &mut Copied) -> Result<(), String> {
     if ends.dst.blob_exists(ends.to, digest).await.map_err(|e| e.0)? {
         done.present += 1;
         return Ok(());
@@ -102,8 +102,21 @@ async fn copy_blob(ends: &Ends<'_>, digest: &str, done: &mut Copied) -> Result<(
         done.mounted += 1;
         return Ok(());
     }
-    let data = ends.src.blob(ends.from, digest).await.map_err(|e| e.0)?;
-    ends.dst.upload_blob(ends.to, digest, data).await.map_err(|e| e.0)?;
+    // Streamed from one registry to the other, checked on the way: memory
+    // does not grow with the blob.
+    let stream = ends.src.blob_stream(ends.from, digest, size).await.map_err(|e| e.0)?;
+    let once = std::sync::Mutex::new(Some(reqwest::Body::wrap_stream(stream)));
+    ends.dst
+        .upload_blob_with(ends.to, digest, size, || {
+            once.lock().expect("not poisoned").take().ok_or_else(|| {
+                RegistryError(format!(
+                    "{}: asked for credentials in the middle of an upload; run the copy again",
+                    ends.dst.host()
+                ))
+            })
+        })
+        .await
+        .map_err(|e| e.0)?;
     done.copied += 1;
     Ok(())
 }

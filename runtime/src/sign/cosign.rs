@@ -86,6 +86,12 @@ pub async fn sign(
         }
         None => Vec::new(),
     };
+    if layers.len() >= MAX_SIGNATURES {
+        return Err(format!(
+            "{tag} already holds {} signatures, the most cosign accepts ({MAX_SIGNATURES})",
+            layers.len()
+        ));
+    }
     let layer = json!({
         "mediaType": PAYLOAD_TYPE,
         "size": body.len(),
@@ -159,9 +165,16 @@ pub async fn verify(target: &ImageName, key: &VerifyingKey, source: &Source) -> 
     })?;
     let manifest: Json =
         serde_json::from_slice(&m.bytes).map_err(|e| format!("the signature manifest {tag} is unreadable: {e}"))?;
+    let layers = manifest["layers"].as_array().map_or(&[][..], Vec::as_slice);
+    if layers.len() > MAX_SIGNATURES {
+        return Err(format!(
+            "{tag} holds {} signature layers, more than the {MAX_SIGNATURES} cosign reads: refusing them",
+            layers.len()
+        ));
+    }
     let mut valid = 0;
     let mut failures = Vec::new();
-    for layer in manifest["layers"].as_array().into_iter().flatten() {
+    for layer in layers {
         if layer["mediaType"] != PAYLOAD_TYPE {
             continue;
         }
@@ -172,7 +185,7 @@ pub async fn verify(target: &ImageName, key: &VerifyingKey, source: &Source) -> 
             failures.push(format!("layer {layer_digest} carries no signature"));
             continue;
         };
-        let body = reg.blob(repo, layer_digest).await.map_err(|e| e.0)?;
+        let body = reg.blob(repo, layer_digest, layer["size"].as_u64()).await.map_err(|e| e.0)?;
         match check(&body, sig_b64, key, digest) {
             Ok(()) => valid += 1,
             Err(why) => failures.push(why),
@@ -191,6 +204,10 @@ pub async fn verify(target: &ImageName, key: &VerifyingKey, source: &Source) -> 
     }
     Ok(valid)
 }
+
+/// Signature layers read or written at most (cosign's own limit): a
+/// registry cannot make a verification fetch without end.
+pub const MAX_SIGNATURES: usize = 1000;
 
 /// One signature: valid for this key and payload, and the payload names
 /// the digest being verified.
