@@ -250,7 +250,8 @@ fn no_fault_leaks_resources() {
         if fault == "sigkill" {
             // What the engine was still creating settles, then the reaper runs.
             std::thread::sleep(Duration::from_millis(500));
-            let o = kflow(d, &["gc", "--state", "st"], &[]);
+            // An interrupted execution keeps its named volumes unless asked.
+            let o = kflow(d, &["gc", "--state", "st", "--interrupted"], &[]);
             assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
         }
         let left = leftovers(&id);
@@ -262,13 +263,140 @@ fn no_fault_leaks_resources() {
     assert!(leaks.is_empty(), "{leaks:#?}");
 }
 
-/// The reaper judges an execution this history does not know by the process
-/// label on its resources: a dead process's are removed; resources without
-/// the label (like the engine's intermediate build containers of a build
-/// running in another history) are left alone.
+/// A stack with a named volume, then a gate: `--detach` pauses there with
+/// the stack up.
+const PAUSING: &str = r#"flow pausing {
+  input img: string
+  input pr: int
+  task stack = compose.up { file: "stack.yml", project: "kflow-reap-${pr}", env: { IMG: img }, timeout: 30s }
+  task gate = approval { summary: "promote?", after: [stack] }
+}
+"#;
+
+/// Named volumes of an execution (Compose names them `PROJECT_NAME`).
+fn volumes(execution: &str) -> Vec<String> {
+    labelled("volume", execution)
+}
+
 #[test]
-fn the_reaper_takes_only_what_it_can_tell_is_dead() {
-    if !docker_or_skip("the_reaper_takes_only_what_it_can_tell_is_dead") {
+fn the_reaper_never_takes_a_paused_execution_of_another_history() {
+    if !docker_or_skip("the_reaper_never_takes_a_paused_execution_of_another_history") {
+        return;
+    }
+    let dir = flow_dir(true, PAUSING);
+    let d = dir.path();
+    let pr = (std::process::id() % 50_000 + 10_000).to_string();
+    let mut args = run_args(&pr);
+    args.insert(1, "--detach".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = kflow(d, &args, &[]);
+    assert!(
+        text(&o.stdout).contains("paused"),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let id = newest_id(d, "st");
+    let before = leftovers(&id);
+    assert!(!volumes(&id).is_empty(), "the stack has a named volume: {before:?}");
+    // Another history's reaper, and this history's own: both keep it all.
+    for state in ["other", "st"] {
+        let o = kflow(d, &["gc", "--state", state], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert_eq!(
+            leftovers(&id),
+            before,
+            "gc --state {state} took part of a paused execution"
+        );
+    }
+    // A run of another history reaps at its start: still nothing taken.
+    std::fs::write(
+        d.join("noop.kflow"),
+        "flow noop {\n  task t = log { message: \"hi\" }\n}\n",
+    )
+    .unwrap();
+    let o = kflow(d, &["run", "--state", "other", "noop.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(leftovers(&id), before);
+    // Once rejected and resumed the execution is finished: its own history
+    // takes everything, named volume included.
+    let o = kflow(d, &["reject", &id, "--as", "test", "--state", "st"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = kflow(d, &["resume", &id, "--state", "st"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = kflow(d, &["gc", "--state", "st"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(leftovers(&id).is_empty(), "{:?}", leftovers(&id));
+}
+
+#[test]
+fn a_killed_execution_loses_its_containers_but_keeps_its_named_volumes() {
+    if !docker_or_skip("a_killed_execution_loses_its_containers_but_keeps_its_named_volumes") {
+        return;
+    }
+    let dir = flow_dir(true, FLOW);
+    let d = dir.path();
+    let pr = (std::process::id() % 50_000 + 60_000).to_string();
+    let mut args = run_args(&pr);
+    args.extend(["-i".to_string(), "script=sleep 60".to_string()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(&args)
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the stack is up and the test sleeps.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        assert!(Instant::now() < deadline, "the stack never came up");
+        std::thread::sleep(Duration::from_millis(200));
+        let o = kflow(d, &["executions", "list", "--json", "--state", "st"], &[]);
+        let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout) else {
+            continue;
+        };
+        let Some(id) = list.first().and_then(|e| e["id"].as_str()).map(str::to_string) else {
+            continue;
+        };
+        let o = kflow(d, &["executions", "show", &id, "--json", "--state", "st"], &[]);
+        let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let test_running = shown["tasks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["task"] == "test" && t["state"] == "running"));
+        if test_running {
+            break id;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let before = leftovers(&id);
+    let named = volumes(&id);
+    assert!(!named.is_empty(), "{before:?}");
+    let o = kflow(d, &["gc", "--state", "other"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        leftovers(&id),
+        before,
+        "another history took a killed execution's resources"
+    );
+    let o = kflow(d, &["gc", "--state", "st"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(labelled("container", &id).is_empty(), "{:?}", leftovers(&id));
+    assert!(labelled("network", &id).is_empty(), "{:?}", leftovers(&id));
+    assert_eq!(
+        volumes(&id),
+        named,
+        "an interrupted execution's named volume was removed"
+    );
+    // Unless asked: the execution can then no longer resume with its data.
+    let o = kflow(d, &["gc", "--state", "st", "--interrupted"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(leftovers(&id).is_empty(), "{:?}", leftovers(&id));
+}
+
+#[test]
+fn the_reaper_leaves_what_no_history_of_its_own_labelled() {
+    if !docker_or_skip("the_reaper_leaves_what_no_history_of_its_own_labelled") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -278,26 +406,32 @@ fn the_reaper_takes_only_what_it_can_tell_is_dead() {
     // A pid no process has: beyond the kernel's pid_max.
     let dead = "4194305";
     let stamp = std::process::id();
-    let create = |exec: &str, pid: Option<&str>| {
+    let create = |exec: &str, labels: &[String]| {
         let mut c = Command::new("docker");
         c.args(["create", "--label", &format!("io.kflow.execution={exec}")]);
-        if let Some(pid) = pid {
-            c.args(["--label", &format!("io.kflow.pid={pid}")]);
+        for l in labels {
+            c.args(["--label", l]);
         }
         let o = c.args([tag, "true"]).output().unwrap();
         assert!(o.status.success(), "{}", text(&o.stderr));
     };
-    let unlabelled = format!("reaper-test-{stamp}-nopid");
-    let orphaned = format!("reaper-test-{stamp}-dead");
-    create(&unlabelled, None);
-    create(&orphaned, Some(dead));
+    // An older kflow's (a bare pid), and another history's, with a dead pid.
+    let legacy = format!("reaper-test-{stamp}-legacy");
+    let foreign = format!("reaper-test-{stamp}-foreign");
+    create(&legacy, &[format!("io.kflow.pid={dead}")]);
+    create(
+        &foreign,
+        &[format!("io.kflow.pid={dead}"), "io.kflow.history=0123abcd".into()],
+    );
     let o = kflow(d, &["gc", "--state", "st"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let kept = labelled("container", &unlabelled);
-    let taken = labelled("container", &orphaned);
+    assert!(text(&o.stdout).contains("left the resources of"), "{}", text(&o.stdout));
+    let kept: Vec<String> = [&legacy, &foreign]
+        .iter()
+        .flat_map(|e| labelled("container", e))
+        .collect();
     for id in &kept {
         let _ = Command::new("docker").args(["rm", "-f", id]).output();
     }
-    assert!(taken.is_empty(), "a dead process's container was left: {taken:?}");
-    assert_eq!(kept.len(), 1, "a container without a process label was taken");
+    assert_eq!(kept.len(), 2, "a container of another history was taken");
 }

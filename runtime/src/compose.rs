@@ -18,7 +18,7 @@ use bollard::query_parameters::{InspectContainerOptions, LogsOptionsBuilder};
 use futures_util::StreamExt;
 use tokio::process::Command;
 
-use crate::docker::{describe, resources, EXECUTION_LABEL, PID_LABEL};
+use crate::docker::{describe, resources};
 use crate::tasks::{command, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
@@ -188,10 +188,7 @@ pub async fn up(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> 
     let env = env_of(props);
     let config = compose(&program, &[&file], &project, &["config"], &env, ctx).await?;
     let services = top_level_names(&config, "services");
-    let labels = serde_json::json!({
-        EXECUTION_LABEL: ctx.execution.to_string(),
-        PID_LABEL: std::process::id().to_string(),
-    });
+    let labels = serde_json::json!(ctx.labels());
     let dir = ctx.artifact_dir().map_err(failed)?;
     let override_file = std::path::absolute(dir.join("compose.kflow-labels.json"))
         .map_err(|e| failed(format!("cannot place the label override: {e}")))?;

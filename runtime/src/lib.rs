@@ -9,6 +9,7 @@ pub mod eval;
 pub mod executor;
 pub mod inputs;
 pub mod net;
+pub mod owner;
 pub mod reaper;
 pub mod registry;
 pub mod scan;

@@ -1,36 +1,60 @@
 //! The reaper: removes the containers, networks and volumes of executions
 //! that are no longer alive, found by kflow's labels. It runs at the start of
-//! every `kflow run` and with `kflow gc`, so resources of a killed execution
-//! (even by SIGKILL) do not outlive the next run.
+//! every `kflow run` and `kflow resume` and with `kflow gc`, so resources of a
+//! killed execution (even by SIGKILL) do not outlive the next run.
 //!
-//! An execution is alive when the history says it is running in a live
-//! process, or paused (its resources wait for the resume); an execution this
-//! history does not know is alive while the process that labelled the
-//! resources (`io.kflow.pid`) lives. Without that label (the engine's
-//! intermediate build containers carry only the image's labels) nothing
-//! tells, so they are left alone: the engine removes those itself, and
-//! taking them from a running build in another history broke it.
+//! It removes only what it can prove dead, and asks only its own history:
+//!
+//! - resources labelled with another history (`io.kflow.history`), or with
+//!   none (made by an older kflow, or by hand), are never touched: only that
+//!   history can tell a paused execution, which has no process, from a
+//!   killed one;
+//! - of its own executions: `paused` keeps everything; `running` keeps
+//!   everything unless its process is provably dead (`owner.rs`: same boot
+//!   and PID namespace, no process with that pid and start time — a kflow in
+//!   a container cannot see the host's processes, so it proves nothing about
+//!   them); `interrupted` (or running in a dead process) loses its containers
+//!   and networks but keeps its named volumes, since `kflow resume` may
+//!   continue it (`kflow gc --interrupted` takes them too); `succeeded`,
+//!   `failed`, `cancelled` — or gone from the history — lose everything,
+//!   named volumes included.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::Docker;
 
-use crate::docker::{resources, EXECUTION_LABEL, PID_LABEL};
+use crate::docker::{resources, EXECUTION_LABEL, HISTORY_LABEL};
 use crate::store::Store;
 
-/// What a pass removed.
+/// What a pass removed, and what it left because it cannot tell.
 #[derive(Debug, Default)]
 pub struct Reaped {
     pub executions: Vec<String>,
     pub containers: usize,
     pub networks: usize,
     pub volumes: usize,
+    /// Executions of other histories (or unlabelled) whose resources stay.
+    pub foreign: usize,
     pub errors: Vec<String>,
 }
 
-fn pid_alive(pid: &str) -> bool {
-    pid.parse::<i64>().is_ok_and(crate::store::process_alive)
+/// What may go of one execution's resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    /// Containers and networks; named volumes stay (a resume may need them).
+    AllButVolumes,
+    All,
+}
+
+fn verdict(store: &Store, exec: &str) -> Result<Verdict, String> {
+    Ok(match store.state_of(exec).map_err(|e| e.0)?.as_deref() {
+        Some("paused") => Verdict::Keep,
+        Some("running") if store.process_alive(exec).map_err(|e| e.0)? => Verdict::Keep,
+        Some("running") | Some("interrupted") => Verdict::AllButVolumes,
+        Some(_) | None => Verdict::All,
+    })
 }
 
 /// Connects with a short deadline: a run must not wait on an engine that
@@ -43,7 +67,9 @@ pub async fn connect_quickly() -> Option<Docker> {
         .ok()
 }
 
-pub async fn reap(docker: &Docker, store: &Store) -> Result<Reaped, String> {
+/// One pass; `interrupted_volumes` takes the named volumes of interrupted
+/// executions too (`kflow gc --interrupted`).
+pub async fn reap(docker: &Docker, store: &Store, interrupted_volumes: bool) -> Result<Reaped, String> {
     let found = resources::find(docker, EXECUTION_LABEL).await?;
     // Group by execution, deciding once per execution.
     let mut by_exec: BTreeMap<String, resources::Found> = BTreeMap::new();
@@ -57,29 +83,34 @@ pub async fn reap(docker: &Docker, store: &Store) -> Result<Reaped, String> {
     for r in found.volumes {
         by_exec.entry(key(&r)).or_default().volumes.push(r);
     }
+    let history = store.history_id().map_err(|e| e.0)?;
     let mut reaped = Reaped::default();
     for (exec, res) in by_exec {
-        let pid = res
+        let ours = res
             .containers
             .iter()
             .chain(&res.networks)
             .chain(&res.volumes)
-            .find_map(|r| r.labels.get(PID_LABEL).cloned());
-        let alive = match store.state_of(&exec).map_err(|e| e.0)? {
-            Some(state) if state == "paused" => true,
-            Some(state) if state == "running" => store.process_alive(&exec).map_err(|e| e.0)?,
-            Some(_) => false,
-            None => pid.as_deref().is_none_or(pid_alive),
-        };
-        if alive {
+            .all(|r| r.labels.get(HISTORY_LABEL) == Some(&history));
+        if !ours {
+            reaped.foreign += 1;
             continue;
         }
-        let (c, n, v, errors) = resources::remove(docker, &res, true).await;
+        let verdict = match verdict(store, &exec)? {
+            Verdict::AllButVolumes if interrupted_volumes => Verdict::All,
+            v => v,
+        };
+        if verdict == Verdict::Keep {
+            continue;
+        }
+        let (c, n, v, errors) = resources::remove(docker, &res, verdict == Verdict::All).await;
         reaped.containers += c;
         reaped.networks += n;
         reaped.volumes += v;
         reaped.errors.extend(errors);
-        reaped.executions.push(exec);
+        if c + n + v > 0 {
+            reaped.executions.push(exec);
+        }
     }
     Ok(reaped)
 }

@@ -20,6 +20,7 @@ async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Repor
     let (tx, mut rx) = mpsc::unbounded_channel();
     let env = RunEnv {
         execution: "test".into(),
+        history: "test".into(),
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         state_dir: std::env::temp_dir().join("kflow-test-state"),
         detach: false,

@@ -119,14 +119,20 @@ async fn a_huge_manifest_without_a_length_is_cut_at_the_cap() {
     .await;
     let reg = Registry::new(&host, Source::DockerConfig).unwrap();
     let e = reg.manifest("app", "latest").await.unwrap_err();
-    assert!(e.0.contains(&format!("more than the {MAX_MANIFEST} bytes allowed")), "{e}");
+    assert!(
+        e.0.contains(&format!("more than the {MAX_MANIFEST} bytes allowed")),
+        "{e}"
+    );
     assert!(peak_rss_mib() < 200, "peak RSS {} MiB", peak_rss_mib());
 }
 
 #[tokio::test]
 async fn a_blob_longer_or_shorter_than_its_descriptor_is_refused() {
     // The blob's bytes are "foo" (DIGEST); the registry serves more.
-    let (host, _) = registry(Arc::new(|_, sock| reply(sock, "200 OK", "", b"foo and much more".to_vec()))).await;
+    let (host, _) = registry(Arc::new(|_, sock| {
+        reply(sock, "200 OK", "", b"foo and much more".to_vec())
+    }))
+    .await;
     let reg = Registry::new(&host, Source::DockerConfig).unwrap();
     let e = reg.blob("app", DIGEST, Some(3)).await.unwrap_err();
     assert!(e.0.contains("is 17 bytes, more than the 3 allowed"), "{e}");
@@ -187,13 +193,23 @@ async fn a_blob_with_the_wrong_digest_is_refused() {
 async fn credentials_never_follow_an_upload_to_another_port() {
     // The thief records what it is sent and asks for credentials.
     let (thief, stolen) = registry(Arc::new(|_, sock| {
-        reply(sock, "401 Unauthorized", "www-authenticate: Basic realm=\"x\"\r\n", Vec::new())
+        reply(
+            sock,
+            "401 Unauthorized",
+            "www-authenticate: Basic realm=\"x\"\r\n",
+            Vec::new(),
+        )
     }))
     .await;
     let location = format!("http://{thief}/upload/1");
     let (host, heads) = registry(Arc::new(move |head: &str, sock| {
         if !head.to_ascii_lowercase().contains("\nauthorization:") {
-            return reply(sock, "401 Unauthorized", "www-authenticate: Basic realm=\"r\"\r\n", Vec::new());
+            return reply(
+                sock,
+                "401 Unauthorized",
+                "www-authenticate: Basic realm=\"r\"\r\n",
+                Vec::new(),
+            );
         }
         reply(sock, "202 Accepted", &format!("location: {location}\r\n"), Vec::new())
     }))

@@ -14,6 +14,10 @@ pub struct Args {
     /// Folder of the execution history (default: `.kflow` in the current folder).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// Also remove the named volumes of interrupted executions (kept by
+    /// default: `kflow resume` may continue them with their data).
+    #[arg(long)]
+    interrupted: bool,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -24,7 +28,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.state.unwrap_or_else(|| PathBuf::from(".kflow"));
+    let dir = args.state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
     let store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
     let rt = runtime()?;
     let reaped = rt.block_on(async {
@@ -34,7 +38,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 kflow_runtime::docker::engine_address()
             ))
         })?;
-        reaper::reap(&docker, &store).await.map_err(UsageError)
+        reaper::reap(&docker, &store, args.interrupted)
+            .await
+            .map_err(UsageError)
     })?;
     println!(
         "removed {} container(s), {} network(s), {} volume(s) of {} execution(s) no longer alive",
@@ -45,6 +51,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     for id in &reaped.executions {
         println!("  {id}");
+    }
+    if reaped.foreign > 0 {
+        println!(
+            "left the resources of {} execution(s) of other histories: only their own history can tell whether they are done (run `kflow gc` there)",
+            reaped.foreign
+        );
     }
     for e in &reaped.errors {
         eprintln!("kflow: could not remove {e}");
@@ -62,7 +74,7 @@ pub async fn reap_quietly(store: &Store) {
     let Some(docker) = reaper::connect_quickly().await else {
         return;
     };
-    match reaper::reap(&docker, store).await {
+    match reaper::reap(&docker, store, false).await {
         Ok(r) if !r.executions.is_empty() => eprintln!(
             "kflow: removed {} container(s), {} network(s), {} volume(s) left by {} earlier execution(s)",
             r.containers,

@@ -168,6 +168,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         json,
         detach,
     } = r;
+    let history = store.history_id().map_err(|e| UsageError(e.0))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -192,6 +193,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         let consumer = tokio::spawn(consume(rx, plan.clone(), console, store, id.clone()));
         let env = RunEnv {
             execution: id.clone(),
+            history,
             artifacts: state_dir.join("artifacts").join(&id),
             state_dir: state_dir.clone(),
             detach,

@@ -14,8 +14,12 @@ use tokio::sync::OnceCell;
 /// The label every image, container, network and volume kflow creates
 /// carries, with the execution id as its value.
 pub const EXECUTION_LABEL: &str = "io.kflow.execution";
-/// The pid of the `kflow` process that created a container, network or
-/// volume: the reaper keeps what a live process still owns.
+/// The history the execution is recorded in: the reaper decides only about
+/// executions of its own history, whose state it can read.
+pub const HISTORY_LABEL: &str = "io.kflow.history";
+/// The identity of the `kflow` process that created it (see `owner.rs`).
+pub const OWNER_LABEL: &str = "io.kflow.owner";
+/// The bare pid of that process, for people reading `docker ps`.
 pub const PID_LABEL: &str = "io.kflow.pid";
 
 /// Where the engine is expected, as the user would write it.

@@ -11,7 +11,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::{describe, not_found, EXECUTION_LABEL, PID_LABEL};
+use super::{describe, not_found};
 use crate::registry::credentials::Source;
 use crate::registry::name::ImageName;
 use crate::tasks::lines::Lines;
@@ -78,10 +78,7 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
         Some(mounts) => Some(mounts.iter().map(|m| bind(m, ctx)).collect::<Result<Vec<_>, _>>()?),
         None => None,
     };
-    let labels = HashMap::from([
-        (EXECUTION_LABEL.to_string(), ctx.execution.to_string()),
-        (PID_LABEL.to_string(), std::process::id().to_string()),
-    ]);
+    let labels: HashMap<String, String> = ctx.labels().into_iter().collect();
     let body = ContainerCreateBody {
         image: Some(image.clone()),
         cmd: Some(cmd),

@@ -37,6 +37,7 @@ pub(super) struct Shared {
     pub hidden_env: Arc<[String]>,
     pub base_dir: PathBuf,
     pub execution: Arc<str>,
+    pub history: Arc<str>,
     pub artifacts: PathBuf,
     pub state_dir: PathBuf,
     pub detach: bool,
@@ -425,6 +426,7 @@ fn spawn_task(
             state_dir: shared.state_dir.clone(),
             detach: shared.detach,
             execution: shared.execution.clone(),
+            history: shared.history.clone(),
             docker: shared.docker.clone(),
             base_dir: shared.base_dir.clone(),
             cancel: if cleanup {

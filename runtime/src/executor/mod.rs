@@ -92,6 +92,8 @@ pub enum Event {
 pub struct RunEnv {
     /// The execution's id (labels on what tasks create).
     pub execution: String,
+    /// The history's id (labels too: which history to ask about them).
+    pub history: String,
     /// Where tasks keep their artifacts (reports, SBOMs).
     pub artifacts: PathBuf,
     /// The history's folder (approvals use it).
@@ -200,6 +202,7 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         hidden_env: secret_variables(&plan),
         base_dir: env.base_dir,
         execution: env.execution.into(),
+        history: env.history.into(),
         artifacts: env.artifacts,
         state_dir: env.state_dir,
         detach: env.detach,

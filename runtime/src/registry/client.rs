@@ -56,7 +56,9 @@ pub const MAX_UNSIZED_BLOB: u64 = 16 * 1024 * 1024;
 /// or delivers more; `what` names it in the error.
 async fn read_capped(host: &str, mut resp: Response, max: u64, what: &str) -> Result<Bytes> {
     if let Some(len) = resp.content_length().filter(|&l| l > max) {
-        return err(format!("{host}: {what} is {len} bytes, more than the {max} allowed: refusing it"));
+        return err(format!(
+            "{host}: {what} is {len} bytes, more than the {max} allowed: refusing it"
+        ));
     }
     let mut out = bytes::BytesMut::new();
     while let Some(chunk) = resp
@@ -65,7 +67,9 @@ async fn read_capped(host: &str, mut resp: Response, max: u64, what: &str) -> Re
         .map_err(|e| RegistryError(format!("{host}: reading {what}: {}", explain(&e))))?
     {
         if out.len() as u64 + chunk.len() as u64 > max {
-            return err(format!("{host}: {what} is more than the {max} bytes allowed: refusing it"));
+            return err(format!(
+                "{host}: {what} is more than the {max} bytes allowed: refusing it"
+            ));
         }
         out.extend_from_slice(&chunk);
     }
@@ -349,7 +353,9 @@ impl Registry {
     async fn failure(&self, what: &str, resp: Response) -> RegistryError {
         let status = resp.status();
         // An error body is read for its message only: a little of it.
-        let body = read_capped(&self.host, resp, 64 * 1024, "an error answer").await.unwrap_or_default();
+        let body = read_capped(&self.host, resp, 64 * 1024, "an error answer")
+            .await
+            .unwrap_or_default();
         let body = String::from_utf8_lossy(&body);
         let said = registry_message(&body);
         let hint = match status {
@@ -396,7 +402,13 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let bytes = read_capped(&self.host, resp, MAX_MANIFEST, &format!("the manifest {repo}:{reference}")).await?;
+        let bytes = read_capped(
+            &self.host,
+            resp,
+            MAX_MANIFEST,
+            &format!("the manifest {repo}:{reference}"),
+        )
+        .await?;
         let digest = sha256_digest(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
             return err(format!(
@@ -626,7 +638,12 @@ impl Registry {
                 self.host
             ));
         }
-        Ok(checked(resp.bytes_stream(), self.host.clone(), digest.to_string(), size))
+        Ok(checked(
+            resp.bytes_stream(),
+            self.host.clone(),
+            digest.to_string(),
+            size,
+        ))
     }
 }
 
@@ -663,7 +680,9 @@ fn checked(
                     st.seen += chunk.len() as u64;
                     if st.seen > size {
                         st.done = true;
-                        let e = bad(format!("{host}: blob {digest} is longer than the {size} bytes its descriptor says"));
+                        let e = bad(format!(
+                            "{host}: blob {digest} is longer than the {size} bytes its descriptor says"
+                        ));
                         return Some((Err(e), st));
                     }
                     st.hasher.update(&chunk);

@@ -185,7 +185,10 @@ pub async fn verify(target: &ImageName, key: &VerifyingKey, source: &Source) -> 
             failures.push(format!("layer {layer_digest} carries no signature"));
             continue;
         };
-        let body = reg.blob(repo, layer_digest, layer["size"].as_u64()).await.map_err(|e| e.0)?;
+        let body = reg
+            .blob(repo, layer_digest, layer["size"].as_u64())
+            .await
+            .map_err(|e| e.0)?;
         match check(&body, sig_b64, key, digest) {
             Ok(()) => valid += 1,
             Err(why) => failures.push(why),

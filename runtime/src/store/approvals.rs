@@ -154,15 +154,18 @@ impl Store {
             .optional()?)
     }
 
-    /// The pid recorded for an execution and whether that process lives.
+    /// Whether the process recorded for an execution may still live (only
+    /// one provably dead does not).
     pub fn process_alive(&self, execution: &str) -> Result<bool> {
-        let pid: Option<i64> = self
+        let row: Option<(i64, Option<String>)> = self
             .conn
-            .query_row("SELECT pid FROM executions WHERE id = ?1", params![execution], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT pid, owner FROM executions WHERE id = ?1",
+                params![execution],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
-        Ok(pid.is_some_and(super::process_alive))
+        Ok(row.is_some_and(|(pid, owner)| super::recorded_alive(owner.as_deref(), pid)))
     }
 
     /// What `kflow resume` needs; `None` for an unknown id.
@@ -210,8 +213,8 @@ impl Store {
     /// Takes an execution over for this process: `running`, this pid.
     pub fn reopen(&mut self, execution: &str) -> Result<()> {
         self.conn.execute(
-            "UPDATE executions SET state = 'running', pid = ?2, ended_at = NULL WHERE id = ?1",
-            params![execution, std::process::id()],
+            "UPDATE executions SET state = 'running', pid = ?2, owner = ?3, ended_at = NULL WHERE id = ?1",
+            params![execution, std::process::id(), crate::owner::Owner::current().to_label()],
         )?;
         Ok(())
     }

@@ -18,6 +18,8 @@ pub use approvals::{Approval, Decision, Resumable};
 use rusqlite::{params, Connection};
 use serde_json::Value as Json;
 
+use crate::owner::{Liveness, Owner};
+
 /// Bytes of log kept per task run; the rest is dropped with a note.
 pub const LOG_CAP: u64 = 10 * 1024 * 1024;
 
@@ -75,6 +77,13 @@ CREATE TABLE approvals (
     PRIMARY KEY (execution_id, task)
 );
 "#,
+    // The owner identity (see `owner.rs`) beside the bare pid, and the
+    // history's own id, which labels what its executions create.
+    r#"
+ALTER TABLE executions ADD COLUMN owner TEXT;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('history', lower(hex(randomblob(16))));
+"#,
 ];
 
 #[derive(Debug)]
@@ -116,9 +125,19 @@ fn new_id() -> String {
     format!("{stamp}-{:04x}", h.finish() & 0xffff)
 }
 
+/// Whether the process recorded for an execution lives: by its owner
+/// identity when recorded (namespace-safe), else by the bare pid of older
+/// histories. Only a provably dead process counts as dead.
+fn recorded_alive(owner: Option<&str>, pid: i64) -> bool {
+    match owner.and_then(Owner::parse) {
+        Some(o) => o.liveness() != Liveness::Dead,
+        None => pid_alive(pid),
+    }
+}
+
 /// Whether a process lives: it exists and is not a zombie (a killed process
 /// whose parent has not collected it yet is gone for our purposes).
-pub fn process_alive(pid: i64) -> bool {
+fn pid_alive(pid: i64) -> bool {
     let Ok(pid) = i32::try_from(pid) else { return false };
     // SAFETY: signal 0 only asks whether the process exists.
     if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
@@ -230,12 +249,12 @@ impl Store {
     fn mark_interrupted(&self) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, pid FROM executions WHERE state = 'running'")?;
-        let rows: Vec<(String, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .prepare("SELECT id, pid, owner FROM executions WHERE state = 'running'")?;
+        let rows: Vec<(String, i64, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        for (id, pid) in rows {
-            if !process_alive(pid) {
+        for (id, pid, owner) in rows {
+            if !recorded_alive(owner.as_deref(), pid) {
                 self.conn.execute(
                     "UPDATE executions SET state = 'interrupted', ended_at = ?2 WHERE id = ?1",
                     params![id, now()],
@@ -249,6 +268,14 @@ impl Store {
         Ok(())
     }
 
+    /// This history's id: the label `io.kflow.history` on what its
+    /// executions create, so the reaper knows which history to ask.
+    pub fn history_id(&self) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'history'", [], |r| r.get(0))?)
+    }
+
     pub fn begin(&mut self, e: &NewExecution) -> Result<String> {
         let id = new_id();
         // Writes take the lock up front (IMMEDIATE): a deferred transaction
@@ -257,7 +284,7 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
+            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir, owner) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9)",
             params![
                 id,
                 e.flow,
@@ -266,7 +293,8 @@ impl Store {
                 now(),
                 std::process::id(),
                 e.plan.to_string(),
-                e.base_dir.to_string_lossy()
+                e.base_dir.to_string_lossy(),
+                Owner::current().to_label()
             ],
         )?;
         let tasks = &e.tasks;
@@ -606,6 +634,47 @@ mod tests {
     }
 
     #[test]
+    fn an_execution_owned_in_another_pid_namespace_is_not_taken_for_dead() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Owner::current();
+        // The same kernel boot, another PID namespace (a kflow in a container
+        // sharing the history); its pid means nothing here.
+        let elsewhere = Owner {
+            pidns: "1".into(),
+            pid: 4_194_305,
+            ..me.clone()
+        };
+        let reused = Owner {
+            start: me.start + 1,
+            ..me.clone()
+        };
+        let (other, recycled) = {
+            let mut s = Store::open(dir.path()).unwrap();
+            let mut ids = Vec::new();
+            for owner in [&elsewhere, &reused] {
+                let id = s.begin(&new_execution(Vec::new())).unwrap();
+                s.conn
+                    .execute(
+                        "UPDATE executions SET pid = ?2, owner = ?3 WHERE id = ?1",
+                        params![id, owner.pid, owner.to_label()],
+                    )
+                    .unwrap();
+                ids.push(id);
+            }
+            (ids[0].clone(), ids[1].clone())
+        };
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.show(&other).unwrap().unwrap().0.state, "running");
+        assert!(s.process_alive(&other).unwrap());
+        assert_eq!(
+            s.show(&recycled).unwrap().unwrap().0.state,
+            "interrupted",
+            "a reused pid"
+        );
+        assert_eq!(s.history_id().unwrap().len(), 32);
+    }
+
+    #[test]
     fn executions_of_dead_processes_become_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let id = {
@@ -613,7 +682,10 @@ mod tests {
             let id = s.begin(&new_execution(Vec::new())).unwrap();
             // Pretend the recording process died: a pid that cannot exist.
             s.conn
-                .execute("UPDATE executions SET pid = 999999999 WHERE id = ?1", [&id])
+                .execute(
+                    "UPDATE executions SET pid = 999999999, owner = NULL WHERE id = ?1",
+                    [&id],
+                )
                 .unwrap();
             id
         };

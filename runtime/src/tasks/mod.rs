@@ -48,6 +48,8 @@ pub struct LogLine {
 pub struct TaskContext {
     /// The execution's id, carried as a label by what tasks create.
     pub execution: Arc<str>,
+    /// The history's id, carried as a label too.
+    pub history: Arc<str>,
     pub base_dir: PathBuf,
     /// The task run's name (`scan`, `scan[2]`).
     pub task: Arc<str>,
@@ -74,6 +76,18 @@ impl TaskContext {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create the artifact folder {}: {e}", dir.display()))?;
         Ok(dir)
+    }
+
+    /// The labels on every container, network, volume and image a task
+    /// creates: whose execution, in which history, made by which process.
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        use crate::docker::{EXECUTION_LABEL, HISTORY_LABEL, OWNER_LABEL, PID_LABEL};
+        std::collections::BTreeMap::from([
+            (EXECUTION_LABEL.to_string(), self.execution.to_string()),
+            (HISTORY_LABEL.to_string(), self.history.to_string()),
+            (OWNER_LABEL.to_string(), crate::owner::Owner::current().to_label()),
+            (PID_LABEL.to_string(), std::process::id().to_string()),
+        ])
     }
 
     /// A host process for this task: without the secret sources in its

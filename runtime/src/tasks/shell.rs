@@ -161,6 +161,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = TaskContext {
             execution: "test".into(),
+            history: "test".into(),
             task: "t".into(),
             artifacts: std::env::temp_dir(),
             state_dir: std::env::temp_dir(),
