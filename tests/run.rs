@@ -283,6 +283,56 @@ fn an_execution_killed_with_sigkill_shows_as_interrupted() {
     assert_eq!(shown["tasks"][0]["state"], "interrupted");
 }
 
+/// Processes of this machine started for an execution (by the variable
+/// kflow gives every process a task starts).
+fn processes_of(execution: &str) -> Vec<i32> {
+    let want = format!("KFLOW_EXECUTION={execution}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == want.as_bytes()))
+        })
+        .filter(|pid| process_alive(*pid))
+        .collect()
+}
+
+#[test]
+fn no_process_of_a_killed_execution_outlives_the_next_kflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("started");
+    let flow = format!(
+        "flow k {{\n  task long = shell.run {{ script: \"sleep 300 & sleep 301 & touch {}; sleep 302\" }}\n}}\n",
+        marker.display()
+    );
+    std::fs::write(dir.path().join("k.kflow"), flow).unwrap();
+    let mut child = start_and_wait(dir.path(), "k.kflow", &marker, Stdio::null());
+    let exec = only_execution(dir.path());
+    let id = exec["id"].as_str().unwrap().to_string();
+    assert!(processes_of(&id).len() >= 3, "{:?}", processes_of(&id));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The task's shell dies with kflow (a parent-death signal); what it
+    // started is taken by the next kflow of this history (here `gc`; a run
+    // does it too).
+    let before = processes_of(&id).len();
+    let o = kflow(dir.path(), &["gc"], &[]);
+    let said = format!("killed {} process(es)", before);
+    assert!(
+        text(&o.stdout).contains(&said),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !processes_of(&id).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(processes_of(&id).is_empty(), "left running: {:?}", processes_of(&id));
+}
+
 #[test]
 fn retries_are_counted_in_the_history() {
     let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,56 @@ fn verdict(store: &Store, exec: &str) -> Result<Verdict, String> {
     })
 }
 
+/// Kills the host processes that executions of this history left behind
+/// when they died (`kill -9` of kflow): every process of this PID namespace
+/// whose environment says `KFLOW_EXECUTION=<id>` of an execution that is
+/// provably not alive. A task's own process dies with kflow (a parent-death
+/// signal); this takes what it had started in turn. Returns the pids killed.
+pub fn kill_leftover_processes(store: &Store) -> Result<Vec<i32>, String> {
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    let mut killed = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Ok(killed);
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let Some(exec) = execution_of(pid) else { continue };
+        let verdict = match verdicts.get(&exec) {
+            Some(v) => *v,
+            None => {
+                // Only executions this history knows: an id it has never
+                // recorded belongs to another history.
+                let v = match store.state_of(&exec).map_err(|e| e.0)? {
+                    Some(_) => verdict(store, &exec)?,
+                    None => Verdict::Keep,
+                };
+                *verdicts.entry(exec).or_insert(v)
+            }
+        };
+        if verdict != Verdict::Keep {
+            // SAFETY: kill(2) touches no memory; a process gone meanwhile is ESRCH.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                killed.push(pid);
+            }
+        }
+    }
+    Ok(killed)
+}
+
+/// The `KFLOW_EXECUTION` a process was started with, if readable.
+fn execution_of(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|&b| b == 0)
+        .find_map(|var| var.strip_prefix(b"KFLOW_EXECUTION="))
+        .map(|id| String::from_utf8_lossy(id).into_owned())
+}
+
 /// Connects with a short deadline: a run must not wait on an engine that
 /// does not answer just to clean up.
 pub async fn connect_quickly() -> Option<Docker> {

@@ -195,7 +195,10 @@ async fn an_excerpt_never_ends_in_part_of_a_secret() {
     let err = r.task("call").unwrap().error.clone().unwrap();
     assert!(err.contains("answered 500"), "{err}");
     assert!(!err.contains("s3cr3t"), "half the secret is quoted: {err}");
-    assert!(err.ends_with("x*** an"), "the excerpt is 500 characters of redacted text: {err}");
+    assert!(
+        err.ends_with("x*** an"),
+        "the excerpt is 500 characters of redacted text: {err}"
+    );
 }
 
 /// A flow sending a secret header and a plain one to `url`.

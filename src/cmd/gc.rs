@@ -30,6 +30,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let dir = args.state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
     let store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
+    let killed = reaper::kill_leftover_processes(&store).map_err(UsageError)?;
+    if !killed.is_empty() {
+        println!(
+            "killed {} process(es) left running by executions no longer alive",
+            killed.len()
+        );
+    }
     let rt = runtime()?;
     let reaped = rt.block_on(async {
         let docker = reaper::connect_quickly().await.ok_or_else(|| {
@@ -71,6 +78,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// At the start of a run (new or resumed): reap quietly when the engine
 /// answers, say what was removed, never stop the run for it.
 pub async fn reap_quietly(store: &Store) {
+    match reaper::kill_leftover_processes(store) {
+        Ok(killed) if !killed.is_empty() => eprintln!(
+            "kflow: killed {} process(es) left running by earlier executions",
+            killed.len()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("kflow: could not look for processes of earlier executions: {e}"),
+    }
     let Some(docker) = reaper::connect_quickly().await else {
         return;
     };
