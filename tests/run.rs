@@ -504,3 +504,111 @@ fn a_terminal_gets_a_live_view_of_running_tasks() {
     let tail = out.rsplit("\x1b[J").next().unwrap();
     assert!(!tail.contains("running "), "{tail:?}");
 }
+
+/// Text that runs something if a shell ever reads it as code.
+const HOSTILE: &str = "1; touch PWNED1 $(touch PWNED2) `touch PWNED3` ' \" \\ é\n${HOME} *";
+
+fn pwned(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("PWNED"))
+        .collect()
+}
+
+#[test]
+fn values_reach_processes_byte_for_byte_through_env_and_argv() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = r#"flow safe {
+  input v: string
+  task by_env = shell.run { script: "printf '%s' \"$V\" > from-env", env: { V: v } }
+  task by_argv = shell.run { cmd: ["sh", "-c", "printf '%s' \"$1\" > from-argv", "sh", v] }
+}
+"#;
+    std::fs::write(dir.path().join("safe.kflow"), flow).unwrap();
+    let o = kflow(dir.path(), &["check", "--deny-warnings", "safe.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let o = kflow(dir.path(), &["run", "safe.kflow", "-i", &format!("v={HOSTILE}")], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    for f in ["from-env", "from-argv"] {
+        assert_eq!(std::fs::read_to_string(dir.path().join(f)).unwrap(), HOSTILE, "{f}");
+    }
+    assert!(pwned(dir.path()).is_empty());
+}
+
+/// The lint finds the injection, and its fix, applied as an editor would
+/// (from `check --format json`), makes the same flow safe.
+#[test]
+fn the_shell_interpolation_fix_closes_the_injection() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut src = r#"flow unsafe {
+  input v: string
+  task quoted = shell.run { script: "echo 'v=${v}' > single" }
+  task bare = shell.run {
+    script: "echo ${v} > bare; echo \"${v}x\" > double"
+  }
+}
+"#
+    .to_string();
+    std::fs::write(d.join("f.kflow"), &src).unwrap();
+    // The injection is real.
+    let o = kflow(d, &["run", "f.kflow", "-i", "v=x'; touch PWNED0; echo '"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(pwned(d), ["PWNED0"]);
+    std::fs::remove_file(d.join("PWNED0")).unwrap();
+    // Apply one fix at a time, re-checking in between, until none is left.
+    for round in 0.. {
+        assert!(round < 10, "the fixes do not converge:\n{src}");
+        let o = kflow(d, &["check", "--format", "json", "f.kflow"], &[]);
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let diags = report["diagnostics"].as_array().unwrap();
+        let Some(d0) = diags.first() else { break };
+        assert_eq!(d0["code"], "kflow::lint::shell-interpolation", "{d0}");
+        let mut edits: Vec<(usize, usize, String)> = d0["fixes"][0]["edits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let span = &e["span"];
+                let (a, b) = (
+                    span["start"].as_u64().unwrap() as usize,
+                    span["end"].as_u64().unwrap() as usize,
+                );
+                (a, b, e["text"].as_str().unwrap().to_string())
+            })
+            .collect();
+        edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (a, b, t) in edits {
+            src.replace_range(a..b, &t);
+        }
+        std::fs::write(d.join("f.kflow"), &src).unwrap();
+    }
+    let o = kflow(d, &["check", "--deny-warnings", "f.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{src}\n{}", text(&o.stdout));
+    let o = kflow(d, &["run", "f.kflow", "-i", &format!("v={HOSTILE}")], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{src}\n{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(pwned(d).is_empty(), "{src}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("single")).unwrap(),
+        format!("v={HOSTILE}\n"),
+        "{src}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("bare")).unwrap(),
+        format!("{HOSTILE}\n"),
+        "{src}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("double")).unwrap(),
+        format!("{HOSTILE}x\n"),
+        "{src}"
+    );
+}

@@ -58,6 +58,7 @@ pub const LATEST_TAG: &str = "kflow::lint::latest-tag";
 pub const APPROVAL_TIMEOUT: &str = "kflow::lint::approval-without-timeout";
 pub const MISSING_PATH: &str = "kflow::lint::missing-path";
 pub const EMPTY_TRY: &str = "kflow::lint::empty-try";
+pub const SHELL_INTERPOLATION: &str = "kflow::lint::shell-interpolation";
 pub const UNKNOWN_LINT: &str = "kflow::lint::unknown-lint";
 
 pub static CODES: &[Code] = &[
@@ -136,6 +137,10 @@ pub static CODES: &[Code] = &[
         "A path property names a file or folder that does not exist.",
     ),
     w(EMPTY_TRY, "A `try` without `catch` or `finally` does nothing."),
+    w(
+        SHELL_INTERPOLATION,
+        "A value known only at run time interpolated into shell code: pass it through `env`.",
+    ),
     w(UNKNOWN_LINT, "`kflow:allow(…)` names something that is not a lint."),
 ];
 

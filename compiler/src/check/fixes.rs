@@ -10,19 +10,15 @@ use crate::catalog::{self, Prop};
 use crate::types::Ty;
 
 impl Checker<'_> {
-    /// Adds `missing` to the body of `t` with placeholder values, in the
-    /// body's own layout (one per line, or inline after the last property).
-    pub(super) fn add_properties_fix(&self, t: &ast::Task, missing: &[&Prop]) -> Option<Fix> {
+    /// Adds `entries` (`name: value`) to the body of `t`, in the body's own
+    /// layout (one per line, or inline after the last property).
+    pub(super) fn insert_props_edit(&self, t: &ast::Task, entries: &[String]) -> Option<Edit> {
         if !t.closed || t.body.len() < 2 {
             return None;
         }
-        let entries: Vec<String> = missing
-            .iter()
-            .map(|p| format!("{}: {}", p.name, self.placeholder(t, catalog::ty(p.ty))))
-            .collect();
         let body = self.text(t.body);
         let close = t.body.end - 1;
-        let edit = if body.contains('\n') {
+        Some(if body.contains('\n') {
             let line_start = self.src[..close].rfind('\n').map_or(0, |i| i + 1);
             let before_close = &self.src[line_start..close];
             let indent = match t.props.first() {
@@ -61,7 +57,16 @@ impl Checker<'_> {
                     text: format!("{sep}{}", entries.join(", ")),
                 }
             }
-        };
+        })
+    }
+
+    /// Adds `missing` to the body of `t` with placeholder values.
+    pub(super) fn add_properties_fix(&self, t: &ast::Task, missing: &[&Prop]) -> Option<Fix> {
+        let entries: Vec<String> = missing
+            .iter()
+            .map(|p| format!("{}: {}", p.name, self.placeholder(t, catalog::ty(p.ty))))
+            .collect();
+        let edit = self.insert_props_edit(t, &entries)?;
         let noun = if missing.len() == 1 { "property" } else { "properties" };
         Some(Fix {
             title: format!(

@@ -375,6 +375,9 @@ impl<'a> Checker<'a> {
         }
         if let Some(k) = kind {
             self.kind_rules(t, k, &seen);
+            if k.name == "shell.run" {
+                self.shell_interpolation(t);
+            }
         }
         let deps = self.take_deps();
         let Some(sym) = self.own_symbol(&t.name) else {

@@ -9,6 +9,7 @@ pub use expr::BUILTINS;
 mod fixes;
 mod graph;
 mod items;
+mod shell;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::PathBuf;
