@@ -220,3 +220,32 @@ fn an_execution_killed_mid_run_resumes() {
     assert_eq!(std::fs::read_to_string(d.join("first-runs")).unwrap().trim(), "1");
     assert_eq!(state_of(d, &id), "succeeded");
 }
+
+#[test]
+fn a_decision_needs_a_name_and_records_the_os_user_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("open.kflow"),
+        "flow open {\n  task gate = approval { summary: \"go?\", timeout: 1h }\n}\n",
+    )
+    .unwrap();
+    let o = kflow(d, &["run", "--detach", "open.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let id = only_id(d);
+    for bad in ["", "   ", "al\nice", "\u{1b}[2Jalice"] {
+        let o = kflow(d, &["approve", &id, "--as", bad], &[]);
+        assert_eq!(o.status.code(), Some(2), "--as {bad:?} was accepted");
+        assert!(text(&o.stderr).contains("--as"), "{}", text(&o.stderr));
+    }
+    assert_eq!(state_of(d, &id), "paused", "no refused name decided the gate");
+    let o = kflow(d, &["approve", &id, "--as", "  alice ", "--comment", "ok"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = kflow(d, &["executions", "show", &id, "--json"], &[]);
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gate = &shown["approvals"][0];
+    assert_eq!(gate["decision"], "approved");
+    assert_eq!(gate["by"], "alice");
+    let me = Command::new("id").arg("-un").output().unwrap();
+    assert_eq!(gate["os_user"], text(&me.stdout).trim(), "{gate}");
+}

@@ -78,6 +78,23 @@ impl Owner {
     }
 }
 
+/// The operating-system user running this command (`uid N` without a name).
+pub fn os_user() -> String {
+    // SAFETY: getuid cannot fail; getpwuid_r writes only into the buffers
+    // given, and the name is read only when it reports success.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out);
+        if rc == 0 && !out.is_null() && !pw.pw_name.is_null() {
+            return std::ffi::CStr::from_ptr(pw.pw_name).to_string_lossy().into_owned();
+        }
+        format!("uid {uid}")
+    }
+}
+
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())

@@ -66,7 +66,23 @@ pub fn reject(args: DecideArgs) -> Result<ExitCode> {
     decide(args, false)
 }
 
+/// A reviewer's name: what the gate's `reviewers` list and the history
+/// record, so not empty, not blank, printable, and short.
+fn reviewer_name(name: &str) -> Result<&str> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(UsageError("--as needs a name: who decides".into()));
+    }
+    if trimmed.chars().any(char::is_control) || trimmed.chars().count() > 128 {
+        return Err(UsageError(
+            "--as takes a name of at most 128 printable characters".into(),
+        ));
+    }
+    Ok(trimmed)
+}
+
 fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
+    let by = reviewer_name(&args.by)?.to_string();
     let mut store = open(&args.state)?;
     let (exec, _) = store
         .show(&args.id)
@@ -93,10 +109,9 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
             )));
         }
     };
-    if !gate.reviewers.is_empty() && !gate.reviewers.contains(&args.by) {
+    if !gate.reviewers.is_empty() && !gate.reviewers.contains(&by) {
         return Err(UsageError(format!(
-            "{} may not decide `{}` (reviewers: {})",
-            args.by,
+            "{by} may not decide `{}` (reviewers: {})",
             gate.task,
             gate.reviewers.join(", ")
         )));
@@ -114,9 +129,10 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
     }
     let decision = Decision {
         approved,
-        by: args.by.clone(),
+        by: by.clone(),
         at: kflow_runtime::tasks::approval::rfc3339(jiff::Timestamp::now()),
         comment: args.comment.clone(),
+        os_user: kflow_runtime::owner::os_user(),
     };
     if !store
         .decide(&exec.id, &gate.task, &decision)
@@ -125,7 +141,7 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
         return Err(UsageError(format!("`{}` was decided meanwhile", gate.task)));
     }
     let verb = if approved { "approved" } else { "rejected" };
-    println!("{verb} `{}` of execution {} as {}", gate.task, exec.id, args.by);
+    println!("{verb} `{}` of execution {} as {by}", gate.task, exec.id);
     if !store.process_alive(&exec.id).map_err(|e| UsageError(e.0))? {
         println!("the execution is not running: `kflow resume {}` continues it", exec.id);
     }

@@ -60,6 +60,25 @@ fn exec_json(e: &ExecutionRow) -> serde_json::Value {
     })
 }
 
+fn approvals_json(approvals: &[kflow_runtime::store::Approval]) -> serde_json::Value {
+    approvals
+        .iter()
+        .map(|a| {
+            let d = a.decision.as_ref();
+            json!({
+                "task": a.task,
+                "requested_at": a.requested_at,
+                "deadline": a.deadline,
+                "decision": d.map(|d| if d.approved { "approved" } else { "rejected" }),
+                "by": d.map(|d| &d.by),
+                "os_user": d.map(|d| &d.os_user),
+                "at": d.map(|d| &d.at),
+                "comment": d.map(|d| &d.comment),
+            })
+        })
+        .collect()
+}
+
 fn task_json(t: &TaskRow) -> serde_json::Value {
     json!({
         "task": t.task, "kind": t.kind, "state": t.state, "started_at": t.started_at,
@@ -87,6 +106,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 return Err(UsageError(format!("no execution `{id}` in the history")));
             };
             let artifacts = store.artifacts(&exec.id);
+            let approvals = store.approvals(&exec.id).map_err(|e| UsageError(e.0))?;
             if json {
                 let mut v = exec_json(&exec);
                 v["tasks"] = serde_json::Value::Array(tasks.iter().map(task_json).collect());
@@ -94,6 +114,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     .iter()
                     .map(|(task, path, size)| json!({ "task": task, "path": path, "bytes": size }))
                     .collect();
+                v["approvals"] = approvals_json(&approvals);
                 println!("{v:#}");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -117,6 +138,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             for (task, path, size) in &artifacts {
                 println!("artifact   {task}: {} ({size} bytes)", path.display());
+            }
+            for a in &approvals {
+                match &a.decision {
+                    Some(d) => println!(
+                        "approval   {}: {} by {} (OS user {}) at {}",
+                        a.task,
+                        if d.approved { "approved" } else { "rejected" },
+                        d.by,
+                        d.os_user,
+                        d.at
+                    ),
+                    None => println!("approval   {}: waiting since {}", a.task, a.requested_at),
+                }
             }
             if let serde_json::Value::Object(outputs) = &exec.outputs {
                 for (k, v) in outputs {

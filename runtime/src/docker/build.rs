@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::{describe, EXECUTION_LABEL, HISTORY_LABEL};
+use super::{describe, EXECUTION_LABEL};
 use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
@@ -76,10 +76,9 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
         &format!("sending the build context ({} KiB)", tar.len().div_ceil(1024)),
     );
     let mut labels = string_map(props, "labels");
-    // Images carry the execution and history; not the process (each run
-    // would otherwise differ in a label).
+    // Images carry the execution only: the reaper never removes images, and
+    // each label is a step of the classic builder.
     labels.insert(EXECUTION_LABEL.into(), ctx.execution.to_string());
-    labels.insert(HISTORY_LABEL.into(), ctx.history.to_string());
     let mut options = BuildImageOptionsBuilder::default()
         .dockerfile(&dockerfile)
         .rm(true)

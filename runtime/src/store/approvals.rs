@@ -28,6 +28,8 @@ pub struct Decision {
     pub by: String,
     pub at: String,
     pub comment: String,
+    /// The operating-system user who ran `kflow approve`/`reject`.
+    pub os_user: String,
 }
 
 /// An execution as `kflow resume` finds it.
@@ -60,6 +62,7 @@ fn approval_row(r: &rusqlite::Row) -> rusqlite::Result<Approval> {
                 by: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
                 at: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
                 comment: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                os_user: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
             }),
             None => None,
         },
@@ -67,7 +70,7 @@ fn approval_row(r: &rusqlite::Row) -> rusqlite::Result<Approval> {
 }
 
 const APPROVAL_COLUMNS: &str =
-    "execution_id, task, summary, reviewers, requested_at, deadline, decision, decided_by, decided_at, comment";
+    "execution_id, task, summary, reviewers, requested_at, deadline, decision, decided_by, decided_at, comment, decided_os_user";
 
 impl Store {
     /// Records a gate's request (kept as it is if it exists: a resumed gate
@@ -108,6 +111,17 @@ impl Store {
             .optional()?)
     }
 
+    /// Every gate of an execution, in the order they were requested.
+    pub fn approvals(&self, execution: &str) -> Result<Vec<Approval>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = ?1 ORDER BY requested_at"
+        ))?;
+        let rows = stmt
+            .query_map(params![execution], approval_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     /// Gates of an execution without a decision.
     pub fn pending_approvals(&self, execution: &str) -> Result<Vec<Approval>> {
         let mut stmt = self.conn.prepare(&format!(
@@ -122,14 +136,15 @@ impl Store {
     /// Records a decision, unless one was already taken (first decision wins).
     pub fn decide(&mut self, execution: &str, task: &str, d: &Decision) -> Result<bool> {
         let changed = self.conn.execute(
-            "UPDATE approvals SET decision = ?3, decided_by = ?4, decided_at = ?5, comment = ?6 WHERE execution_id = ?1 AND task = ?2 AND decision IS NULL",
+            "UPDATE approvals SET decision = ?3, decided_by = ?4, decided_at = ?5, comment = ?6, decided_os_user = ?7 WHERE execution_id = ?1 AND task = ?2 AND decision IS NULL",
             params![
                 execution,
                 task,
                 if d.approved { "approved" } else { "rejected" },
                 d.by,
                 d.at,
-                d.comment
+                d.comment,
+                d.os_user
             ],
         )?;
         Ok(changed == 1)

@@ -84,6 +84,11 @@ ALTER TABLE executions ADD COLUMN owner TEXT;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO meta (key, value) VALUES ('history', lower(hex(randomblob(16))));
 "#,
+    // Who was logged in on the machine when a local decision was taken,
+    // beside the name given with `--as`.
+    r#"
+ALTER TABLE approvals ADD COLUMN decided_os_user TEXT;
+"#,
 ];
 
 #[derive(Debug)]
@@ -111,18 +116,17 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// A new execution id: sortable by time, unique enough across processes.
-fn new_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    let stamp = jiff::ZonedDateTime::now().strftime("%Y%m%d-%H%M%S").to_string();
-    format!("{stamp}-{:04x}", h.finish() & 0xffff)
+/// A new execution id, time-ordered like a ULID: the UTC time to the
+/// millisecond, then 64 random bits from the operating system
+/// (`20261201-205121123-3f9a2c1d0e4b5a69`), so ids sort by start and two
+/// executions never share one (a collision needs ~4 billion ids in one ms).
+/// Commands take any unique prefix.
+pub fn new_id() -> String {
+    use rand_core::RngCore;
+    let now = jiff::Timestamp::now();
+    let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
+    let ms = now.subsec_millisecond();
+    format!("{stamp}{ms:03}-{:016x}", rand_core::OsRng.next_u64())
 }
 
 /// Whether the process recorded for an execution lives: by its owner
@@ -616,6 +620,16 @@ mod tests {
         assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
         assert_eq!(std::fs::read_to_string(s.log_path(&id, "build")).unwrap(), "line one\n");
         assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn execution_ids_never_collide_and_sort_by_time() {
+        let ids: Vec<String> = (0..20_000).map(|_| new_id()).collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        // The time part (to the millisecond) never goes back.
+        assert!(ids.windows(2).all(|w| w[0][..18] <= w[1][..18]), "{:?}", &ids[..3]);
+        assert_eq!(ids[0].len(), "20261201-205121123-3f9a2c1d0e4b5a69".len());
     }
 
     #[test]
