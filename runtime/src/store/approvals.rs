@@ -264,6 +264,7 @@ mod tests {
             by: "alice".into(),
             at: now(),
             comment: "ship it".into(),
+            os_user: "ci".into(),
         };
         assert!(s.decide(&id, "gate", &d).unwrap());
         // A second decision does not replace the first.
