@@ -612,3 +612,49 @@ fn the_shell_interpolation_fix_closes_the_injection() {
         "{src}"
     );
 }
+
+/// `kflow executions` and `kflow logs` read a history they may not write:
+/// here as the unprivileged user `nobody`, of a root-owned history.
+#[test]
+fn a_history_that_cannot_be_written_can_still_be_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| text(&o.stdout).trim() == "0");
+    if !is_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv to read as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hello.kflow"), HELLO).unwrap();
+    let o = kflow(d, &["run", "hello.kflow"], &[("HELLO_TOKEN", "t0p-s3cret")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // The binary and the history where `nobody` may read but not write.
+    let bin = d.join("kflow");
+    std::fs::copy(env!("CARGO_BIN_EXE_kflow"), &bin).unwrap();
+    for p in [d.to_path_buf(), d.join(".kflow")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(args)
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = as_nobody(&["executions", "list", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.len(), 1);
+    let id = list[0]["id"].as_str().unwrap();
+    let o = as_nobody(&["logs", id, "leak"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "the token is ***\n");
+    let o = as_nobody(&["executions", "show", id]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}

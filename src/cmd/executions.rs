@@ -24,7 +24,8 @@ impl StateArg {
                 dir.display()
             )));
         }
-        Store::open(&dir).map_err(|e| UsageError(e.0))
+        // Reading needs no write access.
+        Store::open_read(&dir).map_err(|e| UsageError(e.0))
     }
 }
 

@@ -22,6 +22,15 @@ use crate::owner::{Liveness, Owner};
 
 /// Bytes of log kept per task run; the rest is dropped with a note.
 pub const LOG_CAP: u64 = 10 * 1024 * 1024;
+/// The last line of a log that reached [`LOG_CAP`].
+const TRUNCATED: &str = "[kflow: log truncated at 10 MiB]\n";
+
+/// A task log being written.
+struct TaskLog {
+    file: std::fs::File,
+    written: u64,
+    truncated: bool,
+}
 
 const SCHEMA: &[&str] = &[
     r#"
@@ -169,7 +178,7 @@ pub struct NewExecution<'a> {
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
-    logs: HashMap<(String, String), (std::fs::File, u64)>,
+    logs: HashMap<(String, String), TaskLog>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +257,47 @@ impl Store {
         };
         store.mark_interrupted()?;
         Ok(store)
+    }
+
+    /// Opens an existing history for reading only: nothing is created,
+    /// migrated or marked, so a history on a read-only disk, or of another
+    /// user, can be read. A history written by an older kflow is refused
+    /// (its columns differ) with a note on how to upgrade it.
+    pub fn open_read(dir: &Path) -> Result<Store> {
+        use rusqlite::OpenFlags;
+        let path = dir.join("history.db");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let probe = |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
+        let conn = Connection::open_with_flags(&path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let (conn, version) = match probe(&conn) {
+            Ok(v) => (conn, v),
+            // A WAL history needs its shared-memory file; where that cannot
+            // be created (a read-only folder), read the file as it is.
+            Err(_) => {
+                let escaped = path
+                    .to_string_lossy()
+                    .replace('%', "%25")
+                    .replace('?', "%3f")
+                    .replace('#', "%23");
+                let uri = format!("file:{escaped}?immutable=1");
+                let conn = Connection::open_with_flags(uri, flags)?;
+                let v = probe(&conn)?;
+                (conn, v)
+            }
+        };
+        if (version as usize) < SCHEMA.len() {
+            return Err(StoreError(format!(
+                "the history in {} was written by an older kflow: run any kflow command that writes it (`kflow gc --state {}`) once with write access to upgrade it",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        Ok(Store {
+            conn,
+            dir: dir.to_path_buf(),
+            logs: HashMap::new(),
+        })
     }
 
     fn mark_interrupted(&self) -> Result<()> {
@@ -399,23 +449,30 @@ impl Store {
                 .append(true)
                 .open(self.log_path(id, task))
                 .map_err(|e| StoreError(format!("cannot open the log of `{task}`: {e}")))?;
-            self.logs.insert(key.clone(), (f, 0));
+            self.logs.insert(
+                key.clone(),
+                TaskLog {
+                    file: f,
+                    written: 0,
+                    truncated: false,
+                },
+            );
         }
-        let (file, written) = self.logs.get_mut(&key).expect("inserted above");
-        if *written >= LOG_CAP {
+        let log = self.logs.get_mut(&key).expect("inserted above");
+        if log.truncated {
             return Ok(());
         }
-        let text = if *written + line.len() as u64 + 1 > LOG_CAP {
-            "[kflow: log truncated at 10 MiB]\n".to_string()
+        // Room is kept for the note, so a log that fills up always says so,
+        // however exactly its lines meet the cap.
+        let text = if log.written + line.len() as u64 + 1 > LOG_CAP - TRUNCATED.len() as u64 {
+            log.truncated = true;
+            TRUNCATED.to_string()
         } else {
             format!("{line}\n")
         };
-        *written += if text.starts_with("[kflow: log truncated") {
-            LOG_CAP
-        } else {
-            text.len() as u64
-        };
-        file.write_all(text.as_bytes())
+        log.written += text.len() as u64;
+        log.file
+            .write_all(text.as_bytes())
             .map_err(|e| StoreError(format!("cannot write the log of `{task}`: {e}")))
     }
 
@@ -484,7 +541,22 @@ impl Store {
                     outputs: json_column(r.get::<_, Option<String>>(7)?),
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<rusqlite::Result<Vec<TaskRow>>>()?;
+        // As `mark_interrupted` would have recorded it, for a reader that
+        // may not write.
+        let tasks = if exec.state == "interrupted" {
+            tasks
+                .into_iter()
+                .map(|mut t| {
+                    if t.state == "running" {
+                        t.state = "interrupted".into();
+                    }
+                    t
+                })
+                .collect()
+        } else {
+            tasks
+        };
         Ok(Some((exec, tasks)))
     }
 }
@@ -500,18 +572,24 @@ fn declare_run(tx: &rusqlite::Transaction, id: &str, task: &str, kind: &str) -> 
 }
 
 /// The columns `execution_row` reads, in its order.
-const EXECUTION_COLUMNS: &str = "id, flow, file, state, started_at, ended_at, inputs, failures, outputs";
+const EXECUTION_COLUMNS: &str = "id, flow, file, state, started_at, ended_at, inputs, failures, outputs, pid, owner";
 
 fn json_column(text: Option<String>) -> Json {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Json::Null)
 }
 
 fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
+    let mut state: String = r.get(3)?;
+    // A reader that may not write (see `open_read`) still tells the truth
+    // about an execution whose process is gone.
+    if state == "running" && !recorded_alive(r.get::<_, Option<String>>(10)?.as_deref(), r.get(9)?) {
+        state = "interrupted".into();
+    }
     Ok(ExecutionRow {
         id: r.get(0)?,
         flow: r.get(1)?,
         file: r.get(2)?,
-        state: r.get(3)?,
+        state,
         started_at: r.get(4)?,
         ended_at: r.get(5)?,
         inputs: json_column(r.get(6)?),
@@ -721,5 +799,25 @@ mod tests {
         assert!(size <= LOG_CAP, "{size}");
         let text = std::fs::read_to_string(s.log_path("e", "t")).unwrap();
         assert!(text.ends_with("[kflow: log truncated at 10 MiB]\n"));
+    }
+
+    #[test]
+    fn a_log_filled_exactly_to_its_cap_still_says_it_was_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        // Lines that add up to the cap exactly, then one more.
+        let line = "y".repeat(1024 * 1024 - 1);
+        for _ in 0..11 {
+            s.log("e", "t", &line).unwrap();
+        }
+        let text = std::fs::read_to_string(s.log_path("e", "t")).unwrap();
+        assert!(text.len() as u64 <= LOG_CAP);
+        assert!(text.ends_with(TRUNCATED), "{}", &text[text.len() - 40..]);
+        // A log that just fits is not marked.
+        let fits = "z".repeat(1000);
+        s.log("e", "u", &fits).unwrap();
+        assert!(!std::fs::read_to_string(s.log_path("e", "u"))
+            .unwrap()
+            .contains("truncated"));
     }
 }
