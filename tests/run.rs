@@ -658,3 +658,61 @@ fn a_history_that_cannot_be_written_can_still_be_read() {
     let o = as_nobody(&["executions", "show", id]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 }
+
+/// Another process takes the history's write lock in the middle of a run
+/// and holds it longer than SQLite's busy timeout: no write is dropped, and
+/// once the lock is free the history says what really happened.
+#[test]
+fn writes_wait_out_a_locked_history_and_are_never_dropped() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 holds the lock in this test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let started = d.join("started");
+    let flow = format!(
+        "flow l {{\n  task first = shell.run {{ script: \"touch {}; sleep 1; echo one\" }}\n  task second = log {{ message: \"two\", after: [first] }}\n}}\n",
+        started.display()
+    );
+    std::fs::write(d.join("l.kflow"), flow).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(["run", "l.kflow"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let flag = d.join("locked");
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time, pathlib\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
+             c.execute('BEGIN IMMEDIATE')\n\
+             pathlib.Path(sys.argv[2]).touch()\n\
+             time.sleep(13)\n\
+             c.execute('COMMIT')\n",
+        ])
+        .arg(d.join(".kflow/history.db"))
+        .arg(&flag)
+        .spawn()
+        .unwrap();
+    let o = run.wait_with_output().unwrap();
+    holder.wait().unwrap();
+    assert!(flag.exists(), "the lock was taken");
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let exec = only_execution(d);
+    assert_eq!(exec["state"], "succeeded", "{exec}");
+    let id = exec["id"].as_str().unwrap();
+    let o = kflow(d, &["executions", "show", id, "--json"], &[]);
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tasks = shown["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    for t in tasks {
+        assert_eq!(t["state"], "succeeded", "{t}");
+    }
+}

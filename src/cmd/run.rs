@@ -173,7 +173,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
-    let (report, mut store) = runtime.block_on(async {
+    let (report, recorder) = runtime.block_on(async {
         super::gc::reap_quietly(&store).await;
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
@@ -205,9 +205,10 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
             cancel,
         };
         let report = execute(Arc::new(plan.clone()), env, tx).await;
-        let store = consumer.await.expect("the event consumer does not panic");
-        (report, store)
+        let recorder = consumer.await.expect("the event consumer does not panic");
+        (report, recorder)
     });
+    let Recorder { mut store, unrecorded } = recorder;
     let state = report.outcome();
     let outputs: serde_json::Map<String, serde_json::Value> =
         report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
@@ -228,13 +229,33 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Err(e) = store.finish(
-        &id,
-        state,
-        &json!(report.failures),
-        &serde_json::Value::Object(outputs.clone()),
-    ) {
-        eprintln!("kflow: {e}");
+    // A history that missed changes must not claim the run ended: it says
+    // `interrupted` (and `resume` reruns what it did not see succeed).
+    let (recorded_state, mut failures) = if unrecorded > 0 {
+        ("interrupted", report.failures.clone())
+    } else {
+        (state, report.failures.clone())
+    };
+    if unrecorded > 0 {
+        failures.push(format!(
+            "the history could not record {unrecorded} change(s) of this execution (locked by another process)"
+        ));
+    }
+    let deadline = std::time::Instant::now() + HISTORY_WAIT;
+    loop {
+        match store.finish(
+            &id,
+            recorded_state,
+            &json!(failures),
+            &serde_json::Value::Object(outputs.clone()),
+        ) {
+            Ok(()) => break,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(500)),
+            Err(e) => {
+                eprintln!("kflow: {e}: the end of this execution is not recorded (it will show as interrupted)");
+                break;
+            }
+        }
     }
     print_result(&plan, &report, &outputs, json);
     Ok(match state {
@@ -334,8 +355,9 @@ async fn consume(
     mut console: Console,
     mut store: Store,
     id: String,
-) -> Store {
+) -> Recorder {
     let mut warned = false;
+    let mut pending: Vec<Change> = Vec::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -408,14 +430,52 @@ async fn consume(
                 warned = true;
             }
         }
-        if let (Err(e), false) = (store.apply(&id, &changes), warned) {
-            console.finish();
-            eprintln!("kflow: {e} (the run goes on)");
-            warned = true;
+        // Changes that could not be written (another process holds the
+        // history's lock past the busy timeout) are kept and written with
+        // the next batch, in order: never dropped.
+        pending.extend(changes);
+        if let Err(e) = store.apply(&id, &pending) {
+            if !warned {
+                console.finish();
+                eprintln!("kflow: {e}; the run goes on and the history is written when it can be");
+                warned = true;
+            }
+        } else {
+            pending.clear();
         }
     }
     console.finish();
-    store
+    // The last changes wait for the lock a while longer before giving up.
+    let deadline = std::time::Instant::now() + HISTORY_WAIT;
+    while !pending.is_empty() {
+        match store.apply(&id, &pending) {
+            Ok(()) => pending.clear(),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await
+            }
+            Err(e) => {
+                eprintln!(
+                    "kflow: {e}: {} change(s) of this execution could not be recorded",
+                    pending.len()
+                );
+                break;
+            }
+        }
+    }
+    Recorder {
+        store,
+        unrecorded: pending.len(),
+    }
+}
+
+/// How long the end of a run waits for a history another process keeps
+/// locked (on top of SQLite's own busy timeout per attempt).
+const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The history after a run, and how many changes it could not record.
+struct Recorder {
+    store: Store,
+    unrecorded: usize,
 }
 
 fn print_plan(plan: &Plan, inputs: &BTreeMap<String, kflow_runtime::value::Value>) {
