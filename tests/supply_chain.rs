@@ -154,3 +154,17 @@ fn without_trivy_the_task_says_how_to_get_it() {
         "{err}"
     );
 }
+
+/// A string where the catalog says `image|pinned|ref` type-checks (with the
+/// unpinned-image lint), so it must run too.
+#[test]
+fn a_string_image_that_type_checks_also_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fake_trivy(dir.path(), "debian-buster.json");
+    let flow = "flow scan {\n  input img: string\n  task scan = trivy.scan { image: img }\n  output low = scan.low\n}\n";
+    let (code, out, err) = run(dir.path(), flow, &path);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("low = 1"), "{out}");
+    let calls = std::fs::read_to_string(dir.path().join("trivy-calls")).unwrap();
+    assert_eq!(calls.lines().next().unwrap().split(' ').next_back().unwrap(), IMG);
+}

@@ -50,6 +50,21 @@ pub enum Credentials {
 }
 
 impl Value {
+    /// The value as the property's declared type wants it. The checker lets
+    /// a `string` stand where a `ref` is wanted; the runtime then gets the
+    /// `ref` the property is typed with, so a task never meets a type its
+    /// checker accepted but its code does not expect.
+    pub fn fitted(self, ty: &kflow_compiler::types::Ty) -> Value {
+        use kflow_compiler::types::Ty;
+        match (self, ty) {
+            (v, Ty::Optional(t)) => v.fitted(t),
+            (Value::Str(s), t) if t.accepts(&Ty::Ref) && !t.accepts(&Ty::String) => Value::Ref(s),
+            (Value::List(items), Ty::List(t)) => Value::List(items.into_iter().map(|v| v.fitted(t)).collect()),
+            (Value::Map(m), Ty::Map(t)) => Value::Map(m.into_iter().map(|(k, v)| (k, v.fitted(t))).collect()),
+            (v, _) => v,
+        }
+    }
+
     /// The text of a value interpolated into a string (`"${x}"`). Secrets,
     /// lists, maps and missing values have none: the checker rejects them,
     /// so meeting one here is a bug reported as an error, not printed.
@@ -191,5 +206,27 @@ mod tests {
         assert!(!json.contains("s3cr3t") && !json.contains("pw-123"), "{json}");
         assert_eq!(v.secrets().len(), 2);
         assert_eq!(Value::Secret(Secret::new("x")).to_text(), None);
+    }
+
+    #[test]
+    fn strings_become_the_refs_their_property_is_typed_with() {
+        use kflow_compiler::catalog;
+        // Every property the checker lets a string into as a `ref`.
+        for kind in catalog::KINDS {
+            for p in kind.props {
+                let ty = catalog::ty(p.ty);
+                let fits = kflow_compiler::types::fit(&kflow_compiler::types::Ty::String, ty);
+                if fits != kflow_compiler::types::Fit::Yes || ty.accepts(&kflow_compiler::types::Ty::String) {
+                    continue;
+                }
+                let v = Value::Str("127.0.0.1:5000/app:1".into()).fitted(ty);
+                assert!(
+                    matches!(v, Value::Ref(_)) || ty.accepts(&kflow_compiler::types::Ty::Path),
+                    "{}.{}: {v:?}",
+                    kind.name,
+                    p.name
+                );
+            }
+        }
     }
 }

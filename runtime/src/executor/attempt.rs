@@ -74,7 +74,7 @@ pub(super) fn prepare(node: &Node, values: &dyn Scope) -> Result<Option<Prepared
     }
     let mut props = Props::new();
     for (name, p) in &node.props {
-        props.insert(name.clone(), eval(&p.value, values)?);
+        props.insert(name.clone(), eval(&p.value, values)?.fitted(&p.ty));
     }
     let retry = Retry::of(node, values)?;
     let mut timeout = match &node.timeout {
