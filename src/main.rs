@@ -95,7 +95,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors may quote what a registry or a file said.
+            eprintln!("error: {}", kflow_runtime::printable::printable(&e.to_string()));
             ExitCode::from(2)
         }
     }

@@ -716,3 +716,25 @@ fn writes_wait_out_a_locked_history_and_are_never_dropped() {
         assert_eq!(t["state"], "succeeded", "{t}");
     }
 }
+
+/// Control sequences from a task (or a registry's message in an error)
+/// are shown, not obeyed: no raw escape but colours reaches the terminal.
+#[test]
+fn control_characters_from_outside_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = "flow esc {\n  task t = shell.run { script: \"printf 'a\\\\033[2Jb\\\\033]0;pwned\\\\007c\\\\033[31mred\\\\033[0m\\\\n'; printf 'digest sha256:\\\\033[2J' >&2; exit 3\" }\n}\n";
+    std::fs::write(dir.path().join("esc.kflow"), flow).unwrap();
+    let o = kflow(dir.path(), &["run", "esc.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    for (name, out) in [("stdout", text(&o.stdout)), ("stderr", text(&o.stderr))] {
+        let raw_escapes = out.matches('\x1b').count();
+        let colours = out.matches("\x1b[31m").count() + out.matches("\x1b[0m").count();
+        assert_eq!(raw_escapes, colours, "{name}: {out:?}");
+        assert!(!out.contains('\x07'), "{name}: {out:?}");
+    }
+    assert!(text(&o.stdout).contains("a\\x1b[2Jb\\x1b]0;pwned\\x07c"), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("digest sha256:\\x1b[2J"), "{}", text(&o.stderr));
+    let exec = only_execution(dir.path());
+    let o = kflow(dir.path(), &["logs", exec["id"].as_str().unwrap()], &[]);
+    assert!(!text(&o.stdout).contains("\x1b[2J"), "{:?}", text(&o.stdout));
+}

@@ -161,7 +161,8 @@ fn without_trivy_the_task_says_how_to_get_it() {
 fn a_string_image_that_type_checks_also_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = fake_trivy(dir.path(), "debian-buster.json");
-    let flow = "flow scan {\n  input img: string\n  task scan = trivy.scan { image: img }\n  output low = scan.low\n}\n";
+    let flow =
+        "flow scan {\n  input img: string\n  task scan = trivy.scan { image: img }\n  output low = scan.low\n}\n";
     let (code, out, err) = run(dir.path(), flow, &path);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("low = 1"), "{out}");

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod inputs;
 pub mod net;
 pub mod owner;
+pub mod printable;
 pub mod reaper;
 pub mod registry;
 pub mod scan;

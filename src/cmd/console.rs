@@ -2,6 +2,7 @@
 //! (`--json`), plain timestamped lines (not a terminal), or, on a terminal, the
 //! same lines scrolling above a live footer of the running tasks.
 
+use kflow_runtime::printable::printable;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -267,6 +268,9 @@ fn plain_event(event: &Event, t: f64, width: usize, color: bool) -> String {
         }
     };
     let p = prefix(task);
+    // Task output and error messages come from outside: no control
+    // sequence of theirs reaches the terminal.
+    let body = printable(&body);
     let mut lines = body.lines();
     let mut out = format!("{p} {}", lines.next().unwrap_or(""));
     for more in lines {

@@ -1,5 +1,6 @@
 //! `kflow executions list|show` and `kflow logs`: reading the history.
 
+use kflow_runtime::printable::printable;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -132,7 +133,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 };
                 println!("  {:<20} {:<14} {}{tries}", t.task, t.kind, t.state);
                 if let Some(e) = &t.error {
-                    for line in e.lines() {
+                    for line in printable(e).lines() {
                         println!("      {line}");
                     }
                 }
@@ -155,7 +156,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             if let serde_json::Value::Object(outputs) = &exec.outputs {
                 for (k, v) in outputs {
-                    println!("output {k} = {v}");
+                    println!("output {k} = {}", printable(&v.to_string()));
                 }
             }
         }
@@ -197,7 +198,7 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e)))),
         };
-        for line in text.lines() {
+        for line in printable(&text).lines() {
             if args.task.is_some() {
                 println!("{line}");
             } else {

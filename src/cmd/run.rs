@@ -1,3 +1,4 @@
+use kflow_runtime::printable::printable;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -504,7 +505,7 @@ fn print_result(plan: &Plan, report: &Report, outputs: &serde_json::Map<String, 
     for (name, v) in outputs {
         match v {
             serde_json::Value::Null => println!("{name} (not produced)"),
-            serde_json::Value::String(s) => println!("{name} = {s}"),
+            serde_json::Value::String(s) => println!("{name} = {}", printable(s)),
             other => println!("{name} = {other}"),
         }
     }
@@ -513,6 +514,7 @@ fn print_result(plan: &Plan, report: &Report, outputs: &serde_json::Map<String, 
     } else if !report.succeeded() {
         eprintln!("flow {} failed:", plan.flow);
         for f in &report.failures {
+            let f = printable(f);
             let mut lines = f.lines();
             eprintln!("  {}", lines.next().unwrap_or(""));
             for more in lines {
