@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| needs_escape(c)) {
+    if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
