@@ -295,3 +295,50 @@ fn colour_only_on_a_terminal() {
     assert!(stdout(&plain).contains("image-not-digest"));
     assert!(!stdout(&plain).contains("\u{1b}["), "NO_COLOR is honoured");
 }
+
+/// Symlink loops, several links to one file, FIFOs and dangling links under
+/// a folder: every file is checked once, nothing hangs, what is skipped is
+/// said.
+#[test]
+fn check_visits_each_file_once_and_skips_what_is_not_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let flows = d.join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    write(
+        &flows,
+        "one.kflow",
+        "flow one {\n  task t = log { message: \"hi\" }\n}\n",
+    );
+    // Loops: to itself, to its parent, and two folders linking each other.
+    std::os::unix::fs::symlink(&flows, flows.join("self")).unwrap();
+    std::os::unix::fs::symlink(d, flows.join("up")).unwrap();
+    std::fs::create_dir(d.join("a")).unwrap();
+    std::fs::create_dir(d.join("b")).unwrap();
+    std::os::unix::fs::symlink(d.join("b"), d.join("a/to-b")).unwrap();
+    std::os::unix::fs::symlink(d.join("a"), d.join("b/to-a")).unwrap();
+    std::os::unix::fs::symlink(flows.join("one.kflow"), flows.join("again.kflow")).unwrap();
+    std::os::unix::fs::symlink(d.join("gone"), flows.join("dangling.kflow")).unwrap();
+    let fifo = flows.join("pipe.kflow");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(["check", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("1 file checked"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("pipe.kflow: not a regular file"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dangling.kflow"), "{}", stderr(&o));
+    // Named directly, a FIFO is an error, not a wait.
+    let o = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(["check", fifo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not a regular file"), "{}", stderr(&o));
+}

@@ -732,8 +732,16 @@ fn control_characters_from_outside_are_escaped() {
         assert_eq!(raw_escapes, colours, "{name}: {out:?}");
         assert!(!out.contains('\x07'), "{name}: {out:?}");
     }
-    assert!(text(&o.stdout).contains("a\\x1b[2Jb\\x1b]0;pwned\\x07c"), "{}", text(&o.stdout));
-    assert!(text(&o.stderr).contains("digest sha256:\\x1b[2J"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("a\\x1b[2Jb\\x1b]0;pwned\\x07c"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        text(&o.stderr).contains("digest sha256:\\x1b[2J"),
+        "{}",
+        text(&o.stderr)
+    );
     let exec = only_execution(dir.path());
     let o = kflow(dir.path(), &["logs", exec["id"].as_str().unwrap()], &[]);
     assert!(!text(&o.stdout).contains("\x1b[2J"), "{:?}", text(&o.stdout));
