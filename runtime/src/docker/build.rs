@@ -67,10 +67,19 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
     };
     let ctx_dir = context.clone();
     let always = vec![dockerfile.clone()];
-    let tar = tokio::task::spawn_blocking(move || super::context::tar(&ctx_dir, &always, &extra))
-        .await
-        .map_err(|e| failed(format!("packing the build context failed: {e}")))?
-        .map_err(failed)?;
+    let stop = ctx.cancel.child_token();
+    let stop_packing = stop.clone();
+    let packing = tokio::task::spawn_blocking(move || super::context::tar(&ctx_dir, &always, &extra, &stop_packing));
+    let tar = tokio::select! {
+        r = packing => r
+            .map_err(|e| failed(format!("packing the build context failed: {e}")))?
+            .map_err(failed)?,
+        _ = ctx.cancel.cancelled() => {
+            // The blocking thread sees it at its next entry.
+            stop.cancel();
+            return Err(TaskError::Cancelled);
+        }
+    };
     ctx.log(
         Stream::Info,
         &format!("sending the build context ({} KiB)", tar.len().div_ceil(1024)),

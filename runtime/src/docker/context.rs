@@ -86,71 +86,159 @@ impl Ignore {
 }
 
 /// `**` matches any number of segments; other segments match one segment.
+/// Greedy with one backtrack point, like [`glob`]: no pattern makes it
+/// exponential (`a/**/b/**/c/…` against a deep path included).
 fn match_parts(pat: &[String], path: &[&str]) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => (0..=path.len()).any(|skip| match_parts(rest, &path[skip..])),
-        Some((first, rest)) => match path.split_first() {
-            Some((seg, more)) => glob(first.as_bytes(), seg.as_bytes()) && match_parts(rest, more),
-            None => false,
-        },
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < path.len() {
+        match pat.get(pi) {
+            Some(p) if p == "**" => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(p) if glob(p.as_bytes(), path[si].as_bytes()) => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    pat[pi..].iter().all(|p| p == "**")
+}
+
+/// One element of a segment pattern.
+#[derive(Debug, PartialEq)]
+enum Tok {
+    Byte(u8),
+    Any,
+    Star,
+    /// `[…]`: ranges (a single byte is `(b, b)`), negated or not.
+    Class(Vec<(u8, u8)>, bool),
+}
+
+/// The pattern's elements; `None` for a malformed pattern (an unterminated
+/// class), which matches nothing, as in Go.
+fn tokens(p: &[u8]) -> Option<Vec<Tok>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'*' => {
+                if out.last() != Some(&Tok::Star) {
+                    out.push(Tok::Star);
+                }
+                i += 1;
+            }
+            b'?' => {
+                out.push(Tok::Any);
+                i += 1;
+            }
+            b'\\' if i + 1 < p.len() => {
+                out.push(Tok::Byte(p[i + 1]));
+                i += 2;
+            }
+            b'[' => {
+                i += 1;
+                let negate = matches!(p.get(i), Some(b'^') | Some(b'!'));
+                if negate {
+                    i += 1;
+                }
+                let mut ranges = Vec::new();
+                let mut first = true;
+                while i < p.len() && (p[i] != b']' || first) {
+                    first = false;
+                    let lo = if p[i] == b'\\' && i + 1 < p.len() {
+                        i += 1;
+                        p[i]
+                    } else {
+                        p[i]
+                    };
+                    if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
+                        ranges.push((lo, p[i + 2]));
+                        i += 3;
+                    } else {
+                        ranges.push((lo, lo));
+                        i += 1;
+                    }
+                }
+                if i >= p.len() {
+                    return None;
+                }
+                i += 1;
+                out.push(Tok::Class(ranges, negate));
+            }
+            c => {
+                out.push(Tok::Byte(c));
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Go's `filepath.Match` within one segment: `*`, `?`, `[…]` (with `^`/`!`
-/// negation and ranges) and `\` escapes.
+/// negation and ranges) and `\` escapes. Greedy matching that backtracks
+/// only to the last `*`: time proportional to pattern × name, whatever the
+/// pattern (`*a*a*a*…b` included), instead of exponential.
 fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|i| glob(&p[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && glob(&p[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(&c) = s.first() else { return false };
-            let mut i = 1;
-            let negate = matches!(p.get(1), Some(b'^') | Some(b'!'));
-            if negate {
-                i += 1;
+    let Some(p) = tokens(p) else { return false };
+    let one = |t: &Tok, c: u8| match t {
+        Tok::Byte(b) => *b == c,
+        Tok::Any => true,
+        Tok::Class(ranges, negate) => ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negate,
+        Tok::Star => false,
+    };
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(Tok::Star) => {
+                star = Some((pi, si));
+                pi += 1;
             }
-            let mut matched = false;
-            let mut first = true;
-            while i < p.len() && (p[i] != b']' || first) {
-                first = false;
-                let lo = if p[i] == b'\\' && i + 1 < p.len() {
-                    i += 1;
-                    p[i]
-                } else {
-                    p[i]
-                };
-                if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
-                    let hi = p[i + 2];
-                    matched |= lo <= c && c <= hi;
-                    i += 3;
-                } else {
-                    matched |= lo == c;
-                    i += 1;
+            Some(t) if one(t, s[si]) => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
                 }
-            }
-            if i >= p.len() {
-                return false; // unterminated class: matches nothing, as in Go
-            }
-            matched != negate && glob(&p[i + 1..], &s[1..])
+                None => return false,
+            },
         }
-        Some(b'\\') if p.len() > 1 => s.first() == Some(&p[1]) && glob(&p[2..], &s[1..]),
-        Some(&c) => s.first() == Some(&c) && glob(&p[1..], &s[1..]),
     }
+    p[pi..].iter().all(|t| *t == Tok::Star)
 }
 
 /// Writes the context as a tar: entries in a stable order, owners zeroed,
 /// modes and times kept, symlinks as links. `always` names files sent even
 /// when excluded (the Dockerfile); `extra` adds generated files.
-pub fn tar(context: &Path, always: &[String], extra: &[(String, Vec<u8>)]) -> Result<Vec<u8>, String> {
+/// `cancel` stops it between two entries (it runs on a blocking thread,
+/// where the task's cancellation cannot reach otherwise).
+pub fn tar(
+    context: &Path,
+    always: &[String],
+    extra: &[(String, Vec<u8>)],
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<u8>, String> {
     let ignore = Ignore::read(context).map_err(|e| format!("cannot read .dockerignore: {e}"))?;
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
     builder.mode(tar::HeaderMode::Deterministic);
     let mut always: Vec<String> = always.iter().map(|a| clean(a).join("/")).collect();
     always.push(".dockerignore".into());
-    walk(context, PathBuf::new(), &ignore, &always, &mut builder)?;
+    walk(context, PathBuf::new(), &ignore, &always, &mut builder, cancel)?;
     for (name, bytes) in extra {
         let mut h = tar::Header::new_gnu();
         h.set_size(bytes.len() as u64);
@@ -171,6 +259,7 @@ fn walk(
     ignore: &Ignore,
     always: &[String],
     builder: &mut tar::Builder<Vec<u8>>,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), String> {
     let dir = root.join(&rel);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -179,6 +268,9 @@ fn walk(
         .collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
+        if cancel.is_cancelled() {
+            return Err("cancelled".into());
+        }
         let rel_path = rel.join(entry.file_name());
         let rel_str = rel_path.to_string_lossy().replace('\\', "/");
         let file_type = entry
@@ -192,7 +284,7 @@ fn walk(
                     .map_err(|e| format!("cannot add {rel_str} to the build context: {e}"))?;
             }
             if kept || ignore.may_reinclude_under(&rel_str) {
-                walk(root, rel_path, ignore, always, builder)?;
+                walk(root, rel_path, ignore, always, builder, cancel)?;
             }
         } else if kept {
             builder
@@ -206,6 +298,65 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward recursive matcher (exponential on hostile
+    /// patterns): the reference the linear one is compared with.
+    fn reference(p: &[u8], s: &[u8]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some(b'*') => (0..=s.len()).any(|i| reference(&p[1..], &s[i..])),
+            Some(b'?') => !s.is_empty() && reference(&p[1..], &s[1..]),
+            Some(&c) => s.first() == Some(&c) && reference(&p[1..], &s[1..]),
+        }
+    }
+
+    #[test]
+    fn the_linear_matcher_agrees_with_the_reference() {
+        // A small deterministic generator over a tiny alphabet, where
+        // stars and repeats interact the most.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..20_000 {
+            let p: Vec<u8> = (0..next(7)).map(|_| b"ab*?"[next(4) as usize]).collect();
+            let s: Vec<u8> = (0..next(8)).map(|_| b"ab"[next(2) as usize]).collect();
+            assert_eq!(
+                glob(&p, &s),
+                reference(&p, &s),
+                "{:?} {:?}",
+                String::from_utf8_lossy(&p),
+                String::from_utf8_lossy(&s)
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_patterns_take_no_time() {
+        let started = std::time::Instant::now();
+        let name = "a".repeat(200);
+        assert!(!glob(b"*a*a*a*a*a*a*a*a*a*a*a*a*a*b", name.as_bytes()));
+        let ignore = Ignore::parse(&"**/a/".repeat(30));
+        let deep = vec!["a"; 60].join("/") + "/x";
+        let _ = ignore.excludes(&deep);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn packing_stops_when_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        cancel.cancel();
+        assert_eq!(tar(dir.path(), &[], &[], &cancel).unwrap_err(), "cancelled");
+    }
 
     #[test]
     fn dockerignore_follows_docker() {
@@ -243,7 +394,7 @@ mod tests {
         std::fs::write(d.join("debug.log"), "noise").unwrap();
         std::fs::create_dir(d.join("cache")).unwrap();
         std::fs::write(d.join("cache/big"), "x").unwrap();
-        let bytes = tar(d, &["Dockerfile".into()], &[]).unwrap();
+        let bytes = tar(d, &["Dockerfile".into()], &[], &Default::default()).unwrap();
         let mut names: Vec<String> = tar::Archive::new(bytes.as_slice())
             .entries()
             .unwrap()
