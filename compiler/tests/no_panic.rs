@@ -199,3 +199,54 @@ proptest! {
         exercise(&tokens.join(" "));
     }
 }
+
+/// `n` tasks, each after the one before (and the first after the last when
+/// `cycle`).
+fn chain(n: usize, cycle: bool) -> String {
+    let mut src = String::from("flow chain {\n");
+    let first_after = if cycle {
+        format!(", after: [t{}]", n - 1)
+    } else {
+        String::new()
+    };
+    src.push_str(&format!("  task t0 = log {{ message: \"x\"{first_after} }}\n"));
+    for i in 1..n {
+        src.push_str(&format!(
+            "  task t{i} = log {{ message: \"x\", after: [t{}] }}\n",
+            i - 1
+        ));
+    }
+    src.push_str("}\n");
+    src
+}
+
+/// Depth is no danger: a 100,000-task chain checks (and graphs) on a test
+/// thread's 2 MiB stack, and a 10,000-task cycle is one short diagnostic.
+#[test]
+fn long_chains_and_cycles_need_no_deep_stack() {
+    let a = analyze(&chain(100_000, false), &Options::default());
+    assert!(a.diagnostics.is_empty(), "{:?}", a.diagnostics.first());
+    let plan = &a.flows[0].plan;
+    assert_eq!(plan.nodes.len(), 100_000);
+    assert!(!kflow_compiler::graph::dot(plan).is_empty());
+    let src = chain(10_000, true);
+    let a = analyze(&src, &Options::default());
+    assert_eq!(a.diagnostics.len(), 1);
+    let d = &a.diagnostics[0];
+    assert_eq!(d.code, "kflow::graph::cycle");
+    assert!(d.message.contains("… 9988 more …"), "{}", d.message);
+    assert!(d.secondary.len() <= 12);
+    let report = FileReport {
+        path: "chain.kflow",
+        src: &src,
+        diagnostics: &a.diagnostics,
+    };
+    assert!(render::human(
+        &report,
+        HumanStyle {
+            color: false,
+            width: 80
+        }
+    )
+    .contains("dependency cycle"));
+}

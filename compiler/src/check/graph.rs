@@ -3,7 +3,7 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use kflow_grammar::diag::{Diagnostic, Span};
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 
@@ -16,12 +16,15 @@ impl Checker<'_> {
     /// reports cycles naming the tasks in order.
     pub(super) fn finish_graph(&mut self) {
         let n = self.plan.nodes.len();
-        // Nodes of each try scope's `try` part (nested ones included).
-        let try_body = |scope: ir::ScopeId, paths: &[Vec<BlockRef>]| -> Vec<ir::NodeId> {
-            (0..paths.len())
-                .filter(|&i| paths[i].contains(&BlockRef::Try(scope, Part::Try)))
-                .collect()
-        };
+        // Nodes of each `try` part, found once per scope (not once per read).
+        let mut try_bodies: FxHashMap<ir::ScopeId, Vec<ir::NodeId>> = Default::default();
+        for (i, path) in self.node_paths.iter().enumerate() {
+            for b in path {
+                if let BlockRef::Try(scope, Part::Try) = *b {
+                    try_bodies.entry(scope).or_default().push(i);
+                }
+            }
+        }
         let mut spans: FxHashMap<(ir::NodeId, ir::NodeId), Span> = Default::default();
         for id in 0..n {
             // Position of each target in `deps`: one dep per pair, data
@@ -53,7 +56,7 @@ impl Checker<'_> {
                             .iter()
                             .any(|x| matches!(x, BlockRef::Try(s, _) if *s == scope));
                         if !reader_inside {
-                            for other in try_body(scope, &self.node_paths) {
+                            for &other in try_bodies.get(&scope).map_or(&[][..], Vec::as_slice) {
                                 if other != target && !seen.contains_key(&other) {
                                     seen.insert(other, deps.len());
                                     deps.push(ir::Dep {
@@ -76,7 +79,9 @@ impl Checker<'_> {
     fn report_cycles(&mut self, spans: &FxHashMap<(ir::NodeId, ir::NodeId), Span>) {
         let g = self.plan.graph();
         let mut found = Vec::new();
-        for scc in tarjan_scc(&g) {
+        // Kosaraju: iterative, so a 100,000-task chain cannot overflow the stack
+        // (petgraph's Tarjan recurses once per node of a path).
+        for scc in kosaraju_scc(&g) {
             let self_loop = scc.len() == 1 && g.contains_edge(scc[0], scc[0]);
             if scc.len() < 2 && !self_loop {
                 continue;
@@ -92,7 +97,19 @@ impl Checker<'_> {
         found.sort();
         for cycle in found {
             let names: Vec<&str> = cycle.iter().map(|&i| self.plan.nodes[i].name.as_str()).collect();
-            let mut text = names.join(" -> ");
+            // A long cycle is named by its ends: the message stays readable
+            // and rendering stays fast (every label costs the renderer).
+            let mut text = if names.len() > CYCLE_SHOWN {
+                let half = CYCLE_SHOWN / 2;
+                format!(
+                    "{} -> … {} more … -> {}",
+                    names[..half].join(" -> "),
+                    names.len() - 2 * half,
+                    names[names.len() - half..].join(" -> ")
+                )
+            } else {
+                names.join(" -> ")
+            };
             text.push_str(" -> ");
             text.push_str(names[0]);
             let first = cycle[0];
@@ -103,7 +120,7 @@ impl Checker<'_> {
             )
             .with_label(format!("`{}` waits for itself", names[0]))
             .with_help("remove one of these dependencies (a reference or an `after` entry)");
-            for w in 0..cycle.len() {
+            for w in 0..cycle.len().min(CYCLE_SHOWN) {
                 let (needer, needed) = (cycle[w], cycle[(w + 1) % cycle.len()]);
                 if let Some(span) = spans.get(&(needed, needer)) {
                     d = d.with_secondary(
@@ -119,6 +136,9 @@ impl Checker<'_> {
         }
     }
 }
+
+/// Tasks of a cycle named (and edges labelled) in its diagnostic.
+const CYCLE_SHOWN: usize = 12;
 
 /// A shortest path from `start` back to itself inside one strongly connected
 /// component, as the list of nodes in dependency order.
