@@ -524,3 +524,52 @@ fn saving_checks_paths_again() {
     assert_eq!(codes(&c.diagnostics(&uri, 1)), Vec::<String>::new());
     c.stop();
 }
+
+/// Malformed messages get a JSON-RPC error each, and the session goes on:
+/// bad JSON, invalid UTF-8, no Content-Length, a 200-deep array, a length
+/// past the limit, and a body that is not a JSON-RPC object.
+#[test]
+fn malformed_messages_are_answered_and_the_server_goes_on() {
+    let mut c = Client::start(&[]);
+    let framed = |body: &[u8]| {
+        let mut m = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        m.extend_from_slice(body);
+        m
+    };
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let cases: Vec<(&str, Vec<u8>, i64)> = vec![
+        ("bad JSON", framed(b"{\"jsonrpc\": \"2.0\", \"id\": 1,"), -32700),
+        (
+            "invalid UTF-8",
+            framed(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\xfe\"}"),
+            -32700,
+        ),
+        (
+            "no Content-Length",
+            b"Content-Type: application/json\r\n\r\n".to_vec(),
+            -32700,
+        ),
+        ("200-deep array", framed(deep.as_bytes()), -32700),
+        ("not an object", framed(b"[1, 2, 3]"), -32600),
+    ];
+    for (what, bytes, code) in cases {
+        c.send_raw(&bytes);
+        let answer = c.next_answer();
+        assert_eq!(answer["error"]["code"], json!(code), "{what}: {answer}");
+        assert_eq!(answer["id"], Value::Null, "{what}");
+        // Still serving.
+        let uri = "file:///tmp/alive.kflow";
+        let r = c.request(
+            "textDocument/hover",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": 0, "character": 0 } }),
+        );
+        assert!(r.get("result").is_some() || r.get("error").is_some(), "{what}: {r}");
+    }
+    // An announced length beyond the limit is read past, not buffered.
+    let big = 65 * 1024 * 1024;
+    let mut msg = format!("Content-Length: {big}\r\n\r\n").into_bytes();
+    msg.resize(msg.len() + big, b' ');
+    c.send_raw(&msg);
+    assert_eq!(c.next_answer()["error"]["code"], json!(-32600));
+    c.stop();
+}

@@ -7,6 +7,7 @@ mod completion;
 mod context;
 mod convert;
 mod document;
+mod framing;
 mod hover;
 mod lexer;
 mod navigate;
@@ -30,10 +31,22 @@ pub fn serve_stdio() -> std::io::Result<()> {
         .build()?;
     runtime.block_on(async {
         let (service, socket) = tower_lsp_server::LspService::new(server::Backend::new);
-        tower_lsp_server::Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        // stdin → checked frames → server → frames (and error answers) → stdout.
+        let (to_server, server_reads) = tokio::io::duplex(1 << 16);
+        let (server_writes, from_server) = tokio::io::duplex(1 << 16);
+        // Bounded: a flood of malformed messages waits for stdout.
+        let (errors_tx, errors_rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(framing::filter_input(tokio::io::stdin(), to_server, errors_tx));
+        let output = tokio::spawn(framing::merge_output(from_server, tokio::io::stdout(), errors_rx));
+        tower_lsp_server::Server::new(server_reads, server_writes, socket)
             .serve(service)
             .await;
+        // What the server wrote last (the `shutdown` answer) reaches stdout;
+        // its writer may outlive `serve`, so this does not wait for its end.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), output).await;
     });
+    // The stdin reader is a blocking read that only the client can end.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
 }
 

@@ -82,6 +82,26 @@ impl Client {
         self.stdin.flush().unwrap();
     }
 
+    /// Writes bytes as they are (malformed messages, for robustness tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next message from the server that is not a notification.
+    pub fn next_answer(&mut self) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let msg = self
+                .next(deadline)
+                .unwrap_or_else(|| panic!("no answer within {WAIT:?}"));
+            if msg.get("method").is_none() {
+                return msg;
+            }
+            self.stash.push(msg);
+        }
+    }
+
     pub fn notify(&mut self, method: &str, params: Value) {
         self.send(json!({ "jsonrpc": "2.0", "method": method, "params": params }));
     }
