@@ -746,3 +746,55 @@ fn control_characters_from_outside_are_escaped() {
     let o = kflow(dir.path(), &["logs", exec["id"].as_str().unwrap()], &[]);
     assert!(!text(&o.stdout).contains("\x1b[2J"), "{:?}", text(&o.stdout));
 }
+
+/// Peak resident memory of a finished child, from `/usr/bin/time -f %M` (KiB).
+fn peak_rss_kib(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("maxrss="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"))
+}
+
+/// A task that prints a 100 MB line without a newline, or 30 MB of short
+/// lines faster than they can be printed and recorded: kflow's memory stays
+/// bounded (long lines are cut, the output waits for the printer), and
+/// nothing is lost from the log it keeps.
+#[test]
+fn task_output_is_bounded_in_memory() {
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("skipped: /usr/bin/time measures the peak memory");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let flow = r#"flow loud {
+  task long = shell.run { script: "head -c 100000000 /dev/zero | tr '\\0' a" }
+  task many = shell.run { script: "yes 'a short line of output' | head -c 30000000", after: [long] }
+}
+"#;
+    std::fs::write(dir.path().join("loud.kflow"), flow).unwrap();
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss=%M"])
+        .arg(env!("CARGO_BIN_EXE_kflow"))
+        .args(["run", "loud.kflow"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let peak_mib = peak_rss_kib(&err) / 1024;
+    eprintln!("peak RSS {peak_mib} MiB");
+    assert!(peak_mib < 150, "peak RSS {peak_mib} MiB");
+    let exec = only_execution(dir.path());
+    let o = kflow(dir.path(), &["logs", exec["id"].as_str().unwrap(), "many"], &[]);
+    let log = text(&o.stdout);
+    assert!(
+        log.starts_with("a short line of output\n"),
+        "{}",
+        &log[..80.min(log.len())]
+    );
+    assert!(log.ends_with("[kflow: log truncated at 10 MiB]\n"));
+}

@@ -177,15 +177,19 @@ async fn supervise(docker: &Docker, id: &str, ctx: &TaskContext) -> Result<Outpu
         };
         match item {
             None => break,
-            Some(Ok(bollard::container::LogOutput::StdErr { message })) => err.push(&message, ctx, Stream::Stderr),
+            Some(Ok(bollard::container::LogOutput::StdErr { message })) => {
+                err.push(&message, ctx, Stream::Stderr).await
+            }
             Some(Ok(bollard::container::LogOutput::StdOut { message }))
-            | Some(Ok(bollard::container::LogOutput::Console { message })) => out.push(&message, ctx, Stream::Stdout),
+            | Some(Ok(bollard::container::LogOutput::Console { message })) => {
+                out.push(&message, ctx, Stream::Stdout).await
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(failed(format!("reading the container's output: {}", describe(&e)))),
         }
     }
-    out.flush(ctx, Stream::Stdout);
-    err.flush(ctx, Stream::Stderr);
+    out.flush(ctx, Stream::Stdout).await;
+    err.flush(ctx, Stream::Stderr).await;
     let code = wait(docker, id).await?;
     let stdout = out.text().trim_end_matches('\n').to_string();
     let stderr = err.text().trim_end_matches('\n').to_string();
@@ -230,15 +234,15 @@ impl Default for Capture {
 }
 
 impl Capture {
-    fn push(&mut self, bytes: &[u8], ctx: &TaskContext, stream: Stream) {
+    async fn push(&mut self, bytes: &[u8], ctx: &TaskContext, stream: Stream) {
         for piece in self.0.push(bytes, &ctx.redactor) {
-            ctx.log_redacted(stream, piece.text);
+            ctx.log_output(stream, piece.text).await;
         }
     }
 
-    fn flush(&mut self, ctx: &TaskContext, stream: Stream) {
+    async fn flush(&mut self, ctx: &TaskContext, stream: Stream) {
         if let Some(piece) = self.0.finish(&ctx.redactor) {
-            ctx.log_redacted(stream, piece.text);
+            ctx.log_output(stream, piece.text).await;
         }
     }
 

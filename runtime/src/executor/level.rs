@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub redactor: Arc<Redactor>,
     /// Environment variables read by `env()` secrets (see [`TaskContext`]).
     pub hidden_env: Arc<[String]>,
+    /// Shared by every task's output (see [`crate::tasks::LOG_BUDGET`]).
+    pub log_budget: Arc<tokio::sync::Semaphore>,
     pub base_dir: PathBuf,
     pub execution: Arc<str>,
     pub history: Arc<str>,
@@ -437,6 +439,7 @@ fn spawn_task(
             redactor: shared.redactor.clone(),
             hidden_env: shared.hidden_env.clone(),
             log: log_tx,
+            log_budget: shared.log_budget.clone(),
         };
         let kind = shared.plan.nodes[task.node].kind.clone();
         let (result, attempts) = attempt::run(&kind, &task, prepared, ctx, &shared.events).await;

@@ -200,6 +200,7 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         secrets: env.secrets,
         redactor: Arc::new(redactor),
         hidden_env: secret_variables(&plan),
+        log_budget: Arc::new(tokio::sync::Semaphore::new(crate::tasks::LOG_BUDGET)),
         base_dir: env.base_dir,
         execution: env.execution.into(),
         history: env.history.into(),

@@ -36,11 +36,27 @@ pub enum Stream {
 }
 
 /// One line of a task's log, already redacted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LogLine {
     pub stream: Stream,
     pub text: String,
+    /// The line's share of the execution's log budget, given back when the
+    /// last holder (the printer and recorder of events) drops it.
+    pub budget: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
+
+impl PartialEq for LogLine {
+    fn eq(&self, other: &Self) -> bool {
+        (self.stream, &self.text) == (other.stream, &other.text)
+    }
+}
+
+/// Bytes of process output in flight between the processes and the printer
+/// and recorder of events: a process that writes faster than they keep up
+/// waits (its pipe fills), instead of memory growing without end.
+pub const LOG_BUDGET: usize = 16 * 1024 * 1024;
+/// What one log line costs of [`LOG_BUDGET`] besides its text.
+const LINE_OVERHEAD: usize = 256;
 
 /// What a running task may use: where relative paths start, a way to log,
 /// the secrets to redact, and the signal to stop.
@@ -67,6 +83,8 @@ pub struct TaskContext {
     /// through its own `env`).
     pub hidden_env: Arc<[String]>,
     pub log: mpsc::UnboundedSender<LogLine>,
+    /// [`LOG_BUDGET`] bytes for the whole execution.
+    pub log_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl TaskContext {
@@ -113,10 +131,32 @@ impl TaskContext {
         self.log_redacted(stream, self.redactor.redact(text).into_owned());
     }
 
-    /// Logs a line that is already redacted.
+    /// Logs a line that is already redacted (kflow's own, few and short:
+    /// outside the budget).
     pub fn log_redacted(&self, stream: Stream, text: String) {
         // The receiver is gone only when the execution is being torn down.
-        let _ = self.log.send(LogLine { stream, text });
+        let _ = self.log.send(LogLine {
+            stream,
+            text,
+            budget: None,
+        });
+    }
+
+    /// Logs a redacted line of a process's output, waiting while the
+    /// execution's log budget is spent (back-pressure, never loss).
+    pub async fn log_output(&self, stream: Stream, text: String) {
+        // A line costs its text and what carries it (the string, the event,
+        // the console's and the recorder's copies): 4-byte lines must not
+        // hold millions of events in flight.
+        let cost = (text.len() + LINE_OVERHEAD).min(LOG_BUDGET) as u32;
+        let budget = self
+            .log_budget
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .ok()
+            .map(Arc::new);
+        let _ = self.log.send(LogLine { stream, text, budget });
     }
 }
 

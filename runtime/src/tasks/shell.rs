@@ -116,11 +116,11 @@ async fn capture(stream: Option<impl AsyncRead + Unpin>, which: Stream, ctx: Tas
             Ok(n) => n,
         };
         for piece in lines.push(&buf[..n], &ctx.redactor) {
-            ctx.log_redacted(which, piece.text);
+            ctx.log_output(which, piece.text).await;
         }
     }
     if let Some(piece) = lines.finish(&ctx.redactor) {
-        ctx.log_redacted(which, piece.text);
+        ctx.log_output(which, piece.text).await;
     }
     let (kept, truncated) = lines.kept();
     if truncated {
@@ -172,6 +172,7 @@ mod tests {
             redactor: Arc::new(redactor),
             hidden_env: Arc::new([]),
             log: tx,
+            log_budget: Arc::new(tokio::sync::Semaphore::new(crate::tasks::LOG_BUDGET)),
         };
         (ctx, rx)
     }
@@ -191,7 +192,8 @@ mod tests {
             rx.recv().await.unwrap(),
             LogLine {
                 stream: Stream::Stdout,
-                text: "hello world".into()
+                text: "hello world".into(),
+                budget: None,
             }
         );
     }
