@@ -86,32 +86,38 @@ impl Ignore {
 }
 
 /// `**` matches any number of segments; other segments match one segment.
-/// Greedy with one backtrack point, like [`glob`]: no pattern makes it
-/// exponential (`a/**/b/**/c/…` against a deep path included).
+/// No pattern makes it exponential (`a/**/b/**/c/…` on a deep path included).
 fn match_parts(pat: &[String], path: &[&str]) -> bool {
+    wildcard(pat, path, |p| p == "**", |p, seg| glob(p.as_bytes(), seg.as_bytes()))
+}
+
+/// Matches `s` against `pat`, where `star(p)` elements take any run of `s`
+/// and the others one element each (`one`): greedy, backtracking only to
+/// the last star, so time is at most `pat.len() × s.len()` steps of `one`.
+fn wildcard<P, S>(pat: &[P], s: &[S], star: impl Fn(&P) -> bool, one: impl Fn(&P, &S) -> bool) -> bool {
     let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < path.len() {
+    let mut last_star: Option<(usize, usize)> = None;
+    while si < s.len() {
         match pat.get(pi) {
-            Some(p) if p == "**" => {
-                star = Some((pi, si));
+            Some(p) if star(p) => {
+                last_star = Some((pi, si));
                 pi += 1;
             }
-            Some(p) if glob(p.as_bytes(), path[si].as_bytes()) => {
+            Some(p) if one(p, &s[si]) => {
                 pi += 1;
                 si += 1;
             }
-            _ => match star {
+            _ => match last_star {
                 Some((sp, ss)) => {
                     pi = sp + 1;
                     si = ss + 1;
-                    star = Some((sp, ss + 1));
+                    last_star = Some((sp, ss + 1));
                 }
                 None => return false,
             },
         }
     }
-    pat[pi..].iter().all(|p| p == "**")
+    pat[pi..].iter().all(star)
 }
 
 /// One element of a segment pattern.
@@ -190,35 +196,13 @@ fn tokens(p: &[u8]) -> Option<Vec<Tok>> {
 /// pattern (`*a*a*a*…b` included), instead of exponential.
 fn glob(p: &[u8], s: &[u8]) -> bool {
     let Some(p) = tokens(p) else { return false };
-    let one = |t: &Tok, c: u8| match t {
-        Tok::Byte(b) => *b == c,
+    let one = |t: &Tok, c: &u8| match t {
+        Tok::Byte(b) => b == c,
         Tok::Any => true,
-        Tok::Class(ranges, negate) => ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negate,
+        Tok::Class(ranges, negate) => ranges.iter().any(|&(lo, hi)| lo <= *c && *c <= hi) != *negate,
         Tok::Star => false,
     };
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        match p.get(pi) {
-            Some(Tok::Star) => {
-                star = Some((pi, si));
-                pi += 1;
-            }
-            Some(t) if one(t, s[si]) => {
-                pi += 1;
-                si += 1;
-            }
-            _ => match star {
-                Some((sp, ss)) => {
-                    pi = sp + 1;
-                    si = ss + 1;
-                    star = Some((sp, ss + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|t| *t == Tok::Star)
+    wildcard(&p, s, |t| *t == Tok::Star, one)
 }
 
 /// Writes the context as a tar: entries in a stable order, owners zeroed,
