@@ -96,8 +96,9 @@ impl TaskContext {
         Ok(dir)
     }
 
-    /// The labels on every container, network, volume and image a task
-    /// creates: whose execution, in which history, made by which process.
+    /// The labels on every container, network and volume a task creates:
+    /// whose execution, in which history, made by which process (images
+    /// carry the execution only).
     pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
         use crate::docker::{EXECUTION_LABEL, HISTORY_LABEL, OWNER_LABEL, PID_LABEL};
         std::collections::BTreeMap::from([
