@@ -511,9 +511,13 @@ impl Store {
         let mut matches = self
             .conn
             .prepare(&format!(
-                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ?1 || '%'"
+                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ?1 || '%' ESCAPE '\\'"
             ))?
-            .query_map([id], execution_row)?
+            // A prefix is literal text: `_` and `%` are not wildcards.
+            .query_map(
+                [id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")],
+                execution_row,
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let exec = match matches.len() {
             0 => return Ok(None),
@@ -698,6 +702,16 @@ mod tests {
         assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
         assert_eq!(std::fs::read_to_string(s.log_path(&id, "build")).unwrap(), "line one\n");
         assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_id_prefix_is_literal_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let id = s.begin(&new_execution(Vec::new())).unwrap();
+        assert!(s.show(&id[..10]).unwrap().is_some());
+        assert!(s.show("________").unwrap().is_none(), "`_` matched any character");
+        assert!(s.show("%").unwrap().is_none());
     }
 
     #[test]
