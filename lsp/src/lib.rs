@@ -22,8 +22,12 @@ pub use server::DEBOUNCE;
 pub fn serve_stdio() -> std::io::Result<()> {
     // Panics are caught per request and reported to the client; stderr (the
     // editor's log) gets one line each instead of a backtrace.
+    // Only where: the message may quote the document being analysed.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("kflow lsp: internal error: {info}");
+        let at = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!("kflow lsp: internal error{at}");
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
