@@ -48,12 +48,15 @@ enum Verdict {
     All,
 }
 
-fn verdict(store: &Store, exec: &str) -> Result<Verdict, String> {
+/// What may go of an execution of this history; `None` when the history
+/// does not know it.
+fn verdict(store: &Store, exec: &str) -> Result<Option<Verdict>, String> {
     Ok(match store.state_of(exec).map_err(|e| e.0)?.as_deref() {
-        Some("paused") => Verdict::Keep,
-        Some("running") if store.process_alive(exec).map_err(|e| e.0)? => Verdict::Keep,
-        Some("running") | Some("interrupted") => Verdict::AllButVolumes,
-        Some(_) | None => Verdict::All,
+        None => None,
+        Some("paused") => Some(Verdict::Keep),
+        Some("running") if store.process_alive(exec).map_err(|e| e.0)? => Some(Verdict::Keep),
+        Some("running") | Some("interrupted") => Some(Verdict::AllButVolumes),
+        Some(_) => Some(Verdict::All),
     })
 }
 
@@ -81,10 +84,7 @@ pub fn kill_leftover_processes(store: &Store) -> Result<Vec<i32>, String> {
             None => {
                 // Only executions this history knows: an id it has never
                 // recorded belongs to another history.
-                let v = match store.state_of(&exec).map_err(|e| e.0)? {
-                    Some(_) => verdict(store, &exec)?,
-                    None => Verdict::Keep,
-                };
+                let v = verdict(store, &exec)?.unwrap_or(Verdict::Keep);
                 *verdicts.entry(exec).or_insert(v)
             }
         };
@@ -146,7 +146,8 @@ pub async fn reap(docker: &Docker, store: &Store, interrupted_volumes: bool) -> 
             reaped.foreign += 1;
             continue;
         }
-        let verdict = match verdict(store, &exec)? {
+        // Labelled by this history but gone from it: pruned, so finished.
+        let verdict = match verdict(store, &exec)?.unwrap_or(Verdict::All) {
             Verdict::AllButVolumes if interrupted_volumes => Verdict::All,
             v => v,
         };

@@ -109,17 +109,17 @@ impl Checker<'_> {
             _ => "an expression evaluated when the flow runs",
         };
         let var = self.env_name(t, &shown);
-        let span = self.interpolation_span(e).unwrap_or(e.span);
+        let whole = self.interpolation_span(e);
         let mut d = Diagnostic::warning(
             codes::SHELL_INTERPOLATION,
-            span,
+            whole.unwrap_or(e.span),
             format!("`${{{shown}}}` is pasted into shell code"),
         )
         .with_label(format!("{what}: its text becomes shell code (`;`, `$(…)`, quotes run)"))
         .with_help(format!(
             "pass it in the environment and quote it: `env: {{ {var}: {shown} }}` and `\"${var}\"` in the script"
         ));
-        if let (Some(span), Some(env_edit)) = (self.interpolation_span(e), self.env_edit(t, &var, &shown)) {
+        if let (Some(span), Some(env_edit)) = (whole, self.env_edit(t, &var, &shown)) {
             // Written inside the kflow string: its `"` escaped, and `\${`
             // where the shell needs braces.
             let read = match quote {

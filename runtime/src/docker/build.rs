@@ -67,18 +67,15 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
     };
     let ctx_dir = context.clone();
     let always = vec![dockerfile.clone()];
-    let stop = ctx.cancel.child_token();
-    let stop_packing = stop.clone();
-    let packing = tokio::task::spawn_blocking(move || super::context::tar(&ctx_dir, &always, &extra, &stop_packing));
+    // The blocking thread sees a cancellation at its next entry; the task
+    // returns at once.
+    let cancel = ctx.cancel.clone();
+    let packing = tokio::task::spawn_blocking(move || super::context::tar(&ctx_dir, &always, &extra, &cancel));
     let tar = tokio::select! {
         r = packing => r
             .map_err(|e| failed(format!("packing the build context failed: {e}")))?
             .map_err(failed)?,
-        _ = ctx.cancel.cancelled() => {
-            // The blocking thread sees it at its next entry.
-            stop.cancel();
-            return Err(TaskError::Cancelled);
-        }
+        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
     ctx.log(
         Stream::Info,

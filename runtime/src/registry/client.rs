@@ -121,6 +121,9 @@ pub struct ManifestBody {
 pub struct Registry {
     host: String,
     base: String,
+    /// `base` parsed: where upload locations are resolved, and the origin
+    /// credentials may be sent to.
+    base_url: reqwest::Url,
     http: reqwest::Client,
     source: Source,
     login: Mutex<Option<Option<Login>>>,
@@ -178,9 +181,13 @@ impl Registry {
             .user_agent(concat!("kflow/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| RegistryError(format!("cannot set up the HTTP client: {e}")))?;
+        let base = format!("{scheme}://{host}/v2");
+        let base_url =
+            reqwest::Url::parse(&base).map_err(|e| RegistryError(format!("`{host}` is not a registry host: {e}")))?;
         Ok(Registry {
             host: host.to_string(),
-            base: format!("{scheme}://{host}/v2"),
+            base,
+            base_url,
             http,
             source,
             login: Mutex::new(None),
@@ -342,7 +349,7 @@ impl Registry {
 
     /// Whether `url` is on this registry (same scheme, host and port).
     fn owns(&self, url: &reqwest::Url) -> bool {
-        reqwest::Url::parse(&self.base).is_ok_and(|b| b.origin() == url.origin())
+        self.base_url.origin() == url.origin()
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> RegistryError {
@@ -542,12 +549,11 @@ impl Registry {
         }
         let what = format!("blob {digest}");
         let bytes = read_capped(&self.host, resp, size.unwrap_or(MAX_UNSIZED_BLOB), &what).await?;
-        if size.is_some_and(|s| s != bytes.len() as u64) {
+        if let Some(said) = size.filter(|&s| s != bytes.len() as u64) {
             return err(format!(
-                "{}: blob {digest} is {} bytes, its descriptor says {}",
+                "{}: blob {digest} is {} bytes, its descriptor says {said}",
                 self.host,
-                bytes.len(),
-                size.unwrap_or_default()
+                bytes.len()
             ));
         }
         if sha256_digest(&bytes) != digest {
@@ -588,8 +594,9 @@ impl Registry {
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| RegistryError(format!("{}: the upload session has no Location", self.host)))?;
-        let mut put_url = reqwest::Url::parse(&self.base)
-            .and_then(|b| b.join(location))
+        let mut put_url = self
+            .base_url
+            .join(location)
             .map_err(|e| RegistryError(format!("{}: bad upload location {location}: {e}", self.host)))?;
         put_url.query_pairs_mut().append_pair("digest", digest);
         let failed_body = std::sync::Mutex::new(None);

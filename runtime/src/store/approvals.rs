@@ -124,13 +124,9 @@ impl Store {
 
     /// Gates of an execution without a decision.
     pub fn pending_approvals(&self, execution: &str) -> Result<Vec<Approval>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = ?1 AND decision IS NULL ORDER BY requested_at"
-        ))?;
-        let rows = stmt
-            .query_map(params![execution], approval_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        let mut all = self.approvals(execution)?;
+        all.retain(|a| a.decision.is_none());
+        Ok(all)
     }
 
     /// Records a decision, unless one was already taken (first decision wins).

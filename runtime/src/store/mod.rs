@@ -130,7 +130,7 @@ pub fn now() -> String {
 /// (`20261201-205121123-3f9a2c1d0e4b5a69`), so ids sort by start and two
 /// executions never share one (a collision needs ~4 billion ids in one ms).
 /// Commands take any unique prefix.
-pub fn new_id() -> String {
+fn new_id() -> String {
     use rand_core::RngCore;
     let now = jiff::Timestamp::now();
     let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
