@@ -21,6 +21,15 @@ fn leftovers(execution: &str) -> Vec<String> {
     all
 }
 
+/// `kflow gc --state STATE [more…]`, which must succeed.
+fn gc(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["gc", "--state"];
+    all.extend_from_slice(args);
+    let o = kflow(dir, &all, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    o
+}
+
 fn newest_id(dir: &Path, state: &str) -> String {
     last_execution(dir, state)["id"].as_str().unwrap().to_string()
 }
@@ -251,8 +260,7 @@ fn no_fault_leaks_resources() {
             // What the engine was still creating settles, then the reaper runs.
             std::thread::sleep(Duration::from_millis(500));
             // An interrupted execution keeps its named volumes unless asked.
-            let o = kflow(d, &["gc", "--state", "st", "--interrupted"], &[]);
-            assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+            gc(d, &["st", "--interrupted"]);
         }
         let left = leftovers(&id);
         if !left.is_empty() {
@@ -301,8 +309,7 @@ fn the_reaper_never_takes_a_paused_execution_of_another_history() {
     assert!(!volumes(&id).is_empty(), "the stack has a named volume: {before:?}");
     // Another history's reaper, and this history's own: both keep it all.
     for state in ["other", "st"] {
-        let o = kflow(d, &["gc", "--state", state], &[]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        gc(d, &[state]);
         assert_eq!(
             leftovers(&id),
             before,
@@ -324,8 +331,7 @@ fn the_reaper_never_takes_a_paused_execution_of_another_history() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let o = kflow(d, &["resume", &id, "--state", "st"], &[]);
     assert_eq!(o.status.code(), Some(1), "{}{}", text(&o.stdout), text(&o.stderr));
-    let o = kflow(d, &["gc", "--state", "st"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    gc(d, &["st"]);
     assert!(leftovers(&id).is_empty(), "{:?}", leftovers(&id));
 }
 
@@ -372,15 +378,13 @@ fn a_killed_execution_loses_its_containers_but_keeps_its_named_volumes() {
     let before = leftovers(&id);
     let named = volumes(&id);
     assert!(!named.is_empty(), "{before:?}");
-    let o = kflow(d, &["gc", "--state", "other"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    gc(d, &["other"]);
     assert_eq!(
         leftovers(&id),
         before,
         "another history took a killed execution's resources"
     );
-    let o = kflow(d, &["gc", "--state", "st"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    gc(d, &["st"]);
     assert!(labelled("container", &id).is_empty(), "{:?}", leftovers(&id));
     assert!(labelled("network", &id).is_empty(), "{:?}", leftovers(&id));
     assert_eq!(
@@ -389,8 +393,7 @@ fn a_killed_execution_loses_its_containers_but_keeps_its_named_volumes() {
         "an interrupted execution's named volume was removed"
     );
     // Unless asked: the execution can then no longer resume with its data.
-    let o = kflow(d, &["gc", "--state", "st", "--interrupted"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    gc(d, &["st", "--interrupted"]);
     assert!(leftovers(&id).is_empty(), "{:?}", leftovers(&id));
 }
 
@@ -423,8 +426,7 @@ fn the_reaper_leaves_what_no_history_of_its_own_labelled() {
         &foreign,
         &[format!("io.kflow.pid={dead}"), "io.kflow.history=0123abcd".into()],
     );
-    let o = kflow(d, &["gc", "--state", "st"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = gc(d, &["st"]);
     assert!(text(&o.stdout).contains("left the resources of"), "{}", text(&o.stdout));
     let kept: Vec<String> = [&legacy, &foreign]
         .iter()

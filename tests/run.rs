@@ -1,5 +1,6 @@
 //! `kflow run` end to end: real processes, real signals.
 
+mod support;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -232,7 +233,7 @@ fn executions_are_recorded_with_tasks_attempts_and_logs() {
     let o = kflow(dir.path(), &["logs", id, "leak"], &[]);
     assert_eq!(text(&o.stdout), "the token is ***\n");
     // Nothing in the history holds the secret.
-    for entry in walk(&dir.path().join(".kflow")) {
+    for entry in support::files_under(&dir.path().join(".kflow")) {
         let bytes = std::fs::read(&entry).unwrap();
         assert!(
             !String::from_utf8_lossy(&bytes).contains("t0p-s3cret"),
@@ -243,19 +244,6 @@ fn executions_are_recorded_with_tasks_attempts_and_logs() {
     let o = kflow(dir.path(), &["executions", "show", "nope"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(text(&o.stderr), "error: no execution `nope` in the history\n");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// After `kill -9` nothing is half-written: the execution shows as interrupted.

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine as _;
-use support::{kflow, text};
+use support::{files_under, kflow, text};
 
 /// Everything the user can read of the runs in `dir` (two runs of `file`:
 /// plain and `--json`), with the names of where each part came from.
@@ -29,23 +29,10 @@ fn everything(dir: &Path, file: &str, envs: &[(&str, &str)]) -> Vec<(String, Vec
         let logs = kflow(dir, &["logs", id], &[]);
         seen.push((format!("logs {id}"), logs.stdout));
     }
-    for path in walk(&dir.join(".kflow")) {
+    for path in files_under(&dir.join(".kflow")) {
         seen.push((path.display().to_string(), std::fs::read(&path).unwrap()));
     }
     seen
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Fails naming every place where one of `needles` appears.
@@ -253,7 +240,7 @@ fn a_malformed_key_is_an_error_never_a_panic_and_its_text_is_never_quoted() {
         let seen = vec![("stdout".to_string(), o.stdout), ("stderr".to_string(), o.stderr)];
         assert_nowhere(&seen, &[KEY_TEXT]);
     }
-    let seen: Vec<(String, Vec<u8>)> = walk(&d.join(".kflow"))
+    let seen: Vec<(String, Vec<u8>)> = files_under(&d.join(".kflow"))
         .into_iter()
         .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
         .collect();
