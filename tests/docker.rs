@@ -593,3 +593,105 @@ fn container_options_reach_the_container() {
     }
     assert!(!out.contains("look | eth0"), "network none has only lo: {out}");
 }
+
+/// Images go through files, not memory: building a 256 MiB context, pushing
+/// the image (its export, the layer and its compressed form) and pulling it
+/// back each keep kflow's peak resident memory far below the image's size.
+#[test]
+fn big_images_are_built_pushed_and_pulled_in_bounded_memory() {
+    if !docker_or_skip("big_images_are_built_pushed_and_pulled_in_bounded_memory") {
+        return;
+    }
+    const MIB: u64 = 1024 * 1024;
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = busybox_context(dir.path(), "COPY big.bin /big.bin\n");
+    // Random bytes: compression cannot shrink them below the budget.
+    let mut random = std::fs::File::open("/dev/urandom").unwrap();
+    let mut big = std::fs::File::create(ctx.join("big.bin")).unwrap();
+    std::io::copy(&mut std::io::Read::take(&mut random, 256 * MIB), &mut big).unwrap();
+    drop(big);
+    let flow = format!(
+        "flow big {{\n  task image = docker.build {{ context: \"img\" }}\n  task push = docker.push {{ image: image.image, to: \"{}/big/app:1\" }}\n  output pinned = push.pinned\n  output id = image.image\n}}\n",
+        reg.host
+    );
+    std::fs::write(dir.path().join("push.kflow"), flow).unwrap();
+    let (o, peak) = kflow_peak(dir.path(), &["run", "--state", "state", "push.kflow"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    let pinned = output(&out, "pinned").to_string();
+    let id = output(&out, "id").to_string();
+    assert_eq!(
+        pinned,
+        format!(
+            "{}/big/app@{}",
+            reg.host,
+            skopeo_digest(&format!("{}/big/app:1", reg.host))
+        )
+    );
+    let budget = 100 * 1024;
+    eprintln!("build and push: {} MiB resident at most", peak / 1024);
+    assert!(peak < budget, "building and pushing took {} MiB resident", peak / 1024);
+
+    let run = "flow back {\n  input img: pinned\n  task go = container.run { image: img, cmd: [\"sh\", \"-c\", \"wc -c < /big.bin\"], pull: always }\n  output size = go.stdout\n}\n";
+    std::fs::write(dir.path().join("pull.kflow"), run).unwrap();
+    let input = format!("img={pinned}");
+    let (o, peak) = kflow_peak(dir.path(), &["run", "--state", "state", "pull.kflow", "-i", &input]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert_eq!(output(&out, "size"), (256 * MIB).to_string());
+    eprintln!("pull: {} MiB resident at most", peak / 1024);
+    assert!(peak < budget, "pulling took {} MiB resident", peak / 1024);
+    // The image is this test's own.
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &id]).output();
+}
+
+/// A pull streams each layer from the registry into the engine, checked on
+/// the way: a layer whose bytes were changed in the registry's storage
+/// fails the pull with the registry's fault, and the engine loads nothing.
+#[test]
+fn a_corrupted_layer_fails_the_pull() {
+    if !docker_or_skip("a_corrupted_layer_fails_the_pull") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    // A file of this test's own, so the layer is not shared with others.
+    let ctx = busybox_context(dir.path(), "COPY own.txt /own.txt\n");
+    let own = format!("{:?}\n", std::time::SystemTime::now());
+    std::fs::write(ctx.join("own.txt"), &own).unwrap();
+    let push = format!(
+        "flow p {{\n  task image = docker.build {{ context: \"img\" }}\n  task push = docker.push {{ image: image.image, to: \"{}/corrupt/app:1\" }}\n  output pinned = push.pinned\n  output id = image.image\n}}\n",
+        reg.host
+    );
+    let (code, out, err) = run_flow(dir.path(), &push, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let pinned = output(&out, "pinned").to_string();
+    let id = output(&out, "id").to_string();
+    let manifest: serde_json::Value = serde_json::from_str(&skopeo_raw(&pinned)).unwrap();
+    let layer = manifest["layers"][1]["digest"].as_str().unwrap().to_string();
+    let file = reg.blob_file(&layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    // The image is this test's own; without it, the pull must load one.
+    let o = std::process::Command::new("docker")
+        .args(["rmi", "-f", &id])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let run =
+        "flow back {\n  input img: pinned\n  task go = container.run { image: img, cmd: [\"cat\", \"/own.txt\"] }\n}\n";
+    let (code, out, err) = run_flow(dir.path(), run, &["-i", &format!("img={pinned}")], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("blob {layer} does not match its digest")),
+        "{err}"
+    );
+    let o = std::process::Command::new("docker")
+        .args(["image", "inspect", &id])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the engine loaded the corrupted image");
+}

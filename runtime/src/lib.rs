@@ -16,6 +16,7 @@ pub mod registry;
 pub mod scan;
 pub mod secret;
 pub mod sign;
+pub mod spool;
 pub mod store;
 pub mod tasks;
 pub mod value;

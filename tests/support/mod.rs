@@ -34,6 +34,35 @@ pub fn kflow(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().expect("kflow runs")
 }
 
+/// `kflow` run as [`kflow`] does, with its peak resident memory (KiB) as the
+/// kernel measured it (`wait4`), for tests of bounded memory.
+// The child is reaped by `wait4`, which `Child` cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn kflow_peak(dir: &Path, args: &[&str]) -> (Output, u64) {
+    let out = tempfile::tempdir().unwrap();
+    let (o, e) = (out.path().join("stdout"), out.path().join("stderr"));
+    let child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
+        .spawn()
+        .expect("kflow runs");
+    let mut status = 0;
+    // SAFETY: plain out-parameters for one child of this process, waited once.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    use std::os::unix::process::ExitStatusExt;
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: std::fs::read(&o).unwrap(),
+        stderr: std::fs::read(&e).unwrap(),
+    };
+    (output, usage.ru_maxrss as u64)
+}
+
 /// Whether the Docker engine answers. Without one, tests skip with the
 /// reason printed — unless `KFLOW_REQUIRE_DOCKER=1` (set by `.ci/run`), where
 /// a missing engine fails the test.
@@ -75,10 +104,21 @@ fn free_port() -> u16 {
 pub struct Registry {
     pub host: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
+    /// Where the registry keeps a blob's bytes (to corrupt them).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     pub fn anonymous() -> Registry {
         Registry::start(None)
     }
@@ -195,7 +235,7 @@ impl Registry {
                     return Registry {
                         host: format!("127.0.0.1:{port}"),
                         child,
-                        _dir: dir,
+                        dir,
                     };
                 }
                 std::thread::sleep(Duration::from_millis(20));

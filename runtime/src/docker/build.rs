@@ -3,6 +3,7 @@
 //! as the result, and a failing step's own error as the task's.
 
 use std::collections::HashMap;
+use std::io::Seek;
 
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
@@ -70,8 +71,23 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
     // The blocking thread sees a cancellation at its next entry; the task
     // returns at once.
     let cancel = ctx.cancel.clone();
-    let packing = tokio::task::spawn_blocking(move || super::context::tar(&ctx_dir, &always, &extra, &cancel));
-    let tar = tokio::select! {
+    // The context goes through a temporary file (removed when closed), not
+    // memory: it can be as large as the folder.
+    let packing = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), String> {
+        let file =
+            tempfile::tempfile().map_err(|e| format!("cannot create a temporary file for the build context: {e}"))?;
+        let out = std::io::BufWriter::with_capacity(crate::spool::CHUNK, file);
+        let mut file = super::context::tar(out, &ctx_dir, &always, &extra, &cancel)?
+            .into_inner()
+            .map_err(|e| format!("cannot write the build context: {}", e.error()))?;
+        let size = file
+            .stream_position()
+            .map_err(|e| format!("cannot write the build context: {e}"))?;
+        file.rewind()
+            .map_err(|e| format!("cannot read the build context back: {e}"))?;
+        Ok((file, size))
+    });
+    let (tar, size) = tokio::select! {
         r = packing => r
             .map_err(|e| failed(format!("packing the build context failed: {e}")))?
             .map_err(failed)?,
@@ -79,7 +95,7 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
     };
     ctx.log(
         Stream::Info,
-        &format!("sending the build context ({} KiB)", tar.len().div_ceil(1024)),
+        &format!("sending the build context ({} KiB)", size.div_ceil(1024)),
     );
     let mut labels = string_map(props, "labels");
     // Images carry the execution only: the reaper never removes images, and
@@ -99,7 +115,11 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
         options = options.platform(&platform);
     }
     let docker = ctx.docker.get().await.map_err(failed)?;
-    let mut stream = docker.build_image(options.build(), None, Some(bollard::body_full(tar.into())));
+    let mut stream = docker.build_image(
+        options.build(),
+        None,
+        Some(bollard::body_try_stream(crate::spool::stream(tar))),
+    );
     let mut image: Option<String> = None;
     let mut step = String::new();
     let mut partial = String::new();

@@ -205,19 +205,20 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     wildcard(&p, s, |t| *t == Tok::Star, one)
 }
 
-/// Writes the context as a tar: entries in a stable order, owners zeroed,
+/// Writes the context as a tar into `out`: entries in a stable order, owners zeroed,
 /// modes and times kept, symlinks as links. `always` names files sent even
 /// when excluded (the Dockerfile); `extra` adds generated files.
 /// `cancel` stops it between two entries (it runs on a blocking thread,
 /// where the task's cancellation cannot reach otherwise).
-pub fn tar(
+pub fn tar<W: std::io::Write>(
+    out: W,
     context: &Path,
     always: &[String],
     extra: &[(String, Vec<u8>)],
     cancel: &tokio_util::sync::CancellationToken,
-) -> Result<Vec<u8>, String> {
+) -> Result<W, String> {
     let ignore = Ignore::read(context).map_err(|e| format!("cannot read .dockerignore: {e}"))?;
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     builder.mode(tar::HeaderMode::Deterministic);
     let mut always: Vec<String> = always.iter().map(|a| clean(a).join("/")).collect();
@@ -237,12 +238,12 @@ pub fn tar(
         .map_err(|e| format!("cannot write the build context: {e}"))
 }
 
-fn walk(
+fn walk<W: std::io::Write>(
     root: &Path,
     rel: PathBuf,
     ignore: &Ignore,
     always: &[String],
-    builder: &mut tar::Builder<Vec<u8>>,
+    builder: &mut tar::Builder<W>,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), String> {
     let dir = root.join(&rel);
@@ -339,7 +340,7 @@ mod tests {
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         let cancel = tokio_util::sync::CancellationToken::new();
         cancel.cancel();
-        assert_eq!(tar(dir.path(), &[], &[], &cancel).unwrap_err(), "cancelled");
+        assert_eq!(tar(Vec::new(), dir.path(), &[], &[], &cancel).unwrap_err(), "cancelled");
     }
 
     #[test]
@@ -378,7 +379,7 @@ mod tests {
         std::fs::write(d.join("debug.log"), "noise").unwrap();
         std::fs::create_dir(d.join("cache")).unwrap();
         std::fs::write(d.join("cache/big"), "x").unwrap();
-        let bytes = tar(d, &["Dockerfile".into()], &[], &Default::default()).unwrap();
+        let bytes = tar(Vec::new(), d, &["Dockerfile".into()], &[], &Default::default()).unwrap();
         let mut names: Vec<String> = tar::Archive::new(bytes.as_slice())
             .entries()
             .unwrap()

@@ -11,19 +11,19 @@
 //! where the engine expects base64url, which breaks passwords whose encoding
 //! holds `+` or `/`).
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-
 use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
 use bollard::Docker;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::{describe, not_found};
-use crate::registry::client::{is_index, sha256_digest, Manifest, ManifestBody, Registry};
+use super::{describe, export, not_found};
+use crate::registry::client::{is_index, sha256_digest, Manifest, ManifestBody, Registry, RegistryError};
 use crate::registry::credentials::Source;
 use crate::registry::name::ImageName;
+use crate::spool::{self, Spooled, Stop, StopOnDrop};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -49,13 +49,6 @@ pub async fn tag(docker: &Docker, image: &str, reference: &str) -> Result<(), St
     })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SavedImage {
-    config: String,
-    layers: Vec<String>,
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct LoadEntry {
@@ -64,68 +57,19 @@ struct LoadEntry {
     layers: Vec<String>,
 }
 
-/// The engine's export of one image: its config bytes and its layers as
-/// uncompressed tars, in order.
-struct Saved {
-    config: Vec<u8>,
-    layers: Vec<Vec<u8>>,
-}
-
-async fn save(docker: &Docker, image: &str) -> Result<Saved, String> {
-    let mut stream = docker.export_image(image);
-    let mut archive = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            if not_found(&e) {
-                format!("no local image {image}")
-            } else {
-                format!("cannot export {image} from the engine: {}", describe(&e))
-            }
-        })?;
-        archive.extend_from_slice(&chunk);
-    }
-    tokio::task::spawn_blocking(move || read_saved(&archive))
-        .await
-        .map_err(|e| format!("reading the export failed: {e}"))?
-}
-
-fn read_saved(archive: &[u8]) -> Result<Saved, String> {
-    let bad = |e: std::io::Error| format!("the engine's export is not a readable tar: {e}");
-    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
-    for entry in tar::Archive::new(archive).entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(bad)?;
-        files.insert(path, bytes);
-    }
-    let manifest = files
-        .get("manifest.json")
-        .ok_or("the engine's export has no manifest.json")?;
-    let images: Vec<SavedImage> =
-        serde_json::from_slice(manifest).map_err(|e| format!("the export's manifest.json is unreadable: {e}"))?;
-    let image = images.into_iter().next().ok_or("the engine's export holds no image")?;
-    let mut take = |p: &str| files.remove(p).ok_or_else(|| format!("the engine's export lacks {p}"));
-    let config = take(&image.config)?;
-    let layers = image.layers.iter().map(|l| take(l)).collect::<Result<_, _>>()?;
-    Ok(Saved { config, layers })
-}
-
-fn gzip(data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut enc = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::fast());
-    enc.write_all(data).map_err(|e| format!("compressing a layer: {e}"))?;
-    enc.finish().map_err(|e| format!("compressing a layer: {e}"))
-}
-
-/// Uploads a blob unless the repository has it already.
-async fn ensure_blob(reg: &Registry, repo: &str, digest: &str, data: Bytes) -> Result<bool, String> {
-    if reg.blob_exists(repo, digest).await.map_err(|e| e.0)? {
+/// Uploads a blob held in a file unless the repository has it already.
+async fn ensure_blob(reg: &Registry, repo: &str, blob: &Spooled) -> Result<bool, String> {
+    if reg.blob_exists(repo, &blob.digest).await.map_err(|e| e.0)? {
         return Ok(false);
     }
-    reg.upload_blob(repo, digest, data).await.map_err(|e| e.0)?;
+    let body = || {
+        let file = std::fs::File::open(&blob.path)
+            .map_err(|e| RegistryError(format!("cannot read the compressed layer {}: {e}", blob.digest)))?;
+        Ok(reqwest::Body::wrap_stream(spool::stream(file)))
+    };
+    reg.upload_blob_with(repo, &blob.digest, blob.size, body)
+        .await
+        .map_err(|e| e.0)?;
     Ok(true)
 }
 
@@ -140,28 +84,46 @@ pub struct Pushed {
 /// Pushes a local image to `to` (a tag); returns the manifest digest the
 /// registry holds for that tag afterwards.
 pub async fn push(docker: &Docker, image: &str, to: &ImageName, source: &Source) -> Result<Pushed, String> {
-    let saved = save(docker, image).await?;
-    let config_digest = sha256_digest(&saved.config);
-    if image.starts_with("sha256:") && config_digest != image {
-        return Err(format!(
-            "the engine exported {image} with a config hashing to {config_digest}"
-        ));
-    }
-    let raw = saved.layers;
-    let layers = tokio::task::spawn_blocking(move || raw.iter().map(|l| gzip(l)).collect::<Result<Vec<_>, _>>())
-        .await
-        .map_err(|e| format!("compressing layers failed: {e}"))??;
+    let saved = export::export(docker, image).await?;
+    let config_digest = export::check_id(&saved, image)?;
     let reg = Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?;
     let repo = &to.repository;
+    // A blocking thread compresses one layer ahead of the uploads; each
+    // uncompressed file goes once compressed, each compressed once sent.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let stop = StopOnDrop(Stop::default());
+    let (raw, dir, thread_stop) = (saved.layers.clone(), saved.dir().to_path_buf(), stop.0.clone());
+    let compressor = tokio::task::spawn_blocking(move || {
+        for (i, layer) in raw.iter().enumerate() {
+            let gz = export::gzip(layer, dir.join(format!("layer-{i}.gz")), &thread_stop);
+            let _ = std::fs::remove_file(&layer.path);
+            if tx.blocking_send(gz).is_err() {
+                break;
+            }
+        }
+    });
     let mut uploaded = 0;
     let mut descriptors = Vec::new();
-    for layer in layers {
-        let digest = sha256_digest(&layer);
-        descriptors.push(serde_json::json!({ "mediaType": DOCKER_LAYER, "size": layer.len(), "digest": digest }));
-        uploaded += usize::from(ensure_blob(&reg, repo, &digest, layer.into()).await?);
+    while let Some(gz) = rx.recv().await {
+        let gz = gz?;
+        descriptors.push(serde_json::json!({ "mediaType": DOCKER_LAYER, "size": gz.size, "digest": gz.digest }));
+        uploaded += usize::from(ensure_blob(&reg, repo, &gz).await?);
+        let _ = std::fs::remove_file(&gz.path);
     }
-    let config_len = saved.config.len();
-    uploaded += usize::from(ensure_blob(&reg, repo, &config_digest, saved.config.into()).await?);
+    compressor
+        .await
+        .map_err(|e| format!("compressing layers failed: {e}"))?;
+    if descriptors.len() != saved.layers.len() {
+        return Err("compressing layers stopped early".into());
+    }
+    let config = Spooled {
+        path: saved.dir().join("config.json"),
+        size: saved.config.len() as u64,
+        digest: config_digest.clone(),
+    };
+    std::fs::write(&config.path, &saved.config).map_err(|e| format!("cannot write the config: {e}"))?;
+    uploaded += usize::from(ensure_blob(&reg, repo, &config).await?);
+    let config_len = config.size;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST,
@@ -241,39 +203,113 @@ pub async fn pull(docker: &Docker, name: &ImageName, source: &Source, only_if_mi
         return Ok(config.digest);
     }
     let config_bytes = reg.blob(repo, &config.digest, config.sized()).await.map_err(|e| e.0)?;
-    let mut archive = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        archive.append_data(&mut h, path, data).map_err(|e| e.to_string())
-    };
-    let config_path = format!("{}.json", config.digest.trim_start_matches("sha256:"));
-    add(&config_path, &config_bytes)?;
+    // The tarball `docker load` reads, written as it is sent: headers and
+    // padding from here, each layer streamed from the registry in turn
+    // (checked against its digest and size on the way).
+    let mut parts = Vec::new();
+    let config_path = format!("{}.json", hex_of(&config.digest)?);
+    parts.extend(entry(&config_path, config_bytes.len() as u64)?.framing(config_bytes));
     let mut layers = Vec::new();
     for layer in &body.layers {
-        let data = reg.blob(repo, &layer.digest, layer.sized()).await.map_err(|e| e.0)?;
         // The engine's loader decompresses layers itself.
-        let path = format!("{}/layer.tar", layer.digest.trim_start_matches("sha256:"));
-        add(&path, &data)?;
+        let path = format!("{}/layer.tar", hex_of(&layer.digest)?);
+        if !layers.contains(&path) {
+            let size = layer
+                .sized()
+                .ok_or_else(|| format!("the manifest gives no size for layer {}", layer.digest))?;
+            parts.extend(entry(&path, size)?.around(Part::Blob(layer.digest.clone(), size)));
+        }
         layers.push(path);
     }
     let repo_tags = match &name.tag {
         Some(_) if name.digest.is_none() => vec![name.with_tag()],
         _ => Vec::new(),
     };
-    let entry = vec![LoadEntry {
+    let load = vec![LoadEntry {
         config: config_path,
         repo_tags,
         layers,
     }];
-    add("manifest.json", &serde_json::to_vec(&entry).map_err(|e| e.to_string())?)?;
-    let tarball = archive.into_inner().map_err(|e| e.to_string())?;
+    let manifest = Bytes::from(serde_json::to_vec(&load).map_err(|e| e.to_string())?);
+    parts.extend(entry("manifest.json", manifest.len() as u64)?.framing(manifest));
+    parts.push(Part::Bytes(Bytes::from_static(&[0; 1024])));
+    // A registry's error, kept: the engine only sees the upload end early.
+    let failure = Arc::new(Mutex::new(None::<String>));
+    let seen = failure.clone();
+    let (reg, repo) = (Arc::new(reg), repo.clone());
+    let body = futures_util::stream::iter(parts)
+        .then(move |part| {
+            let (reg, repo) = (reg.clone(), repo.clone());
+            async move {
+                match part {
+                    Part::Bytes(b) => Ok(futures_util::stream::once(async { Ok(b) }).boxed()),
+                    Part::Blob(digest, size) => match reg.blob_stream(&repo, &digest, size).await {
+                        Ok(s) => Ok(s.boxed()),
+                        Err(e) => Err(std::io::Error::other(e.0)),
+                    },
+                }
+            }
+        })
+        .try_flatten()
+        .inspect_err(move |e| {
+            seen.lock().expect("not poisoned").get_or_insert_with(|| e.to_string());
+        });
     let options = ImportImageOptionsBuilder::default().quiet(true).build();
-    let mut stream = docker.import_image(options, bollard::body_full(tarball.into()), None);
+    let mut stream = docker.import_image(options, bollard::body_try_stream(body), None);
     while let Some(item) = stream.next().await {
-        item.map_err(|e| format!("the engine refused to load {}: {}", name.with_tag(), describe(&e)))?;
+        if let Err(e) = item {
+            let cause = failure.lock().expect("not poisoned").take();
+            return Err(
+                cause.unwrap_or_else(|| format!("the engine refused to load {}: {}", name.with_tag(), describe(&e)))
+            );
+        }
+    }
+    if let Some(cause) = failure.lock().expect("not poisoned").take() {
+        return Err(cause);
     }
     Ok(config.digest)
+}
+
+/// A piece of the load tarball: bytes at hand, or a blob to stream.
+enum Part {
+    Bytes(Bytes),
+    Blob(String, u64),
+}
+
+/// A tar entry's header and the padding after its `size` bytes.
+struct Entry {
+    header: Bytes,
+    padding: Bytes,
+}
+
+fn entry(path: &str, size: u64) -> Result<Entry, String> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(path)
+        .map_err(|e| format!("cannot name {path} in the load tarball: {e}"))?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    Ok(Entry {
+        header: Bytes::copy_from_slice(h.as_bytes()),
+        padding: Bytes::from(vec![0; ((512 - size % 512) % 512) as usize]),
+    })
+}
+
+impl Entry {
+    fn around(self, part: Part) -> [Part; 3] {
+        [Part::Bytes(self.header), part, Part::Bytes(self.padding)]
+    }
+
+    fn framing(self, bytes: Bytes) -> [Part; 3] {
+        self.around(Part::Bytes(bytes))
+    }
+}
+
+/// The hex of a `sha256:` digest, which names files in the tarball: a
+/// registry's manifest decides it, so nothing else passes.
+fn hex_of(digest: &str) -> Result<&str, String> {
+    digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .ok_or_else(|| format!("the manifest names {digest:?}, not a sha256 digest"))
 }

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod context;
+pub mod export;
 pub mod image;
 pub mod resources;
 pub mod run;
