@@ -8,8 +8,9 @@ Needs the Docker engine, Debian's docker-registry and skopeo.
 For each size (MiB), an image FROM scratch of four layers, two of random
 bytes and two of base64 text (which gzip shrinks to about three quarters),
 is built once by `kflow run` (a `docker.build` then a `docker.push`); then,
-per round, alternating which goes first, into repositories the registry has
-never seen (so every blob is uploaded):
+per round, alternating which goes first, each push goes to a registry of its
+own, started empty (so every blob is uploaded: skopeo's blob-info cache
+would otherwise mount blobs it uploaded to another repository before):
 
 - `kflow run` of that flow: the push task's own time (its `finished` event)
   and the whole process's peak resident memory (`wait4`);
@@ -50,6 +51,22 @@ def run(cmd, cwd):
     return elapsed, usage.ru_maxrss / 1024, text
 
 
+class Registry:
+    """An empty docker-registry of its own, removed afterwards."""
+
+    def __init__(self, work):
+        self.dir = tempfile.mkdtemp(dir=work, prefix="registry-")
+
+    def __enter__(self):
+        self.proc, port = start_registry(self.dir)
+        return f"127.0.0.1:{port}"
+
+    def __exit__(self, *_):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def write_context(ctx, size_mib):
     os.makedirs(ctx)
     part = size_mib * MIB // 4
@@ -65,6 +82,15 @@ def write_context(ctx, size_mib):
                 left -= n
     with open(os.path.join(ctx, "Dockerfile"), "w") as f:
         f.write("FROM scratch\n" + "".join(f"COPY part{i} /part{i}\n" for i in range(4)))
+
+
+def pushed_bytes(reference):
+    """The size of the layers a registry holds for `reference`."""
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reference}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return sum(layer["size"] for layer in json.loads(raw)["layers"])
 
 
 def push_task_seconds(events):
@@ -86,8 +112,6 @@ def main():
             sys.exit(f"`{tool}` is needed (Debian: docker-registry, skopeo)")
     kflow = build_kflow()
     work = tempfile.mkdtemp(prefix="kflow-bench-push-")
-    registry, port = start_registry(work)
-    reg = f"127.0.0.1:{port}"
     images = []
     try:
         print(f"machine: {os.cpu_count()} cores; {args.runs} rounds per size, alternating; medians\n")
@@ -99,23 +123,28 @@ def main():
                 f.write(
                     f"flow push{size} {{\n  input repo: string\n"
                     f'  task image = docker.build {{ context: "{ctx}" }}\n'
-                    f'  task push = docker.push {{ image: image.image, to: ref("{reg}/${{repo}}:1") }}\n'
+                    '  task push = docker.push { image: image.image, to: ref("${repo}:1") }\n'
                     "  output id = image.image\n}\n"
                 )
             k_time, k_rss, s_time, s_rss = [], [], [], []
+            sizes = {}
             for i in range(args.runs + 1):
                 def kflow_push():
-                    cmd = [kflow, "run", "--json", "--state", "state", flow, "-i", f"repo=k{size}/r{i}"]
-                    _, rss, out = run(cmd, work)
+                    with Registry(work) as reg:
+                        cmd = [kflow, "run", "--json", "--state", "state", flow, "-i", f"repo={reg}/k{size}"]
+                        _, rss, out = run(cmd, work)
+                        sizes["kflow"] = pushed_bytes(f"{reg}/k{size}:1")
                     for line in out.splitlines():
                         if '"event":"execution"' in line:
                             images.append(json.loads(line)["outputs"]["id"])
                     return push_task_seconds(out), rss
 
                 def skopeo_push():
-                    dest = f"docker://{reg}/s{size}/r{i}:1"
-                    cmd = ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"docker-daemon:{images[-1]}", dest]
-                    t, rss, _ = run(cmd, work)
+                    with Registry(work) as reg:
+                        dest = f"docker://{reg}/s{size}:1"
+                        cmd = ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"docker-daemon:{images[-1]}", dest]
+                        t, rss, _ = run(cmd, work)
+                        sizes["skopeo"] = pushed_bytes(f"{reg}/s{size}:1")
                     return t, rss
 
                 if i == 0:  # the first round builds the image and warms the caches
@@ -134,13 +163,12 @@ def main():
                 s_rss.append(sr)
             kt, st = statistics.median(k_time), statistics.median(s_time)
             print(f"{size} MiB image (4 layers):")
-            print(f"  kflow docker.push   {kt:7.2f} s   peak RSS {statistics.median(k_rss):6.0f} MiB (whole run)")
-            print(f"  skopeo copy         {st:7.2f} s   peak RSS {statistics.median(s_rss):6.0f} MiB")
+            mib = lambda n: f"{n / MIB:6.0f} MiB"
+            print(f"  kflow docker.push   {kt:7.2f} s   peak RSS {statistics.median(k_rss):6.0f} MiB (whole run)   layers pushed {mib(sizes['kflow'])}")
+            print(f"  skopeo copy         {st:7.2f} s   peak RSS {statistics.median(s_rss):6.0f} MiB                 layers pushed {mib(sizes['skopeo'])}")
             print(f"  kflow / skopeo = {kt / st:.2f}\n")
             shutil.rmtree(os.path.join(work, ctx), ignore_errors=True)
     finally:
-        registry.terminate()
-        registry.wait()
         # The images this benchmark built, and only those.
         if images:
             subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True)

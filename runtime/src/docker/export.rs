@@ -1,6 +1,11 @@
 //! An image as the engine exports it (`docker save`), spooled to temporary
 //! files entry by entry as the export streams in, and its layers gzipped
 //! file to file: a push holds no layer in memory, whatever the image's size.
+//!
+//! Compression is the slow part of a push: every layer is compressed on its
+//! own thread, one per core at once, ahead of the uploads. (Starting each
+//! layer while the export still streamed in was slower on two cores: it
+//! competes with the engine, which is exporting; see docs/performance.md.)
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -36,28 +41,16 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-/// One image of the engine, on disk until dropped.
+/// One image of the engine, its files in the folder it was exported to.
 pub struct Export {
     pub config: Vec<u8>,
     /// The layers as uncompressed tars, in order, each checked against the
     /// diff id its config gives.
     pub layers: Vec<Spooled>,
-    dir: tempfile::TempDir,
 }
 
-impl Export {
-    /// Where the export's files are (compressed layers go there too).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-/// Exports `image` from the engine.
-pub async fn export(docker: &Docker, image: &str) -> Result<Export, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("kflow-export-")
-        .tempdir()
-        .map_err(|e| format!("cannot create a temporary folder for the export: {e}"))?;
+/// Exports `image` from the engine into files in `dir`.
+pub async fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Export, String> {
     // The engine's own error, kept: the tar reader only sees an I/O error.
     let failure = Arc::new(Mutex::new(None::<String>));
     let seen = failure.clone();
@@ -75,7 +68,7 @@ pub async fn export(docker: &Docker, image: &str) -> Result<Export, String> {
     });
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(chunks)));
     let stop = StopOnDrop(Stop::default());
-    let (path, thread_stop) = (dir.path().to_path_buf(), stop.0.clone());
+    let (path, thread_stop) = (dir.to_path_buf(), stop.0.clone());
     let spooled = tokio::task::spawn_blocking(move || spool_export(reader, &path, &thread_stop))
         .await
         .map_err(|e| format!("reading the export failed: {e}"))?;
@@ -83,7 +76,7 @@ pub async fn export(docker: &Docker, image: &str) -> Result<Export, String> {
         Ok(parts) => parts,
         Err(e) => return Err(failure.lock().expect("not poisoned").take().unwrap_or(e)),
     };
-    Ok(Export { config, layers, dir })
+    Ok(Export { config, layers })
 }
 
 fn spool_export(reader: impl io::Read, dir: &Path, stop: &Stop) -> Result<(Vec<u8>, Vec<Spooled>), String> {
@@ -135,19 +128,76 @@ fn spool_export(reader: impl io::Read, dir: &Path, stop: &Stop) -> Result<(Vec<u
 
 /// Gzips `raw` into a new file next to it; the result names the blob
 /// (digest and size of the compressed bytes).
-pub fn gzip(raw: &Spooled, to: PathBuf, stop: &Stop) -> Result<Spooled, String> {
+fn gzip(raw: &Spooled, to: PathBuf, stop: &Stop) -> Result<Spooled, String> {
     let fail = |e: io::Error| format!("compressing a layer: {e}");
     let mut input = File::open(&raw.path).map_err(fail)?;
     let out = io::BufWriter::with_capacity(spool::CHUNK, File::create(&to).map_err(fail)?);
-    // No name and no time in the header: the same layer compresses to the
-    // same blob every time.
-    let mut gz = flate2::GzBuilder::new().write(spool::Hashing::new(out), flate2::Compression::fast());
+    let mut gz = super::gzip::Encoder::new(spool::Hashing::new(out));
     let (_, read) = spool::copy(&mut input, &mut gz, stop).map_err(fail)?;
     if read != raw.digest {
         return Err(format!("layer {} changed on disk while it was compressed", raw.digest));
     }
     let (_, size, digest) = gz.finish().map_err(fail)?.finish().map_err(fail)?;
     Ok(Spooled { path: to, size, digest })
+}
+
+/// Layers being compressed: at most one per core at once, in the order
+/// they were started, each distinct layer once.
+pub struct Compressor {
+    dir: PathBuf,
+    permits: Arc<tokio::sync::Semaphore>,
+    stop: Stop,
+    jobs: Mutex<HashMap<String, Job>>,
+}
+
+type Job = tokio::task::JoinHandle<Result<Spooled, String>>;
+
+impl Compressor {
+    /// Compressed files go into `dir`.
+    pub fn new(dir: &Path) -> Compressor {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        Compressor {
+            dir: dir.to_path_buf(),
+            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            stop: Stop::default(),
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts compressing `raw` unless it already is.
+    pub fn start(&self, raw: &Spooled) {
+        let mut jobs = self.jobs.lock().expect("not poisoned");
+        if jobs.contains_key(&raw.digest) {
+            return;
+        }
+        let (raw2, permits, stop) = (raw.clone(), self.permits.clone(), self.stop.clone());
+        let to = self.dir.join(format!("layer-{}.gz", jobs.len()));
+        let job = tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || gzip(&raw2, to, &stop))
+                .await
+                .map_err(|e| format!("compressing a layer failed: {e}"))?
+        });
+        jobs.insert(raw.digest.clone(), job);
+    }
+
+    /// The compressed blob of `raw` (started now if it was not), once;
+    /// the uncompressed file is removed then.
+    pub async fn take(&self, raw: &Spooled) -> Result<Spooled, String> {
+        self.start(raw);
+        let job = self.jobs.lock().expect("not poisoned").remove(&raw.digest);
+        let job = job.ok_or_else(|| format!("layer {} was compressed already", raw.digest))?;
+        let gz = job.await.map_err(|e| format!("compressing a layer failed: {e}"))?;
+        let _ = std::fs::remove_file(&raw.path);
+        gz
+    }
+}
+
+impl Drop for Compressor {
+    /// Work nobody will take stops (a cancelled or failed push).
+    fn drop(&mut self) {
+        self.stop.stop();
+    }
 }
 
 /// The config digest an export must have to be `image` (an image ID).

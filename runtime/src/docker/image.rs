@@ -14,6 +14,7 @@
 use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
 use bollard::Docker;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -23,7 +24,7 @@ use super::{describe, export, not_found};
 use crate::registry::client::{is_index, sha256_digest, Manifest, ManifestBody, Registry, RegistryError};
 use crate::registry::credentials::Source;
 use crate::registry::name::ImageName;
-use crate::spool::{self, Spooled, Stop, StopOnDrop};
+use crate::spool::{self, Spooled};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -84,40 +85,42 @@ pub struct Pushed {
 /// Pushes a local image to `to` (a tag); returns the manifest digest the
 /// registry holds for that tag afterwards.
 pub async fn push(docker: &Docker, image: &str, to: &ImageName, source: &Source) -> Result<Pushed, String> {
-    let saved = export::export(docker, image).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("kflow-push-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary folder for the export: {e}"))?;
+    let saved = export::export(docker, image, dir.path()).await?;
     let config_digest = export::check_id(&saved, image)?;
     let reg = Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?;
     let repo = &to.repository;
-    // A blocking thread compresses one layer ahead of the uploads; each
-    // uncompressed file goes once compressed, each compressed once sent.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let stop = StopOnDrop(Stop::default());
-    let (raw, dir, thread_stop) = (saved.layers.clone(), saved.dir().to_path_buf(), stop.0.clone());
-    let compressor = tokio::task::spawn_blocking(move || {
-        for (i, layer) in raw.iter().enumerate() {
-            let gz = export::gzip(layer, dir.join(format!("layer-{i}.gz")), &thread_stop);
-            let _ = std::fs::remove_file(&layer.path);
-            if tx.blocking_send(gz).is_err() {
-                break;
-            }
+    // Every layer is queued for compression at once, and uploaded in order
+    // as it is ready; each compressed file is removed once sent.
+    let compressor = export::Compressor::new(dir.path());
+    let mut distinct: Vec<&Spooled> = Vec::new();
+    for layer in &saved.layers {
+        if !distinct.iter().any(|d| d.digest == layer.digest) {
+            compressor.start(layer);
+            distinct.push(layer);
         }
-    });
+    }
     let mut uploaded = 0;
-    let mut descriptors = Vec::new();
-    while let Some(gz) = rx.recv().await {
-        let gz = gz?;
-        descriptors.push(serde_json::json!({ "mediaType": DOCKER_LAYER, "size": gz.size, "digest": gz.digest }));
+    let mut blobs = HashMap::new();
+    for layer in distinct {
+        let gz = compressor.take(layer).await?;
         uploaded += usize::from(ensure_blob(&reg, repo, &gz).await?);
         let _ = std::fs::remove_file(&gz.path);
+        blobs.insert(layer.digest.clone(), gz);
     }
-    compressor
-        .await
-        .map_err(|e| format!("compressing layers failed: {e}"))?;
-    if descriptors.len() != saved.layers.len() {
-        return Err("compressing layers stopped early".into());
-    }
+    let descriptors: Vec<_> = saved
+        .layers
+        .iter()
+        .map(|l| {
+            let gz = &blobs[&l.digest];
+            serde_json::json!({ "mediaType": DOCKER_LAYER, "size": gz.size, "digest": gz.digest })
+        })
+        .collect();
     let config = Spooled {
-        path: saved.dir().join("config.json"),
+        path: dir.path().join("config.json"),
         size: saved.config.len() as u64,
         digest: config_digest.clone(),
     };

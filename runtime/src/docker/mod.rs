@@ -5,6 +5,7 @@
 pub mod build;
 pub mod context;
 pub mod export;
+mod gzip;
 pub mod image;
 pub mod resources;
 pub mod run;
