@@ -4,7 +4,7 @@
 //!
 //! Compression is the slow part of a push: every layer is compressed on its
 //! own thread, one per core at once, ahead of the uploads. (Starting each
-//! layer while the export still streamed in was slower on two cores: it
+//! layer while the export still streamed in was no faster on two cores: it
 //! competes with the engine, which is exporting; see docs/performance.md.)
 
 use std::collections::HashMap;
