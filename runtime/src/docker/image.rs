@@ -11,12 +11,12 @@
 //! where the engine expects base64url, which breaks passwords whose encoding
 //! holds `+` or `/`).
 
-use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
-use bollard::Docker;
-use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::Docker;
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -211,7 +211,7 @@ pub async fn pull(docker: &Docker, name: &ImageName, source: &Source, only_if_mi
     // (checked against its digest and size on the way).
     let mut parts = Vec::new();
     let config_path = format!("{}.json", hex_of(&config.digest)?);
-    parts.extend(entry(&config_path, config_bytes.len() as u64)?.framing(config_bytes));
+    parts.extend(entry(&config_path, config_bytes.len() as u64)?.around(Part::Bytes(config_bytes)));
     let mut layers = Vec::new();
     for layer in &body.layers {
         // The engine's loader decompresses layers itself.
@@ -234,7 +234,7 @@ pub async fn pull(docker: &Docker, name: &ImageName, source: &Source, only_if_mi
         layers,
     }];
     let manifest = Bytes::from(serde_json::to_vec(&load).map_err(|e| e.to_string())?);
-    parts.extend(entry("manifest.json", manifest.len() as u64)?.framing(manifest));
+    parts.extend(entry("manifest.json", manifest.len() as u64)?.around(Part::Bytes(manifest)));
     parts.push(Part::Bytes(Bytes::from_static(&[0; 1024])));
     // A registry's error, kept: the engine only sees the upload end early.
     let failure = Arc::new(Mutex::new(None::<String>));
@@ -299,12 +299,9 @@ fn entry(path: &str, size: u64) -> Result<Entry, String> {
 }
 
 impl Entry {
-    fn around(self, part: Part) -> [Part; 3] {
-        [Part::Bytes(self.header), part, Part::Bytes(self.padding)]
-    }
-
-    fn framing(self, bytes: Bytes) -> [Part; 3] {
-        self.around(Part::Bytes(bytes))
+    /// The entry whole: header, content, padding.
+    fn around(self, content: Part) -> [Part; 3] {
+        [Part::Bytes(self.header), content, Part::Bytes(self.padding)]
     }
 }
 
