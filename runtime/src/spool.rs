@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 /// How much is read or sent at a time.
 pub const CHUNK: usize = 256 * 1024;
 
-/// A file written by [`copy`]: where it is, its size and its digest.
+/// A file written by [`to_file`] (or compressed from one): where it is,
+/// its size and its digest.
 #[derive(Clone, Debug)]
 pub struct Spooled {
     pub path: PathBuf,

@@ -141,62 +141,45 @@ fn gzip(raw: &Spooled, to: PathBuf, stop: &Stop) -> Result<Spooled, String> {
     Ok(Spooled { path: to, size, digest })
 }
 
-/// Layers being compressed: at most one per core at once, in the order
-/// they were started, each distinct layer once.
-pub struct Compressor {
-    dir: PathBuf,
-    permits: Arc<tokio::sync::Semaphore>,
-    stop: Stop,
-    jobs: Mutex<HashMap<String, Job>>,
+/// The compressions of an export's layers, started at once, one per core
+/// running: each distinct layer (by diff id) once, in order. Dropped, it
+/// stops what is still running (a cancelled or failed push).
+pub struct Compressing {
+    pub jobs: Vec<(String, Job)>,
+    _stop: StopOnDrop,
 }
 
-type Job = tokio::task::JoinHandle<Result<Spooled, String>>;
+pub type Job = tokio::task::JoinHandle<Result<Spooled, String>>;
 
-impl Compressor {
-    /// Compressed files go into `dir`.
-    pub fn new(dir: &Path) -> Compressor {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        Compressor {
-            dir: dir.to_path_buf(),
-            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
-            stop: Stop::default(),
-            jobs: Mutex::new(HashMap::new()),
+/// Starts compressing `layers` into files in `dir`; each uncompressed file
+/// is removed once compressed.
+pub fn compress(layers: &[Spooled], dir: &Path) -> Compressing {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
+    let stop = Stop::default();
+    let mut jobs: Vec<(String, Job)> = Vec::new();
+    for raw in layers {
+        if jobs.iter().any(|(diff_id, _)| *diff_id == raw.digest) {
+            continue;
         }
-    }
-
-    /// Starts compressing `raw` unless it already is.
-    pub fn start(&self, raw: &Spooled) {
-        let mut jobs = self.jobs.lock().expect("not poisoned");
-        if jobs.contains_key(&raw.digest) {
-            return;
-        }
-        let (raw2, permits, stop) = (raw.clone(), self.permits.clone(), self.stop.clone());
-        let to = self.dir.join(format!("layer-{}.gz", jobs.len()));
+        let (raw, permits, stop) = (raw.clone(), permits.clone(), stop.clone());
+        let to = dir.join(format!("layer-{}.gz", jobs.len()));
+        let diff_id = raw.digest.clone();
         let job = tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
-            tokio::task::spawn_blocking(move || gzip(&raw2, to, &stop))
-                .await
-                .map_err(|e| format!("compressing a layer failed: {e}"))?
+            tokio::task::spawn_blocking(move || {
+                let gz = gzip(&raw, to, &stop);
+                let _ = std::fs::remove_file(&raw.path);
+                gz
+            })
+            .await
+            .map_err(|e| format!("compressing a layer failed: {e}"))?
         });
-        jobs.insert(raw.digest.clone(), job);
+        jobs.push((diff_id, job));
     }
-
-    /// The compressed blob of `raw` (started now if it was not), once;
-    /// the uncompressed file is removed then.
-    pub async fn take(&self, raw: &Spooled) -> Result<Spooled, String> {
-        self.start(raw);
-        let job = self.jobs.lock().expect("not poisoned").remove(&raw.digest);
-        let job = job.ok_or_else(|| format!("layer {} was compressed already", raw.digest))?;
-        let gz = job.await.map_err(|e| format!("compressing a layer failed: {e}"))?;
-        let _ = std::fs::remove_file(&raw.path);
-        gz
-    }
-}
-
-impl Drop for Compressor {
-    /// Work nobody will take stops (a cancelled or failed push).
-    fn drop(&mut self) {
-        self.stop.stop();
+    Compressing {
+        jobs,
+        _stop: StopOnDrop(stop),
     }
 }
 

@@ -58,20 +58,27 @@ struct LoadEntry {
     layers: Vec<String>,
 }
 
-/// Uploads a blob held in a file unless the repository has it already.
-async fn ensure_blob(reg: &Registry, repo: &str, blob: &Spooled) -> Result<bool, String> {
-    if reg.blob_exists(repo, &blob.digest).await.map_err(|e| e.0)? {
+/// Uploads a blob of `size` bytes unless the repository has it already;
+/// `body` gives its bytes (see `Registry::upload_blob_with`).
+async fn ensure_blob(
+    reg: &Registry,
+    repo: &str,
+    digest: &str,
+    size: u64,
+    body: impl Fn() -> Result<reqwest::Body, RegistryError>,
+) -> Result<bool, String> {
+    if reg.blob_exists(repo, digest).await.map_err(|e| e.0)? {
         return Ok(false);
     }
-    let body = || {
-        let file = std::fs::File::open(&blob.path)
-            .map_err(|e| RegistryError(format!("cannot read the compressed layer {}: {e}", blob.digest)))?;
-        Ok(reqwest::Body::wrap_stream(spool::stream(file)))
-    };
-    reg.upload_blob_with(repo, &blob.digest, blob.size, body)
-        .await
-        .map_err(|e| e.0)?;
+    reg.upload_blob_with(repo, digest, size, body).await.map_err(|e| e.0)?;
     Ok(true)
+}
+
+/// A blob's bytes streamed from its file.
+fn file_body(blob: &Spooled) -> Result<reqwest::Body, RegistryError> {
+    let file = std::fs::File::open(&blob.path)
+        .map_err(|e| RegistryError(format!("cannot read the compressed layer {}: {e}", blob.digest)))?;
+    Ok(reqwest::Body::wrap_stream(spool::stream(file)))
 }
 
 /// What a push did.
@@ -95,21 +102,14 @@ pub async fn push(docker: &Docker, image: &str, to: &ImageName, source: &Source)
     let repo = &to.repository;
     // Every layer is queued for compression at once, and uploaded in order
     // as it is ready; each compressed file is removed once sent.
-    let compressor = export::Compressor::new(dir.path());
-    let mut distinct: Vec<&Spooled> = Vec::new();
-    for layer in &saved.layers {
-        if !distinct.iter().any(|d| d.digest == layer.digest) {
-            compressor.start(layer);
-            distinct.push(layer);
-        }
-    }
+    let mut compressing = export::compress(&saved.layers, dir.path());
     let mut uploaded = 0;
     let mut blobs = HashMap::new();
-    for layer in distinct {
-        let gz = compressor.take(layer).await?;
-        uploaded += usize::from(ensure_blob(&reg, repo, &gz).await?);
+    for (diff_id, job) in compressing.jobs.drain(..) {
+        let gz = job.await.map_err(|e| format!("compressing a layer failed: {e}"))??;
+        uploaded += usize::from(ensure_blob(&reg, repo, &gz.digest, gz.size, || file_body(&gz)).await?);
         let _ = std::fs::remove_file(&gz.path);
-        blobs.insert(layer.digest.clone(), gz);
+        blobs.insert(diff_id, gz);
     }
     let descriptors: Vec<_> = saved
         .layers
@@ -119,14 +119,9 @@ pub async fn push(docker: &Docker, image: &str, to: &ImageName, source: &Source)
             serde_json::json!({ "mediaType": DOCKER_LAYER, "size": gz.size, "digest": gz.digest })
         })
         .collect();
-    let config = Spooled {
-        path: dir.path().join("config.json"),
-        size: saved.config.len() as u64,
-        digest: config_digest.clone(),
-    };
-    std::fs::write(&config.path, &saved.config).map_err(|e| format!("cannot write the config: {e}"))?;
-    uploaded += usize::from(ensure_blob(&reg, repo, &config).await?);
-    let config_len = config.size;
+    let config_len = saved.config.len() as u64;
+    let config = Bytes::from(saved.config);
+    uploaded += usize::from(ensure_blob(&reg, repo, &config_digest, config_len, || Ok(config.clone().into())).await?);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST,
