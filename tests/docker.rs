@@ -474,13 +474,13 @@ fn registry_errors_are_retried_and_quoted() {
     assert!(out.contains("broken | attempt 2"), "{out}");
     assert!(
         out.contains("broken | failed in 0.")
-            && out.contains(&format!("{}: checking blob sha256:", broken.host))
+            && out.contains(&format!("{}: starting the upload of layer sha256:", broken.host))
             && out.contains("500 Internal Server Error"),
         "{out}"
     );
     assert!(out.contains("(a registry error; it may pass on retry)"), "{out}");
     assert!(
-        out.contains(&format!("{}: starting the upload of sha256:", read_only.host))
+        out.contains(&format!("{}: starting the upload of layer sha256:", read_only.host))
             && out.contains("405 Method Not Allowed (Method not allowed) (the registry refuses this: read-only, or pushes disabled)"),
         "{out}"
     );
@@ -592,6 +592,58 @@ fn container_options_reach_the_container() {
         assert!(out.contains(line), "{line} missing in {out}");
     }
     assert!(!out.contains("look | eth0"), "network none has only lo: {out}");
+}
+
+/// A push remembers which blob each layer became: pushing the same image
+/// again to a registry that has it exports and uploads nothing, and yields
+/// the same manifest; a registry without it gets every blob.
+#[test]
+fn a_second_push_sends_only_what_the_registry_lacks() {
+    if !docker_or_skip("a_second_push_sends_only_what_the_registry_lacks") {
+        return;
+    }
+    let (one, two) = (Registry::anonymous(), Registry::anonymous());
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "COPY own.txt /own.txt\n");
+    std::fs::write(
+        dir.path().join("img/own.txt"),
+        "a_second_push_sends_only_what_the_registry_lacks\n",
+    )
+    .unwrap();
+    let flow = format!(
+        r#"flow again {{
+  task image = docker.build {{ context: "img" }}
+  task first = docker.push {{ image: image.image, to: "{a}/app:1" }}
+  task again = docker.push {{ image: image.image, to: "{a}/app:2", after: [first] }}
+  task elsewhere = docker.push {{ image: image.image, to: "{b}/app:1", after: [again] }}
+  output first = first.digest
+  output again = again.digest
+  output elsewhere = elsewhere.digest
+  output id = image.image
+}}
+"#,
+        a = one.host,
+        b = two.host
+    );
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("first | 4 of 4 blobs uploaded (the others were there)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("again | 0 of 4 blobs uploaded (the registry held the image: nothing exported)"),
+        "{out}"
+    );
+    assert!(out.contains("elsewhere | 4 of 4 blobs uploaded"), "{out}");
+    let digest = output(&out, "first").to_string();
+    assert_eq!(output(&out, "again"), digest);
+    assert_eq!(output(&out, "elsewhere"), digest);
+    assert_eq!(skopeo_digest(&format!("{}/app:2", one.host)), digest);
+    assert_eq!(skopeo_digest(&format!("{}/app:1", two.host)), digest);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", output(&out, "id")])
+        .output();
 }
 
 /// Images go through files, not memory: building a 256 MiB context, pushing

@@ -1,19 +1,20 @@
 //! An image as the engine exports it (`docker save`), spooled to temporary
 //! files entry by entry as the export streams in, and its layers gzipped
-//! file to file: a push holds no layer in memory, whatever the image's size.
+//! straight into their uploads: a push holds no layer in memory, whatever
+//! the image's size, and writes each layer to disk once.
 //!
-//! Compression is the slow part of a push: every layer is compressed on its
-//! own thread, one per core at once, ahead of the uploads. (Starting each
-//! layer while the export still streamed in was no faster on two cores: it
-//! competes with the engine, which is exporting; see docs/performance.md.)
+//! (Starting each layer's compression while the export still streamed in
+//! was no faster on two cores: it competes with the engine, which is
+//! exporting; see docs/performance.md.)
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
@@ -39,6 +40,14 @@ struct Config {
 #[derive(Deserialize)]
 struct RootFs {
     diff_ids: Vec<String>,
+}
+
+/// The layers an image config names, in order.
+pub fn diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
+    Ok(serde_json::from_slice::<Config>(config)
+        .map_err(|e| format!("the image's config is unreadable: {e}"))?
+        .rootfs
+        .diff_ids)
 }
 
 /// One image of the engine, its files in the folder it was exported to.
@@ -99,10 +108,7 @@ fn spool_export(reader: impl io::Read, dir: &Path, stop: &Stop) -> Result<(Vec<u
         serde_json::from_slice(&manifest).map_err(|e| format!("the export's manifest.json is unreadable: {e}"))?;
     let image = images.into_iter().next().ok_or("the engine's export holds no image")?;
     let config = spool::read_small(&find(&image.config)?.path, MAX_METADATA, "the image's config")?;
-    let diff_ids = serde_json::from_slice::<Config>(&config)
-        .map_err(|e| format!("the image's config is unreadable: {e}"))?
-        .rootfs
-        .diff_ids;
+    let diff_ids = diff_ids(&config)?;
     if diff_ids.len() != image.layers.len() {
         return Err(format!(
             "the engine exported {} layers for an image whose config lists {}",
@@ -126,60 +132,75 @@ fn spool_export(reader: impl io::Read, dir: &Path, stop: &Stop) -> Result<(Vec<u
     Ok((config, layers))
 }
 
-/// Gzips `raw` into a new file next to it; the result names the blob
-/// (digest and size of the compressed bytes).
-fn gzip(raw: &Spooled, to: PathBuf, stop: &Stop) -> Result<Spooled, String> {
-    let fail = |e: io::Error| format!("compressing a layer: {e}");
-    let mut input = File::open(&raw.path).map_err(fail)?;
-    let out = io::BufWriter::with_capacity(spool::CHUNK, File::create(&to).map_err(fail)?);
-    let mut gz = super::gzip::Encoder::new(spool::Hashing::new(out));
-    let (_, read) = spool::copy(&mut input, &mut gz, stop).map_err(fail)?;
-    if read != raw.digest {
-        return Err(format!("layer {} changed on disk while it was compressed", raw.digest));
-    }
-    let (_, size, digest) = gz.finish().map_err(fail)?.finish().map_err(fail)?;
-    Ok(Spooled { path: to, size, digest })
-}
+/// Compressed chunks waiting for the upload: a few, so memory stays flat
+/// and a slow registry slows the compression rather than growing a queue.
+const QUEUED_CHUNKS: usize = 4;
 
-/// The compressions of an export's layers, started at once, one per core
-/// running: each distinct layer (by diff id) once, in order. Dropped, it
-/// stops what is still running (a cancelled or failed push).
-pub struct Compressing {
-    pub jobs: Vec<(String, Job)>,
-    _stop: StopOnDrop,
-}
-
-pub type Job = tokio::task::JoinHandle<Result<Spooled, String>>;
-
-/// Starts compressing `layers` into files in `dir`; each uncompressed file
-/// is removed once compressed.
-pub fn compress(layers: &[Spooled], dir: &Path) -> Compressing {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
+/// Starts gzipping the uncompressed layer `raw` on a blocking thread; the
+/// body streams the compressed bytes as they come (to an upload), the
+/// future gives their digest and size once all are out. Dropping either
+/// stops the thread.
+pub fn gzip_stream(
+    raw: &Spooled,
+) -> (
+    reqwest::Body,
+    impl std::future::Future<Output = Result<(String, u64), String>> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(QUEUED_CHUNKS);
     let stop = Stop::default();
-    let mut jobs: Vec<(String, Job)> = Vec::new();
-    for raw in layers {
-        if jobs.iter().any(|(diff_id, _)| *diff_id == raw.digest) {
-            continue;
+    let (path, thread_stop) = (raw.path.clone(), stop.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        let fail = |e: io::Error| format!("compressing a layer: {e}");
+        let mut input = File::open(&path).map_err(fail)?;
+        let out = ChannelWriter {
+            buf: Vec::with_capacity(spool::CHUNK),
+            tx,
+        };
+        let mut gz = super::gzip::Encoder::new(spool::Hashing::new(out));
+        spool::copy(&mut input, &mut gz, &thread_stop).map_err(fail)?;
+        let (_, size, digest) = gz.finish().map_err(fail)?.finish().map_err(fail)?;
+        Ok((digest, size))
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|c| (c, rx)) });
+    let stop = StopOnDrop(stop);
+    let finished = async move {
+        let _stop = stop;
+        done.await.map_err(|e| format!("compressing a layer failed: {e}"))?
+    };
+    (reqwest::Body::wrap_stream(chunks), finished)
+}
+
+/// Hands what is written to an async receiver in chunks of
+/// [`spool::CHUNK`], waiting while it is [`QUEUED_CHUNKS`] behind.
+struct ChannelWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
         }
-        let (raw, permits, stop) = (raw.clone(), permits.clone(), stop.clone());
-        let to = dir.join(format!("layer-{}.gz", jobs.len()));
-        let diff_id = raw.digest.clone();
-        let job = tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
-            tokio::task::spawn_blocking(move || {
-                let gz = gzip(&raw, to, &stop);
-                let _ = std::fs::remove_file(&raw.path);
-                gz
-            })
-            .await
-            .map_err(|e| format!("compressing a layer failed: {e}"))?
-        });
-        jobs.push((diff_id, job));
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(spool::CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped reading"))
     }
-    Compressing {
-        jobs,
-        _stop: StopOnDrop(stop),
+}
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(spool::CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == spool::CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
     }
 }
 

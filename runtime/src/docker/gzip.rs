@@ -9,6 +9,11 @@ use std::io::{self, Write};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+/// Names what this encoder makes of a given input. Pushes remember which
+/// blob a layer became under it (`layer_cache.rs`): whatever changes the
+/// output for some input (level, stretch, threshold, zlib) needs a new name,
+/// and the test `the_format_is_pinned` fails until it has one.
+pub const FORMAT: &str = "kflow-gzip-1";
 /// How much is judged at once.
 const STRETCH: usize = 256 * 1024;
 /// Bits a byte above which a stretch is stored: random bytes measure 7.99,
@@ -205,5 +210,20 @@ mod tests {
         round_trip(b"");
         // The same bytes, the same blob.
         assert_eq!(round_trip(&mixed), gz);
+    }
+
+    #[test]
+    fn the_format_is_pinned() {
+        let mut input: Vec<u8> = b"usr/bin/busybox\0".repeat(50_000);
+        input.extend_from_slice(&noise(300_000, 3));
+        let digest = crate::registry::client::sha256_digest(&round_trip(&input));
+        assert_eq!(
+            (FORMAT, digest.as_str()),
+            (
+                "kflow-gzip-1",
+                "sha256:363e02f38bbb9c42237d771c38327702c811cb114594da1b3a3ce8dc0c25499c"
+            ),
+            "the encoder's output changed: give FORMAT a new name"
+        );
     }
 }

@@ -20,11 +20,12 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
+use super::layer_cache::{Blob, LayerCache};
 use super::{describe, export, not_found};
 use crate::registry::client::{is_index, sha256_digest, Manifest, ManifestBody, Registry, RegistryError};
 use crate::registry::credentials::Source;
 use crate::registry::name::ImageName;
-use crate::spool::{self, Spooled};
+use crate::spool::Spooled;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -74,58 +75,107 @@ async fn ensure_blob(
     Ok(true)
 }
 
-/// A blob's bytes streamed from its file.
-fn file_body(blob: &Spooled) -> Result<reqwest::Body, RegistryError> {
-    let file = std::fs::File::open(&blob.path)
-        .map_err(|e| RegistryError(format!("cannot read the compressed layer {}: {e}", blob.digest)))?;
-    Ok(reqwest::Body::wrap_stream(spool::stream(file)))
-}
-
 /// What a push did.
 pub struct Pushed {
     pub digest: String,
     /// Blobs (layers and config) uploaded, and in all.
     pub uploaded: usize,
     pub blobs: usize,
+    /// Whether the image was exported from the engine (not when the
+    /// registry held all of it).
+    pub exported: bool,
+}
+
+/// How many layers are compressed and uploaded at once.
+fn parallel_layers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// Pushes a local image to `to` (a tag); returns the manifest digest the
 /// registry holds for that tag afterwards.
-pub async fn push(docker: &Docker, image: &str, to: &ImageName, source: &Source) -> Result<Pushed, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("kflow-push-")
-        .tempdir()
-        .map_err(|e| format!("cannot create a temporary folder for the export: {e}"))?;
-    let saved = export::export(docker, image, dir.path()).await?;
-    let config_digest = export::check_id(&saved, image)?;
+///
+/// Layers the registry holds already (known by `cache` from earlier
+/// pushes) are not compressed or uploaded again; when it holds them all
+/// and the config, the image is not even exported. The others are gzipped
+/// straight into their uploads, several at once.
+pub async fn push(
+    docker: &Docker,
+    image: &str,
+    to: &ImageName,
+    source: &Source,
+    cache: &LayerCache,
+) -> Result<Pushed, String> {
     let reg = Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?;
     let repo = &to.repository;
-    // Every layer is queued for compression at once, and uploaded in order
-    // as it is ready; each compressed file is removed once sent.
-    let mut compressing = export::compress(&saved.layers, dir.path());
-    let mut uploaded = 0;
-    let mut blobs = HashMap::new();
-    for (diff_id, job) in compressing.jobs.drain(..) {
-        let gz = job.await.map_err(|e| format!("compressing a layer failed: {e}"))??;
-        uploaded += usize::from(ensure_blob(&reg, repo, &gz.digest, gz.size, || file_body(&gz)).await?);
-        let _ = std::fs::remove_file(&gz.path);
-        blobs.insert(diff_id, gz);
+    let local = docker.inspect_image(image).await.map_err(|e| {
+        if not_found(&e) {
+            format!("no local image {image}")
+        } else {
+            format!("cannot inspect {image}: {}", describe(&e))
+        }
+    })?;
+    let id = local.id.unwrap_or_default();
+    let diff_ids = local.root_fs.and_then(|r| r.layers).unwrap_or_default();
+    let mut blobs: HashMap<String, Blob> = HashMap::new();
+    for diff_id in &diff_ids {
+        if let Some(blob) = cache.get(diff_id).filter(|_| !blobs.contains_key(diff_id)) {
+            if reg.blob_exists(repo, &blob.digest).await.map_err(|e| e.0)? {
+                blobs.insert(diff_id.clone(), blob);
+            }
+        }
     }
-    let descriptors: Vec<_> = saved
-        .layers
+    let mut uploaded = 0;
+    // The config pushed, and the layers (diff ids) it names, in order.
+    let held = held_config(&reg, repo, &id, &diff_ids, &blobs).await;
+    let exported = held.is_none();
+    let (config, layers) = match held {
+        Some(config) => (config, diff_ids),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("kflow-push-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary folder for the export: {e}"))?;
+            let saved = export::export(docker, image, dir.path()).await?;
+            let config_digest = export::check_id(&saved, image)?;
+            let mut missing: Vec<&Spooled> = Vec::new();
+            for layer in &saved.layers {
+                if !blobs.contains_key(&layer.digest) && !missing.iter().any(|m| m.digest == layer.digest) {
+                    missing.push(layer);
+                }
+            }
+            // Made first, then run: a stream of borrowing closures is not
+            // `Send` to the compiler.
+            let uploads: Vec<_> = missing.into_iter().map(|raw| upload_layer(&reg, repo, raw)).collect();
+            let sent: Vec<(String, Blob)> = futures_util::stream::iter(uploads)
+                .buffer_unordered(parallel_layers())
+                .try_collect()
+                .await?;
+            uploaded += sent.len();
+            for (diff_id, blob) in sent {
+                cache.put(&diff_id, &blob);
+                blobs.insert(diff_id, blob);
+            }
+            let config = Bytes::from(saved.config);
+            let size = config.len() as u64;
+            uploaded += usize::from(ensure_blob(&reg, repo, &config_digest, size, || Ok(config.clone().into())).await?);
+            let config = Blob {
+                digest: config_digest,
+                size,
+            };
+            (config, saved.layers.into_iter().map(|l| l.digest).collect())
+        }
+    };
+    let descriptors: Vec<_> = layers
         .iter()
-        .map(|l| {
-            let gz = &blobs[&l.digest];
+        .map(|d| {
+            let gz = &blobs[d];
             serde_json::json!({ "mediaType": DOCKER_LAYER, "size": gz.size, "digest": gz.digest })
         })
         .collect();
-    let config_len = saved.config.len() as u64;
-    let config = Bytes::from(saved.config);
-    uploaded += usize::from(ensure_blob(&reg, repo, &config_digest, config_len, || Ok(config.clone().into())).await?);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST,
-        "config": { "mediaType": DOCKER_CONFIG, "size": config_len, "digest": config_digest },
+        "config": { "mediaType": DOCKER_CONFIG, "size": config.size, "digest": config.digest },
         "layers": descriptors,
     });
     let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| e.to_string())?);
@@ -148,7 +198,43 @@ pub async fn push(docker: &Docker, image: &str, to: &ImageName, source: &Source)
         digest: confirmed,
         uploaded,
         blobs: descriptors.len() + 1,
+        exported,
     })
+}
+
+/// The image's config, when the registry holds it and every layer of the
+/// image already (then nothing needs exporting): read back and checked to
+/// be this image's config (its digest the image ID, its layers the
+/// engine's), since an ID is not always a config digest.
+async fn held_config(
+    reg: &Registry,
+    repo: &str,
+    id: &str,
+    diff_ids: &[String],
+    blobs: &HashMap<String, Blob>,
+) -> Option<Blob> {
+    if diff_ids.is_empty() || !diff_ids.iter().all(|d| blobs.contains_key(d)) {
+        return None;
+    }
+    let bytes = reg.blob(repo, id, None).await.ok()?;
+    (export::diff_ids(&bytes).ok()? == diff_ids).then(|| Blob {
+        digest: id.to_string(),
+        size: bytes.len() as u64,
+    })
+}
+
+/// Gzips one exported layer into its upload; the layer's file is removed
+/// once sent.
+async fn upload_layer(reg: &Registry, repo: &str, raw: &Spooled) -> Result<(String, Blob), String> {
+    let (body, finished) = export::gzip_stream(raw);
+    let (digest, size) = reg
+        .upload_blob_streamed(repo, &format!("layer {}", raw.digest), body, async {
+            finished.await.map_err(RegistryError)
+        })
+        .await
+        .map_err(|e| e.0)?;
+    let _ = std::fs::remove_file(&raw.path);
+    Ok((raw.digest.clone(), Blob { digest, size }))
 }
 
 /// The platform pulled from an image index: the engine's own.

@@ -7,6 +7,7 @@ pub mod context;
 pub mod export;
 mod gzip;
 pub mod image;
+pub mod layer_cache;
 pub mod resources;
 pub mod run;
 

@@ -289,7 +289,7 @@ impl Registry {
     /// what a bearer token must allow (`repository:NAME:pull,push`).
     async fn send(&self, scope: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
         let key = format!("{}|{scope}", self.host);
-        let cached = self.auth.lock().expect("not poisoned").get(&key).cloned();
+        let cached = self.cached_auth(scope);
         let (resp, ours) = self.attempt(build(), cached.as_deref()).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
@@ -328,6 +328,12 @@ impl Registry {
         }
         self.auth.lock().expect("not poisoned").insert(key, auth);
         Ok(resp)
+    }
+
+    /// The `Authorization` that last worked for `scope`.
+    fn cached_auth(&self, scope: &str) -> Option<String> {
+        let key = format!("{}|{scope}", self.host);
+        self.auth.lock().expect("not poisoned").get(&key).cloned()
     }
 
     /// Sends one request, with `auth` when it goes to this registry;
@@ -589,15 +595,7 @@ impl Registry {
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.failure(&format!("starting the upload of {digest}"), resp).await);
         }
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError(format!("{}: the upload session has no Location", self.host)))?;
-        let mut put_url = self
-            .base_url
-            .join(location)
-            .map_err(|e| RegistryError(format!("{}: bad upload location {location}: {e}", self.host)))?;
+        let mut put_url = self.upload_location(&resp)?;
         put_url.query_pairs_mut().append_pair("digest", digest);
         let failed_body = std::sync::Mutex::new(None);
         let resp = self
@@ -623,6 +621,77 @@ impl Registry {
             return Err(self.failure(&format!("uploading blob {digest}"), resp).await);
         }
         Ok(())
+    }
+
+    /// Uploads a blob whose digest is known only once all of it is sent
+    /// (a layer compressed on the way; `what` names it in errors): its bytes go in one streamed PATCH,
+    /// then the digest `finished` gives (with the size) commits it. When
+    /// the body fails, `finished` says why (the compression's error, not
+    /// the request's).
+    pub async fn upload_blob_streamed(
+        &self,
+        repo: &str,
+        what: &str,
+        body: reqwest::Body,
+        finished: impl std::future::Future<Output = Result<(String, u64)>>,
+    ) -> Result<(String, u64)> {
+        let url = self.url(repo, "blobs/uploads/");
+        let scope = Self::push_scope(repo);
+        let resp = self
+            .send(&scope, || {
+                self.http.post(&url).header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.failure(&format!("starting the upload of {what}"), resp).await);
+        }
+        let patch_url = self.upload_location(&resp)?;
+        // The POST has settled the credentials for this scope; a body
+        // cannot be sent twice, so the PATCH goes once, with them.
+        let cached = self.cached_auth(&scope);
+        let patch = self
+            .http
+            .request(Method::PATCH, patch_url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        let sent = self.attempt(patch, cached.as_deref()).await;
+        let resp = match sent {
+            Ok((resp, _)) if resp.status() == StatusCode::ACCEPTED => resp,
+            Ok((resp, _)) => {
+                finished.await?;
+                return Err(self.failure(&format!("uploading {what}"), resp).await);
+            }
+            Err(e) => {
+                finished.await?;
+                return Err(e);
+            }
+        };
+        let mut put_url = self.upload_location(&resp)?;
+        let (digest, size) = finished.await?;
+        put_url.query_pairs_mut().append_pair("digest", &digest);
+        let resp = self
+            .send(&scope, || {
+                self.http
+                    .request(Method::PUT, put_url.clone())
+                    .header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.failure(&format!("committing {what} as blob {digest}"), resp).await);
+        }
+        Ok((digest, size))
+    }
+
+    /// Where an upload session goes on, as the registry's `Location` says.
+    fn upload_location(&self, resp: &Response) -> Result<reqwest::Url> {
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError(format!("{}: the upload session has no Location", self.host)))?;
+        self.base_url
+            .join(location)
+            .map_err(|e| RegistryError(format!("{}: bad upload location {location}: {e}", self.host)))
     }
 
     /// A blob as a stream of its bytes, checked while it flows: more bytes

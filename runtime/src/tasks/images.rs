@@ -4,6 +4,7 @@
 
 use super::{text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::docker;
+use crate::docker::layer_cache::LayerCache;
 use crate::registry::{copy, credentials::Source, name::ImageName};
 use crate::value::Value;
 
@@ -34,16 +35,22 @@ pub async fn push(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     let source = Source::of(props.get("credentials")).map_err(failed)?;
     let engine = ctx.docker.get().await.map_err(failed)?;
     ctx.log(Stream::Info, &format!("pushing {image} to {}", to.with_tag()));
+    let cache = LayerCache::open(&ctx.state_dir);
     let pushed = tokio::select! {
-        r = docker::image::push(engine, &image, &to, &source) => r.map_err(failed)?,
+        r = docker::image::push(engine, &image, &to, &source, &cache) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
     ctx.log(
         Stream::Info,
         &format!(
-            "{} of {} blobs uploaded (the others were there); {} is {}",
+            "{} of {} blobs uploaded ({}); {} is {}",
             pushed.uploaded,
             pushed.blobs,
+            if pushed.exported {
+                "the others were there"
+            } else {
+                "the registry held the image: nothing exported"
+            },
             to.with_tag(),
             pushed.digest
         ),
