@@ -3,9 +3,7 @@
 //! straight into their uploads: a push holds no layer in memory, whatever
 //! the image's size, and writes each layer to disk once.
 //!
-//! (Starting each layer's compression while the export still streamed in
-//! was no faster on two cores: it competes with the engine, which is
-//! exporting; see docs/performance.md.)
+//! Each layer's upload can start while the export still streams in.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -58,8 +56,19 @@ pub struct Export {
     pub layers: Vec<Spooled>,
 }
 
-/// Exports `image` from the engine into files in `dir`.
-pub async fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Export, String> {
+/// Files of an export this big are layers: metadata is a few KiB.
+const LAYER_SIZED: u64 = 1 << 20;
+
+/// Exports `image` from the engine into files in `dir`. Each file that is
+/// layer-sized goes to `layer` as soon as it is written: the layers are
+/// named only by `manifest.json`, at the export's end, and work on them can
+/// start long before.
+pub async fn export(
+    docker: &Docker,
+    image: &str,
+    dir: &Path,
+    layer: impl Fn(&Spooled) + Send + 'static,
+) -> Result<Export, String> {
     // The engine's own error, kept: the tar reader only sees an I/O error.
     let failure = Arc::new(Mutex::new(None::<String>));
     let seen = failure.clone();
@@ -78,7 +87,7 @@ pub async fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Export, 
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(chunks)));
     let stop = StopOnDrop(Stop::default());
     let (path, thread_stop) = (dir.to_path_buf(), stop.0.clone());
-    let spooled = tokio::task::spawn_blocking(move || spool_export(reader, &path, &thread_stop))
+    let spooled = tokio::task::spawn_blocking(move || spool_export(reader, &path, &thread_stop, layer))
         .await
         .map_err(|e| format!("reading the export failed: {e}"))?;
     let (config, layers) = match spooled {
@@ -88,7 +97,12 @@ pub async fn export(docker: &Docker, image: &str, dir: &Path) -> Result<Export, 
     Ok(Export { config, layers })
 }
 
-fn spool_export(reader: impl io::Read, dir: &Path, stop: &Stop) -> Result<(Vec<u8>, Vec<Spooled>), String> {
+fn spool_export(
+    reader: impl io::Read,
+    dir: &Path,
+    stop: &Stop,
+    layer: impl Fn(&Spooled),
+) -> Result<(Vec<u8>, Vec<Spooled>), String> {
     let bad = |e: io::Error| format!("the engine's export is not a readable tar: {e}");
     let mut files: HashMap<String, Spooled> = HashMap::new();
     let mut archive = tar::Archive::new(reader);
@@ -100,6 +114,9 @@ fn spool_export(reader: impl io::Read, dir: &Path, stop: &Stop) -> Result<(Vec<u
         let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
         // Files are named by their place in the export, never by its paths.
         let file = spool::to_file(&mut entry, dir.join(format!("entry-{n}")), stop).map_err(bad)?;
+        if file.size >= LAYER_SIZED {
+            layer(&file);
+        }
         files.insert(name, file);
     }
     let find = |p: &str| files.get(p).ok_or_else(|| format!("the engine's export lacks {p}"));

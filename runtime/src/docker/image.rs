@@ -11,7 +11,7 @@
 //! where the engine expects base64url, which breaks passwords whose encoding
 //! holds `+` or `/`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::{ImportImageOptionsBuilder, TagImageOptionsBuilder};
@@ -86,11 +86,6 @@ pub struct Pushed {
     pub exported: bool,
 }
 
-/// How many layers are compressed and uploaded at once.
-fn parallel_layers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-}
-
 /// Pushes a local image to `to` (a tag); returns the manifest digest the
 /// registry holds for that tag afterwards.
 ///
@@ -105,7 +100,7 @@ pub async fn push(
     source: &Source,
     cache: &LayerCache,
 ) -> Result<Pushed, String> {
-    let reg = Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?;
+    let reg = Arc::new(Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?);
     let repo = &to.repository;
     let local = docker.inspect_image(image).await.map_err(|e| {
         if not_found(&e) {
@@ -135,21 +130,32 @@ pub async fn push(
                 .prefix("kflow-push-")
                 .tempdir()
                 .map_err(|e| format!("cannot create a temporary folder for the export: {e}"))?;
-            let saved = export::export(docker, image, dir.path()).await?;
+            // Layers start uploading as the export writes them, and the
+            // rest once it is done; what is not in the image is not kept.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let export = export::export(docker, image, dir.path(), move |file| {
+                let _ = tx.send(file.clone());
+            });
+            tokio::pin!(export);
+            let mut uploads = Uploads::new(reg.clone(), repo);
+            let saved = loop {
+                tokio::select! {
+                    Some(file) = rx.recv() => if !blobs.contains_key(&file.digest) { uploads.start(file) },
+                    saved = &mut export => break saved?,
+                }
+            };
             let config_digest = export::check_id(&saved, image)?;
-            let mut missing: Vec<&Spooled> = Vec::new();
             for layer in &saved.layers {
-                if !blobs.contains_key(&layer.digest) && !missing.iter().any(|m| m.digest == layer.digest) {
-                    missing.push(layer);
+                if !blobs.contains_key(&layer.digest) {
+                    uploads.start(layer.clone());
                 }
             }
-            // Made first, then run: a stream of borrowing closures is not
-            // `Send` to the compiler.
-            let uploads: Vec<_> = missing.into_iter().map(|raw| upload_layer(&reg, repo, raw)).collect();
-            let sent: Vec<(String, Blob)> = futures_util::stream::iter(uploads)
-                .buffer_unordered(parallel_layers())
-                .try_collect()
-                .await?;
+            let sent: Vec<(String, Blob)> = uploads
+                .finish()
+                .await?
+                .into_iter()
+                .filter(|(diff_id, _)| saved.layers.iter().any(|l| l.digest == *diff_id))
+                .collect();
             uploaded += sent.len();
             for (diff_id, blob) in sent {
                 cache.put(&diff_id, &blob);
@@ -223,18 +229,60 @@ async fn held_config(
     })
 }
 
-/// Gzips one exported layer into its upload; the layer's file is removed
-/// once sent.
-async fn upload_layer(reg: &Registry, repo: &str, raw: &Spooled) -> Result<(String, Blob), String> {
-    let (body, finished) = export::gzip_stream(raw);
-    let (digest, size) = reg
-        .upload_blob_streamed(repo, &format!("layer {}", raw.digest), body, async {
-            finished.await.map_err(RegistryError)
-        })
-        .await
-        .map_err(|e| e.0)?;
-    let _ = std::fs::remove_file(&raw.path);
-    Ok((raw.digest.clone(), Blob { digest, size }))
+/// How many layers upload at once, as containers/image copies blobs: more
+/// than the cores, since an upload also waits on the registry (on two
+/// cores, 1 at a time took 1.20× skopeo's time, 2 took 1.15×, 4 took 1.01×).
+const PARALLEL_UPLOADS: usize = 6;
+
+/// Layer uploads, a few at once, each gzipped on the way. Dropped, they
+/// stop (a failed or cancelled push).
+struct Uploads {
+    reg: Arc<Registry>,
+    repo: String,
+    permits: Arc<tokio::sync::Semaphore>,
+    started: HashSet<String>,
+    running: tokio::task::JoinSet<Result<(String, Blob), String>>,
+}
+
+impl Uploads {
+    fn new(reg: Arc<Registry>, repo: &str) -> Uploads {
+        Uploads {
+            reg,
+            repo: repo.to_string(),
+            permits: Arc::new(tokio::sync::Semaphore::new(PARALLEL_UPLOADS)),
+            started: HashSet::new(),
+            running: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Starts uploading the uncompressed layer `raw`, unless it was; its
+    /// file is removed once sent.
+    fn start(&mut self, raw: Spooled) {
+        if !self.started.insert(raw.digest.clone()) {
+            return;
+        }
+        let (reg, repo, permits) = (self.reg.clone(), self.repo.clone(), self.permits.clone());
+        self.running.spawn(async move {
+            let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+            let (body, finished) = export::gzip_stream(&raw);
+            let what = format!("layer {}", raw.digest);
+            let (digest, size) = reg
+                .upload_blob_streamed(&repo, &what, body, async { finished.await.map_err(RegistryError) })
+                .await
+                .map_err(|e| e.0)?;
+            let _ = std::fs::remove_file(&raw.path);
+            Ok((raw.digest, Blob { digest, size }))
+        });
+    }
+
+    /// Each layer uploaded (its diff id) and the blob it became.
+    async fn finish(mut self) -> Result<Vec<(String, Blob)>, String> {
+        let mut sent = Vec::new();
+        while let Some(done) = self.running.join_next().await {
+            sent.push(done.map_err(|e| format!("uploading a layer failed: {e}"))??);
+        }
+        Ok(sent)
+    }
 }
 
 /// The platform pulled from an image index: the engine's own.
