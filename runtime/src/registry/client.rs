@@ -585,17 +585,8 @@ impl Registry {
         size: u64,
         body: impl Fn() -> Result<reqwest::Body>,
     ) -> Result<()> {
-        let url = self.url(repo, "blobs/uploads/");
         let scope = Self::push_scope(repo);
-        let resp = self
-            .send(&scope, || {
-                self.http.post(&url).header(reqwest::header::CONTENT_LENGTH, "0")
-            })
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.failure(&format!("starting the upload of {digest}"), resp).await);
-        }
-        let mut put_url = self.upload_location(&resp)?;
+        let mut put_url = self.start_upload(repo, &scope, digest).await?;
         put_url.query_pairs_mut().append_pair("digest", digest);
         let failed_body = std::sync::Mutex::new(None);
         let resp = self
@@ -635,17 +626,8 @@ impl Registry {
         body: reqwest::Body,
         finished: impl std::future::Future<Output = Result<(String, u64)>>,
     ) -> Result<(String, u64)> {
-        let url = self.url(repo, "blobs/uploads/");
         let scope = Self::push_scope(repo);
-        let resp = self
-            .send(&scope, || {
-                self.http.post(&url).header(reqwest::header::CONTENT_LENGTH, "0")
-            })
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.failure(&format!("starting the upload of {what}"), resp).await);
-        }
-        let patch_url = self.upload_location(&resp)?;
+        let patch_url = self.start_upload(repo, &scope, what).await?;
         // The POST has settled the credentials for this scope; a body
         // cannot be sent twice, so the PATCH goes once, with them.
         let cached = self.cached_auth(&scope);
@@ -680,6 +662,20 @@ impl Registry {
             return Err(self.failure(&format!("committing {what} as blob {digest}"), resp).await);
         }
         Ok((digest, size))
+    }
+
+    /// Opens an upload session (of `what`); returns where it goes on.
+    async fn start_upload(&self, repo: &str, scope: &str, what: &str) -> Result<reqwest::Url> {
+        let url = self.url(repo, "blobs/uploads/");
+        let resp = self
+            .send(scope, || {
+                self.http.post(&url).header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.failure(&format!("starting the upload of {what}"), resp).await);
+        }
+        self.upload_location(&resp)
     }
 
     /// Where an upload session goes on, as the registry's `Location` says.
