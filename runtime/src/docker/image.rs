@@ -130,8 +130,10 @@ pub async fn push(
                 .prefix("kflow-push-")
                 .tempdir()
                 .map_err(|e| format!("cannot create a temporary folder for the export: {e}"))?;
-            // Layers start uploading as the export writes them, and the
-            // rest once it is done; what is not in the image is not kept.
+            // Layer-sized files start uploading as the export writes them,
+            // the rest of the layers once it is done (a big file that is no
+            // layer leaves an unreferenced blob, nothing else). Files stay
+            // until the folder goes: the export may still read them.
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let export = export::export(docker, image, dir.path(), move |file| {
                 let _ = tx.send(file.clone());
@@ -255,8 +257,7 @@ impl Uploads {
         }
     }
 
-    /// Starts uploading the uncompressed layer `raw`, unless it was; its
-    /// file is removed once sent.
+    /// Starts uploading the uncompressed layer `raw`, unless it was.
     fn start(&mut self, raw: Spooled) {
         if !self.started.insert(raw.digest.clone()) {
             return;
@@ -270,7 +271,6 @@ impl Uploads {
                 .upload_blob_streamed(&repo, &what, body, async { finished.await.map_err(RegistryError) })
                 .await
                 .map_err(|e| e.0)?;
-            let _ = std::fs::remove_file(&raw.path);
             Ok((raw.digest, Blob { digest, size }))
         });
     }
