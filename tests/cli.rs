@@ -342,3 +342,81 @@ fn check_visits_each_file_once_and_skips_what_is_not_a_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("is not a regular file"), "{}", stderr(&o));
 }
+
+/// A folder of several flows is not run by taking its first file: `run`
+/// and `graph` refuse, naming each flow and its file, or take the flow
+/// `--flow` names from whichever file defines it.
+#[test]
+fn a_folder_of_several_flows_needs_a_choice() {
+    for cmd in [&["run", "examples", "--dry-run"][..], &["graph", "examples"][..]] {
+        let o = kflow(cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("examples holds 6 flows; choose one with --flow NAME"),
+            "{err}"
+        );
+        for (flow, file) in [("hello", "hello.kflow"), ("compose_tests", "compose-tests.kflow")] {
+            assert!(
+                err.contains(&format!("  {flow:<14} examples/{file}")),
+                "{flow} missing: {err}"
+            );
+        }
+        assert!(stdout(&o).is_empty(), "nothing was run: {}", stdout(&o));
+    }
+    let o = kflow(&["run", "examples", "--flow", "hello", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("greet"), "{}", stdout(&o));
+    let o = kflow(&["graph", "examples", "--flow", "promote"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("digraph"), "{}", stdout(&o));
+    let o = kflow(&["run", "examples", "--flow", "nope", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no flow `nope` in examples"), "{}", stderr(&o));
+    // A folder of one flow needs no choice.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "only.kflow", WARNS);
+    let o = kflow(&["run", dir.path().to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// A reader that goes away (`| head -1`) ends kflow quietly, as other
+/// Unix tools end: no panic, no exit 101.
+#[test]
+fn a_closed_pipe_ends_kflow_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let many: String = (0..3000)
+        .map(|i| format!("  task t{i} = log {{ message: \"{i}\" }}\n"))
+        .collect();
+    let flow = write(dir.path(), "many.kflow", &format!("flow many {{\n{many}}}\n"));
+    let state = dir.path().join("state");
+    let (state, flow) = (state.to_str().unwrap(), flow.to_str().unwrap());
+    assert_eq!(kflow(&["run", "--state", state, flow]).status.code(), Some(0));
+    let listed = stdout(&kflow(&["executions", "list", "--state", state]));
+    let id = listed.split_whitespace().next().unwrap().to_string();
+    for args in [
+        vec!["run", "--json", "--state", state, flow],
+        vec!["graph", "--format", "json", flow],
+        vec!["logs", &id, "--state", state],
+        vec!["executions", "show", &id, "--state", state],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then hang up.
+        let mut first = [0u8; 1];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(o.status.code(), Some(101), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} said: {err}");
+    }
+    // The run whose reader went away went on to the end.
+    let listed = stdout(&kflow(&["executions", "list", "--state", state]));
+    assert_eq!(listed.matches("succeeded").count(), 2, "{listed}");
+}

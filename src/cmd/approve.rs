@@ -2,6 +2,7 @@
 //! gate from any shell, and continuing an execution that paused or was
 //! interrupted.
 
+use crate::cmd::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -141,14 +142,15 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
         return Err(UsageError(format!("`{}` was decided meanwhile", gate.task)));
     }
     let verb = if approved { "approved" } else { "rejected" };
-    println!("{verb} `{}` of execution {} as {by}", gate.task, exec.id);
+    outln!("{verb} `{}` of execution {} as {by}", gate.task, exec.id);
     if !store.process_alive(&exec.id).map_err(|e| UsageError(e.0))? {
-        println!("the execution is not running: `kflow resume {}` continues it", exec.id);
+        outln!("the execution is not running: `kflow resume {}` continues it", exec.id);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
+    super::out::outlive_reader();
     if args.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
@@ -198,12 +200,12 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
     }
     store.reopen(&r.id).map_err(|e| UsageError(e.0))?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "event": "execution_resumed", "id": r.id, "flow": r.flow })
         );
     } else {
-        println!(
+        outln!(
             "resuming execution {} of flow {} ({} task run(s) done before)",
             r.id,
             r.flow,

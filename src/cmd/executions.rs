@@ -1,5 +1,6 @@
 //! `kflow executions list|show` and `kflow logs`: reading the history.
 
+use crate::cmd::out::outln;
 use kflow_runtime::printable::printable;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,12 +95,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::List { json } => {
             let rows = store.list().map_err(|e| UsageError(e.0))?;
             if json {
-                println!("{}", serde_json::Value::Array(rows.iter().map(exec_json).collect()));
+                outln!("{}", serde_json::Value::Array(rows.iter().map(exec_json).collect()));
             } else if rows.is_empty() {
-                println!("no executions yet");
+                outln!("no executions yet");
             } else {
                 for e in &rows {
-                    println!("{}  {:<11}  {}  {} ({})", e.id, e.state, e.started_at, e.flow, e.file);
+                    outln!("{}  {:<11}  {}  {} ({})", e.id, e.state, e.started_at, e.flow, e.file);
                 }
             }
         }
@@ -117,33 +118,33 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     .map(|(task, path, size)| json!({ "task": task, "path": path, "bytes": size }))
                     .collect();
                 v["approvals"] = approvals_json(&approvals);
-                println!("{v:#}");
+                outln!("{v:#}");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("execution {} of flow {} ({})", exec.id, exec.flow, exec.file);
-            println!("state      {}", exec.state);
-            println!("started    {}", exec.started_at);
-            println!("ended      {}", exec.ended_at.as_deref().unwrap_or("-"));
-            println!("inputs     {}", exec.inputs);
+            outln!("execution {} of flow {} ({})", exec.id, exec.flow, exec.file);
+            outln!("state      {}", exec.state);
+            outln!("started    {}", exec.started_at);
+            outln!("ended      {}", exec.ended_at.as_deref().unwrap_or("-"));
+            outln!("inputs     {}", exec.inputs);
             for t in &tasks {
                 let tries = if t.attempts > 1 {
                     format!(" after {} attempts", t.attempts)
                 } else {
                     String::new()
                 };
-                println!("  {:<20} {:<14} {}{tries}", t.task, t.kind, t.state);
+                outln!("  {:<20} {:<14} {}{tries}", t.task, t.kind, t.state);
                 if let Some(e) = &t.error {
                     for line in printable(e).lines() {
-                        println!("      {line}");
+                        outln!("      {line}");
                     }
                 }
             }
             for (task, path, size) in &artifacts {
-                println!("artifact   {task}: {} ({size} bytes)", path.display());
+                outln!("artifact   {task}: {} ({size} bytes)", path.display());
             }
             for a in &approvals {
                 match &a.decision {
-                    Some(d) => println!(
+                    Some(d) => outln!(
                         "approval   {}: {} by {} (OS user {}) at {}",
                         a.task,
                         if d.approved { "approved" } else { "rejected" },
@@ -151,12 +152,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         d.os_user,
                         d.at
                     ),
-                    None => println!("approval   {}: waiting since {}", a.task, a.requested_at),
+                    None => outln!("approval   {}: waiting since {}", a.task, a.requested_at),
                 }
             }
             if let serde_json::Value::Object(outputs) = &exec.outputs {
                 for (k, v) in outputs {
-                    println!("output {k} = {}", printable(&v.to_string()));
+                    outln!("output {k} = {}", printable(&v.to_string()));
                 }
             }
         }
@@ -200,9 +201,9 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
         };
         for line in printable(&text).lines() {
             if args.task.is_some() {
-                println!("{line}");
+                outln!("{line}");
             } else {
-                println!("{task} | {line}");
+                outln!("{task} | {line}");
             }
         }
     }

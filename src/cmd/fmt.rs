@@ -1,3 +1,4 @@
+use crate::cmd::out::outln;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             (_, true) => {
                 if formatted != s.text {
-                    println!("would reformat {}", s.name);
+                    outln!("would reformat {}", s.name);
                     failed = true;
                 }
             }

@@ -1,6 +1,7 @@
 //! `kflow gc`, and the reaper pass at the start of every run: containers,
 //! networks and volumes of executions that are no longer alive are removed.
 
+use crate::cmd::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,7 +33,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
     let killed = reaper::kill_leftover_processes(&store).map_err(UsageError)?;
     if !killed.is_empty() {
-        println!(
+        outln!(
             "killed {} process(es) left running by executions no longer alive",
             killed.len()
         );
@@ -49,7 +50,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .await
             .map_err(UsageError)
     })?;
-    println!(
+    outln!(
         "removed {} container(s), {} network(s), {} volume(s) of {} execution(s) no longer alive",
         reaped.containers,
         reaped.networks,
@@ -57,10 +58,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         reaped.executions.len()
     );
     for id in &reaped.executions {
-        println!("  {id}");
+        outln!("  {id}");
     }
     if reaped.foreign > 0 {
-        println!(
+        outln!(
             "left the resources of {} execution(s) of other histories: only their own history can tell whether they are done (run `kflow gc` there)",
             reaped.foreign
         );

@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use kflow_compiler::analysis::{analyze, FlowInfo};
 use kflow_compiler::render::{self, FileReport, HumanStyle};
 
-use super::{read_sources, Result, UsageError};
+use super::{Result, UsageError};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -20,17 +20,17 @@ pub enum Format {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The flow file.
+    /// The flow file, or a folder of them (see --flow).
     file: PathBuf,
     #[arg(long, value_enum, default_value = "dot")]
     format: Format,
-    /// Which flow, when the file holds several.
+    /// Which flow, when the file (or folder) holds several.
     #[arg(long)]
     flow: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let source = read_sources(std::slice::from_ref(&args.file))?.remove(0);
+    let source = super::flow_source(&args.file, args.flow.as_deref())?;
     let analysis = analyze(&source.text, &source.options());
     if analysis.has_errors() {
         let report = FileReport {

@@ -1,6 +1,7 @@
 //! `kflow keygen` and `kflow verify`: cosign-compatible keys and signature
 //! checks from the command line.
 
+use crate::cmd::out::outln;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,8 +70,8 @@ pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
     let (key_pem, pub_pem) = keys::generate(&pw).map_err(|e| UsageError(e.0))?;
     write_new(&private, &key_pem, 0o600)?;
     write_new(&public, &pub_pem, 0o644)?;
-    println!("Private key written to {}", private.display());
-    println!("Public key written to {}", public.display());
+    outln!("Private key written to {}", private.display());
+    outln!("Public key written to {}", public.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -117,7 +118,7 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
     match runtime.block_on(cosign::verify(&target, &key, &Source::DockerConfig)) {
         Ok(n) => {
-            println!(
+            outln!(
                 "Verified {n} signature(s) of {} with {}",
                 args.image,
                 args.key.display()

@@ -7,6 +7,7 @@ pub mod fmt;
 pub mod gc;
 pub mod graph;
 pub mod keys;
+pub mod out;
 pub mod run;
 
 use std::io::Read;
@@ -77,6 +78,55 @@ pub fn read_sources(args: &[PathBuf]) -> Result<Vec<Source>> {
         }
     }
     Ok(out)
+}
+
+/// The one flow file `arg` names for `run` and `graph`: a file as given;
+/// in a folder, the file defining the flow `flow`, or the folder's only
+/// flow. A folder of several flows is refused with their list, never
+/// settled by taking the first file.
+pub fn flow_source(arg: &Path, flow: Option<&str>) -> Result<Source> {
+    let mut sources = read_sources(std::slice::from_ref(&arg.to_path_buf()))?;
+    if sources.len() == 1 {
+        return Ok(sources.remove(0));
+    }
+    let mut flows: Vec<(String, usize)> = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        let analysis = kflow_compiler::analysis::analyze(&source.text, &source.options());
+        flows.extend(analysis.flows.iter().map(|f| (f.name.clone(), i)));
+    }
+    let dir = arg.display();
+    let listing = || {
+        flows
+            .iter()
+            .map(|(name, i)| format!("\n  {name:<14} {}", sources[*i].name))
+            .collect::<String>()
+    };
+    let Some(wanted) = flow else {
+        return match flows.as_slice() {
+            [(_, i)] => Ok(sources.swap_remove(*i)),
+            _ => Err(UsageError(format!(
+                "{dir} holds {} flows; choose one with --flow NAME, or give its file:{}",
+                flows.len(),
+                listing()
+            ))),
+        };
+    };
+    let found: Vec<usize> = flows.iter().filter(|(n, _)| n == wanted).map(|(_, i)| *i).collect();
+    match found.as_slice() {
+        [i] => Ok(sources.swap_remove(*i)),
+        [] => Err(UsageError(format!(
+            "no flow `{wanted}` in {dir}; it holds:{}",
+            listing()
+        ))),
+        several => Err(UsageError(format!(
+            "flow `{wanted}` is defined in several files of {dir}: {}; give the file",
+            several
+                .iter()
+                .map(|i| sources[*i].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 fn read_file(path: &Path) -> Result<Source> {

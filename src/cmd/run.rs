@@ -1,3 +1,4 @@
+use crate::cmd::out::outln;
 use kflow_runtime::printable::printable;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::console::{state_name, Console, Mode};
-use super::{io_reason, read_sources, Result, UsageError};
+use super::{io_reason, Result, UsageError};
 
 /// Tasks mostly wait on processes, registries and the network, so more of
 /// them run at once than there are cores.
@@ -25,7 +26,7 @@ const DEFAULT_JOBS: usize = 16;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The flow file.
+    /// The flow file, or a folder of them (see --flow).
     file: PathBuf,
     /// An input value, `NAME=VALUE` (lists: comma-separated). Repeatable.
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
@@ -33,7 +34,7 @@ pub struct Args {
     /// How many tasks may run at once.
     #[arg(long, default_value_t = DEFAULT_JOBS)]
     jobs: usize,
-    /// Which flow, when the file holds several.
+    /// Which flow, when the file (or folder) holds several.
     #[arg(long)]
     flow: Option<String>,
     /// Print one JSON event per line instead of the log.
@@ -52,10 +53,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    // A reader that goes away must not stop the execution (see out.rs).
+    super::out::outlive_reader();
     if args.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
-    let source = read_sources(std::slice::from_ref(&args.file))?.remove(0);
+    let source = super::flow_source(&args.file, args.flow.as_deref())?;
     let analysis = analyze(&source.text, &source.options());
     if analysis.has_errors() {
         let errors: Vec<_> = analysis.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
@@ -116,12 +119,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })
         .map_err(|e| UsageError(e.0))?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({ "event": "execution_started", "id": id, "flow": plan.flow })
         );
     } else {
-        println!("execution {id} of flow {}", plan.flow);
+        outln!("execution {id} of flow {}", plan.flow);
     }
     execute_recorded(Recorded {
         plan: plan.clone(),
@@ -219,14 +222,14 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
             eprintln!("kflow: {e}");
         }
         if json {
-            println!(
+            outln!(
                 "{}",
                 json!({ "event": "execution", "flow": plan.flow, "id": id, "state": "paused" })
             );
         } else {
-            println!("execution {id} is paused, waiting for approval");
-            println!("decide: kflow approve {id} --as NAME   (or kflow reject {id} --as NAME)");
-            println!("then:   kflow resume {id}");
+            outln!("execution {id} is paused, waiting for approval");
+            outln!("decide: kflow approve {id} --as NAME   (or kflow reject {id} --as NAME)");
+            outln!("then:   kflow resume {id}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -480,23 +483,23 @@ struct Recorder {
 }
 
 fn print_plan(plan: &Plan, inputs: &BTreeMap<String, kflow_runtime::value::Value>) {
-    println!("flow {}: {} tasks", plan.flow, plan.nodes.len());
+    outln!("flow {}: {} tasks", plan.flow, plan.nodes.len());
     for (name, v) in inputs {
-        println!("  input {name} = {}", v.to_json());
+        outln!("  input {name} = {}", v.to_json());
     }
     for n in &plan.nodes {
         let deps: Vec<&str> = n.deps.iter().map(|d| plan.nodes[d.node].name.as_str()).collect();
         if deps.is_empty() {
-            println!("  {} ({})", n.name, n.kind);
+            outln!("  {} ({})", n.name, n.kind);
         } else {
-            println!("  {} ({}) after {}", n.name, n.kind, deps.join(", "));
+            outln!("  {} ({}) after {}", n.name, n.kind, deps.join(", "));
         }
     }
 }
 
 fn print_result(plan: &Plan, report: &Report, outputs: &serde_json::Map<String, serde_json::Value>, json: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             json!({ "event": "execution", "flow": plan.flow, "state": report.outcome(), "failures": report.failures, "outputs": outputs })
         );
@@ -504,9 +507,9 @@ fn print_result(plan: &Plan, report: &Report, outputs: &serde_json::Map<String, 
     }
     for (name, v) in outputs {
         match v {
-            serde_json::Value::Null => println!("{name} (not produced)"),
-            serde_json::Value::String(s) => println!("{name} = {}", printable(s)),
-            other => println!("{name} = {other}"),
+            serde_json::Value::Null => outln!("{name} (not produced)"),
+            serde_json::Value::String(s) => outln!("{name} = {}", printable(s)),
+            other => outln!("{name} = {other}"),
         }
     }
     if report.cancelled {
