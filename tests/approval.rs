@@ -249,3 +249,76 @@ fn a_decision_needs_a_name_and_records_the_os_user_beside_it() {
     let me = Command::new("id").arg("-un").output().unwrap();
     assert_eq!(gate["os_user"], text(&me.stdout).trim(), "{gate}");
 }
+
+/// Every subcommand finds the history by one rule (`--state`, else
+/// `KFLOW_STATE`, else the nearest `.kflow` upward), and the commands kflow
+/// prints work as printed, `--state` included when it was given.
+#[test]
+fn every_subcommand_finds_the_history_by_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    let deeper = project.join("flows/deeper");
+    std::fs::create_dir_all(&deeper).unwrap();
+    write_gate(&project.join("flows"), "1h");
+    let o = kflow(project, &["run", "--detach", "flows/gate.kflow"], &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(
+        project.join(".kflow/history.db").exists(),
+        "the history is where kflow was run"
+    );
+    assert!(!project.join("flows/.kflow").exists());
+    let id = only_id(project);
+    // Found upward from a subfolder.
+    let o = kflow(&deeper, &["executions", "list"], &[]);
+    assert!(text(&o.stdout).contains(&id), "{}{}", text(&o.stdout), text(&o.stderr));
+    // The printed commands, run as printed (a name for NAME) from a subfolder.
+    let printed = |out: &str, prefix: &str| {
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{out}"));
+        line.split("   (").next().unwrap().replace("NAME", "alice")
+    };
+    let sh = |cwd: &Path, command: &str| {
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "{} {}",
+                    env!("CARGO_BIN_EXE_kflow"),
+                    command.strip_prefix("kflow ").unwrap()
+                ),
+            ])
+            .current_dir(cwd)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = sh(&deeper, &printed(&out, "decide: "));
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = sh(&deeper, &printed(&out, "then:   "));
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(state_of(project, &id), "succeeded");
+
+    // A history given with --state is named in the hints.
+    let o = kflow(
+        project,
+        &["run", "--detach", "--state", "other place", "flows/gate.kflow"],
+        &[],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    let decide = printed(&out, "decide: ");
+    assert!(decide.ends_with(" --as alice --state 'other place'"), "{decide}");
+    let o = sh(project, &decide);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    // KFLOW_STATE points every subcommand there.
+    let o = kflow(
+        &deeper,
+        &["executions", "list"],
+        &[("KFLOW_STATE", &project.join("other place").to_string_lossy())],
+    );
+    let listed = text(&o.stdout);
+    assert!(listed.contains("paused") && !listed.contains(&id), "{listed}");
+}

@@ -23,6 +23,7 @@ async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Repor
         history: "test".into(),
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         state_dir: std::env::temp_dir().join("kflow-test-state"),
+        state_hint: String::new(),
         detach: false,
         restored: Default::default(),
         inputs: kflow_runtime::inputs::resolve(plan, &[]).expect("defaults for every input"),

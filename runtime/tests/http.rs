@@ -94,6 +94,7 @@ async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
         history: "test".into(),
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         state_dir: std::env::temp_dir().join("kflow-test-state"),
+        state_hint: String::new(),
         detach: false,
         restored: Default::default(),
         inputs: kflow_runtime::inputs::resolve(&plan, &given).unwrap(),

@@ -10,6 +10,7 @@ use kflow_compiler::ir::Plan;
 use kflow_runtime::store::{Decision, Store};
 use kflow_runtime::value::Value;
 
+use super::state::StateDir;
 use super::{Result, UsageError};
 
 #[derive(clap::Args)]
@@ -25,7 +26,7 @@ pub struct DecideArgs {
     /// Which gate, when several wait.
     #[arg(long)]
     task: Option<String>,
-    /// Folder of the execution history (default: `.kflow` in the current folder).
+    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
 }
@@ -43,13 +44,13 @@ pub struct ResumeArgs {
     /// How many tasks may run at once.
     #[arg(long, default_value_t = 16)]
     jobs: usize,
-    /// Folder of the execution history (default: `.kflow` in the current folder).
+    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
 }
 
 fn open(state: &Option<PathBuf>) -> Result<Store> {
-    let dir = state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
+    let dir = StateDir::find(state.as_deref()).dir;
     if !dir.join("history.db").exists() {
         return Err(UsageError(format!(
             "no execution history in {} (pass --state DIR)",
@@ -154,7 +155,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
     if args.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
-    let state_dir = args.state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
+    let state = StateDir::find(args.state.as_deref());
     let mut store = open(&args.state)?;
     let r = store
         .resumable(&args.id)
@@ -216,7 +217,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
         plan,
         id: r.id,
         store,
-        state_dir,
+        state,
         base_dir: r.base_dir,
         inputs,
         secrets,

@@ -12,14 +12,14 @@ use super::{io_reason, Result, UsageError};
 
 #[derive(clap::Args)]
 pub struct StateArg {
-    /// Folder of the execution history (default: `.kflow` in the current folder).
+    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR", global = true)]
     state: Option<PathBuf>,
 }
 
 impl StateArg {
     fn open(&self) -> Result<Store> {
-        let dir = self.state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
+        let dir = super::state::StateDir::find(self.state.as_deref()).dir;
         if !dir.join("history.db").exists() {
             return Err(UsageError(format!(
                 "no execution history in {} (run a flow first, or pass --state DIR)",

@@ -12,7 +12,7 @@ use super::{Result, UsageError};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Folder of the execution history (default: `.kflow` in the current folder).
+    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
     /// Also remove the named volumes of interrupted executions (kept by
@@ -29,7 +29,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.state.clone().unwrap_or_else(|| PathBuf::from(".kflow"));
+    let dir = super::state::StateDir::find(args.state.as_deref()).dir;
     let store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
     let killed = reaper::kill_leftover_processes(&store).map_err(UsageError)?;
     if !killed.is_empty() {

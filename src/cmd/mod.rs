@@ -9,6 +9,7 @@ pub mod graph;
 pub mod keys;
 pub mod out;
 pub mod run;
+pub mod state;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -43,7 +43,7 @@ pub struct Args {
     /// Check, resolve the inputs and print the plan, without running anything.
     #[arg(long)]
     dry_run: bool,
-    /// Folder of the execution history (default: `.kflow` next to the flow file).
+    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
     /// When an approval has to wait, pause the execution and exit (printing
@@ -98,8 +98,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Err(UsageError(format!("flow `{}` cannot run: {why}", plan.flow)));
     }
 
-    let state_dir = args.state.clone().unwrap_or_else(|| base_dir.join(".kflow"));
-    let mut store = Store::open(&state_dir).map_err(|e| UsageError(e.0))?;
+    let state = super::state::StateDir::find(args.state.as_deref());
+    let mut store = Store::open(&state.dir).map_err(|e| UsageError(e.0))?;
     // Tasks in loops are recorded per iteration, as they start.
     let tasks: Vec<(String, String)> = kflow_runtime::executor::single_tasks(plan)
         .into_iter()
@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         plan: plan.clone(),
         id,
         store,
-        state_dir,
+        state,
         base_dir,
         inputs,
         secrets,
@@ -146,7 +146,7 @@ pub struct Recorded {
     pub plan: Plan,
     pub id: String,
     pub store: Store,
-    pub state_dir: PathBuf,
+    pub state: super::state::StateDir,
     pub base_dir: PathBuf,
     pub inputs: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, Secret>,
@@ -163,7 +163,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         plan,
         id,
         store,
-        state_dir,
+        state,
         base_dir,
         inputs,
         secrets,
@@ -198,8 +198,9 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         let env = RunEnv {
             execution: id.clone(),
             history,
-            artifacts: state_dir.join("artifacts").join(&id),
-            state_dir: state_dir.clone(),
+            artifacts: state.dir.join("artifacts").join(&id),
+            state_dir: state.dir.clone(),
+            state_hint: state.hint(),
             detach,
             restored,
             inputs,
@@ -213,6 +214,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         (report, recorder)
     });
     let Recorder { mut store, unrecorded } = recorder;
+    let hint = state.hint();
     let state = report.outcome();
     let outputs: serde_json::Map<String, serde_json::Value> =
         report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
@@ -228,8 +230,9 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
             );
         } else {
             outln!("execution {id} is paused, waiting for approval");
-            outln!("decide: kflow approve {id} --as NAME   (or kflow reject {id} --as NAME)");
-            outln!("then:   kflow resume {id}");
+            let st = &hint;
+            outln!("decide: kflow approve {id} --as NAME{st}   (or kflow reject {id} --as NAME{st})");
+            outln!("then:   kflow resume {id}{st}");
         }
         return Ok(ExitCode::SUCCESS);
     }

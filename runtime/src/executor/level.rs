@@ -42,6 +42,7 @@ pub(super) struct Shared {
     pub history: Arc<str>,
     pub artifacts: PathBuf,
     pub state_dir: PathBuf,
+    pub state_hint: Arc<str>,
     pub detach: bool,
     pub restored: HashMap<String, crate::tasks::Outputs>,
     pub docker: Arc<crate::docker::Engine>,
@@ -425,6 +426,7 @@ fn spawn_task(
         let ctx = TaskContext {
             task: task.name.clone(),
             artifacts: shared.artifacts.clone(),
+            state_hint: shared.state_hint.clone(),
             state_dir: shared.state_dir.clone(),
             detach: shared.detach,
             execution: shared.execution.clone(),

@@ -98,6 +98,9 @@ pub struct RunEnv {
     pub artifacts: PathBuf,
     /// The history's folder (approvals use it).
     pub state_dir: PathBuf,
+    /// What a printed `kflow approve`/`resume` hint needs to find that
+    /// folder (` --state DIR`, or nothing when kflow finds it alone).
+    pub state_hint: String,
     /// Approvals that would wait pause the execution instead.
     pub detach: bool,
     /// Outputs of task runs that succeeded before a resume, by run name.
@@ -206,6 +209,7 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         history: env.history.into(),
         artifacts: env.artifacts,
         state_dir: env.state_dir,
+        state_hint: env.state_hint.into(),
         detach: env.detach,
         restored: env.restored,
         docker: Arc::new(crate::docker::Engine::default()),

@@ -63,10 +63,11 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
         gate.reviewers.join(", ")
     };
     ctx.log(Stream::Info, &format!("waiting for approval: {}", gate.summary));
+    let st = &ctx.state_hint;
     ctx.log(
         Stream::Info,
         &format!(
-            "decide with `kflow approve {exec} --as NAME` or `kflow reject {exec} --as NAME` (reviewers: {who}{})",
+            "decide with `kflow approve {exec} --as NAME{st}` or `kflow reject {exec} --as NAME{st}` (reviewers: {who}{})",
             gate.deadline
                 .as_deref()
                 .map(|d| format!("; expires {d}"))

@@ -73,6 +73,8 @@ pub struct TaskContext {
     pub artifacts: PathBuf,
     /// The history's folder (approvals read and write it).
     pub state_dir: PathBuf,
+    /// ` --state DIR` for printed hints, when they need it.
+    pub state_hint: Arc<str>,
     /// An approval that would wait pauses the execution instead (`--detach`).
     pub detach: bool,
     pub docker: Arc<crate::docker::Engine>,

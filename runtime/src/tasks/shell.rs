@@ -165,6 +165,7 @@ mod tests {
             task: "t".into(),
             artifacts: std::env::temp_dir(),
             state_dir: std::env::temp_dir(),
+            state_hint: "".into(),
             detach: false,
             docker: Default::default(),
             base_dir: std::env::temp_dir(),
