@@ -59,19 +59,13 @@ struct LoadEntry {
     layers: Vec<String>,
 }
 
-/// Uploads a blob of `size` bytes unless the repository has it already;
-/// `body` gives its bytes (see `Registry::upload_blob_with`).
-async fn ensure_blob(
-    reg: &Registry,
-    repo: &str,
-    digest: &str,
-    size: u64,
-    body: impl Fn() -> Result<reqwest::Body, RegistryError>,
-) -> Result<bool, String> {
+/// Uploads a blob held in memory (a config) unless the repository has it
+/// already; says whether it did.
+async fn ensure_blob(reg: &Registry, repo: &str, digest: &str, data: Bytes) -> Result<bool, String> {
     if reg.blob_exists(repo, digest).await.map_err(|e| e.0)? {
         return Ok(false);
     }
-    reg.upload_blob_with(repo, digest, size, body).await.map_err(|e| e.0)?;
+    reg.upload_blob(repo, digest, data).await.map_err(|e| e.0)?;
     Ok(true)
 }
 
@@ -165,7 +159,7 @@ pub async fn push(
             }
             let config = Bytes::from(saved.config);
             let size = config.len() as u64;
-            uploaded += usize::from(ensure_blob(&reg, repo, &config_digest, size, || Ok(config.clone().into())).await?);
+            uploaded += usize::from(ensure_blob(&reg, repo, &config_digest, config).await?);
             let config = Blob {
                 digest: config_digest,
                 size,

@@ -288,7 +288,6 @@ impl Registry {
     /// Sends a request, answering one authentication challenge; `scope` is
     /// what a bearer token must allow (`repository:NAME:pull,push`).
     async fn send(&self, scope: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
-        let key = format!("{}|{scope}", self.host);
         let cached = self.cached_auth(scope);
         let (resp, ours) = self.attempt(build(), cached.as_deref()).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -326,14 +325,24 @@ impl Registry {
                 self.host
             ));
         }
-        self.auth.lock().expect("not poisoned").insert(key, auth);
+        self.auth
+            .lock()
+            .expect("not poisoned")
+            .insert(self.auth_key(scope), auth);
         Ok(resp)
     }
 
     /// The `Authorization` that last worked for `scope`.
     fn cached_auth(&self, scope: &str) -> Option<String> {
-        let key = format!("{}|{scope}", self.host);
-        self.auth.lock().expect("not poisoned").get(&key).cloned()
+        self.auth
+            .lock()
+            .expect("not poisoned")
+            .get(&self.auth_key(scope))
+            .cloned()
+    }
+
+    fn auth_key(&self, scope: &str) -> String {
+        format!("{}|{scope}", self.host)
     }
 
     /// Sends one request, with `auth` when it goes to this registry;
@@ -615,10 +624,10 @@ impl Registry {
     }
 
     /// Uploads a blob whose digest is known only once all of it is sent
-    /// (a layer compressed on the way; `what` names it in errors): its bytes go in one streamed PATCH,
-    /// then the digest `finished` gives (with the size) commits it. When
-    /// the body fails, `finished` says why (the compression's error, not
-    /// the request's).
+    /// (a layer compressed on the way; `what` names it in errors): its
+    /// bytes go in one streamed PATCH, then the digest `finished` gives
+    /// (with the size) commits it. When the body fails, `finished` says why
+    /// (the compression's error, not the request's).
     pub async fn upload_blob_streamed(
         &self,
         repo: &str,
