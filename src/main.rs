@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +53,10 @@ enum Command {
     Docs(cmd::docs::Args),
     /// Run the language server on stdin/stdout, for editors.
     Lsp,
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(cmd::shell::CompletionsArgs),
+    /// Print kflow's man page, or write one page per subcommand with --dir.
+    Man(cmd::shell::ManArgs),
 }
 
 /// A panic is a bug of kflow; its message may quote the data being worked on
@@ -88,6 +92,8 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::keys::verify(a),
         Command::Fmt(a) => cmd::fmt::run(a),
         Command::Docs(a) => cmd::docs::run(a),
+        Command::Completions(a) => cmd::shell::completions(a, Cli::command()),
+        Command::Man(a) => cmd::shell::man(a, Cli::command()),
         Command::Lsp => kflow_lsp::serve_stdio()
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| cmd::UsageError(format!("the language server could not start: {e}"))),

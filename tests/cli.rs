@@ -420,3 +420,68 @@ fn a_closed_pipe_ends_kflow_quietly() {
     let listed = stdout(&kflow(&["executions", "list", "--state", state]));
     assert_eq!(listed.matches("succeeded").count(), 2, "{listed}");
 }
+
+/// What bash offers after `kflow WORDS…` with the script of `kflow completions bash` loaded.
+fn bash_completes(words: &str) -> String {
+    let script = kflow(&["completions", "bash"]);
+    assert_eq!(script.status.code(), Some(0), "{}", stderr(&script));
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "kflow.bash", &stdout(&script));
+    let probe = format!(
+        "source '{}'; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+         COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _kflow kflow \"${{COMP_WORDS[-1]}}\"; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let o = Command::new("bash").args(["--norc", "-c", &probe]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn shell_completions_complete_subcommands_and_flags() {
+    let subs = bash_completes("kflow ex");
+    assert_eq!(subs.trim(), "executions", "{subs}");
+    let flags = bash_completes("kflow run --dr");
+    assert!(flags.lines().any(|l| l == "--dry-run"), "{flags}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = kflow(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        assert!(stdout(&o).contains("executions"), "{shell}");
+    }
+    let o = kflow(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn man_pages_render_for_kflow_and_each_subcommand() {
+    let page = kflow(&["man"]);
+    assert_eq!(page.status.code(), Some(0), "{}", stderr(&page));
+    let roff = stdout(&page);
+    assert!(roff.starts_with(".ie") || roff.contains(".TH kflow 1"), "{roff}");
+    let dir = tempfile::tempdir().unwrap();
+    let o = kflow(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for name in [
+        "kflow.1",
+        "kflow-run.1",
+        "kflow-executions.1",
+        "kflow-executions-list.1",
+    ] {
+        let file = dir.path().join(name);
+        assert!(file.is_file(), "{name} missing: {}", stdout(&o));
+        // `man` renders it (where man is installed; CI machines have it).
+        if Path::new("/usr/bin/man").exists() {
+            let r = Command::new("man")
+                .arg("-l")
+                .arg(&file)
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "100")
+                .output()
+                .unwrap();
+            assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
+            let text = String::from_utf8_lossy(&r.stdout).to_string();
+            assert!(text.contains("SYNOPSIS") || text.contains("Usage"), "{name}: {text}");
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod graph;
 pub mod keys;
 pub mod out;
 pub mod run;
+pub mod shell;
 pub mod state;
 
 use std::io::Read;

@@ -29,6 +29,17 @@ pub fn write(args: std::fmt::Arguments) {
     }
 }
 
+/// Writes bytes as they are (a generated script or page).
+pub fn write_bytes(bytes: &[u8]) {
+    if GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        closed(&e);
+    }
+}
+
 /// Standard output failed with `e`.
 pub fn closed(e: &std::io::Error) {
     GONE.store(true, Ordering::Relaxed);
