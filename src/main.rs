@@ -31,6 +31,8 @@ enum Command {
     Graph(cmd::graph::Args),
     /// Run a flow: compile it, check its inputs, execute its tasks.
     Run(cmd::run::Args),
+    /// Run a recorded execution again with the same inputs (--from-failed: only what did not succeed).
+    Rerun(cmd::rerun::Args),
     /// Approve a paused execution's gate.
     Approve(cmd::approve::DecideArgs),
     /// Reject a paused execution's gate (the gate fails).
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Graph(a) => cmd::graph::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Rerun(a) => cmd::rerun::run(a),
         Command::Approve(a) => cmd::approve::approve(a),
         Command::Reject(a) => cmd::approve::reject(a),
         Command::Resume(a) => cmd::approve::resume(a),

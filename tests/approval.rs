@@ -71,7 +71,7 @@ fn a_detached_gate_pauses_is_approved_by_a_reviewer_and_resumes_without_rerunnin
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
     assert!(
-        out.contains("before | succeeded before the resume: not run again"),
+        out.contains("before | succeeded in an earlier run: not run again"),
         "{out}"
     );
     assert_eq!(
@@ -214,7 +214,7 @@ fn an_execution_killed_mid_run_resumes() {
     let o = kflow(d, &["resume", &id], &[]);
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
-    assert!(out.contains("first | succeeded before the resume"), "{out}");
+    assert!(out.contains("first | succeeded in an earlier run"), "{out}");
     assert_eq!(output(&out, "first"), "once");
     assert_eq!(output(&out, "slow"), "quick");
     assert_eq!(std::fs::read_to_string(d.join("first-runs")).unwrap().trim(), "1");

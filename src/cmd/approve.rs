@@ -6,9 +6,7 @@ use crate::cmd::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kflow_compiler::ir::Plan;
 use kflow_runtime::store::{Decision, Store};
-use kflow_runtime::value::Value;
 
 use super::state::StateDir;
 use super::{Result, UsageError};
@@ -179,26 +177,8 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
             r.id
         )));
     }
-    let plan: Plan = serde_json::from_value(r.plan.clone())
-        .map_err(|e| UsageError(format!("the recorded plan of {} is unreadable: {e}", r.id)))?;
-    let mut inputs = std::collections::BTreeMap::new();
-    for decl in &plan.inputs {
-        let json = r.inputs.get(&decl.name).cloned().unwrap_or(serde_json::Value::Null);
-        let v = Value::from_json(&json, &decl.ty)
-            .ok_or_else(|| UsageError(format!("the recorded input `{}` does not fit its type", decl.name)))?;
-        inputs.insert(decl.name.clone(), v);
-    }
-    // Secrets are never recorded: they are read again, as for a run.
-    let secrets = super::run::read_secrets(&plan, &r.base_dir)?;
-    let mut restored = std::collections::HashMap::new();
-    for (name, json) in &r.done {
-        let outputs = kflow_runtime::executor::restore_outputs(&plan, name, json).ok_or_else(|| {
-            UsageError(format!(
-                "the recorded outputs of `{name}` do not fit its kind; run the flow again"
-            ))
-        })?;
-        restored.insert(name.clone(), outputs);
-    }
+    let super::recorded::Loaded { plan, inputs, secrets } = super::recorded::load(&r)?;
+    let restored = super::recorded::restored(&plan, &r.done)?;
     store.reopen(&r.id).map_err(|e| UsageError(e.0))?;
     if args.json {
         outln!(

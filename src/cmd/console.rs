@@ -241,7 +241,7 @@ fn plain_event(event: &Event, t: f64, width: usize, color: bool) -> String {
                 error.lines().next().unwrap_or("")
             ),
         ),
-        Event::Restored { task } => (task, "succeeded before the resume: not run again".to_string()),
+        Event::Restored { task } => (task, "succeeded in an earlier run: not run again".to_string()),
         Event::Finished {
             task,
             state: State::Skipped,

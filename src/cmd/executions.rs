@@ -5,7 +5,7 @@ use kflow_runtime::printable::printable;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kflow_runtime::store::{ExecutionRow, Store, TaskRow};
+use kflow_runtime::store::{split_log_line, ExecutionRow, Store, TaskRow, EXECUTION_STATES};
 use serde_json::json;
 
 use super::{io_reason, Result, UsageError};
@@ -37,14 +37,39 @@ pub enum Command {
     List {
         #[arg(long)]
         json: bool,
+        /// Only the executions of this flow.
+        #[arg(long, value_name = "NAME")]
+        flow: Option<String>,
+        /// Only executions in this state (`--state` names the history folder).
+        #[arg(long, value_name = "STATE", value_parser = clap::builder::PossibleValuesParser::new(EXECUTION_STATES))]
+        status: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
     /// One execution: its inputs, tasks, attempts, errors and outputs.
     Show {
-        /// The execution id (or a unique prefix of it).
+        /// The execution id (or a unique prefix of it, or `latest`).
         id: String,
         #[arg(long)]
         json: bool,
     },
+    /// Remove finished executions with their logs and artifacts (paused and
+    /// interrupted ones stay: they can still be resumed).
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["keep", "older_than"])))]
+    Prune {
+        /// Keep the newest N finished executions.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Remove finished executions started longer ago than this (`30d`, `12h`, `1w`).
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<jiff::Span>,
+    },
+}
+
+fn parse_age(text: &str) -> std::result::Result<jiff::Span, String> {
+    text.parse::<jiff::Span>()
+        .map_err(|_| format!("`{text}` is not an age; write e.g. `30d`, `12h` or `90m`"))
 }
 
 #[derive(clap::Args)]
@@ -60,6 +85,7 @@ fn exec_json(e: &ExecutionRow) -> serde_json::Value {
         "id": e.id, "flow": e.flow, "file": e.file, "state": e.state,
         "started_at": e.started_at, "ended_at": e.ended_at,
         "inputs": e.inputs, "failures": e.failures, "outputs": e.outputs,
+        "rerun_of": e.rerun_of,
     })
 }
 
@@ -90,10 +116,26 @@ fn task_json(t: &TaskRow) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Command::Prune { keep, older_than } = args.command {
+        return prune(&args.state, keep, older_than);
+    }
     let store = args.state.open()?;
     match args.command {
-        Command::List { json } => {
-            let rows = store.list().map_err(|e| UsageError(e.0))?;
+        Command::Prune { .. } => unreachable!("handled above"),
+        Command::List {
+            json,
+            flow,
+            status,
+            limit,
+        } => {
+            let rows: Vec<ExecutionRow> = store
+                .list()
+                .map_err(|e| UsageError(e.0))?
+                .into_iter()
+                .filter(|e| flow.as_ref().is_none_or(|f| &e.flow == f))
+                .filter(|e| status.as_ref().is_none_or(|s| &e.state == s))
+                .take(limit.unwrap_or(usize::MAX))
+                .collect();
             if json {
                 outln!("{}", serde_json::Value::Array(rows.iter().map(exec_json).collect()));
             } else if rows.is_empty() {
@@ -123,6 +165,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             outln!("execution {} of flow {} ({})", exec.id, exec.flow, exec.file);
             outln!("state      {}", exec.state);
+            if let Some(first) = &exec.rerun_of {
+                outln!("rerun of   {first}");
+            }
             outln!("started    {}", exec.started_at);
             outln!("ended      {}", exec.ended_at.as_deref().unwrap_or("-"));
             outln!("inputs     {}", exec.inputs);
@@ -165,12 +210,42 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn prune(state: &StateArg, keep: Option<usize>, older_than: Option<jiff::Span>) -> Result<ExitCode> {
+    let before = match older_than {
+        None => None,
+        Some(age) => Some(
+            jiff::ZonedDateTime::now()
+                .checked_sub(age)
+                .map_err(|e| UsageError(format!("--older-than {age}: {e}")))?
+                .timestamp(),
+        ),
+    };
+    let dir = super::state::StateDir::find(state.state.as_deref()).dir;
+    if !dir.join("history.db").exists() {
+        return Err(UsageError(format!("no execution history in {}", dir.display())));
+    }
+    let mut store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
+    let removed = store.prune(keep, before).map_err(|e| UsageError(e.0))?;
+    for id in &removed {
+        outln!("removed {id}");
+    }
+    let plural = if removed.len() == 1 { "" } else { "s" };
+    outln!("removed {} execution{plural}", removed.len());
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(clap::Args)]
 pub struct LogsArgs {
-    /// The execution id (or a unique prefix of it).
+    /// The execution id (or a unique prefix of it, or `latest`).
     id: String,
     /// Only this task's log.
     task: Option<String>,
+    /// Begin each line with the UTC time it was written.
+    #[arg(long, short = 't')]
+    timestamps: bool,
+    /// Keep printing lines as they are written, until the execution ends.
+    #[arg(long, short = 'f')]
+    follow: bool,
     #[command(flatten)]
     state: StateArg,
 }
@@ -180,32 +255,115 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
     let Some((exec, tasks)) = store.show(&args.id).map_err(|e| UsageError(e.0))? else {
         return Err(UsageError(format!("no execution `{}` in the history", args.id)));
     };
-    let names: Vec<&str> = tasks.iter().map(|t| t.task.as_str()).collect();
-    let wanted: Vec<&str> = match &args.task {
-        Some(t) if names.contains(&t.as_str()) => vec![t.as_str()],
-        Some(t) => {
+    if let Some(t) = &args.task {
+        if !tasks.iter().any(|r| &r.task == t) {
+            let names: Vec<&str> = tasks.iter().map(|t| t.task.as_str()).collect();
             return Err(UsageError(format!(
                 "execution {} has no task `{t}` (tasks: {})",
                 exec.id,
                 names.join(", ")
-            )))
-        }
-        None => names,
-    };
-    for task in wanted {
-        let path = store.log_path(&exec.id, task);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e)))),
-        };
-        for line in printable(&text).lines() {
-            if args.task.is_some() {
-                outln!("{line}");
-            } else {
-                outln!("{task} | {line}");
-            }
+            )));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let mut reader = LogReader {
+        store: &store,
+        id: exec.id.clone(),
+        task: args.task.clone(),
+        timestamps: args.timestamps,
+        read: std::collections::HashMap::new(),
+    };
+    if !args.follow {
+        reader.print_new(&tasks, false)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut tasks = tasks;
+    loop {
+        let running = store
+            .show(&exec.id)
+            .map_err(|e| UsageError(e.0))?
+            .map(|(e, t)| {
+                tasks = t;
+                e.state == "running"
+            })
+            .unwrap_or(false);
+        // What was written before the state was read is all there is once
+        // the execution has ended.
+        reader.print_new(&tasks, true)?;
+        if !running {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Reads task logs from where it last stopped, whole lines only.
+struct LogReader<'a> {
+    store: &'a Store,
+    id: String,
+    /// Only this task's log (printed without the task's name).
+    task: Option<String>,
+    timestamps: bool,
+    /// Bytes already printed, by task.
+    read: std::collections::HashMap<String, u64>,
+}
+
+impl LogReader<'_> {
+    /// Prints the lines written since the last call: task by task, or
+    /// (`by_time`) merged in the order they were written.
+    fn print_new(&mut self, tasks: &[TaskRow], by_time: bool) -> Result<()> {
+        let mut lines: Vec<(String, &str, String)> = Vec::new();
+        let only = self.task.clone();
+        for row in tasks.iter().filter(|t| only.as_ref().is_none_or(|w| w == &t.task)) {
+            for line in self.new_lines(&row.task)? {
+                let (stamp, text) = split_log_line(&line);
+                lines.push((
+                    stamp.unwrap_or_default().to_string(),
+                    &row.task,
+                    printable(text).into_owned(),
+                ));
+            }
+        }
+        if by_time {
+            // Stable: a task's own lines keep their order.
+            lines.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        for (stamp, task, text) in lines {
+            let stamp = if self.timestamps && !stamp.is_empty() {
+                format!("{stamp} ")
+            } else {
+                String::new()
+            };
+            if self.task.is_some() {
+                outln!("{stamp}{text}");
+            } else {
+                outln!("{stamp}{task} | {text}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The complete lines of `task`'s log past what was read; a line still
+    /// being written waits for the next call.
+    fn new_lines(&mut self, task: &str) -> Result<Vec<String>> {
+        use std::io::{Read, Seek};
+        let path = self.store.log_path(&self.id, task);
+        let fail = |e: std::io::Error| UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e)));
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(fail(e)),
+        };
+        let offset = self.read.entry(task.to_string()).or_insert(0);
+        file.seek(std::io::SeekFrom::Start(*offset)).map_err(fail)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(fail)?;
+        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        *offset += end as u64 + 1;
+        Ok(String::from_utf8_lossy(&bytes[..end])
+            .split('\n')
+            .map(str::to_string)
+            .collect())
+    }
 }

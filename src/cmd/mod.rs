@@ -8,6 +8,8 @@ pub mod gc;
 pub mod graph;
 pub mod keys;
 pub mod out;
+pub mod recorded;
+pub mod rerun;
 pub mod run;
 pub mod shell;
 pub mod state;

@@ -116,6 +116,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             tasks,
             plan: plan_json,
             base_dir: std::fs::canonicalize(&base_dir).unwrap_or_else(|_| base_dir.clone()),
+            rerun_of: None,
         })
         .map_err(|e| UsageError(e.0))?;
     if args.json {

@@ -98,6 +98,10 @@ INSERT INTO meta (key, value) VALUES ('history', lower(hex(randomblob(16))));
     r#"
 ALTER TABLE approvals ADD COLUMN decided_os_user TEXT;
 "#,
+    // The execution a `kflow rerun` started from.
+    r#"
+ALTER TABLE executions ADD COLUMN rerun_of TEXT;
+"#,
 ];
 
 #[derive(Debug)]
@@ -123,6 +127,36 @@ pub fn now() -> String {
     jiff::ZonedDateTime::now()
         .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
         .to_string()
+}
+
+/// The states an execution can be recorded in.
+pub const EXECUTION_STATES: &[&str] = &["running", "paused", "interrupted", "succeeded", "failed"];
+/// Those an execution never leaves: it can be neither run on nor resumed.
+pub const FINISHED_STATES: &[&str] = &["succeeded", "failed"];
+
+/// Each kept log line starts with the UTC time it was written, to the
+/// millisecond and of fixed width, then a space: `2026-12-02T15:40:01.123Z `.
+const STAMP_LEN: usize = 24;
+
+fn log_stamp() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A kept log line split into the time it was written, where it has one
+/// (the truncation note and logs of older versions have none), and its text.
+pub fn split_log_line(line: &str) -> (Option<&str>, &str) {
+    let b = line.as_bytes();
+    let stamped = b.len() > STAMP_LEN
+        && b[STAMP_LEN] == b' '
+        && b[STAMP_LEN - 1] == b'Z'
+        && b[10] == b'T'
+        && line.is_char_boundary(STAMP_LEN)
+        && line[..STAMP_LEN].parse::<jiff::Timestamp>().is_ok();
+    if stamped {
+        (Some(&line[..STAMP_LEN]), &line[STAMP_LEN + 1..])
+    } else {
+        (None, line)
+    }
 }
 
 /// A new execution id, time-ordered like a ULID: the UTC time to the
@@ -173,6 +207,8 @@ pub struct NewExecution<'a> {
     pub tasks: Vec<(String, String)>,
     pub plan: Json,
     pub base_dir: PathBuf,
+    /// The execution this one reruns.
+    pub rerun_of: Option<&'a str>,
 }
 
 pub struct Store {
@@ -192,6 +228,8 @@ pub struct ExecutionRow {
     pub inputs: Json,
     pub failures: Json,
     pub outputs: Json,
+    /// The execution this one reruns (`kflow rerun`).
+    pub rerun_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -338,7 +376,7 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir, owner) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir, owner, rerun_of) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 id,
                 e.flow,
@@ -348,7 +386,8 @@ impl Store {
                 std::process::id(),
                 e.plan.to_string(),
                 e.base_dir.to_string_lossy(),
-                Owner::current().to_label()
+                Owner::current().to_label(),
+                e.rerun_of
             ],
         )?;
         let tasks = &e.tasks;
@@ -468,7 +507,7 @@ impl Store {
             log.truncated = true;
             TRUNCATED.to_string()
         } else {
-            format!("{line}\n")
+            format!("{} {line}\n", log_stamp())
         };
         log.written += text.len() as u64;
         log.file
@@ -506,8 +545,60 @@ impl Store {
         Ok(rows)
     }
 
-    /// One execution (an id or a unique prefix of one) and its task runs.
+    /// Removes finished executions (see [`FINISHED_STATES`]) beyond the
+    /// newest `keep` finished ones, or started before `before`, with their
+    /// task runs, attempts, approvals, logs and artifacts. Running, paused and
+    /// interrupted executions stay whatever their age: they may still be
+    /// running or be resumed. Returns the ids removed.
+    pub fn prune(&mut self, keep: Option<usize>, before: Option<jiff::Timestamp>) -> Result<Vec<String>> {
+        let finished: Vec<ExecutionRow> = self
+            .list()?
+            .into_iter()
+            .filter(|e| FINISHED_STATES.contains(&e.state.as_str()))
+            .collect();
+        let doomed: Vec<String> = finished
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| {
+                let beyond = keep.is_some_and(|k| *i >= k);
+                // A start time that cannot be read is not old enough.
+                let old = before.is_some_and(|b| e.started_at.parse::<jiff::Timestamp>().is_ok_and(|t| t < b));
+                beyond || old
+            })
+            .map(|(_, e)| e.id.clone())
+            .collect();
+        let tx = self.conn.transaction()?;
+        for id in &doomed {
+            for table in ["attempts", "task_runs", "approvals"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE execution_id = ?1"), [id])?;
+            }
+            tx.execute("DELETE FROM executions WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        // The records go first: a crash in between leaves files without a
+        // record, never a record whose logs are gone.
+        for id in &doomed {
+            for folder in ["logs", "artifacts"] {
+                let path = self.dir.join(folder).join(id);
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError(format!("cannot remove {}: {e}", path.display()))),
+                }
+            }
+        }
+        Ok(doomed)
+    }
+
+    /// One execution (an id, a unique prefix of one, or `latest` for the
+    /// newest) and its task runs.
     pub fn show(&self, id: &str) -> Result<Option<(ExecutionRow, Vec<TaskRow>)>> {
+        if id == "latest" {
+            return match self.list()?.first() {
+                Some(newest) => self.show(&newest.id.clone()),
+                None => Ok(None),
+            };
+        }
         let mut matches = self
             .conn
             .prepare(&format!(
@@ -576,7 +667,8 @@ fn declare_run(tx: &rusqlite::Transaction, id: &str, task: &str, kind: &str) -> 
 }
 
 /// The columns `execution_row` reads, in its order.
-const EXECUTION_COLUMNS: &str = "id, flow, file, state, started_at, ended_at, inputs, failures, outputs, pid, owner";
+const EXECUTION_COLUMNS: &str =
+    "id, flow, file, state, started_at, ended_at, inputs, failures, outputs, pid, owner, rerun_of";
 
 fn json_column(text: Option<String>) -> Json {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Json::Null)
@@ -599,6 +691,7 @@ fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
         inputs: json_column(r.get(6)?),
         failures: json_column(r.get(7)?),
         outputs: json_column(r.get(8)?),
+        rerun_of: r.get(11)?,
     })
 }
 
@@ -640,6 +733,7 @@ mod tests {
             tasks,
             plan: serde_json::json!({}),
             base_dir: PathBuf::from("."),
+            rerun_of: None,
         }
     }
 
@@ -700,7 +794,16 @@ mod tests {
         assert_eq!(runs[0].attempts, 2);
         assert_eq!(runs[0].outputs["stdout"], "ok");
         assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
-        assert_eq!(std::fs::read_to_string(s.log_path(&id, "build")).unwrap(), "line one\n");
+        let log = std::fs::read_to_string(s.log_path(&id, "build")).unwrap();
+        let (stamp, text) = split_log_line(log.strip_suffix('\n').unwrap());
+        assert_eq!(text, "line one");
+        assert!(stamp.is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()), "{log}");
+        // Lines of older versions, and the truncation note, have no time.
+        assert_eq!(split_log_line("2026-12-02 not a time"), (None, "2026-12-02 not a time"));
+        assert_eq!(
+            split_log_line("2026-12-02T15:40:01.123Z"),
+            (None, "2026-12-02T15:40:01.123Z")
+        );
         assert_eq!(s.list().unwrap().len(), 1);
     }
 
