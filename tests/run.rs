@@ -304,7 +304,12 @@ fn no_process_of_a_killed_execution_outlives_the_next_kflow() {
     child.wait().unwrap();
     // The task's shell dies with kflow (a parent-death signal); what it
     // started is taken by the next kflow of this history (here `gc`; a run
-    // does it too).
+    // does it too). The shell's death is asynchronous: count what is left
+    // once it is gone (the three sleeps), or the count races it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_of(&id).len() > 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let before = processes_of(&id).len();
     let o = kflow(dir.path(), &["gc"], &[]);
     let said = format!("killed {} process(es)", before);

@@ -33,18 +33,8 @@ pub struct DecideArgs {
 pub struct ResumeArgs {
     /// The execution id (or a unique prefix of it).
     id: String,
-    /// Print one JSON event per line instead of the log.
-    #[arg(long)]
-    json: bool,
-    /// Pause again (and exit) if an approval still has to wait.
-    #[arg(long)]
-    detach: bool,
-    /// How many tasks may run at once.
-    #[arg(long, default_value_t = 16)]
-    jobs: usize,
-    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
-    #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
+    #[command(flatten)]
+    run: super::recorded::RunFlags,
 }
 
 fn open(state: &Option<PathBuf>) -> Result<Store> {
@@ -150,11 +140,11 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
 
 pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
     super::out::outlive_reader();
-    if args.jobs == 0 {
+    if args.run.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
-    let state = StateDir::find(args.state.as_deref());
-    let mut store = open(&args.state)?;
+    let state = StateDir::find(args.run.state.as_deref());
+    let mut store = open(&args.run.state)?;
     let r = store
         .resumable(&args.id)
         .map_err(|e| UsageError(e.0))?
@@ -180,7 +170,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let super::recorded::Loaded { plan, inputs, secrets } = super::recorded::load(&r)?;
     let restored = super::recorded::restored(&plan, &r.done)?;
     store.reopen(&r.id).map_err(|e| UsageError(e.0))?;
-    if args.json {
+    if args.run.json {
         outln!(
             "{}",
             serde_json::json!({ "event": "execution_resumed", "id": r.id, "flow": r.flow })
@@ -202,8 +192,8 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
         inputs,
         secrets,
         restored,
-        jobs: args.jobs,
-        json: args.json,
-        detach: args.detach,
+        jobs: args.run.jobs,
+        json: args.run.json,
+        detach: args.run.detach,
     })
 }

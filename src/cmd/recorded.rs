@@ -3,6 +3,7 @@
 //! (they are never recorded), and the outputs of what succeeded.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use kflow_compiler::ir::Plan;
 use kflow_runtime::secret::Secret;
@@ -11,6 +12,23 @@ use kflow_runtime::tasks::Outputs;
 use kflow_runtime::value::Value;
 
 use super::{Result, UsageError};
+
+/// The flags `resume` and `rerun` share: how the execution runs on.
+#[derive(clap::Args)]
+pub struct RunFlags {
+    /// Print one JSON event per line instead of the log.
+    #[arg(long)]
+    pub json: bool,
+    /// Pause (and exit, printing the id) when an approval has to wait.
+    #[arg(long)]
+    pub detach: bool,
+    /// How many tasks may run at once.
+    #[arg(long, default_value_t = 16)]
+    pub jobs: usize,
+    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
 
 pub struct Loaded {
     pub plan: Plan,

@@ -6,7 +6,6 @@
 //! repeats what ran (to run edited code, `kflow run` the file again).
 
 use crate::cmd::out::outln;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kflow_runtime::store::{now, Change, NewExecution, Store};
@@ -23,26 +22,16 @@ pub struct Args {
     /// failed, skipped and unfinished tasks).
     #[arg(long)]
     from_failed: bool,
-    /// Print one JSON event per line instead of the log.
-    #[arg(long)]
-    json: bool,
-    /// When an approval has to wait, pause the execution and exit.
-    #[arg(long)]
-    detach: bool,
-    /// How many tasks may run at once.
-    #[arg(long, default_value_t = 16)]
-    jobs: usize,
-    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
-    #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
+    #[command(flatten)]
+    run: super::recorded::RunFlags,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     super::out::outlive_reader();
-    if args.jobs == 0 {
+    if args.run.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
-    let state = StateDir::find(args.state.as_deref());
+    let state = StateDir::find(args.run.state.as_deref());
     if !state.dir.join("history.db").exists() {
         return Err(UsageError(format!("no execution history in {}", state.dir.display())));
     }
@@ -107,7 +96,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })
         .collect();
     store.apply(&id, &changes).map_err(|e| UsageError(e.0))?;
-    if args.json {
+    if args.run.json {
         outln!(
             "{}",
             serde_json::json!({ "event": "execution_started", "id": id, "flow": r.flow, "rerun_of": r.id })
@@ -124,8 +113,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         inputs,
         secrets,
         restored: kept,
-        jobs: args.jobs,
-        json: args.json,
-        detach: args.detach,
+        jobs: args.run.jobs,
+        json: args.run.json,
+        detach: args.run.detach,
     })
 }
