@@ -6,7 +6,7 @@ use crate::cmd::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kflow_runtime::store::{Decision, Store};
+use kflow_runtime::store::Decision;
 
 use super::state::StateDir;
 use super::{Result, UsageError};
@@ -37,17 +37,6 @@ pub struct ResumeArgs {
     run: super::recorded::RunFlags,
 }
 
-fn open(state: &Option<PathBuf>) -> Result<Store> {
-    let dir = StateDir::find(state.as_deref()).dir;
-    if !dir.join("history.db").exists() {
-        return Err(UsageError(format!(
-            "no execution history in {} (pass --state DIR)",
-            dir.display()
-        )));
-    }
-    Store::open(&dir).map_err(|e| UsageError(e.0))
-}
-
 pub fn approve(args: DecideArgs) -> Result<ExitCode> {
     decide(args, true)
 }
@@ -73,7 +62,7 @@ fn reviewer_name(name: &str) -> Result<&str> {
 
 fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
     let by = reviewer_name(&args.by)?.to_string();
-    let mut store = open(&args.state)?;
+    let mut store = StateDir::find(args.state.as_deref()).open()?;
     let (exec, _) = store
         .show(&args.id)
         .map_err(|e| UsageError(e.0))?
@@ -144,7 +133,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
     let state = StateDir::find(args.run.state.as_deref());
-    let mut store = open(&args.run.state)?;
+    let mut store = state.open()?;
     let r = store
         .resumable(&args.id)
         .map_err(|e| UsageError(e.0))?

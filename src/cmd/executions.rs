@@ -19,15 +19,9 @@ pub struct StateArg {
 
 impl StateArg {
     fn open(&self) -> Result<Store> {
-        let dir = super::state::StateDir::find(self.state.as_deref()).dir;
-        if !dir.join("history.db").exists() {
-            return Err(UsageError(format!(
-                "no execution history in {} (run a flow first, or pass --state DIR)",
-                dir.display()
-            )));
-        }
+        let state = super::state::StateDir::find(self.state.as_deref());
         // Reading needs no write access.
-        Store::open_read(&dir).map_err(|e| UsageError(e.0))
+        Store::open_read(state.existing()?).map_err(|e| UsageError(e.0))
     }
 }
 
@@ -220,11 +214,7 @@ fn prune(state: &StateArg, keep: Option<usize>, older_than: Option<jiff::Span>) 
                 .timestamp(),
         ),
     };
-    let dir = super::state::StateDir::find(state.state.as_deref()).dir;
-    if !dir.join("history.db").exists() {
-        return Err(UsageError(format!("no execution history in {}", dir.display())));
-    }
-    let mut store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
+    let mut store = super::state::StateDir::find(state.state.as_deref()).open()?;
     let removed = store.prune(keep, before).map_err(|e| UsageError(e.0))?;
     for id in &removed {
         outln!("removed {id}");

@@ -8,7 +8,7 @@
 use crate::cmd::out::outln;
 use std::process::ExitCode;
 
-use kflow_runtime::store::{now, Change, NewExecution, Store};
+use kflow_runtime::store::{now, Change, NewExecution};
 
 use super::recorded::{load, restored, Loaded};
 use super::state::StateDir;
@@ -32,10 +32,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
     let state = StateDir::find(args.run.state.as_deref());
-    if !state.dir.join("history.db").exists() {
-        return Err(UsageError(format!("no execution history in {}", state.dir.display())));
-    }
-    let mut store = Store::open(&state.dir).map_err(|e| UsageError(e.0))?;
+    let mut store = state.open()?;
     let r = store
         .resumable(&args.id)
         .map_err(|e| UsageError(e.0))?

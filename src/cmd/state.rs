@@ -28,6 +28,23 @@ impl StateDir {
         StateDir { dir, flag: None }
     }
 
+    /// The folder, once it holds a history; refused before any run made one.
+    pub fn existing(&self) -> super::Result<&Path> {
+        if self.dir.join("history.db").exists() {
+            Ok(&self.dir)
+        } else {
+            Err(super::UsageError(format!(
+                "no execution history in {} (run a flow first, or pass --state DIR)",
+                self.dir.display()
+            )))
+        }
+    }
+
+    /// The history, to change it (see [`StateDir::existing`]).
+    pub fn open(&self) -> super::Result<kflow_runtime::store::Store> {
+        kflow_runtime::store::Store::open(self.existing()?).map_err(|e| super::UsageError(e.0))
+    }
+
     /// ` --state DIR` when the folder came from the flag, for hints.
     pub fn hint(&self) -> String {
         self.flag
