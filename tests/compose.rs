@@ -50,7 +50,7 @@ fn the_compose_example_runs_and_tears_down() {
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
     assert!(out.contains("stack | pr-9001: 2 service(s) ready"), "{out}");
-    assert!(out.contains("page = <!doctype html>"), "{out}");
+    assert!(out.contains(r#"page = "<!doctype html>\n<title>"#), "{out}");
     assert!(
         out.contains("down | pr-9001: removed 2 container(s), 1 network(s), 1 volume(s)"),
         "{out}"

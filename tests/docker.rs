@@ -59,7 +59,7 @@ fn build_run_push_and_promote_by_digest() {
     assert_eq!(output(&out, "pinned"), format!("{}/team/app@{digest}", staging.host));
     assert_eq!(output(&out, "promoted"), format!("{}/app@{digest}", prod.host));
     let said = output(&out, "said");
-    assert!(said.starts_with("hello from the image"), "{said}");
+    assert!(said.starts_with(r#""hello from the image\n"#), "{said}");
     assert!(
         out.contains("probe | ls: /ctx/secret.env: No such file or directory"),
         ".dockerignore was not honoured: {out}"

@@ -395,7 +395,7 @@ fn loops_fan_out_within_jobs_and_are_recorded_per_iteration() {
         .collect();
     let mut sorted = finished.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, ["probe[0]", "probe[1]", "probe[2]", "probe[3]"]);
+    assert_eq!(sorted, ["probe[a]", "probe[b]", "probe[c]", "probe[d]"]);
     let seen = events.last().unwrap()["outputs"]["seen"].as_array().unwrap().clone();
     let spans: Vec<(String, u64, u64)> = seen
         .iter()
@@ -436,8 +436,62 @@ fn loops_fan_out_within_jobs_and_are_recorded_per_iteration() {
     assert!(tasks
         .iter()
         .all(|t| t["state"] == "succeeded" && t["kind"] == "shell.run"));
-    let o = kflow(dir.path(), &["logs", exec["id"].as_str().unwrap(), "probe[2]"], &[]);
+    let o = kflow(dir.path(), &["logs", exec["id"].as_str().unwrap(), "probe[c]"], &[]);
     assert!(text(&o.stdout).starts_with("c "), "{}", text(&o.stdout));
+}
+
+/// Outputs print in the order the flow declares them (here and in
+/// `executions show`), one that would not read back on one line quoted;
+/// loop runs are named by their items where those are short plain words.
+#[test]
+fn outputs_keep_their_order_and_loop_runs_are_named_by_their_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = r#"flow order {
+  input platforms: list<string> = ["linux/amd64", "linux/arm64"]
+  input twins: list<string> = ["x", "x"]
+  for p in platforms {
+    task build = shell.run { cmd: ["echo", "built ${p}"] }
+  }
+  for t in twins {
+    task twin = shell.run { cmd: ["echo", t] }
+  }
+  task notes = shell.run { script: "printf 'one\ntwo'" }
+  output zeta = "last letter"
+  output notes = notes.stdout
+  output alpha = "first letter"
+}
+"#;
+    std::fs::write(dir.path().join("order.kflow"), flow).unwrap();
+    let o = kflow(dir.path(), &["run", "order.kflow"], &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    let tail: Vec<&str> = out.lines().rev().take(3).collect();
+    assert_eq!(
+        tail,
+        ["alpha = first letter", r#"notes = "one\ntwo""#, "zeta = last letter"],
+        "{out}"
+    );
+    assert!(out.contains("build[linux/arm64] | built linux/arm64"), "{out}");
+    assert!(out.contains("twin[1] | x"), "{out}");
+    let o = kflow(dir.path(), &["logs", "latest", "build[linux/arm64]"], &[]);
+    assert_eq!(text(&o.stdout), "built linux/arm64\n", "{}", text(&o.stderr));
+    let o = kflow(dir.path(), &["executions", "show", "latest"], &[]);
+    let shown = text(&o.stdout);
+    let outputs: Vec<&str> = shown.lines().filter(|l| l.starts_with("output ")).collect();
+    assert_eq!(
+        outputs,
+        [
+            "output zeta = last letter",
+            r#"output notes = "one\ntwo""#,
+            "output alpha = first letter"
+        ],
+        "{shown}"
+    );
+    assert!(shown.contains("build[linux/amd64]"), "{shown}");
+    // The item's `/` makes no folder of the history's logs.
+    let logs = support::files_under(&dir.path().join(".kflow/logs"));
+    assert_eq!(logs.len(), 5, "{logs:?}");
+    assert!(logs.iter().all(|l| l.parent() == logs[0].parent()), "{logs:?}");
 }
 
 /// A history folder that cannot be created stops the run before anything
@@ -487,10 +541,10 @@ fn a_terminal_gets_a_live_view_of_running_tasks() {
     // The footer: counts and each running task with its duration, erased
     // (cursor up, clear) before anything else is printed.
     assert!(out.contains("running 2 · 0 done"), "{out:?}");
-    assert!(out.contains("  nap[0]  0."), "{out:?}");
+    assert!(out.contains("  nap[1]  0."), "{out:?}");
     assert!(out.contains("\x1b[3F\x1b[J"), "{out:?}");
     // Finished tasks scroll above it; starts are not printed as lines.
-    assert!(out.contains("nap[1] | succeeded in 0.2"), "{out:?}");
+    assert!(out.contains("nap[2] | succeeded in 0.2"), "{out:?}");
     assert!(out.contains("fin | all done"), "{out:?}");
     assert!(!out.contains("| started"), "{out:?}");
     // The footer is gone at the end: the last thing printed is not it.

@@ -293,9 +293,9 @@ async fn loops_fan_out_and_their_outputs_become_lists() {
         r.outputs["pairs"],
         Value::List(vec![list(&["A1", "A2"]), list(&["B1", "B2"]), list(&["C1", "C2"])])
     );
-    // Each iteration is its own task run, named by its position.
-    assert_eq!(state(&r, "up[2]"), State::Succeeded);
-    assert_eq!(state(&r, "pair[1][0]"), State::Succeeded);
+    // Each iteration is its own task run, named by its item.
+    assert_eq!(state(&r, "up[c]"), State::Succeeded);
+    assert_eq!(state(&r, "pair[B][1]"), State::Succeeded);
     assert_eq!(r.tasks.len(), 3 + 3 + 6);
     let started = events.iter().filter(|e| matches!(e, Event::Started { .. })).count();
     assert_eq!(started, 12);

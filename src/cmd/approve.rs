@@ -160,10 +160,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let restored = super::recorded::restored(&plan, &r.done)?;
     store.reopen(&r.id).map_err(|e| UsageError(e.0))?;
     if args.run.json {
-        outln!(
-            "{}",
-            serde_json::json!({ "event": "execution_resumed", "id": r.id, "flow": r.flow })
-        );
+        outln!("{}", super::events::execution_resumed(&r.id, &r.flow));
     } else {
         outln!(
             "resuming execution {} of flow {} ({} task run(s) done before)",

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use kflow_runtime::executor::{Event, State, TaskRef};
 use kflow_runtime::tasks::Stream;
 use kflow_runtime::value::format_duration;
-use serde_json::json;
 
 pub fn state_name(s: State) -> &'static str {
     match s {
@@ -47,11 +46,15 @@ pub struct Console {
     drawn: usize,
 }
 
+/// Names longer than this are not padded to (one long loop item must not
+/// push every line to the right).
+const WIDTH_MAX: usize = 40;
+
 impl Console {
     pub fn new(mode: Mode, width: usize) -> Console {
         Console {
             mode,
-            start: Instant::now(),
+            start: super::events::start(),
             width,
             out: std::io::stdout(),
             running: Vec::new(),
@@ -74,7 +77,7 @@ impl Console {
             let t = self.start.elapsed().as_secs_f64();
             self.track(event);
             let text = match self.mode {
-                Mode::Json => Some(json_event(event, t)),
+                Mode::Json => Some(super::events::task_event(event, t)),
                 Mode::Plain => Some(plain_event(event, t, self.width, false)),
                 Mode::Live { color, .. } => live_event(event, t, self.width, color),
             };
@@ -101,7 +104,12 @@ impl Console {
 
     fn track(&mut self, event: &Event) {
         match event {
-            Event::Started { task, attempt: 1 } => self.running.push((task.name.clone(), Instant::now())),
+            Event::Started { task, attempt: 1 } => {
+                // Loop runs named by their items are longer than the
+                // plan's guess: later lines align to the longest seen.
+                self.width = self.width.max(task.name.chars().count().min(WIDTH_MAX));
+                self.running.push((task.name.clone(), Instant::now()))
+            }
             Event::Finished { task, state, .. } => {
                 self.running.retain(|(n, _)| *n != task.name);
                 match state {
@@ -174,44 +182,12 @@ fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-fn stream_name(s: Stream) -> &'static str {
+pub fn stream_name(s: Stream) -> &'static str {
     match s {
         Stream::Stdout => "stdout",
         Stream::Stderr => "stderr",
         Stream::Info => "info",
     }
-}
-
-fn json_event(event: &Event, t: f64) -> String {
-    let v = match event {
-        Event::Started { task, attempt } => {
-            json!({ "event": "started", "task": &*task.name, "attempt": attempt, "t": t })
-        }
-        Event::Log { task, line } => json!({
-            "event": "log", "task": &*task.name, "stream": stream_name(line.stream), "text": line.text, "t": t,
-        }),
-        Event::Retrying {
-            task,
-            attempt,
-            error,
-            delay,
-        } => json!({
-            "event": "retrying", "task": &*task.name, "attempt": attempt, "error": error,
-            "delay_ms": delay.as_millis() as u64, "t": t,
-        }),
-        Event::Restored { task } => json!({ "event": "restored", "task": &*task.name, "t": t }),
-        Event::Finished {
-            task,
-            state,
-            error,
-            elapsed,
-            ..
-        } => json!({
-            "event": "finished", "task": &*task.name, "state": state_name(*state), "error": error,
-            "elapsed_ms": elapsed.as_millis() as u64, "t": t,
-        }),
-    };
-    v.to_string()
 }
 
 /// `[   1.234s]     build | text`: multi-line text keeps the prefix.

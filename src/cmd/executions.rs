@@ -196,7 +196,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             if let serde_json::Value::Object(outputs) = &exec.outputs {
                 for (k, v) in outputs {
-                    outln!("output {k} = {}", printable(&v.to_string()));
+                    outln!("output {}", super::values::output_line(k, v));
                 }
             }
         }

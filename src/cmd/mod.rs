@@ -2,6 +2,7 @@ pub mod approve;
 pub mod check;
 mod console;
 pub mod docs;
+mod events;
 pub mod executions;
 pub mod fmt;
 pub mod gc;
@@ -13,6 +14,7 @@ pub mod rerun;
 pub mod run;
 pub mod shell;
 pub mod state;
+pub mod values;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -94,10 +94,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .collect();
     store.apply(&id, &changes).map_err(|e| UsageError(e.0))?;
     if args.run.json {
-        outln!(
-            "{}",
-            serde_json::json!({ "event": "execution_started", "id": id, "flow": r.flow, "rerun_of": r.id })
-        );
+        outln!("{}", super::events::execution_started(&id, &r.flow, Some(&r.id)));
     } else {
         outln!("execution {id} of flow {}, a rerun of {}", r.flow, r.id);
     }

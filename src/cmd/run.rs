@@ -120,10 +120,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })
         .map_err(|e| UsageError(e.0))?;
     if args.json {
-        outln!(
-            "{}",
-            json!({ "event": "execution_started", "id": id, "flow": plan.flow })
-        );
+        outln!("{}", super::events::execution_started(&id, &plan.flow, None));
     } else {
         outln!("execution {id} of flow {}", plan.flow);
     }
@@ -227,7 +224,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         if json {
             outln!(
                 "{}",
-                json!({ "event": "execution", "flow": plan.flow, "id": id, "state": "paused" })
+                super::events::execution_ended(&id, &plan.flow, "paused", &report.failures, &outputs)
             );
         } else {
             outln!("execution {id} is paused, waiting for approval");
@@ -265,7 +262,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
             }
         }
     }
-    print_result(&plan, &report, &outputs, json);
+    print_result(&plan, &id, &report, &outputs, json);
     Ok(match state {
         "interrupted" => ExitCode::from(130),
         "succeeded" => ExitCode::SUCCESS,
@@ -501,20 +498,22 @@ fn print_plan(plan: &Plan, inputs: &BTreeMap<String, kflow_runtime::value::Value
     }
 }
 
-fn print_result(plan: &Plan, report: &Report, outputs: &serde_json::Map<String, serde_json::Value>, json: bool) {
+fn print_result(
+    plan: &Plan,
+    id: &str,
+    report: &Report,
+    outputs: &serde_json::Map<String, serde_json::Value>,
+    json: bool,
+) {
     if json {
         outln!(
             "{}",
-            json!({ "event": "execution", "flow": plan.flow, "state": report.outcome(), "failures": report.failures, "outputs": outputs })
+            super::events::execution_ended(id, &plan.flow, report.outcome(), &report.failures, outputs)
         );
         return;
     }
     for (name, v) in outputs {
-        match v {
-            serde_json::Value::Null => outln!("{name} (not produced)"),
-            serde_json::Value::String(s) => outln!("{name} = {}", printable(s)),
-            other => outln!("{name} = {other}"),
-        }
+        outln!("{}", super::values::output_line(name, v));
     }
     if report.cancelled {
         eprintln!("flow {} was interrupted", plan.flow);

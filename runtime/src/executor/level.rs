@@ -484,6 +484,35 @@ fn spawn_task(
     })
 }
 
+/// The longest item a loop iteration is named by.
+const LABEL_MAX: usize = 32;
+
+/// What names a loop's iterations: the items themselves (`build[linux/arm64]`)
+/// when every one is a short, plain word and no two are alike, else their
+/// indexes (`build[0]`) for the whole loop. A run's name is its key in the
+/// history (and a file name), so it is unique, and it never holds a secret.
+fn iteration_labels(items: &[Value], redactor: &Redactor) -> Vec<String> {
+    let plain = |v: &Value| match v {
+        Value::Str(s) | Value::Enum(s) | Value::Ref(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.len() <= LABEL_MAX
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/@+=".contains(&b))
+            && matches!(redactor.redact(s), std::borrow::Cow::Borrowed(_))
+    };
+    let labels: Option<Vec<String>> = items.iter().map(|v| plain(v).filter(|s| word(s))).collect();
+    if let Some(labels) = labels {
+        let distinct: std::collections::HashSet<&String> = labels.iter().collect();
+        if distinct.len() == labels.len() {
+            return labels;
+        }
+    }
+    (0..items.len()).map(|i| i.to_string()).collect()
+}
+
 /// Evaluates a loop's list and starts its iterations, all at once.
 fn start_loop(
     shared: &Arc<Shared>,
@@ -516,8 +545,9 @@ fn start_loop(
     });
     let inner = shared.shape.level_of(scope);
     let names: Vec<String> = body.iter().map(|&n| plan.nodes[n].name.clone()).collect();
+    let labels = iteration_labels(&items, &shared.redactor);
     let mut iterations = JoinSet::new();
-    for (i, item) in items.into_iter().enumerate() {
+    for ((i, item), label) in items.into_iter().enumerate().zip(labels) {
         let values = Values {
             shared: shared.clone(),
             outer: Some(frame.clone()),
@@ -525,7 +555,7 @@ fn start_loop(
             outputs: HashMap::new(),
             lets: RefCell::default(),
         };
-        let it = run(shared.clone(), inner, values, format!("{suffix}[{i}]"));
+        let it = run(shared.clone(), inner, values, format!("{suffix}[{label}]"));
         iterations.spawn(async move { (i, it.await) });
     }
     Ok(Box::pin(async move {
@@ -631,4 +661,40 @@ fn record_outcome(shared: &Shared, task: &TaskRef, state: State, error: Option<S
         error,
         attempts,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(items: &[&str]) -> Vec<Value> {
+        items.iter().map(|s| Value::Str(s.to_string())).collect()
+    }
+
+    #[test]
+    fn loop_runs_are_named_by_short_distinct_plain_items_else_by_index() {
+        let none = Redactor::new([]);
+        let labels = |items: &[Value], r: &Redactor| iteration_labels(items, r);
+        assert_eq!(
+            labels(&strs(&["linux/amd64", "linux/arm64"]), &none),
+            ["linux/amd64", "linux/arm64"]
+        );
+        assert_eq!(labels(&[Value::Int(3), Value::Int(-1)], &none), ["3", "-1"]);
+        // Alike items would make one name of two runs.
+        assert_eq!(labels(&strs(&["a", "a"]), &none), ["0", "1"]);
+        // One item that cannot name a run names the whole loop by index.
+        assert_eq!(labels(&strs(&["ok", "has space"]), &none), ["0", "1"]);
+        assert_eq!(labels(&strs(&["ok", "a]b"]), &none), ["0", "1"]);
+        assert_eq!(labels(&strs(&["ok", &"x".repeat(LABEL_MAX + 1)]), &none), ["0", "1"]);
+        assert_eq!(labels(&strs(&["ok", ""]), &none), ["0", "1"]);
+        assert_eq!(labels(&[Value::Bool(true), Value::Bool(false)], &none), ["0", "1"]);
+        // A run's name is printed and stored: never a secret's value.
+        let secret = Secret::new("hunter22");
+        let r = Redactor::new([&secret]);
+        assert_eq!(labels(&strs(&["dev", "hunter22"]), &r), ["0", "1"]);
+        assert_eq!(
+            labels(&[Value::Secret(secret.clone()), Value::Str("b".into())], &none),
+            ["0", "1"]
+        );
+    }
 }

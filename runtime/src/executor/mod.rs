@@ -128,8 +128,9 @@ pub struct TaskOutcome {
 pub struct Report {
     /// Every task run, in the order they settled.
     pub tasks: Vec<TaskOutcome>,
-    /// The flow's outputs (absent ones are `Value::Missing`).
-    pub outputs: BTreeMap<String, Value>,
+    /// The flow's outputs in declaration order (absent ones are
+    /// `Value::Missing`).
+    pub outputs: indexmap::IndexMap<String, Value>,
     /// The first failure that failed the flow, then failures of cleanup tasks.
     pub failures: Vec<String>,
     pub cancelled: bool,

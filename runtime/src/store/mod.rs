@@ -474,7 +474,7 @@ impl Store {
 
     /// The file holding a task's log.
     pub fn log_path(&self, id: &str, task: &str) -> PathBuf {
-        self.log_dir(id).join(format!("{task}.log"))
+        self.log_dir(id).join(format!("{}.log", run_file_name(task)))
     }
 
     /// Appends a line to a task's log, up to [`LOG_CAP`] bytes.
@@ -528,7 +528,7 @@ impl Store {
             };
             for f in files.flatten() {
                 let size = f.metadata().map_or(0, |m| m.len());
-                out.push((task.file_name().to_string_lossy().into_owned(), f.path(), size));
+                out.push((run_from_file_name(&task.file_name().to_string_lossy()), f.path(), size));
             }
         }
         out.sort();
@@ -720,6 +720,46 @@ pub enum Change {
     },
 }
 
+/// A task run's name as one file name (its log, its artifact folder):
+/// a loop item such as `linux/arm64` must not make a folder, so every byte
+/// but letters, digits and `-_.[]:@+=` is written `%XX`.
+pub fn run_file_name(task: &str) -> String {
+    let mut out = String::with_capacity(task.len());
+    for b in task.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.[]:@+=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The task run a [`run_file_name`] names.
+pub fn run_from_file_name(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,6 +775,16 @@ mod tests {
             base_dir: PathBuf::from("."),
             rerun_of: None,
         }
+    }
+
+    #[test]
+    fn run_names_make_one_file_name_each_and_read_back() {
+        for task in ["build", "build[linux/arm64]", "t[0][a:b]", "odd%2F/..", "ünï"] {
+            let file = run_file_name(task);
+            assert!(!file.contains('/') && file != ".." && file != ".", "{file}");
+            assert_eq!(run_from_file_name(&file), task);
+        }
+        assert_eq!(run_file_name("build[linux/arm64]"), "build[linux%2Farm64]");
     }
 
     #[test]

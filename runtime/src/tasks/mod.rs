@@ -92,7 +92,7 @@ pub struct TaskContext {
 impl TaskContext {
     /// This task run's artifact folder, created on first use.
     pub fn artifact_dir(&self) -> Result<PathBuf, String> {
-        let dir = self.artifacts.join(&*self.task);
+        let dir = self.artifacts.join(crate::store::run_file_name(&self.task));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create the artifact folder {}: {e}", dir.display()))?;
         Ok(dir)
