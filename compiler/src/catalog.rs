@@ -163,7 +163,21 @@ pub static KINDS: &[Kind] = &[
         props: &[
             req("from", "pinned", "The source, pinned by digest."),
             req("to", "ref", "The destination tag."),
-            opt("credentials", "credentials", "Registry credentials (default: `docker_config()`)."),
+            opt(
+                "from_credentials",
+                "credentials",
+                "Credentials to read the source with (default: `credentials`, else `docker_config()`).",
+            ),
+            opt(
+                "to_credentials",
+                "credentials",
+                "Credentials to write the destination with (default: `credentials`, else `docker_config()`).",
+            ),
+            opt(
+                "credentials",
+                "credentials",
+                "Credentials for both ends (default: `docker_config()`). A username and password are for one registry: a copy between two registries with them is refused; give `from_credentials` and `to_credentials`.",
+            ),
         ],
         outputs: &[
             out("digest", "digest", "The digest at the destination (equal to the source's)."),
@@ -183,6 +197,7 @@ pub static KINDS: &[Kind] = &[
             opt("network", "string", "Network to attach to."),
             opt("user", "string", "User to run as."),
             opt("pull", "never|missing|always", "When to pull the image (a local `image` is never pulled)."),
+            opt("credentials", "credentials", "Credentials to pull with (default: `docker_config()`)."),
         ],
         outputs: &[
             out("exit_code", "int", "The command's exit status."),
@@ -257,6 +272,11 @@ pub static KINDS: &[Kind] = &[
             req("key", "secret", "The cosign private key (PEM)."),
             opt("password", "secret", "The key's password."),
             opt("annotations", "map<string>", "Annotations added to the signed payload."),
+            opt(
+                "credentials",
+                "credentials",
+                "Credentials to read the image and store the signature with (default: `docker_config()`).",
+            ),
         ],
         outputs: &[
             out("signature", "pinned", "The signature manifest, pinned."),
@@ -270,6 +290,11 @@ pub static KINDS: &[Kind] = &[
         props: &[
             req("image", "pinned", "The image, pinned by digest."),
             req("key", "path", "The cosign public key file."),
+            opt(
+                "credentials",
+                "credentials",
+                "Credentials to read the signatures with (default: `docker_config()`).",
+            ),
         ],
         outputs: &[out("signatures", "int", "Number of valid signatures.")],
         ..KIND

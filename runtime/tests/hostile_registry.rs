@@ -57,7 +57,7 @@ fn reply(mut sock: TcpStream, status: &str, headers: &str, body: Vec<u8>) -> tok
 }
 
 fn basic() -> Source {
-    Source::Given(Login::Basic {
+    Source::given(Login::Basic {
         username: "ci".into(),
         password: Secret::new("registry-pa55word"),
     })
@@ -92,7 +92,7 @@ async fn a_huge_manifest_is_refused_without_reading_it() {
         })
     }))
     .await;
-    let reg = Registry::new(&host, Source::DockerConfig).unwrap();
+    let reg = Registry::new(&host, Source::docker_config()).unwrap();
     let e = reg.manifest("app", "latest").await.unwrap_err();
     assert!(e.0.contains("more than the 4194304 allowed"), "{e}");
     assert!(peak_rss_mib() < 200, "peak RSS {} MiB", peak_rss_mib());
@@ -117,7 +117,7 @@ async fn a_huge_manifest_without_a_length_is_cut_at_the_cap() {
         })
     }))
     .await;
-    let reg = Registry::new(&host, Source::DockerConfig).unwrap();
+    let reg = Registry::new(&host, Source::docker_config()).unwrap();
     let e = reg.manifest("app", "latest").await.unwrap_err();
     assert!(
         e.0.contains(&format!("more than the {MAX_MANIFEST} bytes allowed")),
@@ -133,7 +133,7 @@ async fn a_blob_longer_or_shorter_than_its_descriptor_is_refused() {
         reply(sock, "200 OK", "", b"foo and much more".to_vec())
     }))
     .await;
-    let reg = Registry::new(&host, Source::DockerConfig).unwrap();
+    let reg = Registry::new(&host, Source::docker_config()).unwrap();
     let e = reg.blob("app", DIGEST, Some(3)).await.unwrap_err();
     assert!(e.0.contains("is 17 bytes, more than the 3 allowed"), "{e}");
     let e = match reg.blob_stream("app", DIGEST, 3).await {
@@ -142,7 +142,7 @@ async fn a_blob_longer_or_shorter_than_its_descriptor_is_refused() {
     };
     assert!(e.0.contains("is 17 bytes, its descriptor says 3"), "{e}");
     let (host, _) = registry(Arc::new(|_, sock| reply(sock, "200 OK", "", b"fo".to_vec()))).await;
-    let reg = Registry::new(&host, Source::DockerConfig).unwrap();
+    let reg = Registry::new(&host, Source::docker_config()).unwrap();
     let e = reg.blob("app", DIGEST, Some(3)).await.unwrap_err();
     assert!(e.0.contains("is 2 bytes, its descriptor says 3"), "{e}");
 }
@@ -167,7 +167,7 @@ async fn a_streamed_blob_is_checked_as_it_flows() {
             })
         }))
         .await;
-        let reg = Registry::new(&host, Source::DockerConfig).unwrap();
+        let reg = Registry::new(&host, Source::docker_config()).unwrap();
         let mut stream = Box::pin(reg.blob_stream("app", DIGEST, 3).await.unwrap());
         let mut error = None;
         while let Some(item) = stream.next().await {
@@ -184,7 +184,7 @@ async fn a_streamed_blob_is_checked_as_it_flows() {
 #[tokio::test]
 async fn a_blob_with_the_wrong_digest_is_refused() {
     let (host, _) = registry(Arc::new(|_, sock| reply(sock, "200 OK", "", b"bar".to_vec()))).await;
-    let reg = Registry::new(&host, Source::DockerConfig).unwrap();
+    let reg = Registry::new(&host, Source::docker_config()).unwrap();
     let e = reg.blob("app", DIGEST, Some(3)).await.unwrap_err();
     assert!(e.0.contains("does not match its digest"), "{e}");
 }
@@ -246,7 +246,7 @@ async fn a_registry_that_trickles_times_out() {
         })
     }))
     .await;
-    let reg = Registry::new(&host, Source::DockerConfig).unwrap();
+    let reg = Registry::new(&host, Source::docker_config()).unwrap();
     let started = Instant::now();
     let e = reg.manifest("app", "latest").await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
@@ -283,7 +283,7 @@ async fn endless_signature_lists_are_refused() {
     .await;
     let target = ImageName::parse(&format!("{host}/app@{DIGEST}")).unwrap();
     let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let e = kflow_runtime::sign::cosign::verify(&target, key.verifying_key(), &Source::DockerConfig)
+    let e = kflow_runtime::sign::cosign::verify(&target, key.verifying_key(), &Source::docker_config())
         .await
         .unwrap_err();
     assert!(e.contains("1001 signature layers, more than the 1000"), "{e}");

@@ -2,7 +2,7 @@
 //! checks from the command line.
 
 use crate::cmd::out::outln;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -29,6 +29,53 @@ pub struct VerifyArgs {
     /// The cosign public key (PEM).
     #[arg(long)]
     key: PathBuf,
+    /// Log in to the registry as this user (the password from standard input).
+    #[arg(long, value_name = "NAME", requires = "registry_password_stdin")]
+    registry_username: Option<String>,
+    /// Read the registry password from standard input (one line).
+    #[arg(long, requires = "registry_username")]
+    registry_password_stdin: bool,
+    /// Ask this credential helper (`docker-credential-NAME`) for the login.
+    #[arg(long, value_name = "NAME", conflicts_with = "registry_username")]
+    credential_helper: Option<String>,
+}
+
+/// Where `kflow verify` finds the registry's login: the flags, else the
+/// Docker config.
+fn registry_source(args: &VerifyArgs) -> Result<Source> {
+    use kflow_runtime::registry::credentials::{Login, Lookup};
+    let lookup = if let Some(username) = &args.registry_username {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take(64 * 1024)
+            .read_line(&mut line)
+            .map_err(|e| {
+                UsageError(format!(
+                    "cannot read the registry password from standard input: {}",
+                    io_reason(&e)
+                ))
+            })?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err(UsageError(
+                "--registry-password-stdin: standard input holds no password".into(),
+            ));
+        }
+        Lookup::Given(Login::Basic {
+            username: username.clone(),
+            password: Secret::new(password),
+        })
+    } else if let Some(helper) = &args.credential_helper {
+        Lookup::Helper(helper.clone())
+    } else {
+        Lookup::DockerConfig
+    };
+    Ok(Source {
+        lookup,
+        hint: "pass --registry-username NAME --registry-password-stdin, or --credential-helper NAME".into(),
+    })
 }
 
 /// The key password: `COSIGN_PASSWORD`, then `KFLOW_PASSWORD` (either may be
@@ -116,7 +163,8 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
-    match runtime.block_on(cosign::verify(&target, &key, &Source::DockerConfig)) {
+    let source = registry_source(&args)?;
+    match runtime.block_on(cosign::verify(&target, &key, &source)) {
         Ok(n) => {
             outln!(
                 "Verified {n} signature(s) of {} with {}",

@@ -48,7 +48,7 @@ async fn local_image(docker: &Docker, props: &Props, ctx: &TaskContext) -> Resul
         _ => {}
     }
     let name = ImageName::parse(&reference).map_err(failed)?;
-    let source = Source::of(props.get("credentials")).map_err(failed)?;
+    let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     ctx.log(Stream::Info, &format!("pulling {reference}"));
     let id = super::image::pull(docker, &name, &source, policy == "missing")
         .await

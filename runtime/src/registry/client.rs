@@ -261,17 +261,16 @@ impl Registry {
         })?;
         match resp.status() {
             s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return err(format!(
-                    "{}: authentication failed (the token service refused {}; check the credentials)",
-                    self.host,
-                    if login.is_some() {
-                        "these credentials"
-                    } else {
-                        "anonymous access"
-                    }
-                ))
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return err(match login {
+                Some(_) => format!(
+                    "{}: authentication failed (the token service refused these credentials; check them)",
+                    self.host
+                ),
+                None => format!(
+                    "{}: authentication failed (the token service refused anonymous access: docker login {}, or {})",
+                    self.host, self.host, self.source.hint
+                ),
+            }),
             s => return err(format!("{}: the token service answered {s}", self.host)),
         }
         let answer = read_capped(&self.host, resp, 1024 * 1024, "the token answer").await?;
@@ -310,13 +309,18 @@ impl Registry {
                 Some(h) => h,
                 None => {
                     return err(format!(
-                        "{}: authentication required, and no credentials were found (docker login {}, or give `credentials`)",
-                        self.host, self.host
+                        "{}: authentication required, and no credentials were found (docker login {}, or {})",
+                        self.host, self.host, self.source.hint
                     ))
                 }
             },
             Some(Challenge::Bearer { realm, service }) => self.token(&realm, service.as_deref(), scope).await?,
-            None => return err(format!("{}: authentication required, with an unknown challenge", self.host)),
+            None => {
+                return err(format!(
+                    "{}: authentication required, with an unknown challenge",
+                    self.host
+                ))
+            }
         };
         let (resp, _) = self.attempt(build(), Some(&auth)).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {

@@ -30,13 +30,18 @@ struct Ends<'a> {
 
 /// Copies `from` (pinned by digest) to `to` (a tag); the result's digest is
 /// the source's, or the copy fails.
-pub async fn copy(from: &ImageName, to: &ImageName, source: &Source) -> Result<Copied, String> {
+pub async fn copy(
+    from: &ImageName,
+    to: &ImageName,
+    from_source: &Source,
+    to_source: &Source,
+) -> Result<Copied, String> {
     let digest = from
         .digest
         .as_deref()
         .ok_or_else(|| format!("{} is not pinned by digest", from.with_tag()))?;
-    let src = Registry::new(from.api_host(), source.clone()).map_err(|e| e.0)?;
-    let dst = Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?;
+    let src = Registry::new(from.api_host(), from_source.clone()).map_err(|e| e.0)?;
+    let dst = Registry::new(to.api_host(), to_source.clone()).map_err(|e| e.0)?;
     let ends = Ends {
         src: &src,
         dst: &dst,

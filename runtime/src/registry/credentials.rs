@@ -24,21 +24,47 @@ pub enum Login {
     IdentityToken(Secret),
 }
 
-/// Where a task's credentials come from.
+/// Where a task's credentials come from, and how its user gives others
+/// (named when a registry asks and none are found).
 #[derive(Clone, Debug)]
-pub enum Source {
+pub struct Source {
+    pub lookup: Lookup,
+    /// What to do instead, as the task or command offers it: "give
+    /// `credentials`", "pass --registry-username …".
+    pub hint: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum Lookup {
     DockerConfig,
     Helper(String),
     Given(Login),
 }
 
 impl Source {
-    /// From a task's `credentials` property (absent: the Docker config).
-    pub fn of(value: Option<&Value>) -> Result<Source, String> {
-        Ok(match value {
-            None | Some(Value::Missing) | Some(Value::Credentials(Credentials::DockerConfig)) => Source::DockerConfig,
-            Some(Value::Credentials(Credentials::Helper(h))) => Source::Helper(h.clone()),
-            Some(Value::Credentials(Credentials::Basic { username, password })) => Source::Given(Login::Basic {
+    /// The Docker config's credentials, for a task whose `credentials`
+    /// property is not set.
+    pub fn docker_config() -> Source {
+        Source {
+            lookup: Lookup::DockerConfig,
+            hint: "give `credentials`".into(),
+        }
+    }
+
+    /// Credentials given in full.
+    pub fn given(login: Login) -> Source {
+        Source {
+            lookup: Lookup::Given(login),
+            hint: String::new(),
+        }
+    }
+
+    /// From a task's credentials property `name` (absent: the Docker config).
+    pub fn of(value: Option<&Value>, name: &str) -> Result<Source, String> {
+        let lookup = match value {
+            None | Some(Value::Missing) | Some(Value::Credentials(Credentials::DockerConfig)) => Lookup::DockerConfig,
+            Some(Value::Credentials(Credentials::Helper(h))) => Lookup::Helper(h.clone()),
+            Some(Value::Credentials(Credentials::Basic { username, password })) => Lookup::Given(Login::Basic {
                 username: username.clone(),
                 password: password.clone(),
             }),
@@ -47,24 +73,34 @@ impl Source {
                 let password = match m.get("password") {
                     Some(Value::Secret(s)) => s.clone(),
                     Some(v) => Secret::new(v.to_text().unwrap_or_default()),
-                    None => return Err("`credentials` needs a `password`".into()),
+                    None => return Err(format!("`{name}` needs a `password`")),
                 };
-                Source::Given(Login::Basic { username, password })
+                Lookup::Given(Login::Basic { username, password })
             }
             Some(_) => {
-                return Err(
-                    "`credentials` must be `docker_config()`, `helper(\"name\")` or `{ username, password }`".into(),
-                )
+                return Err(format!(
+                    "`{name}` must be `docker_config()`, `helper(\"name\")` or `{{ username, password }}`"
+                ))
             }
+        };
+        Ok(Source {
+            lookup,
+            hint: format!("give `{name}`"),
         })
+    }
+
+    /// Whether these are one registry's username and password, which must
+    /// not be sent to another registry.
+    pub fn is_given(&self) -> bool {
+        matches!(self.lookup, Lookup::Given(_))
     }
 
     /// The login for a registry host, if there is one.
     pub fn login(&self, host: &str) -> Result<Option<Login>, String> {
-        match self {
-            Source::Given(l) => Ok(Some(l.clone())),
-            Source::Helper(h) => helper_get(h, host),
-            Source::DockerConfig => from_docker_config(host),
+        match &self.lookup {
+            Lookup::Given(l) => Ok(Some(l.clone())),
+            Lookup::Helper(h) => helper_get(h, host),
+            Lookup::DockerConfig => from_docker_config(host),
         }
     }
 }

@@ -32,7 +32,7 @@ pub async fn push(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     let image = local_image(props)?;
     let to_text = text(props, "to").ok_or_else(|| failed("`to` is missing"))?;
     let to = ImageName::parse(&to_text).map_err(failed)?;
-    let source = Source::of(props.get("credentials")).map_err(failed)?;
+    let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     let engine = ctx.docker.get().await.map_err(failed)?;
     ctx.log(Stream::Info, &format!("pushing {image} to {}", to.with_tag()));
     let cache = LayerCache::open(&ctx.state_dir);
@@ -69,7 +69,7 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     };
     let to_text = text(props, "to").ok_or_else(|| failed("`to` is missing"))?;
     let to = ImageName::parse(&to_text).map_err(failed)?;
-    let source = Source::of(props.get("credentials")).map_err(failed)?;
+    let (from_source, to_source) = copy_sources(props, &from, &to)?;
     ctx.log(
         Stream::Info,
         &format!(
@@ -79,7 +79,7 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         ),
     );
     let done = tokio::select! {
-        r = copy::copy(&from, &to, &source) => r.map_err(failed)?,
+        r = copy::copy(&from, &to, &from_source, &to_source) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
     ctx.log(
@@ -98,4 +98,33 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         ("digest".to_string(), Value::Digest(done.digest.clone())),
         ("pinned".to_string(), Value::Pinned(to.pinned(&done.digest))),
     ]))
+}
+
+/// The credentials for each end of a copy: `from_credentials` and
+/// `to_credentials`, else `credentials` for both, else the Docker config.
+/// A username and password given as `credentials` are for one registry:
+/// a copy between two is refused rather than send them to both.
+fn copy_sources(props: &Props, from: &ImageName, to: &ImageName) -> Result<(Source, Source), TaskError> {
+    let both = props.get("credentials").filter(|v| !matches!(v, Value::Missing));
+    let end = |name: &'static str| -> Result<Source, TaskError> {
+        match props.get(name).filter(|v| !matches!(v, Value::Missing)) {
+            Some(v) => Source::of(Some(v), name).map_err(failed),
+            None if both.is_some() => {
+                let source = Source::of(both, "credentials").map_err(failed)?;
+                if source.is_given() && from.api_host() != to.api_host() {
+                    return Err(failed(format!(
+                        "`credentials` would send one username and password to both {} and {}: give `from_credentials` and `to_credentials`",
+                        from.api_host(),
+                        to.api_host()
+                    )));
+                }
+                Ok(source)
+            }
+            None => Ok(Source {
+                hint: format!("give `{name}`"),
+                ..Source::docker_config()
+            }),
+        }
+    };
+    Ok((end("from_credentials")?, end("to_credentials")?))
 }

@@ -19,6 +19,7 @@ fn pinned(props: &Props) -> Result<ImageName, TaskError> {
 
 pub async fn sign(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let target = pinned(props)?;
+    let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     let key_pem = match props.get("key") {
         Some(Value::Secret(s)) => s.clone(),
         _ => return Err(failed("`key` is missing")),
@@ -41,7 +42,7 @@ pub async fn sign(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         .map_err(|e| failed(format!("the signing key: {e}")))?;
     let digest = target.digest.clone().unwrap_or_default();
     let signed = tokio::select! {
-        r = cosign::sign(&target, &key, &annotations, &Source::DockerConfig) => r.map_err(failed)?,
+        r = cosign::sign(&target, &key, &annotations, &source) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
     ctx.log(
@@ -61,6 +62,7 @@ pub async fn sign(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
 
 pub async fn verify(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let target = pinned(props)?;
+    let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     let path = ctx
         .base_dir
         .join(text(props, "key").ok_or_else(|| failed("`key` is missing"))?);
@@ -68,7 +70,7 @@ pub async fn verify(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErr
         .map_err(|e| failed(format!("cannot read the public key {}: {e}", path.display())))?;
     let key = keys::load_public(&pem).map_err(|e| failed(format!("{}: {e}", path.display())))?;
     let count = tokio::select! {
-        r = cosign::verify(&target, &key, &Source::DockerConfig) => r.map_err(failed)?,
+        r = cosign::verify(&target, &key, &source) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
     ctx.log(
