@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kflow_compiler::ir::Plan;
 use kflow_compiler::literals;
-use kflow_compiler::suggest::did_you_mean;
+use kflow_compiler::suggest::closest;
 use kflow_compiler::types::{Ty, SEVERITIES};
 
 use crate::eval::{eval, EvalError, Scope};
@@ -104,18 +104,25 @@ impl Scope for Empty {
 pub fn resolve(plan: &Plan, given: &[(String, String)]) -> Result<BTreeMap<String, Value>, Vec<String>> {
     let mut errors = Vec::new();
     let mut values = BTreeMap::new();
+    // Given, well or badly: a bad value is its one error, not also missing.
+    let mut named = std::collections::HashSet::new();
     for (name, raw) in given {
         let Some(decl) = plan.inputs.iter().find(|i| &i.name == name) else {
             let names: Vec<&str> = plan.inputs.iter().map(|i| i.name.as_str()).collect();
-            let hint = match did_you_mean(name, names.iter().copied()) {
-                Some(h) => format!(": {h}"),
+            let hint = match closest(name, names.iter().copied()) {
+                Some(meant) => {
+                    // Taken for `meant`: this error says so, and `meant`
+                    // is not reported missing as well.
+                    named.insert(meant);
+                    format!(": did you mean `{meant}`?")
+                }
                 None if names.is_empty() => format!(": flow `{}` takes no inputs", plan.flow),
                 None => format!(" (inputs: {})", names.join(", ")),
             };
             errors.push(format!("flow `{}` has no input `{name}`{hint}", plan.flow));
             continue;
         };
-        if values.contains_key(name) {
+        if !named.insert(decl.name.as_str()) {
             errors.push(format!("input `{name}` is given twice"));
             continue;
         }
@@ -127,7 +134,7 @@ pub fn resolve(plan: &Plan, given: &[(String, String)]) -> Result<BTreeMap<Strin
         }
     }
     for decl in &plan.inputs {
-        if values.contains_key(&decl.name) {
+        if named.contains(decl.name.as_str()) {
             continue;
         }
         match (&decl.default, &decl.ty) {
@@ -212,9 +219,44 @@ mod tests {
         assert_eq!(ok["n"], Value::Int(3));
         assert_eq!(ok["maybe"], Value::Missing);
         let errs = resolve(&p, &[("verson".into(), "1".into()), ("n".into(), "x".into())]).unwrap_err();
-        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("did you mean `version`?"));
         assert!(errs[1].contains("input `n` (type `int`)"));
-        assert!(errs[2].contains("`version` (type `string`) is required"));
+        let errs = resolve(&p, &[("maybe".into(), "x".into())]).unwrap_err();
+        assert_eq!(
+            errs,
+            ["input `version` (type `string`) is required: pass `--input version=VALUE`"]
+        );
+    }
+
+    /// A bad value, a misspelt name, a second value: one error each, never
+    /// also "is required" for the input they were meant for.
+    #[test]
+    fn each_bad_input_is_reported_once() {
+        let p = plan("flow f {\n  input n: int\n  input d: duration\n  output o = \"${n}${d}\"\n}\n");
+        let errs = resolve(&p, &[("n".into(), "abc".into()), ("dd".into(), "5s".into())]).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "input `n` (type `int`): `abc` is not an integer",
+                "flow `f` has no input `dd`: did you mean `d`?"
+            ]
+        );
+        let errs = resolve(
+            &p,
+            &[
+                ("n".into(), "x".into()),
+                ("n".into(), "1".into()),
+                ("d".into(), "1s".into()),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "input `n` (type `int`): `x` is not an integer",
+                "input `n` is given twice"
+            ]
+        );
     }
 }

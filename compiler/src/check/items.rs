@@ -294,6 +294,9 @@ impl<'a> Checker<'a> {
         }
         // Properties given so far (a task has a handful: a list beats a map).
         let mut seen: Vec<(&str, Span)> = Vec::with_capacity(t.props.len());
+        // Properties an unknown one was taken for (`too` → `to`): that
+        // diagnostic says it, so they are not reported missing as well.
+        let mut meant: Vec<&str> = Vec::new();
         let mut props = BTreeMap::new();
         let (mut when, mut retry, mut timeout, mut coe) = (None, None, None, false);
         for p in &t.props {
@@ -331,7 +334,10 @@ impl<'a> Checker<'a> {
                     )
                     .with_label("unknown property");
                     self.push(match closest(name, names.iter().copied()) {
-                        Some(c) => d.did_you_mean(p.name.span, c),
+                        Some(c) => {
+                            meant.push(c);
+                            d.did_you_mean(p.name.span, c)
+                        }
                         None => d.with_help(format!("`{}` takes {}", k.name, list_and(&names))),
                     });
                 }
@@ -374,7 +380,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(k) = kind {
-            self.kind_rules(t, k, &seen);
+            self.kind_rules(t, k, &seen, &meant);
             if k.name == "shell.run" {
                 self.shell_interpolation(t);
             }
@@ -478,10 +484,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Missing required properties, exclusive pairs, fixed choices.
-    fn kind_rules(&mut self, t: &ast::Task, k: &'static Kind, seen: &[(&str, Span)]) {
+    /// Missing required properties, exclusive pairs, fixed choices; `meant`
+    /// are properties a misspelt one was taken for, which are not missing.
+    fn kind_rules(&mut self, t: &ast::Task, k: &'static Kind, seen: &[(&str, Span)], meant: &[&str]) {
         let given = |name: &str| seen.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
-        let missing: Vec<&catalog::Prop> = k.required().filter(|p| given(p.name).is_none()).collect();
+        let absent = |name: &str| given(name).is_none() && !meant.contains(&name);
+        let missing: Vec<&catalog::Prop> = k.required().filter(|p| absent(p.name)).collect();
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
             let example: Vec<String> = missing.iter().map(|p| format!("{}: <{}>", p.name, p.ty)).collect();
@@ -498,7 +506,7 @@ impl<'a> Checker<'a> {
         }
         if !k.one_of.is_empty() {
             let present: Vec<(&str, Span)> = k.one_of.iter().filter_map(|p| given(p).map(|s| (*p, s))).collect();
-            if present.is_empty() {
+            if k.one_of.iter().all(|p| absent(p)) {
                 self.push(
                     Diagnostic::error(
                         codes::ONE_OF,
