@@ -157,6 +157,39 @@ fn a_service_that_never_gets_healthy_fails_with_its_name_and_logs() {
     assert!(leftovers(&newest_id(d, "st")).is_empty());
 }
 
+/// A service that exited, and that Docker will not restart, cannot become
+/// ready: `compose.up` fails at once with its exit code and logs, not at the
+/// end of its timeout.
+#[test]
+fn a_service_that_exits_fails_the_stack_at_once() {
+    if !docker_or_skip("a_service_that_exits_fails_the_stack_at_once") {
+        return;
+    }
+    let dir = flow_dir(true, &FLOW.replace("timeout: 30s", "timeout: 2m"));
+    let d = dir.path();
+    let stack = std::fs::read_to_string(d.join("stack.yml")).unwrap();
+    let broken = stack.replace(
+        r#"command: ["sh", "-c", "mkdir -p /w && touch /w/ready && echo web up && exec httpd -f -p 8080 -h /w"]"#,
+        r#"command: ["sh", "-c", "echo web broke: no config; exit 3"]"#,
+    );
+    assert_ne!(broken, stack);
+    std::fs::write(d.join("stack.yml"), broken).unwrap();
+    let args = run_args("3");
+    let started = Instant::now();
+    let o = kflow(d, &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let took = started.elapsed();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}{err}", text(&o.stdout));
+    assert!(
+        err.contains("stack: service `web` of kflow-fault-3 exited with code 3 and will not be restarted")
+            && err.contains("web broke: no config"),
+        "{err}"
+    );
+    // Far from the 2 minutes it was given.
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert!(leftovers(&newest_id(d, "st")).is_empty());
+}
+
 #[test]
 fn concurrent_executions_of_one_flow_do_not_collide() {
     if !docker_or_skip("concurrent_executions_of_one_flow_do_not_collide") {

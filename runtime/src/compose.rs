@@ -204,16 +204,24 @@ pub async fn up(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> 
     };
     let start = Instant::now();
     let ports = loop {
-        let (ready, ports, waiting) = status(docker, &project, &services).await.map_err(failed)?;
-        if ready || !wait {
+        let (ports, waiting) = status(docker, &project, &services).await.map_err(failed)?;
+        let Some(w) = waiting.filter(|_| wait) else {
             break ports;
+        };
+        if let Some(code) = w.exited {
+            let logs = last_logs(docker, &w.id).await;
+            return Err(failed(format!(
+                "service `{}` of {project} exited with code {code} and will not be restarted, so it cannot become ready; its last log lines:\n{logs}",
+                w.service
+            )));
         }
         if start.elapsed() >= budget {
-            let (service, why, id) = waiting.unwrap_or_default();
-            let logs = last_logs(docker, &id).await;
+            let logs = last_logs(docker, &w.id).await;
             return Err(failed(format!(
-                "service `{service}` of {project} is not ready after {} ({why}); its last log lines:\n{logs}",
-                crate::value::format_duration(budget.as_millis() as u64)
+                "service `{}` of {project} is not ready after {} ({}); its last log lines:\n{logs}",
+                w.service,
+                crate::value::format_duration(budget.as_millis() as u64),
+                w.why
             )));
         }
         tokio::select! {
@@ -235,16 +243,25 @@ pub async fn up(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> 
     Ok(out)
 }
 
-type Waiting = Option<(String, String, String)>;
+/// A service that is not ready yet.
+struct Waiting {
+    service: String,
+    why: String,
+    /// Its container (empty when it has none yet).
+    id: String,
+    /// The exit code of a container that failed and that Docker will not
+    /// restart: it can never become ready.
+    exited: Option<i64>,
+}
 
-/// Whether every service is ready (running and healthy when it has a
-/// healthcheck, or exited 0 when it is a one-off), the published ports
-/// (`service:port`), and the first service still waiting: (name, why, id).
+/// The published ports (`service:port`) and, unless every service is ready
+/// (running and healthy when it has a healthcheck, or exited 0 when it is a
+/// one-off), a service still waiting: one that cannot become ready first.
 async fn status(
     docker: &bollard::Docker,
     project: &str,
     services: &[String],
-) -> Result<(bool, BTreeMap<String, Value>, Waiting), String> {
+) -> Result<(BTreeMap<String, Value>, Option<Waiting>), String> {
     let found = resources::find(docker, &format!("{PROJECT_LABEL}={project}")).await?;
     let mut by_service: HashMap<String, Vec<String>> = HashMap::new();
     for c in &found.containers {
@@ -253,10 +270,23 @@ async fn status(
         }
     }
     let mut ports = BTreeMap::new();
-    let mut waiting: Waiting = None;
+    let mut waiting: Option<Waiting> = None;
+    let mut wait_for = |w: Waiting| {
+        if waiting
+            .as_ref()
+            .is_none_or(|first| first.exited.is_none() && w.exited.is_some())
+        {
+            waiting = Some(w);
+        }
+    };
     for service in services {
         let Some(ids) = by_service.get(service) else {
-            waiting.get_or_insert((service.clone(), "no container yet".into(), String::new()));
+            wait_for(Waiting {
+                service: service.clone(),
+                why: "no container yet".into(),
+                id: String::new(),
+                exited: None,
+            });
             continue;
         };
         for id in ids {
@@ -268,11 +298,12 @@ async fn status(
             let running = state.running.unwrap_or(false);
             let health = state.health.and_then(|h| h.status).map(|s| s.to_string());
             let exit = state.exit_code.unwrap_or(0);
+            let status = state.status.map(|s| s.to_string()).unwrap_or_default();
             let ready = match (&health, running) {
                 (Some(h), true) => h == "healthy",
                 (None, true) => true,
                 // A one-off that finished well counts as ready.
-                (_, false) => exit == 0 && state.status.map(|s| s.to_string()) == Some("exited".into()),
+                (_, false) => exit == 0 && status == "exited",
             };
             if !ready {
                 let why = match (&health, running) {
@@ -280,7 +311,14 @@ async fn status(
                     (_, false) => format!("not running, exit code {exit}"),
                     _ => "starting".into(),
                 };
-                waiting.get_or_insert((service.clone(), why, id.clone()));
+                let stopped = !running && (status == "exited" || status == "dead");
+                let restarts = will_restart(c.host_config.as_ref(), c.restart_count.unwrap_or(0), exit);
+                wait_for(Waiting {
+                    service: service.clone(),
+                    why,
+                    id: id.clone(),
+                    exited: (stopped && !restarts).then_some(exit),
+                });
             }
             let bindings = c.network_settings.and_then(|n| n.ports).unwrap_or_default();
             for (port, binds) in bindings {
@@ -295,7 +333,22 @@ async fn status(
             }
         }
     }
-    Ok((waiting.is_none(), ports, waiting))
+    Ok((ports, waiting))
+}
+
+/// Whether Docker restarts a container that exited with `exit` after
+/// `restarts` restarts, by its restart policy.
+fn will_restart(host: Option<&bollard::models::HostConfig>, restarts: i64, exit: i64) -> bool {
+    use bollard::models::RestartPolicyNameEnum as Policy;
+    let policy = host.and_then(|h| h.restart_policy.as_ref());
+    match policy.and_then(|p| p.name) {
+        Some(Policy::ALWAYS | Policy::UNLESS_STOPPED) => true,
+        Some(Policy::ON_FAILURE) => {
+            let max = policy.and_then(|p| p.maximum_retry_count).unwrap_or(0);
+            exit != 0 && (max == 0 || restarts < max)
+        }
+        _ => false,
+    }
 }
 
 async fn last_logs(docker: &bollard::Docker, id: &str) -> String {

@@ -261,16 +261,18 @@ impl Registry {
         })?;
         match resp.status() {
             s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return err(match login {
-                Some(_) => format!(
-                    "{}: authentication failed (the token service refused these credentials; check them)",
-                    self.host
-                ),
-                None => format!(
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return err(match login {
+                    Some(_) => format!(
+                        "{}: authentication failed (the token service refused these credentials; check them)",
+                        self.host
+                    ),
+                    None => format!(
                     "{}: authentication failed (the token service refused anonymous access: docker login {}, or {})",
                     self.host, self.host, self.source.hint
                 ),
-            }),
+                })
+            }
             s => return err(format!("{}: the token service answered {s}", self.host)),
         }
         let answer = read_capped(&self.host, resp, 1024 * 1024, "the token answer").await?;
