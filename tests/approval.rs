@@ -79,6 +79,10 @@ fn a_detached_gate_pauses_is_approved_by_a_reviewer_and_resumes_without_rerunnin
         "1",
         "`before` ran once"
     );
+    // Decided while paused: the resumed gate says who decided, and never
+    // that it waits.
+    assert!(!out.contains("waiting for approval"), "{out}");
+    assert!(out.contains("gate | approved by alice at "), "{out}");
     assert_eq!(output(&out, "first"), "build-1");
     assert_eq!(output(&out, "by"), "alice");
     assert_eq!(output(&out, "said"), "approved by alice ship it");
@@ -92,6 +96,34 @@ fn a_detached_gate_pauses_is_approved_by_a_reviewer_and_resumes_without_rerunnin
     let o = kflow(d, &["resume", &id], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("only paused or interrupted executions resume"));
+}
+
+/// A gate rejected while paused: resuming fails it at once with who
+/// rejected it and why, and says nothing of waiting.
+#[test]
+fn resuming_a_rejected_gate_fails_it_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_gate(d, "1h");
+    let o = kflow(d, &["run", "--detach", "gate.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let id = only_id(d);
+    let o = kflow(d, &["reject", &id, "--as", "bob", "--comment", "not today"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = kflow(d, &["resume", &id], &[]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        !out.contains("waiting for approval") && !out.contains("decide with"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gate | failed in ") && err.contains("gate: rejected by bob at "),
+        "{out}{err}"
+    );
+    assert!(err.contains(": not today"), "{err}");
+    assert!(out.contains("after | skipped"), "{out}");
+    assert_eq!(state_of(d, &id), "failed");
 }
 
 #[test]

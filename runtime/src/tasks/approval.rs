@@ -62,18 +62,21 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
     } else {
         gate.reviewers.join(", ")
     };
-    ctx.log(Stream::Info, &format!("waiting for approval: {}", gate.summary));
-    let st = &ctx.state_hint;
-    ctx.log(
-        Stream::Info,
-        &format!(
-            "decide with `kflow approve {exec} --as NAME{st}` or `kflow reject {exec} --as NAME{st}` (reviewers: {who}{})",
-            gate.deadline
-                .as_deref()
-                .map(|d| format!("; expires {d}"))
-                .unwrap_or_default()
-        ),
-    );
+    // A gate decided while the execution was paused is not waited on.
+    if gate.decision.is_none() && !expired(&gate.deadline) {
+        ctx.log(Stream::Info, &format!("waiting for approval: {}", gate.summary));
+        let st = &ctx.state_hint;
+        ctx.log(
+            Stream::Info,
+            &format!(
+                "decide with `kflow approve {exec} --as NAME{st}` or `kflow reject {exec} --as NAME{st}` (reviewers: {who}{})",
+                gate.deadline
+                    .as_deref()
+                    .map(|d| format!("; expires {d}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
     loop {
         if let Some(d) = gate.decision.clone() {
             let e = exec.clone();
