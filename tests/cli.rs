@@ -249,19 +249,114 @@ fn docs_cover_the_catalog() {
     }
 }
 
-#[test]
-fn readme_flows_check_clean() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let mut found = 0;
-    for block in readme.split("```kflow\n").skip(1) {
-        let src = block.split("```").next().unwrap();
-        let a =
-            kflow_compiler::analysis::analyze(src, &kflow_compiler::analysis::Options::in_dir(root.join("examples")));
-        assert!(a.diagnostics.is_empty(), "README flow:\n{src}\n{:#?}", a.diagnostics);
-        found += 1;
+/// The `.kflow` files below `dir`, with their text.
+fn kflow_files_under(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            kflow_files_under(&p, out);
+        } else if p.extension().is_some_and(|x| x == "kflow") {
+            out.push((p.clone(), std::fs::read_to_string(&p).unwrap()));
+        }
     }
-    assert!(found >= 1);
+}
+
+/// Every flow README.md and docs/*.md show is the text of a file — an
+/// example, a file in docs/flows, or a diagnostic's fixture — so what a
+/// reader copies is what the tests check and, where a shell and Docker are
+/// enough, run.
+#[test]
+fn every_documented_flow_is_a_tested_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["examples", "docs/flows", "compiler/tests/fixtures"] {
+        kflow_files_under(&root.join(dir), &mut files);
+    }
+    let mut docs = vec![root.join("README.md")];
+    docs.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    let (mut shown, mut loose) = (0, Vec::new());
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        let mut at = 0;
+        while let Some(start) = text[at..].find("```kflow\n").map(|i| at + i + "```kflow\n".len()) {
+            let end = start + text[start..].find("```").unwrap();
+            let block = &text[start..end];
+            at = end + 3;
+            // A fragment (a task, a `try`) is not a flow to copy.
+            if !block.lines().any(|l| l.starts_with("flow ")) {
+                continue;
+            }
+            shown += 1;
+            if !files.iter().any(|(_, f)| shows(block, f)) {
+                let line = text[..start].lines().count();
+                loose.push(format!("{}:{line}", doc.strip_prefix(root).unwrap().display()));
+            }
+        }
+    }
+    assert!(shown >= 3, "{shown}");
+    assert!(
+        loose.is_empty(),
+        "flows shown in the docs that are no file (keep each in docs/flows/ and show it as it is): {loose:?}"
+    );
+    // The docs' own flows check clean, warnings included (examples and
+    // fixtures have their own tests).
+    let o = kflow(&["check", "--deny-warnings", root.join("docs/flows").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// Whether a docs block shows `file`: the same lines, where a line cut
+/// short for the page (ending in `…`) starts the file's line, and the page
+/// may stop at such a line.
+fn shows(block: &str, file: &str) -> bool {
+    let (b, f): (Vec<&str>, Vec<&str>) = (block.trim_end().lines().collect(), file.trim_end().lines().collect());
+    let cut = b.last().is_some_and(|l| l.ends_with('…'));
+    (b.len() == f.len() || (cut && b.len() < f.len()))
+        && b.iter().zip(&f).all(|(b, f)| match b.strip_suffix('…') {
+            Some(cut) => f.starts_with(cut),
+            None => b == f,
+        })
+}
+
+/// The documented flows that need nothing but a shell run as shown.
+#[test]
+fn documented_shell_flows_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap();
+    let o = kflow(&[
+        "run",
+        "--state",
+        st,
+        root.join("examples/hello.kflow").to_str().unwrap(),
+        "-i",
+        "name=you",
+        "-i",
+        "langs=en,fr",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("greet[fr] | bonjour you"), "{}", stdout(&o));
+    let flow = root.join("docs/flows/shell-env.kflow");
+    let o = kflow(&[
+        "run",
+        "--state",
+        st,
+        flow.to_str().unwrap(),
+        "-i",
+        "version=1; touch pwned",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("deploy | deploying 1; touch pwned"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!root.join("docs/flows/pwned").exists());
 }
 
 /// Colour on a terminal (a real pseudo-terminal through `script`), none with

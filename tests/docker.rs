@@ -372,6 +372,59 @@ fn references_are_pulled_as_the_policy_says() {
     assert!(err.contains("not found"), "{err}");
 }
 
+/// The promotion the README shows, as it is: built, pushed to staging,
+/// smoke-tested by digest, paused at its gate, approved, resumed, copied to
+/// production with the digest unchanged.
+#[test]
+fn the_promote_example_runs_through_its_gate() {
+    if !docker_or_skip("the_promote_example_runs_through_its_gate") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap();
+    let staging = format!("staging={}/staging/app", reg.host);
+    let prod = format!("prod={}/prod/app", reg.host);
+    let args = [
+        "run",
+        "--state",
+        st,
+        "--detach",
+        "examples/promote.kflow",
+        "-i",
+        "version=1",
+    ];
+    let mut args = args.to_vec();
+    args.extend(["-i", &staging, "-i", &prod]);
+    let o = kflow(root, &args, &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert!(out.contains("smoke | succeeded"), "{out}");
+    let id = last_execution(root, st)["id"].as_str().unwrap().to_string();
+    let shown = kflow(root, &["executions", "show", &id, "--json", "--state", st], &[]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let image = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "build")
+        .map(|t| t["outputs"]["image"].as_str().unwrap().to_string())
+        .unwrap();
+    let o = kflow(root, &["approve", &id, "--as", "release-manager", "--state", st], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = kflow(root, &["resume", &id, "--state", st], &[]);
+    let out = text(&o.stdout);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &image])
+        .output();
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    assert_eq!(output(&out, "approved_by"), "release-manager");
+    let digest = output(&out, "digest");
+    assert_eq!(skopeo_digest(&format!("{}/prod/app:1", reg.host)), digest);
+    assert_eq!(skopeo_digest(&format!("{}/staging/app:1", reg.host)), digest);
+}
+
 /// The README's main job and the task-runner blueprint run end to end.
 #[test]
 fn the_quickstart_and_task_runner_examples_run() {
