@@ -357,6 +357,20 @@ fn documented_shell_flows_run() {
         stdout(&o)
     );
     assert!(!root.join("docs/flows/pwned").exists());
+    let o = kflow(&[
+        "run",
+        "--state",
+        st,
+        root.join("docs/flows/test-each.kflow").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("report[web] | web: failed"), "{out}");
+    assert!(out.contains("report[core] | skipped"), "{out}");
+    assert!(
+        out.contains(r#"outcomes = ["succeeded","failed","succeeded"]"#),
+        "{out}"
+    );
 }
 
 /// Colour on a terminal (a real pseudo-terminal through `script`), none with

@@ -498,7 +498,7 @@ fn the_vscode_extension_is_well_formed() {
     let package = read("package.json");
     assert_eq!(package["contributes"]["languages"][0]["extensions"][0], ".kflow");
     let grammar = read("syntaxes/kflow.tmLanguage.json").to_string();
-    for f in kflow_compiler::check::BUILTINS {
+    for f in kflow_compiler::functions::names() {
         assert!(grammar.contains(f), "the grammar lacks the function {f}");
     }
     for s in kflow_compiler::types::SEVERITIES {

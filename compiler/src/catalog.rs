@@ -106,6 +106,15 @@ pub static COMMON: &[Prop] = &[
     ),
 ];
 
+/// Outputs every task has, whatever its kind. Set by the executor, never
+/// by a task, and never optional: a task that failed or was skipped has its
+/// `outcome` too.
+pub static COMMON_OUTPUTS: &[Out] = &[out(
+    "outcome",
+    "string",
+    "How the task ended: `succeeded`, `failed` (a cancellation too) or `skipped`. Reading only `outcome` waits for the task to end, not to succeed, so `catch`, `finally`, `continue_on_error` readers and `when` can look at a failure or a skip.",
+)];
+
 pub static KINDS: &[Kind] = &[
     Kind {
         name: "docker.build",
@@ -368,8 +377,13 @@ impl Kind {
     pub fn prop(&self, name: &str) -> Option<&'static Prop> {
         self.props.iter().chain(COMMON).find(|p| p.name == name)
     }
-    pub fn output(&self, name: &str) -> Option<&Out> {
-        self.outputs.iter().find(|o| o.name == name)
+    /// A declared output, or one every task has (`outcome`).
+    pub fn output(&self, name: &str) -> Option<&'static Out> {
+        self.all_outputs().find(|o| o.name == name)
+    }
+    /// Declared outputs, then those every task has.
+    pub fn all_outputs(&self) -> impl Iterator<Item = &'static Out> {
+        self.outputs.iter().chain(COMMON_OUTPUTS)
     }
     pub fn method(&self, name: &str) -> Option<&Method> {
         self.methods.iter().find(|m| m.name == name)
@@ -398,7 +412,8 @@ pub fn ty(spec: &'static str) -> &'static Ty {
                             .flat_map(|m| m.params.iter().map(|(_, t)| *t).chain([m.ret])),
                     )
             })
-            .chain(COMMON.iter().map(|p| p.ty));
+            .chain(COMMON.iter().map(|p| p.ty))
+            .chain(COMMON_OUTPUTS.iter().map(|o| o.ty));
         specs.map(|s| (s, parse_spec(s))).collect()
     });
     types.get(spec).expect("catalog type specs are all parsed up front")

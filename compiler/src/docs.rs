@@ -7,8 +7,9 @@ use std::fmt::Write;
 use kflow_grammar::diag::Severity;
 
 use crate::analysis::{analyze, Files, Options};
-use crate::catalog::{self, COMMON, KINDS};
+use crate::catalog::{self, COMMON, COMMON_OUTPUTS, KINDS};
 use crate::codes::CODES;
+use crate::functions::FUNCTIONS;
 use crate::render::{human, FileReport, HumanStyle};
 
 mod examples {
@@ -31,6 +32,11 @@ pub fn catalog_markdown() -> String {
     let _ = writeln!(s, "| property | type | meaning |\n|---|---|---|");
     for p in COMMON {
         let _ = writeln!(s, "| `{}` | {} | {} |", p.name, ty_cell(p.ty), cell(p.doc));
+    }
+    let _ = writeln!(s, "\nEvery task has these outputs, whatever its kind.\n");
+    let _ = writeln!(s, "| output | type | meaning |\n|---|---|---|");
+    for o in COMMON_OUTPUTS {
+        let _ = writeln!(s, "| `{}` | {} | {} |", o.name, ty_cell(o.ty), cell(o.doc));
     }
     for k in KINDS {
         let _ = writeln!(s, "\n#### `{}`\n\n{}\n", k.name, k.doc);
@@ -68,6 +74,23 @@ pub fn catalog_markdown() -> String {
                 cell(m.doc)
             );
         }
+    }
+    s
+}
+
+/// Markdown for the built-in functions: signature and meaning.
+pub fn functions_markdown() -> String {
+    let mut s = String::from("| function | returns | meaning |\n|---|---|---|\n");
+    for f in FUNCTIONS {
+        let params: Vec<String> = f.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+        let _ = writeln!(
+            s,
+            "| `{}({})` | {} | {} |",
+            f.name,
+            cell(&params.join(", ")),
+            ty_cell(f.ret),
+            cell(f.doc)
+        );
     }
     s
 }

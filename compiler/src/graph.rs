@@ -72,10 +72,12 @@ pub fn dot(plan: &Plan) -> String {
     }
     for n in &plan.nodes {
         for d in &n.deps {
-            let style = if d.kind == DepKind::Order {
-                " [style=dashed]"
-            } else {
-                ""
+            // Solid edges carry data; dashed ones order, dotted ones wait
+            // for an outcome.
+            let style = match d.kind {
+                DepKind::Data => "",
+                DepKind::Order => " [style=dashed]",
+                DepKind::Outcome => " [style=dotted]",
             };
             let _ = writeln!(
                 s,
@@ -116,7 +118,7 @@ pub fn mermaid(plan: &Plan) -> String {
     }
     for n in &plan.nodes {
         for d in &n.deps {
-            let arrow = if d.kind == DepKind::Order { "-.->" } else { "-->" };
+            let arrow = if d.kind == DepKind::Data { "-->" } else { "-.->" };
             let _ = writeln!(s, "  {} {arrow} {}", id(d.node), id(n.id));
         }
     }

@@ -100,13 +100,24 @@ pub struct Prop {
     pub value: Expr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DepKind {
-    /// The node reads the other's outputs.
-    Data,
-    /// `after`: ordering only.
+    /// The node reads only the other's `outcome`: it waits for the other to
+    /// end, whether it succeeded, failed or was skipped.
+    Outcome,
+    /// `after`: the other must succeed first.
     Order,
+    /// The node reads the other's outputs (so it must succeed first).
+    Data,
+}
+
+impl DepKind {
+    /// Whether the other must have succeeded (or, where its outputs are
+    /// optional, at least ended) for the node to run.
+    pub fn needs_success(self) -> bool {
+        self != DepKind::Outcome
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +172,10 @@ pub enum BinOp {
     And,
     Eq,
     Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
     Coalesce,
     At,
 }

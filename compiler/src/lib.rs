@@ -9,6 +9,7 @@ pub mod check;
 pub mod codes;
 pub mod docs;
 pub mod format;
+pub mod functions;
 pub mod graph;
 pub mod ir;
 pub mod literals;

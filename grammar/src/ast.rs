@@ -258,6 +258,10 @@ pub enum BinOp {
     And,
     Eq,
     Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
     Coalesce,
     At,
 }
@@ -269,6 +273,10 @@ impl BinOp {
             BinOp::And => "&&",
             BinOp::Eq => "==",
             BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
             BinOp::Coalesce => "??",
             BinOp::At => "@",
         }

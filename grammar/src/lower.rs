@@ -407,8 +407,9 @@ impl<'s> Lower<'s> {
                 BinOp::Or => 1,
                 BinOp::And => 2,
                 BinOp::Eq | BinOp::Ne => 3,
-                BinOp::Coalesce => 4,
-                BinOp::At => 5,
+                BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 4,
+                BinOp::Coalesce => 5,
+                BinOp::At => 6,
             }
         }
         fn reduce(operands: &mut Vec<Expr>, op: BinOp) {
@@ -449,6 +450,10 @@ impl<'s> Lower<'s> {
                     "&&" => BinOp::And,
                     "==" => BinOp::Eq,
                     "!=" => BinOp::Ne,
+                    "<" => BinOp::Lt,
+                    "<=" => BinOp::Le,
+                    ">" => BinOp::Gt,
+                    ">=" => BinOp::Ge,
                     "??" => BinOp::Coalesce,
                     _ => BinOp::At,
                 },

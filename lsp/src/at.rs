@@ -1,9 +1,10 @@
 //! What is at an offset of an analysed text: a declared name or a use of
-//! one, a task kind, a property, a task output. Hover, go-to-definition,
+//! one, a task kind, a property, a task output, a function. Hover, go-to-definition,
 //! references and rename start here.
 
 use kflow_compiler::analysis::{Analysis, FlowInfo};
 use kflow_compiler::catalog::{self, Kind, Method, Out, Prop};
+use kflow_compiler::functions::{self, Function};
 use kflow_compiler::grammar::ast::{Expr, ExprKind, Item, StrPart};
 use kflow_compiler::types::Ty;
 use kflow_compiler::Span;
@@ -43,6 +44,11 @@ pub enum Target<'a> {
     Method {
         kind: &'static Kind,
         method: &'static Method,
+        span: Span,
+    },
+    /// A built-in function's name where it is called.
+    Function {
+        function: &'static Function,
         span: Span,
     },
 }
@@ -178,7 +184,7 @@ fn in_expr<'a>(e: &'a Expr, info: Option<&'a FlowInfo>, offset: usize) -> Option
                     let ExprKind::Name(task) = &base.kind else { return None };
                     let symbol = info?.symbol(task)?;
                     let kind = symbol.task_kind?;
-                    if let Some(out) = kind.outputs.iter().find(|o| o.name == field.name) {
+                    if let Some(out) = kind.output(&field.name) {
                         return Some(Target::Output {
                             kind,
                             out,
@@ -194,6 +200,16 @@ fn in_expr<'a>(e: &'a Expr, info: Option<&'a FlowInfo>, offset: usize) -> Option
                     });
                 }
                 stack.push(base);
+            }
+            ExprKind::Call(callee, _) if contains(callee.span, offset) => {
+                let ExprKind::Name(name) = &callee.kind else {
+                    stack.push(callee);
+                    continue;
+                };
+                return functions::function(name).map(|function| Target::Function {
+                    function,
+                    span: callee.span,
+                });
             }
             _ => stack.extend(children(e)),
         }
@@ -228,7 +244,8 @@ impl Target<'_> {
             | Target::Property { span, .. }
             | Target::Output { span, .. }
             | Target::Field { span, .. }
-            | Target::Method { span, .. } => *span,
+            | Target::Method { span, .. }
+            | Target::Function { span, .. } => *span,
         }
     }
 }

@@ -5,8 +5,8 @@
 
 use kflow_compiler::analysis::{FlowInfo, SymKind};
 use kflow_compiler::catalog::{self, Kind};
-use kflow_compiler::check::BUILTINS;
-use kflow_compiler::types::{fit, Fit, Ty, TYPE_NAMES};
+use kflow_compiler::functions::FUNCTIONS;
+use kflow_compiler::types::{self, fit, Fit, Ty, TYPE_NAMES};
 use tower_lsp_server::ls_types::{
     CompletionItem, CompletionItemKind, CompletionTextEdit, Documentation, MarkupContent, MarkupKind, Range, TextEdit,
 };
@@ -192,7 +192,7 @@ fn members(items: &mut Items, flow: Option<&FlowInfo>, path: &[String]) {
     let Some(sym) = flow.symbol(&path[0]) else { return };
     let ty = match (sym.task_kind, path.len()) {
         (Some(kind), 1) => {
-            for o in kind.outputs {
+            for o in kind.all_outputs() {
                 items.add(o.name, CompletionItemKind::FIELD, o.ty.to_string(), o.doc, "0", None);
             }
             for m in kind.methods {
@@ -301,14 +301,15 @@ fn values(items: &mut Items, cursor: &Cursor, flow: Option<&FlowInfo>, expected:
     for v in &cursor.loop_vars {
         items.add(v, CompletionItemKind::VARIABLE, "loop variable".into(), "", "2", None);
     }
-    for f in BUILTINS {
+    for f in FUNCTIONS {
+        let sort = if fits(&types::parse_spec(f.ret)) { "3" } else { "4" };
         items.add(
-            f,
+            f.name,
             CompletionItemKind::FUNCTION,
-            "function".into(),
-            "",
-            "4",
-            Some(format!("{f}(")),
+            f.signature(),
+            f.doc,
+            sort,
+            Some(format!("{}(", f.name)),
         );
     }
 }

@@ -31,13 +31,21 @@ pub fn markdown(target: &Target) -> String {
         Target::Kind { kind, .. } => kind_markdown(kind),
         Target::Property { kind, prop, .. } => prop_markdown(*kind, prop),
         Target::Output { kind, out, .. } => {
+            let whose = if kind.outputs.iter().any(|o| o.name == out.name) {
+                format!("`{}`", kind.name)
+            } else {
+                "every task".to_string()
+            };
             format!(
-                "```kflow\n{}: {}\n```\nOutput of `{}`.\n\n{}",
-                out.name, out.ty, kind.name, out.doc
+                "```kflow\n{}: {}\n```\nOutput of {whose}.\n\n{}",
+                out.name, out.ty, out.doc
             )
         }
         Target::Field { record, name, ty, .. } => {
             format!("```kflow\n{name}: {ty}\n```\nField of `{record}`.")
+        }
+        Target::Function { function, .. } => {
+            format!("```kflow\n{}\n```\n{}", function.signature(), function.doc)
         }
         Target::Method { kind, method, .. } => {
             let params: Vec<String> = method.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
@@ -70,7 +78,7 @@ fn kind_markdown(k: &Kind) -> String {
     if !props.is_empty() {
         md.push_str(&format!("\n\nProperties:\n{}", props.join("\n")));
     }
-    let outs: Vec<String> = k.outputs.iter().map(|o| format!("- `{}: {}`", o.name, o.ty)).collect();
+    let outs: Vec<String> = k.all_outputs().map(|o| format!("- `{}: {}`", o.name, o.ty)).collect();
     if !outs.is_empty() {
         md.push_str(&format!("\n\nOutputs:\n{}", outs.join("\n")));
     }

@@ -154,13 +154,13 @@ pub fn lex(src: &str) -> Lexed {
                     }
                     _ => {
                         let two = &b[i..(i + 2).min(b.len())];
-                        let op = matches!(two, b"==" | b"!=" | b"&&" | b"||" | b"??");
+                        let op = matches!(two, b"==" | b"!=" | b"<=" | b">=" | b"&&" | b"||" | b"??");
                         i += if op {
                             2
                         } else {
                             src[i..].chars().next().map_or(1, char::len_utf8)
                         };
-                        let tok = if op || c == b'@' || c == b'!' {
+                        let tok = if op || matches!(c, b'@' | b'!' | b'<' | b'>') {
                             Tok::Op
                         } else {
                             Tok::Punct

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use kflow_compiler::analysis::{Analysis, SymKind};
-use kflow_compiler::check::BUILTINS;
+use kflow_compiler::functions;
 use kflow_compiler::types::{ENUM_WORDS, SEVERITIES};
 use tower_lsp_server::ls_types::{SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend};
 
@@ -124,7 +124,7 @@ pub fn tokens(snap: &Snapshot, analysis: &Analysis) -> Vec<SemanticToken> {
                     Some((if next == Some("(") { T::Method } else { T::Property }, 0))
                 } else if next == Some(":") {
                     Some((T::Property, 0))
-                } else if next == Some("(") && BUILTINS.contains(&text) {
+                } else if next == Some("(") && functions::function(text).is_some() {
                     Some((T::Function, DEFAULT_LIBRARY))
                 } else if SEVERITIES.contains(&text) || ENUM_WORDS.contains(&text) {
                     Some((T::EnumMember, 0))

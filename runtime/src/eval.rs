@@ -133,6 +133,19 @@ fn binary(op: BinOp, l: &Expr, r: &Expr, scope: &dyn Scope) -> Result<Value> {
         BinOp::Or => Value::Bool(as_bool(&eval(l, scope)?)? || as_bool(&eval(r, scope)?)?),
         BinOp::Eq => Value::Bool(same(&eval(l, scope)?, &eval(r, scope)?)),
         BinOp::Ne => Value::Bool(!same(&eval(l, scope)?, &eval(r, scope)?)),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            let (a, b) = match (eval(l, scope)?, eval(r, scope)?) {
+                (Value::Int(a), Value::Int(b)) => (a, b),
+                (Value::Duration(a), Value::Duration(b)) => (a as i64, b as i64),
+                _ => return err("`<`, `<=`, `>` and `>=` compare two ints or two durations"),
+            };
+            Value::Bool(match op {
+                BinOp::Lt => a < b,
+                BinOp::Le => a <= b,
+                BinOp::Gt => a > b,
+                _ => a >= b,
+            })
+        }
         BinOp::Coalesce => match eval(l, scope)? {
             Value::Missing => eval(r, scope)?,
             v => v,
@@ -181,6 +194,10 @@ fn text_arg(args: &[Value]) -> Result<&str> {
     }
 }
 
+fn strings<'s>(pieces: impl Iterator<Item = &'s str>) -> Value {
+    Value::List(pieces.map(|p| Value::Str(p.to_string())).collect())
+}
+
 fn call(func: &str, args: &[Value]) -> Result<Value> {
     Ok(match func {
         "digest" => {
@@ -198,6 +215,13 @@ fn call(func: &str, args: &[Value]) -> Result<Value> {
             literals::tag_ref(s).map_err(EvalError)?;
             Value::Ref(s.to_string())
         }
+        "lines" => strings(text_arg(args)?.lines()),
+        "split" => match args {
+            [Value::Str(text), Value::Str(sep)] if !sep.is_empty() => strings(text.split(sep.as_str())),
+            [Value::Str(_), Value::Str(_)] => return err("`split` needs a separator that is not empty"),
+            _ => return err("`split` takes two strings"),
+        },
+        "trim" => Value::Str(text_arg(args)?.trim().to_string()),
         "docker_config" => Value::Credentials(Credentials::DockerConfig),
         "helper" => Value::Credentials(Credentials::Helper(text_arg(args)?.to_string())),
         // `env`/`file` are read when secrets are loaded, never evaluated here.

@@ -361,3 +361,134 @@ async fn an_empty_list_runs_no_iteration() {
     assert_eq!(r.tasks.len(), 1);
     assert_eq!(r.outputs["n"], Value::List(vec![]));
 }
+
+#[tokio::test]
+async fn comparisons_decide_whether_a_task_runs() {
+    let p = plan(
+        r#"flow f {
+  input n: int = 3
+  input wait: duration = 90s
+  task big = log { message: "big", when: n > 2 }
+  task small = log { message: "small", when: n <= 2 }
+  task edge = log { message: "edge", when: n >= 3 && n < 4 }
+  task long = log { message: "long", when: wait >= 1m && wait < 2m }
+  task short = log { message: "short", when: wait < 1m30s }
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(state(&r, "big"), State::Succeeded);
+    assert_eq!(state(&r, "small"), State::Skipped);
+    assert_eq!(state(&r, "edge"), State::Succeeded);
+    assert_eq!(state(&r, "long"), State::Succeeded);
+    assert_eq!(state(&r, "short"), State::Skipped);
+}
+
+/// The text of every log line, in order.
+fn logged(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { line, .. } => Some(line.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn outcome_is_readable_after_a_failure_a_skip_and_in_a_loop() {
+    let p = plan(
+        r#"flow f {
+  input enabled: bool = false
+  task lint = shell.run { script: "exit 3", continue_on_error: true }
+  task maybe = log { message: "x", when: enabled }
+  task fine = log { message: "fine" }
+  // Reading only `outcome` waits for a task to settle, not to succeed.
+  task report = log {
+    message: "lint ${lint.outcome}, maybe ${maybe.outcome}, fine ${fine.outcome}"
+    when: lint.outcome == "failed"
+  }
+  for w in ["a", "b"] {
+    task each = shell.run { script: "test \"$W\" = a", env: { W: w }, continue_on_error: true }
+  }
+  output lint_outcome = lint.outcome
+  output each_outcome = each.outcome
+  output lint_exit = lint.exit_code ?? -1
+}"#,
+    );
+    let (r, events) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(state(&r, "report"), State::Succeeded);
+    assert!(
+        logged(&events).contains(&"lint failed, maybe skipped, fine succeeded".to_string()),
+        "{:?}",
+        logged(&events)
+    );
+    assert_eq!(r.outputs["lint_outcome"], Value::Str("failed".into()));
+    assert_eq!(r.outputs["lint_exit"], Value::Int(-1));
+    let strs = |xs: &[&str]| Value::List(xs.iter().map(|s| Value::Str(s.to_string())).collect());
+    assert_eq!(r.outputs["each_outcome"], strs(&["succeeded", "failed"]));
+}
+
+#[tokio::test]
+async fn finally_reads_the_outcome_of_the_try_block() {
+    let p = plan(
+        r#"flow f {
+  input skip_notes: bool = true
+  try {
+    task deploy = shell.run { script: "exit 1" }
+    task notes = log { message: "notes", when: !skip_notes }
+  } finally {
+    task note = log { message: "deploy ${deploy.outcome}, notes ${notes.outcome}" }
+  }
+}"#,
+    );
+    let (r, events) = run(&p).await;
+    assert!(!r.succeeded());
+    assert_eq!(state(&r, "note"), State::Succeeded);
+    assert!(
+        logged(&events).contains(&"deploy failed, notes skipped".to_string()),
+        "{:?}",
+        logged(&events)
+    );
+}
+
+#[tokio::test]
+async fn a_skipped_loop_has_no_outcomes() {
+    let p = plan(
+        r#"flow f {
+  input enabled: bool = false
+  task gate = log { message: "gate", when: enabled }
+  for w in ["a", "b"] {
+    task each = log { message: w, after: [gate] }
+  }
+  output outcomes = each.outcome
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    assert_eq!(r.outputs["outcomes"], Value::List(Vec::new()));
+}
+
+#[tokio::test]
+async fn lines_split_and_trim_fan_out_over_what_a_task_printed() {
+    let p = plan(
+        r#"flow f {
+  task ls = shell.run { script: "printf ' a.1 \n\tb.2\r\nc.3\n'" }
+  for line in lines(ls.stdout) {
+    task first = shell.run { cmd: ["echo", trim(line)] }
+  }
+  output trimmed = first.stdout
+  output parts = split("x,y,,z", ",")
+  output lines = lines("one\ntwo\n")
+  output bare = trim("  hi \n")
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(r.succeeded(), "{:?}", r.failures);
+    let strs = |xs: &[&str]| Value::List(xs.iter().map(|s| Value::Str(s.to_string())).collect());
+    assert_eq!(r.outputs["trimmed"], strs(&["a.1", "b.2", "c.3"]));
+    assert_eq!(r.outputs["parts"], strs(&["x", "y", "", "z"]));
+    assert_eq!(r.outputs["lines"], strs(&["one", "two"]));
+    assert_eq!(r.outputs["bare"], Value::Str("hi".into()));
+}

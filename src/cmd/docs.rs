@@ -9,6 +9,8 @@ use super::Result;
 pub enum Part {
     /// The task catalog: kinds, properties, outputs.
     Catalog,
+    /// The built-in functions.
+    Functions,
     /// Every diagnostic code, with an example.
     Diagnostics,
     /// Both.
@@ -25,10 +27,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     let text = match args.part {
         Part::Catalog => kflow_compiler::docs::catalog_markdown(),
+        Part::Functions => kflow_compiler::docs::functions_markdown(),
         Part::Diagnostics => kflow_compiler::docs::diagnostics_markdown(),
         Part::All => format!(
-            "### Task catalog\n\n{}\n### Diagnostic codes\n\n{}",
+            "### Task catalog\n\n{}\n### Functions\n\n{}\n### Diagnostic codes\n\n{}",
             kflow_compiler::docs::catalog_markdown(),
+            kflow_compiler::docs::functions_markdown(),
             kflow_compiler::docs::diagnostics_markdown()
         ),
     };

@@ -9,14 +9,12 @@ use super::fixes::with_pinned_fix;
 use super::{BlockRef, Checker, Reference, SymKind};
 use crate::catalog;
 use crate::codes;
+use crate::functions;
 use crate::ir;
 use crate::ir::Part;
 use crate::literals;
 use crate::suggest::{closest, list_and, list_or};
 use crate::types::{self, fit, Fit, Ty};
-
-/// The functions a flow can call.
-pub const BUILTINS: &[&str] = &["env", "file", "digest", "pinned", "ref", "docker_config", "helper"];
 
 impl<'a> Checker<'a> {
     /// Checks `e` against `want`, reporting a mismatch once.
@@ -326,7 +324,7 @@ impl<'a> Checker<'a> {
         };
         let Some(out) = kind.output(&field.name) else {
             self.use_symbol(id, name_span, sym.ty.clone());
-            let names: Vec<&str> = kind.outputs.iter().map(|o| o.name).collect();
+            let names: Vec<&str> = kind.all_outputs().map(|o| o.name).collect();
             let mut d = Diagnostic::error(
                 codes::UNKNOWN_OUTPUT,
                 field.span,
@@ -339,9 +337,9 @@ impl<'a> Checker<'a> {
                     "`{}` is a method: call it, `{task}.{}(…)`",
                     field.name, field.name
                 ))
-            } else if names.is_empty() {
+            } else if kind.outputs.is_empty() {
                 d.with_help(format!(
-                    "`{}` has no outputs; use `after: [{task}]` to wait for it",
+                    "`{}` has no outputs but `outcome`; use `after: [{task}]` to wait for it",
                     kind.name
                 ))
             } else {
@@ -356,7 +354,16 @@ impl<'a> Checker<'a> {
             self.push(d);
             return (Ty::Error, ir::Expr::Invalid);
         };
-        let ty = self.read_task(id, name_span, e.span, catalog::ty(out.ty));
+        let ty = if catalog::COMMON_OUTPUTS.iter().any(|o| o.name == out.name) {
+            // Every run of a task has an outcome: never optional, and
+            // reading it waits for the task to end, not to succeed.
+            let ty = self.lift(id, catalog::ty(out.ty).clone());
+            self.use_symbol(id, name_span, ty.clone());
+            self.deps.push((id, ir::DepKind::Outcome, e.span));
+            ty
+        } else {
+            self.read_task(id, name_span, e.span, catalog::ty(out.ty))
+        };
         (
             ty,
             ir::Expr::Output {
@@ -382,7 +389,7 @@ impl<'a> Checker<'a> {
 
     fn call(&mut self, e: &Expr, callee: &Expr, args: &[Expr]) -> (Ty, ir::Expr) {
         match &callee.kind {
-            ExprKind::Name(f) if BUILTINS.contains(&f.as_str()) => self.builtin(e, callee, f, args),
+            ExprKind::Name(f) if functions::function(f).is_some() => self.builtin(e, callee, f, args),
             ExprKind::Field(base, m) => {
                 if let ExprKind::Name(n) = &base.kind {
                     if let Some(&id) = self.names.get(n) {
@@ -412,9 +419,12 @@ impl<'a> Checker<'a> {
             ExprKind::Name(f) => {
                 let mut d = Diagnostic::error(codes::UNKNOWN_FUNCTION, callee.span, format!("unknown function `{f}`"))
                     .with_label("not a function");
-                d = match closest(f, BUILTINS.iter().copied()) {
+                d = match closest(f, functions::names()) {
                     Some(c) => d.did_you_mean(callee.span, c),
-                    None => d.with_help(format!("functions are {}", list_and(BUILTINS))),
+                    None => d.with_help(format!(
+                        "functions are {}",
+                        list_and(&functions::names().collect::<Vec<_>>())
+                    )),
                 };
                 self.push(d);
                 for a in args {
@@ -430,7 +440,10 @@ impl<'a> Checker<'a> {
         self.push(
             Diagnostic::error(codes::UNKNOWN_FUNCTION, span, "this cannot be called")
                 .with_label("not a function")
-                .with_help(format!("functions are {}", list_and(BUILTINS))),
+                .with_help(format!(
+                    "functions are {}",
+                    list_and(&functions::names().collect::<Vec<_>>())
+                )),
         );
         (Ty::Error, ir::Expr::Invalid)
     }
@@ -455,7 +468,7 @@ impl<'a> Checker<'a> {
     }
 
     fn builtin(&mut self, e: &Expr, callee: &Expr, f: &str, args: &[Expr]) -> (Ty, ir::Expr) {
-        let want_args = if f == "docker_config" { 0 } else { 1 };
+        let want_args = functions::function(f).map_or(0, |f| f.params.len());
         if !self.arity(e, f, args, want_args) {
             return (Ty::Error, ir::Expr::Invalid);
         }
@@ -520,6 +533,28 @@ impl<'a> Checker<'a> {
                     ir::Expr::Call {
                         func: f.to_string(),
                         args: vec![arg],
+                    },
+                )
+            }
+            "lines" | "split" | "trim" => {
+                let args: Vec<ir::Expr> = args.iter().map(|a| self.check(a, &Ty::String)).collect();
+                if f == "split" && args[1] == (ir::Expr::Str { value: String::new() }) {
+                    self.push(
+                        Diagnostic::error(
+                            codes::BAD_LITERAL,
+                            e.span,
+                            "`split` needs a separator that is not empty",
+                        )
+                        .with_label("empty separator")
+                        .with_help("to take a text apart line by line, use `lines(text)`"),
+                    );
+                }
+                let ty = if f == "trim" { Ty::String } else { Ty::list(Ty::String) };
+                (
+                    ty,
+                    ir::Expr::Call {
+                        func: f.to_string(),
+                        args,
                     },
                 )
             }
@@ -689,6 +724,10 @@ impl<'a> Checker<'a> {
             BinOp::And => ir::BinOp::And,
             BinOp::Eq => ir::BinOp::Eq,
             BinOp::Ne => ir::BinOp::Ne,
+            BinOp::Lt => ir::BinOp::Lt,
+            BinOp::Le => ir::BinOp::Le,
+            BinOp::Gt => ir::BinOp::Gt,
+            BinOp::Ge => ir::BinOp::Ge,
             BinOp::Coalesce => ir::BinOp::Coalesce,
             BinOp::At => ir::BinOp::At,
         };
@@ -704,6 +743,8 @@ impl<'a> Checker<'a> {
                             .with_label("this is a secret")
                             .with_help("comparing reveals what the secret is (or is not); pass it to a property typed `secret` instead"),
                     );
+                } else if let Some(d) = self.impossible_outcome(l, r).or_else(|| self.impossible_outcome(r, l)) {
+                    self.push(d);
                 } else if fit(&rt, &lt) != Fit::Yes && fit(&lt, &rt) != Fit::Yes {
                     let strip = |t: &Ty| match t {
                         Ty::Optional(i) => i.as_ref().clone(),
@@ -717,6 +758,29 @@ impl<'a> Checker<'a> {
                                 .with_secondary(r.span, format!("`{rt}`")),
                         );
                     }
+                }
+                (Ty::Bool, left, right)
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let (lt, left) = self.infer(l, None);
+                let (rt, right) = self.infer(r, Some(&lt));
+                let ordered = |t: &Ty| matches!(t, Ty::Int | Ty::Duration | Ty::Error);
+                let same = lt == rt || lt == Ty::Error || rt == Ty::Error;
+                if !(ordered(&lt) && ordered(&rt) && same) {
+                    let sym = op.symbol();
+                    let d = if ordered(&lt) && ordered(&rt) {
+                        Diagnostic::error(codes::MISMATCH, e.span, format!("cannot compare `{lt}` with `{rt}`"))
+                            .with_label(format!("`{lt}` on the left, `{rt}` on the right"))
+                    } else if ordered(&lt) {
+                        Diagnostic::error(codes::MISMATCH, r.span, format!("`{sym}` cannot order `{rt}` values"))
+                            .with_label(format!("this is `{rt}`"))
+                    } else {
+                        Diagnostic::error(codes::MISMATCH, l.span, format!("`{sym}` cannot order `{lt}` values"))
+                            .with_label(format!("this is `{lt}`"))
+                    };
+                    self.push(d.with_help(
+                        "`<`, `<=`, `>` and `>=` compare two `int`s or two `duration`s; other values compare with `==` and `!=`",
+                    ));
                 }
                 (Ty::Bool, left, right)
             }
@@ -769,6 +833,38 @@ impl<'a> Checker<'a> {
                 right: Box::new(right),
             },
         )
+    }
+
+    /// `task.outcome == "faild"`: a comparison that can never hold.
+    fn impossible_outcome(&self, read: &Expr, literal: &Expr) -> Option<Diagnostic> {
+        const OUTCOMES: [&str; 3] = ["succeeded", "failed", "skipped"];
+        let ExprKind::Field(base, field) = &read.kind else {
+            return None;
+        };
+        let ExprKind::Name(task) = &base.kind else {
+            return None;
+        };
+        let is_task = self
+            .names
+            .get(task)
+            .is_some_and(|&id| self.symbols[id].kind == SymKind::Task);
+        let value = literal.as_plain_str()?;
+        if field.name != "outcome" || !is_task || OUTCOMES.contains(&value.as_str()) {
+            return None;
+        }
+        let d = Diagnostic::error(
+            codes::BAD_LITERAL,
+            literal.span,
+            format!("an outcome is never {value:?}"),
+        )
+        .with_label("not an outcome")
+        .with_secondary(read.span, "`succeeded`, `failed` or `skipped`");
+        Some(match closest(&value, OUTCOMES.iter().copied()) {
+            Some(c) => d
+                .with_help(format!("did you mean `\"{c}\"`?"))
+                .with_replacement(literal.span, &format!("\"{c}\"")),
+            None => d.with_help("a task's outcome is `\"succeeded\"`, `\"failed\"` or `\"skipped\"`"),
+        })
     }
 
     pub(super) fn optional_diag(&self, e: &Expr, inner: &Ty) -> Diagnostic {

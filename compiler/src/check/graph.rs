@@ -27,8 +27,8 @@ impl Checker<'_> {
         }
         let mut spans: FxHashMap<(ir::NodeId, ir::NodeId), Span> = Default::default();
         for id in 0..n {
-            // Position of each target in `deps`: one dep per pair, data
-            // winning over order.
+            // Position of each target in `deps`: one dep per pair, the
+            // strongest kind winning (data, then order, then outcome).
             let mut seen: FxHashMap<ir::NodeId, usize> = FxHashMap::default();
             let mut deps: Vec<ir::Dep> = Vec::new();
             let raw = std::mem::take(&mut self.node_deps[id]);
@@ -37,11 +37,7 @@ impl Checker<'_> {
                     continue;
                 };
                 match seen.get(&target) {
-                    Some(&at) => {
-                        if kind == DepKind::Data {
-                            deps[at].kind = DepKind::Data;
-                        }
-                    }
+                    Some(&at) => deps[at].kind = deps[at].kind.max(kind),
                     None => {
                         seen.insert(target, deps.len());
                         deps.push(ir::Dep { node: target, kind });
@@ -49,7 +45,13 @@ impl Checker<'_> {
                     }
                 }
                 // Reading a task inside a `try` from outside it waits for the
-                // whole block to succeed.
+                // whole block to succeed (to end, when it reads only the
+                // outcome).
+                let implied = if kind == DepKind::Outcome {
+                    DepKind::Outcome
+                } else {
+                    DepKind::Order
+                };
                 for b in &self.node_paths[target] {
                     if let BlockRef::Try(scope, Part::Try) = *b {
                         let reader_inside = self.node_paths[id]
@@ -57,13 +59,19 @@ impl Checker<'_> {
                             .any(|x| matches!(x, BlockRef::Try(s, _) if *s == scope));
                         if !reader_inside {
                             for &other in try_bodies.get(&scope).map_or(&[][..], Vec::as_slice) {
-                                if other != target && !seen.contains_key(&other) {
-                                    seen.insert(other, deps.len());
-                                    deps.push(ir::Dep {
-                                        node: other,
-                                        kind: DepKind::Order,
-                                    });
-                                    spans.entry((other, id)).or_insert(span);
+                                if other == target {
+                                    continue;
+                                }
+                                match seen.get(&other) {
+                                    Some(&at) => deps[at].kind = deps[at].kind.max(implied),
+                                    None => {
+                                        seen.insert(other, deps.len());
+                                        deps.push(ir::Dep {
+                                            node: other,
+                                            kind: implied,
+                                        });
+                                        spans.entry((other, id)).or_insert(span);
+                                    }
                                 }
                             }
                         }

@@ -5,7 +5,6 @@
 //! reported once.
 
 mod expr;
-pub use expr::BUILTINS;
 mod fixes;
 mod graph;
 mod items;

@@ -209,7 +209,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                         let task = task_ref(&plan, id, &suffix);
                         if let Some(outputs) = shared.restored.get(&*task.name) {
                             // Succeeded before a resume: its outputs, not a rerun.
-                            let record = Value::Map(outputs.clone());
+                            let record = with_outcome(Value::Map(outputs.clone()), State::Succeeded);
                             record_outcome(&shared, &task, State::Succeeded, None, 0);
                             let _ = shared.events.send(Event::Restored { task });
                             values.outputs.insert(node.name.clone(), record.clone());
@@ -252,6 +252,10 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                 }
             };
             if let Some(state) = settled {
+                // A restored task's record is in already.
+                if state != State::Succeeded {
+                    settled_record(&plan, level.members[m], state, &mut values, &mut done);
+                }
                 states[m] = state;
                 settle(&mut done, state, continue_on_error(m));
                 release(m, &dependents, &mut remaining, &mut ready);
@@ -282,7 +286,10 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                             Duration::ZERO,
                             0,
                         );
-                        Done::Task { state, record: None }
+                        Done::Task {
+                            state,
+                            record: Some(with_outcome(Value::Map(Default::default()), state)),
+                        }
                     }
                     Member::Loop(_) => Done::Loop(LevelDone {
                         outputs: HashMap::new(),
@@ -311,9 +318,10 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                     State::Succeeded
                 }
             }
-            (Done::NotStarted, Member::Node(id)) => {
+            (Done::NotStarted, member @ Member::Node(id)) => {
                 let task = task_ref(&plan, id, &suffix);
                 skipped(&shared, &task);
+                settled_record(&plan, member, State::Skipped, &mut values, &mut done);
                 State::Skipped
             }
             (Done::Task { state, record }, Member::Node(id)) => {
@@ -333,6 +341,41 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
         }
     }
     done
+}
+
+/// A task's record with its `outcome` added: what readers see of it.
+fn with_outcome(mut record: Value, state: State) -> Value {
+    let outcome = match state {
+        State::Succeeded => "succeeded",
+        State::Skipped => "skipped",
+        _ => "failed",
+    };
+    if let Value::Map(m) = &mut record {
+        m.insert("outcome".to_string(), Value::Str(outcome.to_string()));
+    }
+    record
+}
+
+/// What readers see of a member that settled without running: a task's
+/// outcome; for a loop, no iteration of any of its tasks.
+fn settled_record(plan: &Plan, member: Member, state: State, values: &mut Values, done: &mut LevelDone) {
+    let records: Vec<(String, Value)> = match member {
+        Member::Node(id) => vec![(
+            plan.nodes[id].name.clone(),
+            with_outcome(Value::Map(Default::default()), state),
+        )],
+        Member::Loop(scope) => match &plan.scopes[scope].kind {
+            ScopeKind::For { body, .. } => body
+                .iter()
+                .map(|&n| (plan.nodes[n].name.clone(), Value::List(Vec::new())))
+                .collect(),
+            ScopeKind::Try { .. } => Vec::new(),
+        },
+    };
+    for (name, record) in records {
+        values.outputs.insert(name.clone(), record.clone());
+        done.outputs.insert(name, record);
+    }
 }
 
 fn task_ref(plan: &Plan, id: usize, suffix: &str) -> TaskRef {
@@ -370,7 +413,8 @@ fn release(m: usize, dependents: &[Vec<usize>], remaining: &mut [usize], ready: 
 /// Whether a member whose prerequisites settled may run: a `catch` needs its
 /// `try` block to have failed, a `finally` needs it to have started, and every
 /// task it reads must have succeeded — except, in `catch` and `finally`, the
-/// tasks of the `try` block, whose outputs are optional there.
+/// tasks of the `try` block, whose outputs are optional there, and tasks it
+/// reads only the `outcome` of, which need only have ended.
 fn usable(level: &Level, m: usize, states: &[State], continue_on_error: &dyn Fn(usize) -> bool) -> bool {
     let guard = level.guard[m].as_ref();
     if let Some(g) = guard {
@@ -385,10 +429,11 @@ fn usable(level: &Level, m: usize, states: &[State], continue_on_error: &dyn Fn(
             _ => {}
         }
     }
-    level.deps[m].iter().all(|&(dm, node)| {
+    level.deps[m].iter().all(|&(dm, node, kind)| {
         let guarded = guard.is_some_and(|g| g.try_nodes.contains(&node));
         match states[dm] {
             State::Succeeded => true,
+            _ if !kind.needs_success() => true,
             State::Failed => continue_on_error(dm) || guarded,
             _ => guarded,
         }
@@ -456,7 +501,7 @@ fn spawn_task(
                 succeeded(&shared, &task, record.to_json(), elapsed, attempts);
                 Done::Task {
                     state: State::Succeeded,
-                    record: Some(record),
+                    record: Some(with_outcome(record, State::Succeeded)),
                 }
             }
             Err(e) => {
@@ -474,9 +519,10 @@ fn spawn_task(
                         );
                     }
                 };
+                let state = failed(&shared, &task, state, error, elapsed, attempts);
                 Done::Task {
-                    state: failed(&shared, &task, state, error, elapsed, attempts),
-                    record: None,
+                    state,
+                    record: Some(with_outcome(Value::Map(Default::default()), state)),
                 }
             }
         };
@@ -532,7 +578,7 @@ fn start_loop(
     };
     // The iterations see what the loop reads, as it is now.
     let mut outputs = HashMap::new();
-    for &(_, node) in &level.deps[m] {
+    for &(_, node, _) in &level.deps[m] {
         let name = &plan.nodes[node].name;
         if let Some(v) = values.outputs.get(name) {
             outputs.insert(name.clone(), v.clone());

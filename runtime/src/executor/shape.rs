@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use kflow_compiler::ir::{NodeId, Part, Plan, ScopeId, ScopeKind, ScopeRef};
+use kflow_compiler::ir::{DepKind, NodeId, Part, Plan, ScopeId, ScopeKind, ScopeRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Member {
@@ -27,8 +27,9 @@ pub(super) struct Level {
     pub members: Vec<Member>,
     /// Per member: the members it waits for.
     pub pre: Vec<Vec<usize>>,
-    /// Per member: the tasks it reads or follows, as (member, plan node).
-    pub deps: Vec<Vec<(usize, NodeId)>>,
+    /// Per member: the tasks it reads or follows, as (member, plan node,
+    /// how it depends on it).
+    pub deps: Vec<Vec<(usize, NodeId, DepKind)>>,
     pub guard: Vec<Option<Guard>>,
     /// Per member: whether it belongs to a `catch` or `finally` (at any depth),
     /// and so still runs when the flow stops.
@@ -122,10 +123,10 @@ impl Shape {
                         ScopeKind::Try { .. } => unreachable!("members are tasks and loops"),
                     },
                 };
-                let mut deps: Vec<(usize, NodeId)> = nodes
+                let mut deps: Vec<(usize, NodeId, DepKind)> = nodes
                     .iter()
                     .flat_map(|&n| plan.nodes[n].deps.iter())
-                    .filter_map(|d| member_of(d.node).filter(|&dm| dm != mi).map(|dm| (dm, d.node)))
+                    .filter_map(|d| member_of(d.node).filter(|&dm| dm != mi).map(|dm| (dm, d.node, d.kind)))
                     .collect();
                 deps.sort_unstable();
                 deps.dedup();
@@ -143,7 +144,7 @@ impl Shape {
                         try_nodes,
                     }
                 });
-                let mut pre: Vec<usize> = deps.iter().map(|&(dm, _)| dm).collect();
+                let mut pre: Vec<usize> = deps.iter().map(|&(dm, _, _)| dm).collect();
                 if let Some(g) = &guard {
                     pre.extend_from_slice(&g.try_members);
                 }
