@@ -39,7 +39,7 @@ enum Command {
     Reject(cmd::approve::DecideArgs),
     /// Continue a paused or interrupted execution; what succeeded is not run again.
     Resume(cmd::approve::ResumeArgs),
-    /// Remove containers, networks and volumes of executions no longer alive.
+    /// Remove containers, networks and volumes of executions no longer alive, and the images finished executions built that nothing else names.
     Gc(cmd::gc::Args),
     /// The execution history: list executions, show one.
     Executions(cmd::executions::Args),

@@ -48,6 +48,7 @@ fn build_run_push_and_promote_by_digest() {
   output digest = push.digest
   output promoted = other.pinned
   output said = probe.stdout
+  output image = image.image
 }}
 "#,
         s = staging.host,
@@ -77,11 +78,160 @@ fn build_run_push_and_promote_by_digest() {
         out.contains("other | 1 manifest(s); blobs: 0 mounted, 4 copied"),
         "{out}"
     );
-    // The image carries the execution's label; no container is left.
+    // The image carries the user's labels, none of kflow's; no container
+    // is left.
     let exec = last_execution(dir.path(), "state");
     let id = exec["id"].as_str().unwrap();
-    assert_eq!(labelled("image", id).len(), 1, "the built image is labelled");
+    let labels = image_labels(output(&out, "image"));
+    assert_eq!(labels["org.opencontainers.image.title"], "demo");
+    assert!(labels.keys().all(|k| !k.starts_with("io.kflow")), "{labels:?}");
     assert!(labelled("container", id).is_empty(), "containers are removed");
+}
+
+/// The labels of a local image.
+fn image_labels(image: &str) -> serde_json::Map<String, serde_json::Value> {
+    let o = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{json .Config.Labels}}", image])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let labels: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    labels.as_object().cloned().unwrap_or_default()
+}
+
+/// The `repository:tag` names of a local image; `None` when it is gone.
+fn image_names(image: &str) -> Option<Vec<String>> {
+    let o = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{json .RepoTags}}", image])
+        .output()
+        .unwrap();
+    o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
+}
+
+/// A word no other test uses, from the test's own folder.
+fn unique_word(dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_string_lossy().to_lowercase();
+    format!("t{}", name.trim_start_matches('.'))
+}
+
+/// A context no other test builds: its image is this test's alone.
+fn own_context(dir: &Path, extra: &str) {
+    busybox_context(dir, &format!("RUN echo {} > /id\n{extra}", unique_word(dir)));
+}
+
+/// Building the same context again gives the same image and, pushed, the
+/// same digest: kflow bakes nothing of the execution into the image, and
+/// names what it must reclaim with tags, which are no part of it.
+#[test]
+fn the_same_context_builds_the_same_image_and_digest() {
+    if !docker_or_skip("the_same_context_builds_the_same_image_and_digest") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    own_context(dir.path(), "");
+    let flow = format!(
+        r#"flow twice {{
+  task build = docker.build {{ context: "img", labels: {{ "org.opencontainers.image.vendor": "kflow-tests" }} }}
+  task push = docker.push {{ image: build.image, to: "{}/twice:1" }}
+  output image = build.image
+  output digest = push.digest
+}}
+"#,
+        reg.host
+    );
+    let (code, first, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 0, "{first}{err}");
+    let (code, second, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 0, "{second}{err}");
+    let image = output(&first, "image");
+    assert_eq!(output(&second, "image"), image, "a rebuild made another image");
+    assert_eq!(output(&second, "digest"), output(&first, "digest"));
+    assert_eq!(
+        skopeo_digest(&format!("{}/twice:1", reg.host)),
+        output(&first, "digest")
+    );
+    let labels = image_labels(image);
+    assert!(labels.keys().all(|k| !k.starts_with("io.kflow")), "{labels:?}");
+    assert_eq!(labels["org.opencontainers.image.vendor"], "kflow-tests");
+    // Both runs ended: no hold is left, one name says this history built it.
+    let names = image_names(image).unwrap();
+    assert!(names.iter().all(|n| !n.starts_with("kflow-hold/")), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("kflow-built/")).count(),
+        1,
+        "{names:?}"
+    );
+    let o = kflow(dir.path(), &["gc", "--state", "state"], &[]);
+    let said = text(&o.stdout);
+    assert!(
+        said.contains("removed 1 image(s) built by finished executions\n"),
+        "{said}"
+    );
+    assert_eq!(image_names(image), None, "gc left the image");
+}
+
+/// `kflow gc` removes the images finished executions built and nothing
+/// else names: not one the user tagged, not one a paused execution of
+/// another history holds — until that one has ended too.
+#[test]
+fn gc_removes_the_images_of_finished_executions_only() {
+    if !docker_or_skip("gc_removes_the_images_of_finished_executions_only") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    own_context(d, "");
+    let tag = format!("kflow-tests/gc:{}", unique_word(d));
+    let a = format!(
+        r#"flow a {{
+  task shared = docker.build {{ context: "img" }}
+  task named = docker.build {{ context: "img", labels: {{ kind: "named" }}, tags: ["{tag}"] }}
+  output shared = shared.image
+  output named = named.image
+}}
+"#
+    );
+    std::fs::write(d.join("a.kflow"), a).unwrap();
+    let b = "flow b {\n  task shared = docker.build { context: \"img\" }\n  task gate = approval { summary: \"ship ${shared.image}?\", timeout: 1h }\n}\n";
+    std::fs::write(d.join("b.kflow"), b).unwrap();
+    let o = kflow(d, &["run", "--state", "a", "a.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let (shared, named) = (
+        output(&text(&o.stdout), "shared").to_string(),
+        output(&text(&o.stdout), "named").to_string(),
+    );
+    let o = kflow(d, &["run", "--detach", "--state", "b", "b.kflow"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let paused = last_execution(d, "b")["id"].as_str().unwrap().to_string();
+
+    let o = kflow(d, &["gc", "--state", "a"], &[]);
+    let said = text(&o.stdout);
+    assert!(
+        said.contains("removed 0 image(s) built by finished executions; kept 2"),
+        "{said}"
+    );
+    let names = image_names(&shared).expect("the paused execution's image is kept");
+    assert!(names.iter().any(|n| n.starts_with("kflow-hold/")), "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("kflow-built/")), "{names:?}");
+    assert_eq!(
+        image_names(&named).expect("the tagged image is kept"),
+        std::slice::from_ref(&tag)
+    );
+
+    // The paused execution ends (rejected): its image is free to reclaim.
+    let o = kflow(d, &["reject", &paused, "--as", "bob", "--state", "b"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = kflow(d, &["resume", &paused, "--state", "b"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = kflow(d, &["gc", "--state", "b"], &[]);
+    let said = text(&o.stdout);
+    assert!(
+        said.contains("removed 1 image(s) built by finished executions\n"),
+        "{said}"
+    );
+    assert_eq!(image_names(&shared), None);
+    let _ = std::process::Command::new("docker").args(["rmi", &tag]).output();
 }
 
 /// Basic auth with a password whose base64 holds `+` and `/`, given in the
@@ -284,7 +434,7 @@ fn a_failing_build_step_is_named() {
     let (code, out, err) = run_flow(dir.path(), flow, &[], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains("image: step 4/5 `RUN [\"/bin/sh\", \"-c\", \"echo compiling; exit 7\"]` failed: The command '/bin/sh -c echo compiling; exit 7' returned a non-zero code: 7"),
+        err.contains("image: step 4/4 `RUN [\"/bin/sh\", \"-c\", \"echo compiling; exit 7\"]` failed: The command '/bin/sh -c echo compiling; exit 7' returned a non-zero code: 7"),
         "{err}"
     );
     assert!(out.contains("image | compiling"), "{out}");

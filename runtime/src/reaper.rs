@@ -1,5 +1,6 @@
 //! The reaper: removes the containers, networks and volumes of executions
-//! that are no longer alive, found by kflow's labels. It runs at the start of
+//! that are no longer alive, found by kflow's labels, and releases the
+//! images they held (`docker/hold.rs`). It runs at the start of
 //! every `kflow run` and `kflow resume` and with `kflow gc`, so resources of a
 //! killed execution (even by SIGKILL) do not outlive the next run.
 //!
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-use crate::docker::{resources, EXECUTION_LABEL, HISTORY_LABEL};
+use crate::docker::{hold, resources, EXECUTION_LABEL, HISTORY_LABEL};
 use crate::store::Store;
 
 /// What a pass removed, and what it left because it cannot tell.
@@ -34,6 +35,8 @@ pub struct Reaped {
     pub containers: usize,
     pub networks: usize,
     pub volumes: usize,
+    /// Image holds released (the images become this history's to reclaim).
+    pub holds: usize,
     /// Executions of other histories (or unlabelled) whose resources stay.
     pub foreign: usize,
     pub errors: Vec<String>,
@@ -135,6 +138,24 @@ pub async fn reap(docker: &Docker, store: &Store, interrupted_volumes: bool) -> 
     }
     let history = store.history_id().map_err(|e| e.0)?;
     let mut reaped = Reaped::default();
+    // Holds are tags of this history's own repository: never another's.
+    let mut held: BTreeMap<String, usize> = BTreeMap::new();
+    for h in hold::holds(docker, &history).await? {
+        *held.entry(h.execution).or_default() += 1;
+    }
+    for exec in held.into_keys() {
+        let go = match verdict(store, &exec)?.unwrap_or(Verdict::All) {
+            Verdict::All => true,
+            Verdict::AllButVolumes => interrupted_volumes,
+            Verdict::Keep => false,
+        };
+        if go {
+            match hold::release(docker, &history, &exec).await {
+                Ok(n) => reaped.holds += n,
+                Err(e) => reaped.errors.push(e),
+            }
+        }
+    }
     for (exec, res) in by_exec {
         let ours = res
             .containers

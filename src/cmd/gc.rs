@@ -1,10 +1,13 @@
 //! `kflow gc`, and the reaper pass at the start of every run: containers,
-//! networks and volumes of executions that are no longer alive are removed.
+//! networks and volumes of executions that are no longer alive are removed,
+//! and the images they held become reclaimable; `kflow gc` also removes
+//! the images finished executions built that nothing else names.
 
 use crate::cmd::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use kflow_runtime::docker::hold;
 use kflow_runtime::reaper;
 use kflow_runtime::store::Store;
 
@@ -39,16 +42,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     let rt = runtime()?;
-    let reaped = rt.block_on(async {
+    let history = store.history_id().map_err(|e| UsageError(e.0))?;
+    let (reaped, images) = rt.block_on(async {
         let docker = reaper::connect_quickly().await.ok_or_else(|| {
             UsageError(format!(
                 "cannot reach the Docker engine at {}",
                 kflow_runtime::docker::engine_address()
             ))
         })?;
-        reaper::reap(&docker, &store, args.interrupted)
+        let reaped = reaper::reap(&docker, &store, args.interrupted)
             .await
-            .map_err(UsageError)
+            .map_err(UsageError)?;
+        let images = hold::reclaim(&docker, &history).await.map_err(UsageError)?;
+        Ok::<_, UsageError>((reaped, images))
     })?;
     outln!(
         "removed {} container(s), {} network(s), {} volume(s) of {} execution(s) no longer alive",
@@ -66,10 +72,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             reaped.foreign
         );
     }
-    for e in &reaped.errors {
+    outln!(
+        "removed {} image(s) built by finished executions{}",
+        images.deleted,
+        match images.kept {
+            0 => String::new(),
+            n => format!(
+                "; kept {n} that are tagged, held by a running or paused execution (of any history), or used by a container"
+            ),
+        }
+    );
+    for e in reaped.errors.iter().chain(&images.errors) {
         eprintln!("kflow: could not remove {e}");
     }
-    Ok(if reaped.errors.is_empty() {
+    Ok(if reaped.errors.is_empty() && images.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

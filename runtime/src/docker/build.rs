@@ -8,7 +8,7 @@ use std::io::Seek;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use super::{describe, EXECUTION_LABEL};
+use super::describe;
 use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
@@ -97,11 +97,13 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
         Stream::Info,
         &format!("sending the build context ({} KiB)", size.div_ceil(1024)),
     );
-    let mut labels = string_map(props, "labels");
-    // Images carry the execution only: the reaper never removes images, and
-    // each label is a step of the classic builder.
-    labels.insert(EXECUTION_LABEL.into(), ctx.execution.to_string());
+    // Only the user's labels: one naming the execution would make every
+    // build a new image (see `hold.rs`). The engine gives the image its
+    // hold tag as the build completes.
+    let labels = string_map(props, "labels");
+    let hold = super::hold::hold_tag(&ctx.history, &ctx.execution, &ctx.task);
     let mut options = BuildImageOptionsBuilder::default()
+        .t(&hold)
         .dockerfile(&dockerfile)
         .rm(true)
         .forcerm(true)

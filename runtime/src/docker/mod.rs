@@ -6,6 +6,7 @@ pub mod build;
 pub mod context;
 pub mod export;
 mod gzip;
+pub mod hold;
 pub mod image;
 pub mod layer_cache;
 pub mod resources;
@@ -14,8 +15,9 @@ pub mod run;
 use bollard::Docker;
 use tokio::sync::OnceCell;
 
-/// The label every image, container, network and volume kflow creates
-/// carries, with the execution id as its value.
+/// The label every container, network and volume kflow creates carries,
+/// with the execution id as its value. Images carry none: a label would
+/// change their bytes (`hold.rs` says how they are reclaimed).
 pub const EXECUTION_LABEL: &str = "io.kflow.execution";
 /// The history the execution is recorded in: the reaper decides only about
 /// executions of its own history, whose state it can read.

@@ -231,6 +231,15 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         .map(|o| (o.name.clone(), eval(&o.value, &values).unwrap_or(Value::Missing)))
         .collect();
     drop(values);
+    // Ended for good: the images it built are its no more. Paused or
+    // interrupted, `resume` may still use them. A release that fails is
+    // done by the reaper at the next run.
+    let ended = !top.paused && !env.cancel.is_cancelled();
+    if ended && plan.nodes.iter().any(|n| n.kind == "docker.build") {
+        if let Ok(docker) = shared.docker.get().await {
+            let _ = crate::docker::hold::release(docker, &shared.history, &shared.execution).await;
+        }
+    }
     let tasks = std::mem::take(&mut *shared.outcomes.lock().expect("not poisoned"));
     let failures = std::mem::take(&mut *shared.failures.lock().expect("not poisoned"));
     Report {
