@@ -68,9 +68,10 @@ async fn sigstore_signs(image: &str, key_pem: &[u8], password: &str) {
         .unwrap();
 }
 
-/// Pushes a fresh busybox image and returns it pinned.
-fn push_image(dir: &Path, reg: &Registry, repo: &str) -> String {
-    busybox_context(dir, "");
+/// Pushes a busybox image and returns it pinned. The same `extra`
+/// Dockerfile lines build the same image (the same digest).
+fn push_image(dir: &Path, reg: &Registry, repo: &str, extra: &str) -> String {
+    busybox_context(dir, extra);
     let flow = format!(
         "flow p {{\n  task image = docker.build {{ context: \"img\" }}\n  task push = docker.push {{ image: image.image, to: \"{}/{repo}:1\" }}\n  output pinned = push.pinned\n}}\n",
         reg.host
@@ -110,7 +111,7 @@ async fn kflow_signatures_verify_with_sigstore_and_back() {
     let reg = Registry::anonymous();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = push_image(d, &reg, "signed/app");
+    let image = push_image(d, &reg, "signed/app", "");
 
     // The key the real cosign wrote (empty password) signs …
     std::fs::copy(fixture("cosign-generated-empty-password.key"), d.join("cosign.key")).unwrap();
@@ -134,7 +135,7 @@ async fn kflow_signatures_verify_with_sigstore_and_back() {
     assert!(sigstore_verifies(&image, &cosign_pub).await.is_ok());
 
     // sigstore-rs signs with kflow's key; kflow verifies its signature too.
-    let other = push_image(d, &reg, "signed/other");
+    let other = push_image(d, &reg, "signed/other", "LABEL image=other\n");
     let team_key = std::fs::read(d.join("team.key")).unwrap();
     sigstore_signs(&other, &team_key, "s3cret pass").await;
     let o = kflow(d, &["verify", &other, "--key", "team.pub"], &[]);
@@ -173,7 +174,7 @@ async fn signing_and_verification_errors_are_clear() {
     let reg = Registry::anonymous();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = push_image(d, &reg, "err/app");
+    let image = push_image(d, &reg, "err/app", "");
     let o = kflow(d, &["keygen"], &[("COSIGN_PASSWORD", "right")]);
     assert_eq!(o.status.code(), Some(0));
     // Keys are never overwritten by accident.
@@ -210,7 +211,7 @@ async fn signing_and_verification_errors_are_clear() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 
     // The signature manifest moved to another digest's tag: refused.
-    let other = push_image(d, &reg, "err/app");
+    let other = push_image(d, &reg, "err/app", "LABEL image=other\n");
     let digest = image.rsplit_once('@').unwrap().1;
     let other_digest = other.rsplit_once('@').unwrap().1;
     let sig_manifest = skopeo_raw(&format!("{}/err/app:{}.sig", reg.host, digest.replace(':', "-")));
@@ -381,4 +382,85 @@ async fn the_supply_chain_and_promote_blueprints_run_end_to_end() {
     let released = out.lines().find_map(|l| l.strip_prefix("digest = ")).unwrap();
     assert_eq!(skopeo_digest(&format!("{}/staging/app:2.0.0", reg.host)), released);
     assert_eq!(skopeo_digest(&format!("{}/prod/app:2.0.0", reg.host)), released);
+}
+
+/// A promotion carries the image's cosign artifacts, as `cosign copy` does:
+/// the signature and attestation manifests arrive byte for byte and verify
+/// at the destination with sigstore-rs; signatures the destination already
+/// holds are merged with them; `signatures: false` copies the image alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_travel_with_a_promotion() {
+    if !docker_or_skip("signatures_travel_with_a_promotion") {
+        return;
+    }
+    let staging = Registry::anonymous();
+    let prod = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = push_image(d, &staging, "team/app", "");
+    let digest = image.split_once('@').unwrap().1.to_string();
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    let att_tag = format!("{}.att", digest.replacen(':', "-", 1));
+    std::fs::copy(fixture("cosign-generated-empty-password.key"), d.join("cosign.key")).unwrap();
+    let (code, out, err) = kflow_sign(d, &image, "cosign.key", "");
+    assert_eq!(code, 0, "{out}{err}");
+    // An attestation beside the signature (its layers are the signature's).
+    let sig = skopeo_raw(&format!("{}/team/app:{sig_tag}", staging.host));
+    put_manifest(
+        &staging,
+        "team/app",
+        &att_tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &sig,
+    );
+    let cosign_pub = std::fs::read(fixture("cosign-generated-empty-password.pub")).unwrap();
+
+    let promote = |to: &str, extra: &str| {
+        let flow = format!(
+            "flow promote {{\n  input img: pinned\n  task copy = registry.copy {{ from: img, to: \"{to}\"{extra} }}\n  output pinned = copy.pinned\n}}\n"
+        );
+        std::fs::write(d.join("promote.kflow"), flow).unwrap();
+        let input = format!("img={image}");
+        let o = kflow(d, &["run", "--state", "state", "promote.kflow", "-i", &input], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+        text(&o.stdout)
+    };
+    let out = promote(&format!("{}/prod/app:1", prod.host), "");
+    assert!(
+        out.contains("copy | signatures (.sig) and attestations (.att) copied"),
+        "{out}"
+    );
+    for tag in [&sig_tag, &att_tag] {
+        assert_eq!(
+            skopeo_raw(&format!("{}/prod/app:{tag}", prod.host)),
+            skopeo_raw(&format!("{}/team/app:{tag}", staging.host)),
+            "{tag} was not copied byte for byte"
+        );
+    }
+    let promoted = format!("{}/prod/app@{digest}", prod.host);
+    assert_eq!(sigstore_verifies(&promoted, &cosign_pub).await, Ok(1));
+    let key = fixture("cosign-generated-empty-password.pub");
+    let o = kflow(d, &["verify", &promoted, "--key", key.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    // Copied alone, the image has no signature at the destination.
+    let out = promote(&format!("{}/prod/bare:1", prod.host), ", signatures: false");
+    assert!(!out.contains("(.sig)"), "{out}");
+    let bare = format!("{}/prod/bare@{digest}", prod.host);
+    assert!(sigstore_verifies(&bare, &cosign_pub).await.is_err());
+
+    // Signed at the destination by another key, then promoted again: both
+    // signatures are there and verify.
+    let o = kflow(d, &["keygen", "--prefix", "prod"], &[("COSIGN_PASSWORD", "pw")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (code, out, err) = kflow_sign(d, &bare, "prod.key", "pw");
+    assert_eq!(code, 0, "{out}{err}");
+    let out = promote(&format!("{}/prod/bare:1", prod.host), "");
+    assert!(
+        out.contains("copy | attestations (.att) copied; signatures (.sig) merged with those at the destination"),
+        "{out}"
+    );
+    let prod_pub = std::fs::read(d.join("prod.pub")).unwrap();
+    assert_eq!(sigstore_verifies(&bare, &cosign_pub).await, Ok(2));
+    assert_eq!(sigstore_verifies(&bare, &prod_pub).await, Ok(2));
 }

@@ -168,7 +168,7 @@ pub static KINDS: &[Kind] = &[
     },
     Kind {
         name: "registry.copy",
-        doc: "Copy a manifest by digest to another repository or registry, without pulling or rebuilding. The digest is kept and checked.",
+        doc: "Copy a manifest by digest to another repository or registry, without pulling or rebuilding, with its cosign signatures. The digest is kept and checked.",
         props: &[
             req("from", "pinned", "The source, pinned by digest."),
             req("to", "ref", "The destination tag."),
@@ -186,6 +186,11 @@ pub static KINDS: &[Kind] = &[
                 "credentials",
                 "credentials",
                 "Credentials for both ends (default: `docker_config()`). A username and password are for one registry: a copy between two registries with them is refused; give `from_credentials` and `to_credentials`.",
+            ),
+            opt(
+                "signatures",
+                "bool",
+                "Copy the cosign signatures, attestations and SBOM stored for the digest (`sha256-<hex>.sig`, `.att`, `.sbom`) with it, as `cosign copy` does (default `true`). Each is copied byte for byte; signatures or attestations the destination holds already are kept, merged with the source's. `false` copies the image alone.",
             ),
         ],
         outputs: &[

@@ -13,6 +13,7 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde_json::{json, Value as Json};
 
 use crate::registry::client::{sha256_digest, Manifest, Registry};
+use crate::registry::copy::{Copied, Link};
 use crate::registry::credentials::Source;
 use crate::registry::name::ImageName;
 
@@ -23,7 +24,13 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// The tag holding an image's signatures: `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &str) -> String {
-    format!("{}.sig", digest.replacen(':', "-", 1))
+    artifact_tag(digest, "sig")
+}
+
+/// The tag of one of the artifacts cosign stores beside an image:
+/// `sha256-<hex>.sig`, `.att` (attestations), `.sbom`.
+fn artifact_tag(digest: &str, suffix: &str) -> String {
+    format!("{}.{suffix}", digest.replacen(':', "-", 1))
 }
 
 /// The simple-signing payload cosign signs.
@@ -110,6 +117,17 @@ pub async fn sign(
             .await
             .map_err(|e| e.0)?;
     }
+    let stored = store_layers(&reg, repo, &tag, &layers).await?;
+    Ok(Signed {
+        signature: target.pinned(&stored),
+        count: layers.len(),
+    })
+}
+
+/// Stores `layers` (their blobs in `repo` already) as the manifest under
+/// `tag`, the way cosign writes one: an OCI manifest with an empty config
+/// listing them. Returns the manifest's digest.
+async fn store_layers(reg: &Registry, repo: &str, tag: &str, layers: &[Json]) -> Result<String, String> {
     let diff_ids: Vec<Json> = layers.iter().map(|l| l["digest"].clone()).collect();
     let config = Bytes::from(
         serde_json::to_vec(&json!({
@@ -142,11 +160,7 @@ pub async fn sign(
         bytes: manifest,
         media_type: OCI_MANIFEST.into(),
     };
-    let stored = reg.put_manifest(repo, &tag, &m).await.map_err(|e| e.0)?;
-    Ok(Signed {
-        signature: target.pinned(&stored),
-        count: layers.len(),
-    })
+    reg.put_manifest(repo, tag, &m).await.map_err(|e| e.0)
 }
 
 /// Verifies an image's stored signatures against a public key; returns how
@@ -231,6 +245,91 @@ pub fn check(payload: &[u8], sig_b64: &str, key: &VerifyingKey, digest: &str) ->
         return Err(format!("the signature is for another digest ({signed})"));
     }
     Ok(())
+}
+
+/// What cosign stores beside an image, by tag suffix: signatures,
+/// attestations (each a layer of its manifest, several may be merged) and
+/// an SBOM (one document).
+const ARTIFACTS: [(&str, bool); 3] = [("sig", true), ("att", true), ("sbom", false)];
+
+/// What carrying an image's cosign artifacts did, by tag suffix.
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// Copied as their exact bytes.
+    pub copied: Vec<&'static str>,
+    /// The destination had others: its layers and the source's together.
+    pub merged: Vec<&'static str>,
+    /// The destination had the same already.
+    pub present: Vec<&'static str>,
+    /// The destination has its own SBOM, which stays.
+    pub kept: Vec<&'static str>,
+}
+
+/// Copies the signatures, attestations and SBOM stored for `digest` in the
+/// source repository to the destination, as `cosign copy` does. Each is
+/// copied byte for byte; where the destination holds other signatures or
+/// attestations of the digest already, the two sets of layers are merged
+/// (every layer byte for byte, the manifest written anew, as signing
+/// does), so no signature is lost at either end.
+pub async fn carry(link: &Link, digest: &str, done: &mut Copied) -> Result<Carried, String> {
+    let (src, from) = link.source();
+    let (dst, to) = link.destination();
+    let mut carried = Carried::default();
+    for (suffix, mergeable) in ARTIFACTS {
+        let tag = artifact_tag(digest, suffix);
+        let Some(m) = src.try_manifest(from, &tag).await.map_err(|e| e.0)? else {
+            continue;
+        };
+        let layers = artifact_layers(&m, &tag)?;
+        match dst.try_manifest(to, &tag).await.map_err(|e| e.0)? {
+            None => {
+                link.manifest(&m.digest, Some(&tag), done).await?;
+                carried.copied.push(suffix);
+            }
+            Some(there) if there.digest == m.digest => carried.present.push(suffix),
+            Some(_) if !mergeable => carried.kept.push(suffix),
+            Some(there) => {
+                let mut merged = artifact_layers(&there, &tag)?;
+                let same = |a: &Json, b: &Json| {
+                    a["digest"] == b["digest"]
+                        && a["annotations"][SIGNATURE_ANNOTATION] == b["annotations"][SIGNATURE_ANNOTATION]
+                };
+                for layer in layers {
+                    if merged.iter().any(|l| same(l, &layer)) {
+                        continue;
+                    }
+                    let (Some(d), Some(size)) = (layer["digest"].as_str(), layer["size"].as_u64()) else {
+                        return Err(format!("{tag} in {from} lists a layer without a digest and size"));
+                    };
+                    link.blob(d, size, done).await?;
+                    merged.push(layer);
+                }
+                if merged.len() > MAX_SIGNATURES {
+                    return Err(format!(
+                        "{tag} would hold {} layers at {to}, more than the {MAX_SIGNATURES} cosign reads",
+                        merged.len()
+                    ));
+                }
+                store_layers(dst, to, &tag, &merged).await?;
+                carried.merged.push(suffix);
+            }
+        }
+    }
+    Ok(carried)
+}
+
+/// The layers of a signature, attestation or SBOM manifest, at most
+/// `MAX_SIGNATURES` of them (a registry cannot make a copy endless).
+fn artifact_layers(m: &Manifest, tag: &str) -> Result<Vec<Json>, String> {
+    let manifest: Json = serde_json::from_slice(&m.bytes).map_err(|e| format!("{tag} is unreadable: {e}"))?;
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    if layers.len() > MAX_SIGNATURES {
+        return Err(format!(
+            "{tag} holds {} layers, more than the {MAX_SIGNATURES} cosign reads: refusing them",
+            layers.len()
+        ));
+    }
+    Ok(layers)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use super::{text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::docker;
 use crate::docker::layer_cache::LayerCache;
 use crate::registry::{copy, credentials::Source, name::ImageName};
+use crate::sign::cosign;
 use crate::value::Value;
 
 fn failed(msg: impl Into<String>) -> TaskError {
@@ -78,10 +79,19 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
             to.with_tag()
         ),
     );
-    let done = tokio::select! {
-        r = copy::copy(&from, &to, &from_source, &to_source) => r.map_err(failed)?,
+    let link = copy::Link::new(&from, &to, &from_source, &to_source).map_err(failed)?;
+    let mut done = tokio::select! {
+        r = copy::copy(&link, &from, &to) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
+    if !matches!(props.get("signatures"), Some(Value::Bool(false))) {
+        let digest = done.digest.clone();
+        let carried = tokio::select! {
+            r = cosign::carry(&link, &digest, &mut done) => r.map_err(failed)?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        };
+        ctx.log(Stream::Info, &carried_line(&carried));
+    }
     ctx.log(
         Stream::Info,
         &format!(
@@ -98,6 +108,30 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         ("digest".to_string(), Value::Digest(done.digest.clone())),
         ("pinned".to_string(), Value::Pinned(to.pinned(&done.digest))),
     ]))
+}
+
+/// `signatures (.sig) and attestations (.att) copied; SBOM (.sbom) already there`
+fn carried_line(c: &cosign::Carried) -> String {
+    let name = |s: &&str| match *s {
+        "sig" => "signatures (.sig)",
+        "att" => "attestations (.att)",
+        _ => "SBOM (.sbom)",
+    };
+    let parts: Vec<String> = [
+        (&c.copied, "copied"),
+        (&c.merged, "merged with those at the destination"),
+        (&c.present, "already there"),
+        (&c.kept, "kept: the destination has its own"),
+    ]
+    .iter()
+    .filter(|(list, _)| !list.is_empty())
+    .map(|(list, what)| format!("{} {what}", list.iter().map(name).collect::<Vec<_>>().join(" and ")))
+    .collect();
+    if parts.is_empty() {
+        "no cosign signatures, attestations or SBOM to carry".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// The credentials for each end of a copy: `from_credentials` and
