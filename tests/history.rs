@@ -106,8 +106,8 @@ fn prune_removes_old_finished_executions_with_their_logs_and_keeps_paused_ones()
     assert_eq!(all.len(), 4);
     assert_eq!(all[0]["state"], "paused");
     let oldest = all[3]["id"].as_str().unwrap().to_string();
-    let logs = dir.path().join(".kflow/logs").join(&oldest);
-    assert!(logs.is_dir());
+    let logs = dir.path().join(".kflow/logs").join(format!("{oldest}.log"));
+    assert!(logs.is_file());
 
     let o = kflow(dir.path(), &["executions", "prune"]);
     assert_eq!(o.status.code(), Some(2), "prune needs --keep or --older-than");
@@ -234,4 +234,35 @@ fn rerun_starts_a_new_linked_execution_with_the_same_inputs_and_from_failed_keep
     let o = kflow(dir.path(), &["rerun", "latest", "--from-failed"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("succeeded"), "{}", text(&o.stderr));
+}
+
+/// An execution logs through one file, however many task runs log: with
+/// 128 file descriptors, 400 logging tasks lose no line (one file per task
+/// run, kept open, ran out of descriptors after about a hundred).
+#[test]
+fn many_logging_tasks_need_one_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flow = String::from("flow many {\n");
+    for i in 0..400 {
+        flow.push_str(&format!("  task t{i} = log {{ message: \"line of t{i}\" }}\n"));
+    }
+    flow.push_str("}\n");
+    std::fs::write(dir.path().join("many.kflow"), flow).unwrap();
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -n 128 && exec {} run many.kflow", env!("CARGO_BIN_EXE_kflow")),
+        ])
+        .current_dir(dir.path())
+        .env_remove("KFLOW_STATE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("Too many open files"), "{}", text(&o.stderr));
+    let o = kflow(dir.path(), &["logs", "latest"]);
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 400, "{out}");
+    assert!(out.contains("t399 | line of t399"), "{out}");
+    let o = kflow(dir.path(), &["logs", "latest", "t7"]);
+    assert_eq!(text(&o.stdout), "line of t7\n");
 }

@@ -5,10 +5,10 @@ use kflow_runtime::printable::printable;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kflow_runtime::store::{split_log_line, ExecutionRow, Store, TaskRow, EXECUTION_STATES};
+use kflow_runtime::store::{ExecutionRow, Store, TaskRow, EXECUTION_STATES};
 use serde_json::json;
 
-use super::{io_reason, Result, UsageError};
+use super::{Result, UsageError};
 
 #[derive(clap::Args)]
 pub struct StateArg {
@@ -255,15 +255,13 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
             )));
         }
     }
-    let mut reader = LogReader {
-        store: &store,
-        id: exec.id.clone(),
+    let mut reader = LogPrinter {
+        reader: store.log_reader(&exec.id),
         task: args.task.clone(),
         timestamps: args.timestamps,
-        read: std::collections::HashMap::new(),
     };
     if !args.follow {
-        reader.print_new(&tasks, false)?;
+        reader.print_new(&tasks)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut tasks = tasks;
@@ -278,7 +276,7 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
             .unwrap_or(false);
         // What was written before the state was read is all there is once
         // the execution has ended.
-        reader.print_new(&tasks, true)?;
+        reader.print_new(&tasks)?;
         if !running {
             return Ok(ExitCode::SUCCESS);
         }
@@ -286,74 +284,38 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
     }
 }
 
-/// Reads task logs from where it last stopped, whole lines only.
-struct LogReader<'a> {
-    store: &'a Store,
-    id: String,
+/// Prints an execution's log lines as they are read.
+struct LogPrinter {
+    reader: kflow_runtime::store::LogReader,
     /// Only this task's log (printed without the task's name).
     task: Option<String>,
     timestamps: bool,
-    /// Bytes already printed, by task.
-    read: std::collections::HashMap<String, u64>,
 }
 
-impl LogReader<'_> {
-    /// Prints the lines written since the last call: task by task, or
-    /// (`by_time`) merged in the order they were written.
-    fn print_new(&mut self, tasks: &[TaskRow], by_time: bool) -> Result<()> {
-        let mut lines: Vec<(String, &str, String)> = Vec::new();
-        let only = self.task.clone();
-        for row in tasks.iter().filter(|t| only.as_ref().is_none_or(|w| w == &t.task)) {
-            for line in self.new_lines(&row.task)? {
-                let (stamp, text) = split_log_line(&line);
-                lines.push((
-                    stamp.unwrap_or_default().to_string(),
-                    &row.task,
-                    printable(text).into_owned(),
-                ));
+impl LogPrinter {
+    /// Prints every line written since the last call.
+    fn print_new(&mut self, tasks: &[TaskRow]) -> Result<()> {
+        let names: Vec<String> = tasks.iter().map(|t| t.task.clone()).collect();
+        loop {
+            let lines = self.reader.next(&names).map_err(|e| UsageError(e.0))?;
+            if lines.is_empty() {
+                return Ok(());
+            }
+            for e in lines {
+                if self.task.as_ref().is_some_and(|t| *t != e.task) {
+                    continue;
+                }
+                let stamp = match (&e.stamp, self.timestamps) {
+                    (Some(s), true) => format!("{s} "),
+                    _ => String::new(),
+                };
+                let text = printable(&e.text);
+                if self.task.is_some() {
+                    outln!("{stamp}{text}");
+                } else {
+                    outln!("{stamp}{} | {text}", e.task);
+                }
             }
         }
-        if by_time {
-            // Stable: a task's own lines keep their order.
-            lines.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        for (stamp, task, text) in lines {
-            let stamp = if self.timestamps && !stamp.is_empty() {
-                format!("{stamp} ")
-            } else {
-                String::new()
-            };
-            if self.task.is_some() {
-                outln!("{stamp}{text}");
-            } else {
-                outln!("{stamp}{task} | {text}");
-            }
-        }
-        Ok(())
-    }
-
-    /// The complete lines of `task`'s log past what was read; a line still
-    /// being written waits for the next call.
-    fn new_lines(&mut self, task: &str) -> Result<Vec<String>> {
-        use std::io::{Read, Seek};
-        let path = self.store.log_path(&self.id, task);
-        let fail = |e: std::io::Error| UsageError(format!("cannot read {}: {}", path.display(), io_reason(&e)));
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(fail(e)),
-        };
-        let offset = self.read.entry(task.to_string()).or_insert(0);
-        file.seek(std::io::SeekFrom::Start(*offset)).map_err(fail)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(fail)?;
-        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
-        };
-        *offset += end as u64 + 1;
-        Ok(String::from_utf8_lossy(&bytes[..end])
-            .split('\n')
-            .map(str::to_string)
-            .collect())
     }
 }

@@ -435,6 +435,13 @@ async fn consume(
                 warned = true;
             }
         }
+        // The batch's lines are readable before its tasks are recorded as
+        // finished.
+        if let (Err(e), false) = (store.flush_logs(), warned) {
+            console.finish();
+            eprintln!("kflow: {e} (the run goes on)");
+            warned = true;
+        }
         // Changes that could not be written (another process holds the
         // history's lock past the busy timeout) are kept and written with
         // the next batch, in order: never dropped.

@@ -23,7 +23,7 @@ use super::shape::{Level, Member, Shape};
 use super::{Event, State, TaskOutcome, TaskRef};
 use crate::eval::{eval, EvalError, Scope};
 use crate::secret::{Redactor, Secret};
-use crate::tasks::{LogLine, TaskContext, TaskError};
+use crate::tasks::{TaskContext, TaskError};
 use crate::value::Value;
 
 /// What every level of one execution shares.
@@ -457,16 +457,15 @@ fn spawn_task(
             return (m, Done::NotStarted);
         }
         let start = Instant::now();
-        let (log_tx, mut log_rx) = mpsc::unbounded_channel::<LogLine>();
-        let forward = shared.events.clone();
-        let forwarded = task.clone();
-        let forwarding = tokio::spawn(async move {
-            while let Some(line) = log_rx.recv().await {
-                let _ = forward.send(Event::Log {
-                    task: forwarded.clone(),
-                    line,
-                });
-            }
+        // Lines go straight into the event stream, so every line of the run
+        // is in it before the run's `Finished`.
+        let events = shared.events.clone();
+        let logged = task.clone();
+        let log: crate::tasks::LogSink = Arc::new(move |line| {
+            let _ = events.send(Event::Log {
+                task: logged.clone(),
+                line,
+            });
         });
         let ctx = TaskContext {
             task: task.name.clone(),
@@ -485,13 +484,11 @@ fn spawn_task(
             },
             redactor: shared.redactor.clone(),
             hidden_env: shared.hidden_env.clone(),
-            log: log_tx,
+            log,
             log_budget: shared.log_budget.clone(),
         };
         let kind = shared.plan.nodes[task.node].kind.clone();
         let (result, attempts) = attempt::run(&kind, &task, prepared, ctx, &shared.events).await;
-        // Every log line is out before the task is reported finished.
-        let _ = forwarding.await;
         // Reported (and a failure halts new work) before the permit goes to
         // the next task.
         let elapsed = start.elapsed();

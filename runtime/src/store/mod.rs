@@ -7,30 +7,18 @@
 //! `interrupted`, so a `kill -9` leaves a consistent history. An execution
 //! waiting for an approval is `paused`, with or without a process.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod approvals;
+mod logs;
 
 pub use approvals::{Approval, Decision, Resumable};
+pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
 
 use rusqlite::{params, Connection};
 use serde_json::Value as Json;
 
 use crate::owner::{Liveness, Owner};
-
-/// Bytes of log kept per task run; the rest is dropped with a note.
-pub const LOG_CAP: u64 = 10 * 1024 * 1024;
-/// The last line of a log that reached [`LOG_CAP`].
-const TRUNCATED: &str = "[kflow: log truncated at 10 MiB]\n";
-
-/// A task log being written.
-struct TaskLog {
-    file: std::fs::File,
-    written: u64,
-    truncated: bool,
-}
 
 const SCHEMA: &[&str] = &[
     r#"
@@ -214,7 +202,8 @@ pub struct NewExecution<'a> {
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
-    logs: HashMap<(String, String), TaskLog>,
+    /// The log of the execution this process writes.
+    log: Option<logs::Writer>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -291,7 +280,7 @@ impl Store {
         let store = Store {
             conn,
             dir: dir.to_path_buf(),
-            logs: HashMap::new(),
+            log: None,
         };
         store.mark_interrupted()?;
         Ok(store)
@@ -334,7 +323,7 @@ impl Store {
         Ok(Store {
             conn,
             dir: dir.to_path_buf(),
-            logs: HashMap::new(),
+            log: None,
         })
     }
 
@@ -468,51 +457,28 @@ impl Store {
         Ok(())
     }
 
-    fn log_dir(&self, id: &str) -> PathBuf {
-        self.dir.join("logs").join(id)
-    }
-
-    /// The file holding a task's log.
-    pub fn log_path(&self, id: &str, task: &str) -> PathBuf {
-        self.log_dir(id).join(format!("{}.log", run_file_name(task)))
-    }
-
-    /// Appends a line to a task's log, up to [`LOG_CAP`] bytes.
+    /// Appends a line to a task run's log, up to [`LOG_CAP`] bytes of it.
+    /// Buffered: [`Store::flush_logs`] makes it readable.
     pub fn log(&mut self, id: &str, task: &str, line: &str) -> Result<()> {
-        let key = (id.to_string(), task.to_string());
-        if !self.logs.contains_key(&key) {
-            std::fs::create_dir_all(self.log_dir(id))
-                .map_err(|e| StoreError(format!("cannot create the log folder: {e}")))?;
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_path(id, task))
-                .map_err(|e| StoreError(format!("cannot open the log of `{task}`: {e}")))?;
-            self.logs.insert(
-                key.clone(),
-                TaskLog {
-                    file: f,
-                    written: 0,
-                    truncated: false,
-                },
-            );
+        if self.log.as_ref().is_none_or(|w| w.id() != id) {
+            self.flush_logs()?;
+            self.log = Some(logs::Writer::open(&self.dir, id)?);
         }
-        let log = self.logs.get_mut(&key).expect("inserted above");
-        if log.truncated {
-            return Ok(());
+        let stamp = log_stamp();
+        self.log.as_mut().expect("opened above").line(task, line, &stamp)
+    }
+
+    /// Writes out the lines logged so far.
+    pub fn flush_logs(&mut self) -> Result<()> {
+        match &mut self.log {
+            Some(w) => w.flush(),
+            None => Ok(()),
         }
-        // Room is kept for the note, so a log that fills up always says so,
-        // however exactly its lines meet the cap.
-        let text = if log.written + line.len() as u64 + 1 > LOG_CAP - TRUNCATED.len() as u64 {
-            log.truncated = true;
-            TRUNCATED.to_string()
-        } else {
-            format!("{} {line}\n", log_stamp())
-        };
-        log.written += text.len() as u64;
-        log.file
-            .write_all(text.as_bytes())
-            .map_err(|e| StoreError(format!("cannot write the log of `{task}`: {e}")))
+    }
+
+    /// A reader of an execution's logs, from their start.
+    pub fn log_reader(&self, id: &str) -> LogReader {
+        LogReader::new(&self.dir, id)
     }
 
     /// Files tasks kept for an execution (reports, SBOMs): (task, path, bytes).
@@ -578,13 +544,16 @@ impl Store {
         // The records go first: a crash in between leaves files without a
         // record, never a record whose logs are gone.
         for id in &doomed {
-            for folder in ["logs", "artifacts"] {
-                let path = self.dir.join(folder).join(id);
-                match std::fs::remove_dir_all(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError(format!("cannot remove {}: {e}", path.display()))),
+            let gone = |r: std::io::Result<()>, path: &Path| match r {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(StoreError(format!("cannot remove {}: {e}", path.display())))
                 }
+                _ => Ok(()),
+            };
+            let file = logs::path(&self.dir, id);
+            gone(std::fs::remove_file(&file), &file)?;
+            for path in [logs::legacy_dir(&self.dir, id), self.dir.join("artifacts").join(id)] {
+                gone(std::fs::remove_dir_all(&path), &path)?;
             }
         }
         Ok(doomed)
@@ -844,10 +813,16 @@ mod tests {
         assert_eq!(runs[0].attempts, 2);
         assert_eq!(runs[0].outputs["stdout"], "ok");
         assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
-        let log = std::fs::read_to_string(s.log_path(&id, "build")).unwrap();
-        let (stamp, text) = split_log_line(log.strip_suffix('\n').unwrap());
-        assert_eq!(text, "line one");
-        assert!(stamp.is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()), "{log}");
+        s.flush_logs().unwrap();
+        let log = s.log_reader(&id).next(&[]).unwrap();
+        assert_eq!((log[0].task.as_str(), log[0].text.as_str()), ("build", "line one"));
+        assert!(
+            log[0]
+                .stamp
+                .as_ref()
+                .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
+            "{log:?}"
+        );
         // Lines of older versions, and the truncation note, have no time.
         assert_eq!(split_log_line("2026-12-02 not a time"), (None, "2026-12-02 not a time"));
         assert_eq!(
@@ -954,18 +929,37 @@ mod tests {
         assert!(exec.ended_at.is_some());
     }
 
+    /// Every line of `task` in an execution's log, read to its end.
+    fn read_all(s: &Store, id: &str, task: &str) -> (Vec<String>, u64) {
+        let mut reader = s.log_reader(id);
+        let (mut lines, mut bytes) = (Vec::new(), 0);
+        loop {
+            let got = reader.next(&[]).unwrap();
+            if got.is_empty() {
+                return (lines, bytes);
+            }
+            for e in got.into_iter().filter(|e| e.task == task) {
+                bytes += (e.stamp.map_or(0, |s| s.len() + 1) + e.task.len() + 1 + e.text.len() + 1) as u64;
+                lines.push(e.text);
+            }
+        }
+    }
+
     #[test]
-    fn logs_are_capped() {
+    fn logs_are_capped_per_task_run() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         let line = "x".repeat(1024 * 1024);
         for _ in 0..12 {
             s.log("e", "t", &line).unwrap();
+            s.log("e", "other", "small").unwrap();
         }
-        let size = std::fs::metadata(s.log_path("e", "t")).unwrap().len();
-        assert!(size <= LOG_CAP, "{size}");
-        let text = std::fs::read_to_string(s.log_path("e", "t")).unwrap();
-        assert!(text.ends_with("[kflow: log truncated at 10 MiB]\n"));
+        s.flush_logs().unwrap();
+        let (lines, bytes) = read_all(&s, "e", "t");
+        assert!(bytes <= LOG_CAP, "{bytes}");
+        assert_eq!(lines.last().unwrap(), logs::TRUNCATED);
+        // The other task's lines are all there, after the cut too.
+        assert_eq!(read_all(&s, "e", "other").0.len(), 12);
     }
 
     #[test]
@@ -977,14 +971,38 @@ mod tests {
         for _ in 0..11 {
             s.log("e", "t", &line).unwrap();
         }
-        let text = std::fs::read_to_string(s.log_path("e", "t")).unwrap();
-        assert!(text.len() as u64 <= LOG_CAP);
-        assert!(text.ends_with(TRUNCATED), "{}", &text[text.len() - 40..]);
-        // A log that just fits is not marked.
         let fits = "z".repeat(1000);
         s.log("e", "u", &fits).unwrap();
-        assert!(!std::fs::read_to_string(s.log_path("e", "u"))
-            .unwrap()
-            .contains("truncated"));
+        s.flush_logs().unwrap();
+        let (lines, bytes) = read_all(&s, "e", "t");
+        assert!(bytes <= LOG_CAP, "{bytes}");
+        assert_eq!(lines.last().unwrap(), logs::TRUNCATED);
+        // A log that just fits is not marked.
+        assert_eq!(read_all(&s, "e", "u").0, [fits]);
+    }
+
+    #[test]
+    fn many_task_runs_log_through_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        for i in 0..5_000 {
+            s.log("e", &format!("t[{i}]"), "done").unwrap();
+        }
+        s.flush_logs().unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("logs")).unwrap().count(), 1);
+        assert_eq!(read_all(&s, "e", "t[4999]").0, ["done"]);
+    }
+
+    #[test]
+    fn logs_of_an_older_version_are_read_task_by_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let old = dir.path().join("logs/e");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("a.log"), "2026-12-01T10:00:00.002Z second\n").unwrap();
+        std::fs::write(old.join("b[0].log"), "2026-12-01T10:00:00.001Z first\n").unwrap();
+        let got = s.log_reader("e").next(&["a".into(), "b[0]".into()]).unwrap();
+        let got: Vec<(&str, &str)> = got.iter().map(|e| (e.task.as_str(), e.text.as_str())).collect();
+        assert_eq!(got, [("b[0]", "first"), ("a", "second")]);
     }
 }

@@ -18,6 +18,11 @@ pub async fn sleep(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
         Some(Value::Duration(ms)) => *ms,
         _ => return Err(TaskError::Failed("`duration` is missing".into())),
     };
+    // A zero sleep is done: the timer would wait for its next tick (a
+    // millisecond), which on a chain of tasks adds up.
+    if ms == 0 {
+        return Ok(Outputs::new());
+    }
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Outputs::new()),
         _ = ctx.cancel.cancelled() => Err(TaskError::Cancelled),

@@ -35,6 +35,17 @@ pub enum Stream {
     Info,
 }
 
+/// Where a task run's log lines go: the executor hands each on as an event
+/// of that run, on the caller's thread (no task or channel per run).
+pub type LogSink = Arc<dyn Fn(LogLine) + Send + Sync>;
+
+/// A sink into a channel (for tests of a single task).
+pub fn channel_sink(tx: mpsc::UnboundedSender<LogLine>) -> LogSink {
+    Arc::new(move |line| {
+        let _ = tx.send(line);
+    })
+}
+
 /// One line of a task's log, already redacted.
 #[derive(Debug, Clone)]
 pub struct LogLine {
@@ -84,7 +95,7 @@ pub struct TaskContext {
     /// process a task starts inherits them (a task sees a secret only
     /// through its own `env`).
     pub hidden_env: Arc<[String]>,
-    pub log: mpsc::UnboundedSender<LogLine>,
+    pub log: LogSink,
     /// [`LOG_BUDGET`] bytes for the whole execution.
     pub log_budget: Arc<tokio::sync::Semaphore>,
 }
@@ -137,8 +148,7 @@ impl TaskContext {
     /// Logs a line that is already redacted (kflow's own, few and short:
     /// outside the budget).
     pub fn log_redacted(&self, stream: Stream, text: String) {
-        // The receiver is gone only when the execution is being torn down.
-        let _ = self.log.send(LogLine {
+        (self.log)(LogLine {
             stream,
             text,
             budget: None,
@@ -159,7 +169,7 @@ impl TaskContext {
             .await
             .ok()
             .map(Arc::new);
-        let _ = self.log.send(LogLine { stream, text, budget });
+        (self.log)(LogLine { stream, text, budget });
     }
 }
 

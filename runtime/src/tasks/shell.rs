@@ -172,7 +172,7 @@ mod tests {
             cancel: CancellationToken::new(),
             redactor: Arc::new(redactor),
             hidden_env: Arc::new([]),
-            log: tx,
+            log: crate::tasks::channel_sink(tx),
             log_budget: Arc::new(tokio::sync::Semaphore::new(crate::tasks::LOG_BUDGET)),
         };
         (ctx, rx)
