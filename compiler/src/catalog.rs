@@ -115,6 +115,20 @@ pub static COMMON_OUTPUTS: &[Out] = &[out(
     "How the task ended: `succeeded`, `failed` (a cancellation too) or `skipped`. Reading only `outcome` waits for the task to end, not to succeed, so `catch`, `finally`, `continue_on_error` readers and `when` can look at a failure or a skip.",
 )];
 
+/// What `outcome` can be.
+pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "skipped"];
+
+/// Whether every task has the output `name` (whatever its kind).
+pub fn is_common_output(name: &str) -> bool {
+    COMMON_OUTPUTS.iter().any(|o| o.name == name)
+}
+
+/// Parameters as they are written in signatures: `service: string, port: int`.
+pub fn parameter_list(params: &[(&str, &str)]) -> String {
+    let params: Vec<String> = params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+    params.join(", ")
+}
+
 pub static KINDS: &[Kind] = &[
     Kind {
         name: "docker.build",

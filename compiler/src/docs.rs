@@ -64,12 +64,11 @@ pub fn catalog_markdown() -> String {
             let _ = writeln!(s, "| `{}` | {} | {} |", o.name, ty_cell(o.ty), cell(o.doc));
         }
         for m in k.methods {
-            let params: Vec<String> = m.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
             let _ = writeln!(
                 s,
                 "| `{}({})` | {} | {} |",
                 m.name,
-                params.join(", "),
+                catalog::parameter_list(m.params),
                 ty_cell(m.ret),
                 cell(m.doc)
             );
@@ -82,12 +81,11 @@ pub fn catalog_markdown() -> String {
 pub fn functions_markdown() -> String {
     let mut s = String::from("| function | returns | meaning |\n|---|---|---|\n");
     for f in FUNCTIONS {
-        let params: Vec<String> = f.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
         let _ = writeln!(
             s,
             "| `{}({})` | {} | {} |",
             f.name,
-            cell(&params.join(", ")),
+            cell(&catalog::parameter_list(f.params)),
             ty_cell(f.ret),
             cell(f.doc)
         );

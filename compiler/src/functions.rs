@@ -15,8 +15,12 @@ pub struct Function {
 impl Function {
     /// `split(text: string, separator: string) -> list<string>`
     pub fn signature(&self) -> String {
-        let params: Vec<String> = self.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
-        format!("{}({}) -> {}", self.name, params.join(", "), self.ret)
+        format!(
+            "{}({}) -> {}",
+            self.name,
+            crate::catalog::parameter_list(self.params),
+            self.ret
+        )
     }
 }
 

@@ -196,8 +196,7 @@ fn members(items: &mut Items, flow: Option<&FlowInfo>, path: &[String]) {
                 items.add(o.name, CompletionItemKind::FIELD, o.ty.to_string(), o.doc, "0", None);
             }
             for m in kind.methods {
-                let params: Vec<String> = m.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
-                let detail = format!("({}) -> {}", params.join(", "), m.ret);
+                let detail = format!("({}) -> {}", catalog::parameter_list(m.params), m.ret);
                 items.add(
                     m.name,
                     CompletionItemKind::METHOD,

@@ -1,7 +1,7 @@
 //! Hover: the type and documentation of what is under the cursor.
 
 use kflow_compiler::analysis::SymKind;
-use kflow_compiler::catalog::{Kind, Prop};
+use kflow_compiler::catalog::{self, Kind, Prop};
 
 use crate::at::Target;
 
@@ -31,10 +31,10 @@ pub fn markdown(target: &Target) -> String {
         Target::Kind { kind, .. } => kind_markdown(kind),
         Target::Property { kind, prop, .. } => prop_markdown(*kind, prop),
         Target::Output { kind, out, .. } => {
-            let whose = if kind.outputs.iter().any(|o| o.name == out.name) {
-                format!("`{}`", kind.name)
-            } else {
+            let whose = if catalog::is_common_output(out.name) {
                 "every task".to_string()
+            } else {
+                format!("`{}`", kind.name)
             };
             format!(
                 "```kflow\n{}: {}\n```\nOutput of {whose}.\n\n{}",
@@ -48,11 +48,10 @@ pub fn markdown(target: &Target) -> String {
             format!("```kflow\n{}\n```\n{}", function.signature(), function.doc)
         }
         Target::Method { kind, method, .. } => {
-            let params: Vec<String> = method.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();
             format!(
                 "```kflow\n{}({}) -> {}\n```\nMethod of `{}`.\n\n{}",
                 method.name,
-                params.join(", "),
+                catalog::parameter_list(method.params),
                 method.ret,
                 kind.name,
                 method.doc

@@ -139,19 +139,19 @@ pub async fn reap(docker: &Docker, store: &Store, interrupted_volumes: bool) -> 
     let history = store.history_id().map_err(|e| e.0)?;
     let mut reaped = Reaped::default();
     // Holds are tags of this history's own repository: never another's.
-    let mut held: BTreeMap<String, usize> = BTreeMap::new();
+    let mut held: BTreeMap<String, Vec<hold::Hold>> = BTreeMap::new();
     for h in hold::holds(docker, &history).await? {
-        *held.entry(h.execution).or_default() += 1;
+        held.entry(h.execution.clone()).or_default().push(h);
     }
-    for exec in held.into_keys() {
+    for (exec, holds) in held {
         let go = match verdict(store, &exec)?.unwrap_or(Verdict::All) {
             Verdict::All => true,
             Verdict::AllButVolumes => interrupted_volumes,
             Verdict::Keep => false,
         };
         if go {
-            match hold::release(docker, &history, &exec).await {
-                Ok(n) => reaped.holds += n,
+            match hold::release_holds(docker, &history, &holds).await {
+                Ok(()) => reaped.holds += holds.len(),
                 Err(e) => reaped.errors.push(e),
             }
         }

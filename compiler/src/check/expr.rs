@@ -354,7 +354,7 @@ impl<'a> Checker<'a> {
             self.push(d);
             return (Ty::Error, ir::Expr::Invalid);
         };
-        let ty = if catalog::COMMON_OUTPUTS.iter().any(|o| o.name == out.name) {
+        let ty = if catalog::is_common_output(out.name) {
             // Every run of a task has an outcome: never optional, and
             // reading it waits for the task to end, not to succeed.
             let ty = self.lift(id, catalog::ty(out.ty).clone());
@@ -837,7 +837,6 @@ impl<'a> Checker<'a> {
 
     /// `task.outcome == "faild"`: a comparison that can never hold.
     fn impossible_outcome(&self, read: &Expr, literal: &Expr) -> Option<Diagnostic> {
-        const OUTCOMES: [&str; 3] = ["succeeded", "failed", "skipped"];
         let ExprKind::Field(base, field) = &read.kind else {
             return None;
         };
@@ -849,7 +848,7 @@ impl<'a> Checker<'a> {
             .get(task)
             .is_some_and(|&id| self.symbols[id].kind == SymKind::Task);
         let value = literal.as_plain_str()?;
-        if field.name != "outcome" || !is_task || OUTCOMES.contains(&value.as_str()) {
+        if field.name != "outcome" || !is_task || catalog::OUTCOMES.contains(&value.as_str()) {
             return None;
         }
         let d = Diagnostic::error(
@@ -859,7 +858,7 @@ impl<'a> Checker<'a> {
         )
         .with_label("not an outcome")
         .with_secondary(read.span, "`succeeded`, `failed` or `skipped`");
-        Some(match closest(&value, OUTCOMES.iter().copied()) {
+        Some(match closest(&value, catalog::OUTCOMES.iter().copied()) {
             Some(c) => d
                 .with_help(format!("did you mean `\"{c}\"`?"))
                 .with_replacement(literal.span, &format!("\"{c}\"")),

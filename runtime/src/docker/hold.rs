@@ -118,13 +118,19 @@ pub async fn release(docker: &Docker, history: &str, execution: &str) -> Result<
         .into_iter()
         .filter(|h| h.execution == execution)
         .collect();
-    for h in &mine {
+    release_holds(docker, history, &mine).await?;
+    Ok(mine.len())
+}
+
+/// Turns holds (found by [`holds`]) into `kflow-built` tags.
+pub async fn release_holds(docker: &Docker, history: &str, holds: &[Hold]) -> Result<(), String> {
+    for h in holds {
         // Named `built` first, so removing the hold never deletes it.
         let hex = h.image.strip_prefix("sha256:").unwrap_or(&h.image);
         image::tag(docker, &h.image, &format!("{BUILT_REPOSITORY}/{history}:{hex}")).await?;
         untag(docker, &h.reference).await?;
     }
-    Ok(mine.len())
+    Ok(())
 }
 
 /// What `reclaim` did.

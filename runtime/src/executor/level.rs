@@ -288,7 +288,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                         );
                         Done::Task {
                             state,
-                            record: Some(with_outcome(Value::Map(Default::default()), state)),
+                            record: Some(outcome_record(state)),
                         }
                     }
                     Member::Loop(_) => Done::Loop(LevelDone {
@@ -356,14 +356,16 @@ fn with_outcome(mut record: Value, state: State) -> Value {
     record
 }
 
+/// The record of a run that produced no outputs: its outcome alone.
+fn outcome_record(state: State) -> Value {
+    with_outcome(Value::Map(Default::default()), state)
+}
+
 /// What readers see of a member that settled without running: a task's
 /// outcome; for a loop, no iteration of any of its tasks.
 fn settled_record(plan: &Plan, member: Member, state: State, values: &mut Values, done: &mut LevelDone) {
     let records: Vec<(String, Value)> = match member {
-        Member::Node(id) => vec![(
-            plan.nodes[id].name.clone(),
-            with_outcome(Value::Map(Default::default()), state),
-        )],
+        Member::Node(id) => vec![(plan.nodes[id].name.clone(), outcome_record(state))],
         Member::Loop(scope) => match &plan.scopes[scope].kind {
             ScopeKind::For { body, .. } => body
                 .iter()
@@ -519,7 +521,7 @@ fn spawn_task(
                 let state = failed(&shared, &task, state, error, elapsed, attempts);
                 Done::Task {
                     state,
-                    record: Some(with_outcome(Value::Map(Default::default()), state)),
+                    record: Some(outcome_record(state)),
                 }
             }
         };

@@ -105,10 +105,7 @@ pub async fn sign(
         "digest": body_digest,
         "annotations": { SIGNATURE_ANNOTATION: sig_b64 },
     });
-    let duplicate = layers.iter().any(|l| {
-        l["digest"] == layer["digest"]
-            && l["annotations"][SIGNATURE_ANNOTATION] == layer["annotations"][SIGNATURE_ANNOTATION]
-    });
+    let duplicate = layers.iter().any(|l| same_layer(l, &layer));
     if !duplicate {
         layers.push(layer);
     }
@@ -122,6 +119,12 @@ pub async fn sign(
         signature: target.pinned(&stored),
         count: layers.len(),
     })
+}
+
+/// Whether two signature layers are one signature: the same payload with
+/// the same signature.
+fn same_layer(a: &Json, b: &Json) -> bool {
+    a["digest"] == b["digest"] && a["annotations"][SIGNATURE_ANNOTATION] == b["annotations"][SIGNATURE_ANNOTATION]
 }
 
 /// Stores `layers` (their blobs in `repo` already) as the manifest under
@@ -290,12 +293,8 @@ pub async fn carry(link: &Link, digest: &str, done: &mut Copied) -> Result<Carri
             Some(_) if !mergeable => carried.kept.push(suffix),
             Some(there) => {
                 let mut merged = artifact_layers(&there, &tag)?;
-                let same = |a: &Json, b: &Json| {
-                    a["digest"] == b["digest"]
-                        && a["annotations"][SIGNATURE_ANNOTATION] == b["annotations"][SIGNATURE_ANNOTATION]
-                };
                 for layer in layers {
-                    if merged.iter().any(|l| same(l, &layer)) {
+                    if merged.iter().any(|l| same_layer(l, &layer)) {
                         continue;
                     }
                     let (Some(d), Some(size)) = (layer["digest"].as_str(), layer["size"].as_u64()) else {

@@ -23,8 +23,15 @@ pub(super) const TRUNCATED: &str = "[kflow: log truncated at 10 MiB]";
 pub(super) struct Writer {
     id: String,
     file: BufWriter<std::fs::File>,
-    /// Bytes written per task run, and whether it was cut.
-    written: HashMap<String, (u64, bool)>,
+    /// Per task run: how it is written in the log, bytes written, whether
+    /// it was cut.
+    runs: HashMap<String, Run>,
+}
+
+struct Run {
+    name: String,
+    written: u64,
+    cut: bool,
 }
 
 pub(super) fn path(dir: &Path, id: &str) -> PathBuf {
@@ -48,7 +55,7 @@ impl Writer {
         Ok(Writer {
             id: id.to_string(),
             file: BufWriter::with_capacity(64 * 1024, file),
-            written: HashMap::new(),
+            runs: HashMap::new(),
         })
     }
 
@@ -58,25 +65,32 @@ impl Writer {
 
     /// Appends a line of `task` (buffered: see [`Writer::flush`]).
     pub fn line(&mut self, task: &str, line: &str, stamp: &str) -> Result<()> {
-        let (written, cut) = self.written.entry(task.to_string()).or_insert((0, false));
-        if *cut {
+        if !self.runs.contains_key(task) {
+            let run = Run {
+                name: run_file_name(task),
+                written: 0,
+                cut: false,
+            };
+            self.runs.insert(task.to_string(), run);
+        }
+        let run = self.runs.get_mut(task).expect("inserted above");
+        if run.cut {
             return Ok(());
         }
-        let name = run_file_name(task);
-        let head = stamp.len() + name.len() + 2;
+        let head = stamp.len() + run.name.len() + 2;
         // Room is kept for the note, so a log that fills up always says so,
         // however exactly its lines meet the cap.
-        let text = if *written + (head + line.len() + 1) as u64 > LOG_CAP - (head + TRUNCATED.len() + 1) as u64 {
-            *cut = true;
+        let text = if run.written + (head + line.len() + 1) as u64 > LOG_CAP - (head + TRUNCATED.len() + 1) as u64 {
+            run.cut = true;
             TRUNCATED
         } else {
             line
         };
-        *written += (head + text.len() + 1) as u64;
+        run.written += (head + text.len() + 1) as u64;
         let fail = |e: std::io::Error| StoreError(format!("cannot write the log of `{task}`: {e}"));
         self.file.write_all(stamp.as_bytes()).map_err(fail)?;
         self.file.write_all(b" ").map_err(fail)?;
-        self.file.write_all(name.as_bytes()).map_err(fail)?;
+        self.file.write_all(run.name.as_bytes()).map_err(fail)?;
         self.file.write_all(b" ").map_err(fail)?;
         self.file.write_all(text.as_bytes()).map_err(fail)?;
         self.file.write_all(b"\n").map_err(fail)
