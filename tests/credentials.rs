@@ -45,7 +45,8 @@ fn credentials_reach_every_registry_task_and_each_end_of_a_copy() {
     let prod = Registry::with_user(PROD.0, PROD.1);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    busybox_context(d, "");
+    // Removed at the end: an image of this test's own.
+    own_context(d, "");
     let o = kflow(d, &["keygen"], &[("COSIGN_PASSWORD", "k")]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     // Nothing comes from a Docker config: only what the flow gives.

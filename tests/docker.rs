@@ -108,17 +108,6 @@ fn image_names(image: &str) -> Option<Vec<String>> {
     o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
-/// A word no other test uses, from the test's own folder.
-fn unique_word(dir: &Path) -> String {
-    let name = dir.file_name().unwrap().to_string_lossy().to_lowercase();
-    format!("t{}", name.trim_start_matches('.'))
-}
-
-/// A context no other test builds: its image is this test's alone.
-fn own_context(dir: &Path, extra: &str) {
-    busybox_context(dir, &format!("RUN echo {} > /id\n{extra}", unique_word(dir)));
-}
-
 /// Building the same context again gives the same image and, pushed, the
 /// same digest: kflow bakes nothing of the execution into the image, and
 /// names what it must reclaim with tags, which are no part of it.
@@ -183,10 +172,19 @@ fn gc_removes_the_images_of_finished_executions_only() {
     let d = dir.path();
     own_context(d, "");
     let tag = format!("kflow-tests/gc:{}", unique_word(d));
+    // `named` waits for `shared`: two builds of one context at once may
+    // each fill the cache with an image of their own, and `b` must build
+    // the very image `a` did. It is no child of `shared` (an image with a
+    // child is kept as the child's parent).
     let a = format!(
         r#"flow a {{
   task shared = docker.build {{ context: "img" }}
-  task named = docker.build {{ context: "img", labels: {{ kind: "named" }}, tags: ["{tag}"] }}
+  task named = docker.build {{
+    context: "img"
+    dockerfile_inline: "FROM scratch\nCOPY busybox /bin/busybox\nLABEL kind=named\n"
+    tags: ["{tag}"]
+    after: [shared]
+  }}
   output shared = shared.image
   output named = named.image
 }}

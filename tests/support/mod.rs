@@ -273,6 +273,19 @@ pub fn busybox_context(dir: &Path, extra: &str) -> PathBuf {
     ctx
 }
 
+/// A word no other test uses, from the test's own folder.
+pub fn unique_word(dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_string_lossy().to_lowercase();
+    format!("t{}", name.trim_start_matches('.'))
+}
+
+/// A context no other test builds: its image is this test's alone, so the
+/// test may remove it. (The same context builds the same image, shared by
+/// every test that builds it.)
+pub fn own_context(dir: &Path, extra: &str) -> PathBuf {
+    busybox_context(dir, &format!("RUN echo {} > /id\n{extra}", unique_word(dir)))
+}
+
 /// The raw manifest bytes skopeo reads.
 pub fn skopeo_raw(reference: &str) -> String {
     need("skopeo");
