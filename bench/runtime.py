@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The `kflow run` benchmarks: one command, figures for docs/performance.md.
 
-    python3 bench/runtime.py [--runs N]
+    python3 bench/runtime.py [--runs N] [--only noop|chain|sleeps|dag] [--kflow BIN]
 
 1. 10,000 no-op tasks in a layered DAG (100 layers of 100, each task after
    two of the layer before), end to end with the execution history.
@@ -59,8 +59,11 @@ def chain(n, task):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", choices=["noop", "chain", "sleeps", "dag"], help="run one benchmark")
+    ap.add_argument("--kflow", help="a kflow binary to measure instead of a release build of this tree")
     args = ap.parse_args()
-    kflow = build_kflow()
+    wanted = lambda name: args.only in (None, name)
+    kflow = os.path.abspath(args.kflow) if args.kflow else build_kflow()
     work = tempfile.mkdtemp(prefix="kflow-bench-")
     with open(os.path.join(work, "noop.kflow"), "w") as f:
         f.write(layered(100, 100, 'log { message: ""'))
@@ -81,14 +84,19 @@ def main():
                 f.write(f"build o{l}_{w}: t{deps}\n")
 
     print(f"machine: {os.cpu_count()} cores; {args.runs} runs each; medians\n")
-    noop = [timed([kflow, "run", "--jobs", "64", "noop.kflow"], work) for _ in range(args.runs)]
-    print(f"10,000 no-op tasks, layered DAG, with history: {statistics.median(noop) * 1000:7.1f} ms (target < 1000)")
-    for name, what in [("chain-sleep", "sleep 0ms"), ("chain-log", "log     ")]:
+    if wanted("noop"):
+        noop = [timed([kflow, "run", "--jobs", "64", "noop.kflow"], work) for _ in range(args.runs)]
+        print(f"10,000 no-op tasks, layered DAG, with history: {statistics.median(noop) * 1000:7.1f} ms (target < 1000)")
+    for name, what in [("chain-sleep", "sleep 0ms"), ("chain-log", "log     ")] if wanted("chain") else []:
         times = [timed([kflow, "run", f"{name}.kflow"], work) for _ in range(args.runs)]
         t = statistics.median(times)
         print(f"10,000-task chain, {what}, with history:   {t * 1000:7.1f} ms, {t * 100:5.1f} us/task (target < 1000 ms)")
-    sleeps = [timed([kflow, "run", "--jobs", "200", "sleeps.kflow"], work) for _ in range(args.runs)]
-    print(f"200 one-second sleeps, --jobs 200:             {statistics.median(sleeps) * 1000:7.1f} ms (target < 1300)")
+    if wanted("sleeps"):
+        sleeps = [timed([kflow, "run", "--jobs", "200", "sleeps.kflow"], work) for _ in range(args.runs)]
+        print(f"200 one-second sleeps, --jobs 200:             {statistics.median(sleeps) * 1000:7.1f} ms (target < 1300)")
+    if not wanted("dag"):
+        shutil.rmtree(work)
+        return
     ninja = shutil.which("ninja")
     if not ninja:
         print("\nninja not found: `apt-get install ninja-build` to compare")

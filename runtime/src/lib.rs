@@ -7,6 +7,7 @@ pub mod compose;
 pub mod docker;
 pub mod eval;
 pub mod executor;
+pub mod host;
 pub mod inputs;
 pub mod net;
 pub mod owner;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use tokio::process::Command;
+use crate::host::HostCommand;
 
 use super::{Stream, TaskContext, TaskError};
 
@@ -21,8 +21,8 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
 }
 
 /// Runs `cmd`, named `what` in messages; a non-zero exit fails the task.
-pub async fn run(mut cmd: Command, what: &str, ctx: &TaskContext) -> Result<Output, TaskError> {
-    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+pub async fn run(cmd: HostCommand, what: &str, ctx: &TaskContext) -> Result<Output, TaskError> {
+    // Cancelled, the output future is dropped and the command killed.
     let out = tokio::select! {
         r = cmd.output() => r.map_err(|e| TaskError::Failed(format!("cannot run {what}: {e}")))?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),

@@ -124,19 +124,12 @@ impl TaskContext {
 
     /// A host process for this task: without the secret sources in its
     /// environment, and killed when kflow dies, even by SIGKILL.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(program);
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> crate::host::HostCommand {
+        let mut cmd = crate::host::HostCommand::new(program);
         for name in self.hidden_env.iter() {
             cmd.env_remove(name);
         }
         cmd.env("KFLOW_EXECUTION", &*self.execution);
-        // SAFETY: prctl is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
         cmd
     }
 

@@ -8,7 +8,6 @@
 //! running in its group is killed too: a task never outlives itself.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -49,32 +48,33 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
             };
         }
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| TaskError::Failed(format!("cannot start `{shown}` in {}: {e}", cwd.display())))?;
-    let pgid = child.id().map(|id| id as i32);
-    let out = tokio::spawn(capture(child.stdout.take(), Stream::Stdout, ctx.clone()));
-    let err = tokio::spawn(capture(child.stderr.take(), Stream::Stderr, ctx.clone()));
-
-    let status = tokio::select! {
-        status = child.wait() => status,
-        _ = ctx.cancel.cancelled() => {
-            kill_group(pgid);
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let run = async {
+        let status = tokio::select! {
+            status = child.wait() => Some(status),
+            _ = ctx.cancel.cancelled() => None,
+        };
+        // Leftovers in the group would hold the pipes open (and outlive the
+        // task); cancelled, the command goes too.
+        child.kill_group();
+        if status.is_none() {
             let _ = child.wait().await;
-            let _ = out.await;
-            let _ = err.await;
-            return Err(TaskError::Cancelled);
         }
+        status
     };
-    // Leftovers in the group would hold the pipes open (and outlive the task).
-    kill_group(pgid);
-    let stdout = out.await.unwrap_or_default();
-    let stderr = err.await.unwrap_or_default();
+    // Output is read while the command runs (a full pipe would stop it),
+    // in this task: no task spawned per stream.
+    let (status, stdout, stderr) = tokio::join!(
+        run,
+        capture(out, Stream::Stdout, ctx),
+        capture(err, Stream::Stderr, ctx)
+    );
+    let Some(status) = status else {
+        return Err(TaskError::Cancelled);
+    };
     let status = status.map_err(|e| TaskError::Failed(format!("waiting for `{shown}` failed: {e}")))?;
     let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     if !status.success() {
@@ -106,7 +106,7 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
 }
 
 /// Streams lines into the log and keeps the (redacted) text, up to a limit.
-async fn capture(stream: Option<impl AsyncRead + Unpin>, which: Stream, ctx: TaskContext) -> String {
+async fn capture(stream: Option<impl AsyncRead + Unpin>, which: Stream, ctx: &TaskContext) -> String {
     let Some(mut stream) = stream else { return String::new() };
     let mut lines = Lines::new(CAPTURE_LIMIT);
     let mut buf = vec![0u8; 64 * 1024];
@@ -130,16 +130,6 @@ async fn capture(stream: Option<impl AsyncRead + Unpin>, which: Stream, ctx: Tas
         );
     }
     kept
-}
-
-fn kill_group(pgid: Option<i32>) {
-    if let Some(pgid) = pgid.filter(|&p| p > 0) {
-        // SAFETY: kill(2) with a negative pid signals that process group; it
-        // touches no memory. ESRCH (the group is gone) is the expected case.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
 }
 
 #[cfg(test)]
