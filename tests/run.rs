@@ -327,6 +327,31 @@ fn no_process_of_a_killed_execution_outlives_the_next_kflow() {
 }
 
 #[test]
+fn retry_does_not_retry_what_cannot_succeed() {
+    // A malformed URL, or one kflow cannot fetch, fails the same way on
+    // every attempt: retried, it only wastes the delays. A command that
+    // fails is retried (tested below).
+    let dir = tempfile::tempdir().unwrap();
+    let flow = "flow r {\n  input url: string = \"not a url\"\n  task parsed = http.request {\n    url: url\n    retry: { attempts: 3, delay: 10ms }\n    continue_on_error: true\n  }\n  task fetched = http.request {\n    url: \"ftp://127.0.0.1/file\"\n    retry: { attempts: 3, delay: 10ms }\n    continue_on_error: true\n  }\n}\n";
+    std::fs::write(dir.path().join("r.kflow"), flow).unwrap();
+    let o = kflow(dir.path(), &["run", "r.kflow"], &[]);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(out.contains("is not a valid URL"), "{out}");
+    assert!(!out.contains("attempt 2"), "{out}");
+    let exec = only_execution(dir.path());
+    let o = kflow(
+        dir.path(),
+        &["executions", "show", exec["id"].as_str().unwrap(), "--json"],
+        &[],
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for task in shown["tasks"].as_array().unwrap() {
+        assert_eq!(task["attempts"], 1, "{task}");
+        assert_eq!(task["state"], "failed", "{task}");
+    }
+}
+
+#[test]
 fn retries_are_counted_in_the_history() {
     let dir = tempfile::tempdir().unwrap();
     let flow = "flow r {\n  task flaky = shell.run {\n    script: \"n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; [ $n -ge 2 ]\"\n    retry: { attempts: 4, delay: 10ms }\n  }\n}\n";

@@ -92,7 +92,7 @@ pub static COMMON: &[Prop] = &[
     opt(
         "retry",
         "retry",
-        "Retry on failure, never after cancellation. `backoff` defaults to `constant`; `exponential` doubles the delay up to `max_delay`.",
+        "Retry a failure that another attempt may fix (a command's exit status, the engine, a registry, the network); never a cancellation, nor a failure that would repeat (a malformed value, a scan over its threshold, a rejected gate). `backoff` defaults to `constant`; `exponential` doubles the delay up to `max_delay`.",
     ),
     opt(
         "timeout",

@@ -234,7 +234,8 @@ pub fn glob(s: &str) -> Result<(), String> {
 }
 
 /// Compose project names: lowercase letters, digits, `-` and `_`, starting
-/// with a letter or digit.
+/// with a letter or digit. The checker applies it to literal names and the
+/// runtime to computed ones.
 pub fn compose_project(s: &str) -> Result<(), String> {
     let ok = s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()

@@ -34,16 +34,6 @@ fn failed(msg: impl Into<String>) -> TaskError {
     TaskError::Failed(msg.into())
 }
 
-/// Compose's rule for project names.
-pub fn valid_project(p: &str) -> bool {
-    !p.is_empty()
-        && p.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && p.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 /// The Compose command: `docker compose` when the plugin exists, else
 /// `docker-compose` from PATH (found, not run: Compose v1 takes most of a
 /// second to start).
@@ -173,17 +163,14 @@ fn env_of(props: &Props) -> Vec<(String, String)> {
 pub async fn up(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let file = ctx
         .base_dir
-        .join(text(props, "file").ok_or_else(|| failed("`file` is missing"))?);
+        .join(text(props, "file").ok_or_else(|| TaskError::invalid("`file` is missing"))?);
     // Compose runs in the flow's folder: hand it absolute paths.
     let file = file
         .canonicalize()
         .map_err(|e| failed(format!("no Compose file at {}: {e}", file.display())))?;
-    let project = text(props, "project").ok_or_else(|| failed("`project` is missing"))?;
-    if !valid_project(&project) {
-        return Err(failed(format!(
-            "`{project}` is not a valid Compose project name: lowercase letters, digits, `-` and `_`, starting with a letter or digit"
-        )));
-    }
+    let project = text(props, "project").ok_or_else(|| TaskError::invalid("`project` is missing"))?;
+    // The checker's rule, for names computed at run time.
+    kflow_compiler::literals::compose_project(&project).map_err(TaskError::Invalid)?;
     let program = compose_program().await?;
     let env = env_of(props);
     let config = compose(&program, &[&file], &project, &["config"], &env, ctx).await?;
@@ -373,7 +360,7 @@ async fn last_logs(docker: &bollard::Docker, id: &str) -> String {
 }
 
 pub async fn down(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
-    let project = text(props, "project").ok_or_else(|| failed("`project` is missing"))?;
+    let project = text(props, "project").ok_or_else(|| TaskError::invalid("`project` is missing"))?;
     let volumes = matches!(props.get("volumes"), Some(Value::Bool(true)));
     let docker = ctx.docker.get().await.map_err(failed)?;
     let found = resources::find(docker, &format!("{PROJECT_LABEL}={project}"))
@@ -409,11 +396,5 @@ mod tests {
         assert_eq!(o["services"]["seed"]["labels"]["k"], "v");
         assert_eq!(o["networks"]["default"]["labels"]["k"], "v");
         assert!(o["networks"].get("outside").is_none());
-    }
-
-    #[test]
-    fn project_names_follow_compose() {
-        assert!(valid_project("pr-42") && valid_project("a_b1"));
-        assert!(!valid_project("PR-42") && !valid_project("-x") && !valid_project(""));
     }
 }

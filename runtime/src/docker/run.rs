@@ -34,7 +34,7 @@ async fn local_image(docker: &Docker, props: &Props, ctx: &TaskContext) -> Resul
         // A local image (a build's output) is never pulled.
         Some(Value::Image(id)) => return Ok(id.clone()),
         Some(Value::Ref(r)) | Some(Value::Pinned(r)) | Some(Value::Str(r)) => r.clone(),
-        _ => return Err(failed("`image` is missing")),
+        _ => return Err(TaskError::invalid("`image` is missing")),
     };
     let present = docker.inspect_image(&reference).await;
     match (policy.as_str(), &present) {
@@ -47,7 +47,7 @@ async fn local_image(docker: &Docker, props: &Props, ctx: &TaskContext) -> Resul
         (_, Err(e)) if !not_found(e) => return Err(failed(format!("cannot inspect {reference}: {}", describe(e)))),
         _ => {}
     }
-    let name = ImageName::parse(&reference).map_err(failed)?;
+    let name = ImageName::parse(&reference).map_err(TaskError::Invalid)?;
     let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     ctx.log(Stream::Info, &format!("pulling {reference}"));
     let id = super::image::pull(docker, &name, &source, policy == "missing")

@@ -506,7 +506,7 @@ fn spawn_task(
             Err(e) => {
                 let (state, error) = match e {
                     TaskError::Cancelled => (State::Cancelled, "cancelled".to_string()),
-                    TaskError::Failed(msg) => (State::Failed, msg),
+                    TaskError::Failed(msg) | TaskError::Invalid(msg) => (State::Failed, msg),
                     TaskError::Paused => {
                         paused(&shared, &task);
                         return (

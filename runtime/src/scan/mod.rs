@@ -49,14 +49,14 @@ async fn run_trivy(program: &Path, args: &[String], ctx: &TaskContext) -> Result
 pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let image = match props.get("image") {
         Some(Value::Image(s)) | Some(Value::Pinned(s)) | Some(Value::Ref(s)) => s.clone(),
-        _ => return Err(failed("`image` is missing")),
+        _ => return Err(TaskError::invalid("`image` is missing")),
     };
     let dir = ctx.artifact_dir().map_err(failed)?;
     let report_path = dir.join("trivy-report.json");
     let ignore_file = text(props, "ignore_file").map(|f| ctx.base_dir.join(f));
     if let Some(f) = &ignore_file {
         if !f.is_file() {
-            return Err(failed(format!("the ignore file {} does not exist", f.display())));
+            return Err(TaskError::invalid(format!("the ignore file {} does not exist", f.display())));
         }
     }
     let sbom = text(props, "sbom");
@@ -115,7 +115,8 @@ pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
                 report_path.display()
             ));
         }
-        return Err(failed(msg));
+        // The image's findings do not change on another attempt.
+        return Err(TaskError::Invalid(msg));
     }
     let mut out = Outputs::new();
     for s in ["critical", "high", "medium", "low"] {

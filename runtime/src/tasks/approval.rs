@@ -86,7 +86,8 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
                 if !d.comment.is_empty() {
                     msg.push_str(&format!(": {}", d.comment));
                 }
-                return Err(failed(msg));
+                // A decision is final.
+                return Err(TaskError::Invalid(msg));
             }
             ctx.log(Stream::Info, &format!("approved by {} at {}", d.by, d.at));
             return Ok(Outputs::from([

@@ -16,7 +16,7 @@ pub async fn log(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
 pub async fn sleep(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let ms = match props.get("duration") {
         Some(Value::Duration(ms)) => *ms,
-        _ => return Err(TaskError::Failed("`duration` is missing".into())),
+        _ => return Err(TaskError::Invalid("`duration` is missing".into())),
     };
     // A zero sleep is done: the timer would wait for its next tick (a
     // millisecond), which on a chain of tasks adds up.

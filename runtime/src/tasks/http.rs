@@ -27,7 +27,7 @@ fn headers(props: &Props) -> Result<(HeaderMap, Vec<HeaderName>), TaskError> {
     };
     for (name, value) in given {
         let key = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| failed(format!("`{name}` is not a valid header name")))?;
+            .map_err(|_| TaskError::invalid(format!("`{name}` is not a valid header name")))?;
         let (raw, secret) = match value {
             Value::Secret(s) => (s.expose().to_string(), true),
             other => (other.to_text().unwrap_or_default(), false),
@@ -116,14 +116,14 @@ async fn send(
 }
 
 pub async fn request(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
-    let url = text(props, "url").ok_or_else(|| failed("`url` is missing"))?;
-    let parsed = reqwest::Url::parse(&url).map_err(|e| failed(format!("`{url}` is not a valid URL: {e}")))?;
+    let url = text(props, "url").ok_or_else(|| TaskError::invalid("`url` is missing"))?;
+    let parsed = reqwest::Url::parse(&url).map_err(|e| TaskError::invalid(format!("`{url}` is not a valid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(failed(format!("`{url}`: only http and https URLs are supported")));
+        return Err(TaskError::invalid(format!("`{url}`: only http and https URLs are supported")));
     }
     let method = text(props, "method").unwrap_or_else(|| "GET".into());
     let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| failed(format!("`{method}` is not an HTTP method")))?;
+        .map_err(|_| TaskError::invalid(format!("`{method}` is not an HTTP method")))?;
     let (headers, secret_names) = headers(props)?;
     let client = client()?;
     ctx.log(Stream::Info, &format!("{method} {url}"));

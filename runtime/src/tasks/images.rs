@@ -16,13 +16,13 @@ fn failed(msg: impl Into<String>) -> TaskError {
 fn local_image(props: &Props) -> Result<String, TaskError> {
     match props.get("image") {
         Some(Value::Image(id)) => Ok(id.clone()),
-        _ => Err(failed("`image` is missing")),
+        _ => Err(TaskError::invalid("`image` is missing")),
     }
 }
 
 pub async fn tag(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let image = local_image(props)?;
-    let tag = text(props, "tag").ok_or_else(|| failed("`tag` is missing"))?;
+    let tag = text(props, "tag").ok_or_else(|| TaskError::invalid("`tag` is missing"))?;
     let engine = ctx.docker.get().await.map_err(failed)?;
     docker::image::tag(engine, &image, &tag).await.map_err(failed)?;
     ctx.log(Stream::Info, &format!("tagged {image} as {tag}"));
@@ -31,8 +31,8 @@ pub async fn tag(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
 
 pub async fn push(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let image = local_image(props)?;
-    let to_text = text(props, "to").ok_or_else(|| failed("`to` is missing"))?;
-    let to = ImageName::parse(&to_text).map_err(failed)?;
+    let to_text = text(props, "to").ok_or_else(|| TaskError::invalid("`to` is missing"))?;
+    let to = ImageName::parse(&to_text).map_err(TaskError::Invalid)?;
     let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     let engine = ctx.docker.get().await.map_err(failed)?;
     ctx.log(Stream::Info, &format!("pushing {image} to {}", to.with_tag()));
@@ -65,11 +65,11 @@ pub async fn push(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
 
 pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let from = match props.get("from") {
-        Some(Value::Pinned(p)) => ImageName::parse(p).map_err(failed)?,
-        _ => return Err(failed("`from` must be pinned by digest")),
+        Some(Value::Pinned(p)) => ImageName::parse(p).map_err(TaskError::Invalid)?,
+        _ => return Err(TaskError::invalid("`from` must be pinned by digest")),
     };
-    let to_text = text(props, "to").ok_or_else(|| failed("`to` is missing"))?;
-    let to = ImageName::parse(&to_text).map_err(failed)?;
+    let to_text = text(props, "to").ok_or_else(|| TaskError::invalid("`to` is missing"))?;
+    let to = ImageName::parse(&to_text).map_err(TaskError::Invalid)?;
     let (from_source, to_source) = copy_sources(props, &from, &to)?;
     ctx.log(
         Stream::Info,

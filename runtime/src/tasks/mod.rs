@@ -167,23 +167,35 @@ impl TaskContext {
 }
 
 /// Why a task run failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
-    /// The task failed; the message is redacted.
+    /// Something outside the task failed — a command's exit status, the
+    /// engine, a registry, the network — and another attempt may succeed:
+    /// `retry` retries it. The message is redacted.
+    #[error("{0}")]
     Failed(String),
+    /// The task cannot succeed with the values it was given (a malformed
+    /// property, an unsupported URL): every attempt would fail the same
+    /// way, so it is never retried. The message is redacted.
+    #[error("{0}")]
+    Invalid(String),
     /// The run was cancelled (timeout or interruption); never retried.
+    #[error("cancelled")]
     Cancelled,
     /// An approval left waiting: the execution pauses here (`--detach`).
+    #[error("paused")]
     Paused,
 }
 
-impl std::fmt::Display for TaskError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskError::Failed(m) => f.write_str(m),
-            TaskError::Cancelled => f.write_str("cancelled"),
-            TaskError::Paused => f.write_str("paused"),
-        }
+impl TaskError {
+    /// A property whose value can never work.
+    pub fn invalid(msg: impl Into<String>) -> TaskError {
+        TaskError::Invalid(msg.into())
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TaskError::Failed(_))
     }
 }
 

@@ -27,13 +27,13 @@ pub async fn run(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
             c.args(&argv[1..]);
             (c, argv[0].clone())
         }
-        (Some(_), _) => return Err(TaskError::Failed("`cmd` is an empty list".into())),
+        (Some(_), _) => return Err(TaskError::Invalid("`cmd` is an empty list".into())),
         (None, Some(script)) => {
             let mut c = ctx.command("sh");
             c.arg("-c").arg(script);
             (c, "sh -c".to_string())
         }
-        (None, None) => return Err(TaskError::Failed("`shell.run` needs `cmd` or `script`".into())),
+        (None, None) => return Err(TaskError::Invalid("`shell.run` needs `cmd` or `script`".into())),
     };
     let cwd = match text(props, "cwd") {
         Some(dir) => ctx.base_dir.join(dir),

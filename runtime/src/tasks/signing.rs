@@ -12,8 +12,8 @@ fn failed(msg: impl Into<String>) -> TaskError {
 
 fn pinned(props: &Props) -> Result<ImageName, TaskError> {
     match props.get("image") {
-        Some(Value::Pinned(p)) => ImageName::parse(p).map_err(failed),
-        _ => Err(failed("`image` must be pinned by digest")),
+        Some(Value::Pinned(p)) => ImageName::parse(p).map_err(TaskError::Invalid),
+        _ => Err(TaskError::invalid("`image` must be pinned by digest")),
     }
 }
 
@@ -22,7 +22,7 @@ pub async fn sign(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     let key_pem = match props.get("key") {
         Some(Value::Secret(s)) => s.clone(),
-        _ => return Err(failed("`key` is missing")),
+        _ => return Err(TaskError::invalid("`key` is missing")),
     };
     let password = match props.get("password") {
         Some(Value::Secret(s)) => s.clone(),
@@ -39,7 +39,7 @@ pub async fn sign(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     let key = tokio::task::spawn_blocking(move || keys::load_private(key_pem.expose(), &password))
         .await
         .map_err(|e| failed(format!("loading the key failed: {e}")))?
-        .map_err(|e| failed(format!("the signing key: {e}")))?;
+        .map_err(|e| TaskError::invalid(format!("the signing key: {e}")))?;
     let digest = target.digest.clone().unwrap_or_default();
     let signed = tokio::select! {
         r = cosign::sign(&target, &key, &annotations, &source) => r.map_err(failed)?,
@@ -65,10 +65,10 @@ pub async fn verify(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErr
     let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     let path = ctx
         .base_dir
-        .join(text(props, "key").ok_or_else(|| failed("`key` is missing"))?);
+        .join(text(props, "key").ok_or_else(|| TaskError::invalid("`key` is missing"))?);
     let pem = std::fs::read_to_string(&path)
         .map_err(|e| failed(format!("cannot read the public key {}: {e}", path.display())))?;
-    let key = keys::load_public(&pem).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+    let key = keys::load_public(&pem).map_err(|e| TaskError::invalid(format!("{}: {e}", path.display())))?;
     let count = tokio::select! {
         r = cosign::verify(&target, &key, &source) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
