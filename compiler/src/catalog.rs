@@ -26,6 +26,35 @@ pub struct Kind {
     pub pure: bool,
     /// Properties whose values are compared against fixed strings at compile time.
     pub choices: &'static [(&'static str, &'static [&'static str])],
+    /// Pairs of optional properties that exclude each other.
+    pub exclusive: &'static [(&'static str, &'static str)],
+    /// Checks of literal values, shared with the runtime (which applies them
+    /// to values computed during a run).
+    pub validate: &'static [(&'static str, Validator)],
+    /// The lints specific to this kind.
+    pub lints: &'static [Lint],
+    /// It puts an image in a registry: its `digest` output is the digest
+    /// there, the one later tasks should pin.
+    pub publishes: bool,
+}
+
+/// A check of a literal string property: `Err` says what is wrong.
+pub type Validator = fn(&str) -> Result<(), String>;
+
+/// A kind-specific lint, run by the checker on the task's properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lint {
+    /// This property is an image that runs or is scanned: a mutable tag is
+    /// warned about (pin it by digest).
+    PinnedImage(&'static str),
+    /// This property (or each item of this list) is a tag pushed to:
+    /// `:latest`, or no tag, is warned about.
+    PushedTag(&'static str),
+    /// `${…}` in a shell script (`script`, or `sh -c` in `cmd`) is warned
+    /// about: a value spliced into shell code can run as code.
+    ShellScript,
+    /// A gate without `timeout` is warned about: it can wait forever.
+    Deadline,
 }
 
 pub struct Prop {
@@ -46,6 +75,9 @@ pub struct Method {
     pub params: &'static [(&'static str, &'static str)],
     pub ret: &'static str,
     pub doc: &'static str,
+    /// The run's hidden output the method reads (not an output a flow can
+    /// name: only the method's calls reach it).
+    pub reads: &'static str,
 }
 
 const fn req(name: &'static str, ty: &'static str, doc: &'static str) -> Prop {
@@ -79,6 +111,10 @@ const KIND: Kind = Kind {
     one_of: &[],
     pure: false,
     choices: &[],
+    exclusive: &[],
+    validate: &[],
+    lints: &[],
+    publishes: false,
 };
 
 /// Properties every task accepts.
@@ -115,6 +151,10 @@ pub static COMMON_OUTPUTS: &[Out] = &[out(
     "How the task ended: `succeeded`, `failed` (a cancellation too) or `skipped`. Reading only `outcome` waits for the task to end, not to succeed, so `catch`, `finally`, `continue_on_error` readers and `when` can look at a failure or a skip.",
 )];
 
+/// The kind of the node an `assert` item becomes: it runs like a task, but
+/// is written as an item, so it has no catalog entry.
+pub const ASSERT_KIND: &str = "assert";
+
 /// What `outcome` can be.
 pub const OUTCOMES: [&str; 3] = ["succeeded", "failed", "skipped"];
 
@@ -149,6 +189,8 @@ pub static KINDS: &[Kind] = &[
             out("id", "digest", "The image's config digest."),
         ],
         pure: true,
+        exclusive: &[("dockerfile", "dockerfile_inline")],
+        lints: &[Lint::PushedTag("tags")],
         ..KIND
     },
     Kind {
@@ -159,6 +201,7 @@ pub static KINDS: &[Kind] = &[
             req("tag", "ref", "The new tag."),
         ],
         outputs: &[out("ref", "ref", "The tag that was set.")],
+        lints: &[Lint::PushedTag("tag")],
         ..KIND
     },
     Kind {
@@ -178,6 +221,8 @@ pub static KINDS: &[Kind] = &[
             out("pinned", "pinned", "`repository@sha256:…`: the pushed bytes, immutable."),
             out("ref", "ref", "The tag pushed to."),
         ],
+        lints: &[Lint::PushedTag("to")],
+        publishes: true,
         ..KIND
     },
     Kind {
@@ -211,6 +256,8 @@ pub static KINDS: &[Kind] = &[
             out("digest", "digest", "The digest at the destination (equal to the source's)."),
             out("pinned", "pinned", "The destination pinned by digest."),
         ],
+        lints: &[Lint::PushedTag("to")],
+        publishes: true,
         ..KIND
     },
     Kind {
@@ -232,6 +279,7 @@ pub static KINDS: &[Kind] = &[
             out("stdout", "string", "What the command wrote to standard output."),
             out("stderr", "string", "What the command wrote to standard error."),
         ],
+        lints: &[Lint::PinnedImage("image")],
         ..KIND
     },
     Kind {
@@ -249,6 +297,7 @@ pub static KINDS: &[Kind] = &[
             out("stderr", "string", "Standard error."),
         ],
         one_of: &["cmd", "script"],
+        lints: &[Lint::ShellScript],
         ..KIND
     },
     Kind {
@@ -290,6 +339,7 @@ pub static KINDS: &[Kind] = &[
             out("report", "path", "The JSON report, kept with the execution."),
             out("sbom", "path?", "The SBOM, when `sbom` is set."),
         ],
+        lints: &[Lint::PinnedImage("image")],
         ..KIND
     },
     Kind {
@@ -343,7 +393,9 @@ pub static KINDS: &[Kind] = &[
             params: &[("service", "string"), ("container_port", "int")],
             ret: "int",
             doc: "The host port published for a service's container port.",
+            reads: "ports",
         }],
+        validate: &[("project", crate::literals::compose_project)],
         ..KIND
     },
     Kind {
@@ -353,6 +405,7 @@ pub static KINDS: &[Kind] = &[
             req("project", "string", "The project name."),
             opt("volumes", "bool", "Also remove volumes."),
         ],
+        validate: &[("project", crate::literals::compose_project)],
         ..KIND
     },
     Kind {
@@ -368,6 +421,7 @@ pub static KINDS: &[Kind] = &[
             out("at", "string", "When, RFC 3339 with offset."),
             out("comment", "string", "The reviewer's comment."),
         ],
+        lints: &[Lint::Deadline],
         ..KIND
     },
     Kind {

@@ -266,3 +266,21 @@ fn fixes_apply_and_remove_their_diagnostic() {
     }
     insta::assert_snapshot!(shown);
 }
+
+/// The all-kinds fixture holds a task of every kind in the catalog, so a new
+/// kind is checked, formatted and lowered with the others.
+#[test]
+fn every_kind_is_in_the_all_kinds_fixture() {
+    let (_, a) = analyze_file(&fixtures("ok").join("all-kinds.kflow"));
+    let used: Vec<&str> = a
+        .flows
+        .iter()
+        .flat_map(|f| f.plan.nodes.iter().map(|n| n.kind.as_str()))
+        .collect();
+    let missing: Vec<&str> = kflow_compiler::catalog::KINDS
+        .iter()
+        .map(|k| k.name)
+        .filter(|k| !used.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "add a task of each to all-kinds.kflow: {missing:?}");
+}

@@ -3,6 +3,7 @@
 
 pub mod ast;
 pub mod diag;
+pub mod keywords;
 mod lower;
 pub mod scan;
 

@@ -702,9 +702,9 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
         let end = base + first_token_len(text);
         let mut d = Diagnostic::error(codes::SYNTAX, Span::new(base, end), format!("expected {what}"))
             .with_label(format!("unexpected `{}`", &text[..end - base]));
-        let keywords: &[&str] = match at {
-            HoleAt::Top => &["flow", "import"],
-            _ => &["task", "input", "secret", "let", "output", "try", "for", "assert", "on"],
+        let keywords = match at {
+            HoleAt::Top => crate::keywords::TOP,
+            _ => crate::keywords::ITEM,
         };
         let near = keywords
             .iter()
@@ -901,9 +901,8 @@ fn first_token_len(text: &str) -> usize {
 
 /// `task NAME …`, `let NAME …` etc.: the name a broken item meant to declare.
 fn hole_declared_name(text: &str, base: usize) -> Option<Ident> {
-    let kw = ["task", "input", "secret", "let"];
     let word_end = text.find(|c: char| !c.is_ascii_alphanumeric() && c != '_')?;
-    if !kw.contains(&&text[..word_end]) {
+    if !crate::keywords::DECLARING.contains(&&text[..word_end]) {
         return None;
     }
     let rest = &text[word_end..];

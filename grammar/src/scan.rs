@@ -48,12 +48,8 @@ const fn byte_set(bytes: &[u8]) -> [bool; 256] {
     set
 }
 
-const ITEM_KEYWORDS: &[&[u8]] = &[
-    b"task", b"let", b"input", b"secret", b"output", b"assert", b"try", b"for", b"on",
-];
-
 /// The keyword starting at `j` (after indentation), if it is one of `words`.
-fn keyword_at(b: &[u8], mut j: usize, words: &[&[u8]]) -> Option<usize> {
+fn keyword_at(b: &[u8], mut j: usize, words: &[&str]) -> Option<usize> {
     while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
         j += 1;
     }
@@ -61,7 +57,7 @@ fn keyword_at(b: &[u8], mut j: usize, words: &[&[u8]]) -> Option<usize> {
     words
         .iter()
         .find(|w| {
-            rest.starts_with(w)
+            rest.starts_with(w.as_bytes())
                 && rest
                     .get(w.len())
                     .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
@@ -90,7 +86,7 @@ pub fn scan(src: &str) -> Scan<'_> {
     let mut mask: Option<(usize, usize)> = None;
     let mut item_starts = Vec::new();
     let mut top_closes = Vec::new();
-    let mut top_flows = usize::from(keyword_at(b, 0, &[b"flow"]).is_some());
+    let mut top_flows = usize::from(keyword_at(b, 0, &["flow"]).is_some());
     let mut line_start = 0;
     let mut line_parts = 0usize;
     let mut long_lines: Vec<Span> = Vec::new();
@@ -118,8 +114,8 @@ pub fn scan(src: &str) -> Scan<'_> {
         let top = *stack.last().expect("the code context is never popped");
         if c == b'\n' && stack.len() == 1 {
             match depth {
-                0 => top_flows += usize::from(keyword_at(b, i + 1, &[b"flow"]).is_some()),
-                1 => item_starts.extend(keyword_at(b, i + 1, ITEM_KEYWORDS)),
+                0 => top_flows += usize::from(keyword_at(b, i + 1, &["flow"]).is_some()),
+                1 => item_starts.extend(keyword_at(b, i + 1, crate::keywords::ITEM)),
                 _ => {}
             }
         }

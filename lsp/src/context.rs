@@ -7,7 +7,9 @@
 use kflow_compiler::catalog;
 use kflow_compiler::types::{self, Ty};
 
-use crate::lexer::{lex, Tok, Token, KEYWORDS};
+use kflow_compiler::grammar::keywords::is_keyword;
+
+use crate::lexer::{lex, Tok, Token};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ctx {
@@ -77,9 +79,12 @@ struct Level {
     items: Vec<Token>,
 }
 
-const ITEM_KEYWORDS: &[&str] = &[
-    "task", "input", "secret", "let", "output", "assert", "for", "try", "catch", "finally", "on", "flow", "import",
-];
+/// Whether `word` starts an item, or a `try`'s clause (which ends the
+/// bodies before it as an item does).
+fn starts_item(word: &str) -> bool {
+    use kflow_compiler::grammar::keywords::{ITEM, TOP};
+    ITEM.contains(&word) || TOP.contains(&word) || matches!(word, "catch" | "finally")
+}
 
 pub fn at(src: &str, pos: usize) -> Cursor {
     let before = &src[..pos];
@@ -101,9 +106,8 @@ pub fn at(src: &str, pos: usize) -> Cursor {
     for (i, &t) in tokens.iter().enumerate() {
         // An item keyword (not a property named like one) ends the bodies
         // left open before it, as the parser does.
-        let item_start = t.tok == Tok::Ident
-            && ITEM_KEYWORDS.contains(&t.text(src))
-            && !tokens.get(i + 1).is_some_and(|n| n.is(src, ":"));
+        let item_start =
+            t.tok == Tok::Ident && starts_item(t.text(src)) && !tokens.get(i + 1).is_some_and(|n| n.is(src, ":"));
         if item_start {
             while levels.len() > 1 && !matches!(levels.last().map(|l| &l.frame), Some(Frame::Block { .. })) {
                 levels.pop();
@@ -318,7 +322,7 @@ fn block_opening(src: &str, items: &[Token]) -> Frame {
 fn statement<'t>(src: &str, items: &'t [Token]) -> &'t [Token] {
     let start = items
         .iter()
-        .rposition(|t| t.tok == Tok::Ident && ITEM_KEYWORDS.contains(&t.text(src)))
+        .rposition(|t| t.tok == Tok::Ident && starts_item(t.text(src)))
         .unwrap_or(items.len());
     &items[start..]
 }
@@ -406,7 +410,7 @@ fn member_path(src: &str, items: &[Token]) -> Option<Vec<String>> {
     let mut i = items.len();
     while i >= 2 && items[i - 1].is(src, ".") && items[i - 2].tok == Tok::Ident {
         let name = items[i - 2].text(src);
-        if KEYWORDS.contains(&name) {
+        if is_keyword(name) {
             break;
         }
         path.push(name.to_string());

@@ -54,11 +54,6 @@ enum Mode {
     Str { triple: bool, from: Option<usize> },
 }
 
-pub const KEYWORDS: &[&str] = &[
-    "import", "flow", "on", "input", "secret", "let", "task", "try", "catch", "finally", "for", "in", "assert",
-    "output", "true", "false",
-];
-
 pub fn lex(src: &str) -> Lexed {
     let b = src.as_bytes();
     let mut tokens = Vec::new();

@@ -5,7 +5,7 @@ use kflow_compiler::analysis::{FlowInfo, SymKind};
 use kflow_compiler::Span;
 
 use crate::at::Target;
-use crate::lexer::KEYWORDS;
+use kflow_compiler::grammar::keywords::is_keyword;
 
 /// The declaration a target names (for an output, its task's).
 pub fn definition(target: &Target) -> Option<Span> {
@@ -49,7 +49,7 @@ pub fn rename(target: &Target, new: &str) -> Result<Vec<Span>, String> {
             "`{new}` is not a name: use letters, digits and `_`, not starting with a digit"
         ));
     }
-    if KEYWORDS.contains(&new) {
+    if is_keyword(new) {
         return Err(format!("`{new}` is a keyword"));
     }
     if let Some(other) = taken(flow, *symbol, new) {

@@ -9,7 +9,9 @@ use kflow_compiler::types::{ENUM_WORDS, SEVERITIES};
 use tower_lsp_server::ls_types::{SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend};
 
 use crate::document::Snapshot;
-use crate::lexer::{lex, Tok, Token, KEYWORDS};
+use kflow_compiler::grammar::keywords::is_keyword;
+
+use crate::lexer::{lex, Tok, Token};
 
 const TYPES: &[SemanticTokenType] = &[
     SemanticTokenType::KEYWORD,
@@ -102,7 +104,7 @@ pub fn tokens(snap: &Snapshot, analysis: &Analysis) -> Vec<SemanticToken> {
                 if prev(1) == Some(":") && matches!(prev(3), Some("input" | "let")) {
                     in_type = true;
                 }
-                if KEYWORDS.contains(&text) && next != Some(":") {
+                if is_keyword(text) && next != Some(":") {
                     Some((T::Keyword, 0))
                 } else if in_kind {
                     Some((T::Class, 0))

@@ -98,10 +98,7 @@ impl Checker<'_> {
                 let s = &self.symbols[i];
                 // Not the task `e` is written in: that would be a cycle.
                 let holds_e = s.item_span.start <= e.span.start && e.span.end <= s.item_span.end;
-                s.kind == SymKind::Task
-                    && !holds_e
-                    && s.task_kind
-                        .is_some_and(|k| matches!(k.name, "docker.push" | "registry.copy"))
+                s.kind == SymKind::Task && !holds_e && s.task_kind.is_some_and(|k| k.publishes)
             })
             .collect();
         // The producer's text, since tasks below are not checked yet.

@@ -7,7 +7,7 @@ use kflow_grammar::ast::{self, ExprKind, Item, TypeExpr};
 use kflow_grammar::diag::{Diagnostic, Span};
 
 use super::{BlockRef, Checker, LetState, Options, SymKind, Symbol};
-use crate::catalog::{self, Kind};
+use crate::catalog::{self, Kind, Lint};
 use crate::codes;
 use crate::ir::{self, Part};
 use crate::literals;
@@ -381,7 +381,7 @@ impl<'a> Checker<'a> {
         }
         if let Some(k) = kind {
             self.kind_rules(t, k, &seen, &meant);
-            if k.name == "shell.run" {
+            if k.lints.contains(&Lint::ShellScript) {
                 self.shell_interpolation(t);
             }
         }
@@ -528,21 +528,18 @@ impl<'a> Checker<'a> {
                 self.push(d);
             }
         }
-        if k.name == "docker.build" {
-            if let (Some(a), Some(b)) = (given("dockerfile"), given("dockerfile_inline")) {
+        for &(first, second) in k.exclusive {
+            if let (Some(a), Some(b)) = (given(first), given(second)) {
+                let (a, b) = if a.start <= b.start { (a, b) } else { (b, a) };
                 self.push(
-                    Diagnostic::error(
-                        codes::ONE_OF,
-                        b,
-                        "`dockerfile` and `dockerfile_inline` exclude each other",
-                    )
-                    .with_label("second Dockerfile")
-                    .with_secondary(a, "first Dockerfile")
-                    .with_help("keep one of them"),
+                    Diagnostic::error(codes::ONE_OF, b, format!("`{first}` and `{second}` exclude each other"))
+                        .with_label("second one")
+                        .with_secondary(a, "first one")
+                        .with_help("keep one of them"),
                 );
             }
         }
-        if k.name == "approval" && given("timeout").is_none() {
+        if k.lints.contains(&Lint::Deadline) && given("timeout").is_none() {
             self.push(
                 Diagnostic::warning(codes::APPROVAL_TIMEOUT, t.kind.span, "this approval can wait forever")
                     .with_label("no `timeout`")
@@ -569,12 +566,13 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        if k.name.starts_with("compose.") {
-            if let Some(value) = t.prop("project").and_then(|p| p.value.as_ref()) {
+        for &(prop, validate) in k.validate {
+            if let Some(value) = t.prop(prop).and_then(|p| p.value.as_ref()) {
                 if let Some(s) = value.as_plain_str() {
-                    if let Err(msg) = literals::compose_project(&s) {
+                    if let Err(msg) = validate(&s) {
                         self.push(
-                            Diagnostic::error(codes::BAD_LITERAL, value.span, msg).with_label("invalid project name"),
+                            Diagnostic::error(codes::BAD_LITERAL, value.span, msg)
+                                .with_label(format!("invalid `{prop}`")),
                         );
                     }
                 }
@@ -584,8 +582,8 @@ impl<'a> Checker<'a> {
 
     /// Lints on one property's value.
     fn prop_lints(&mut self, k: &Kind, name: &str, value: &ast::Expr, actual: &Ty, want: &Ty) {
-        if name == "image" && matches!(k.name, "container.run" | "trivy.scan") && matches!(actual, Ty::Ref | Ty::String)
-        {
+        let pinned_image = k.lints.iter().any(|l| matches!(l, Lint::PinnedImage(p) if *p == name));
+        if pinned_image && matches!(actual, Ty::Ref | Ty::String) {
             self.push(
                 Diagnostic::warning(
                     codes::UNPINNED_IMAGE,
@@ -596,18 +594,10 @@ impl<'a> Checker<'a> {
                 .with_help("pin by digest: use a push's `pinned` output, or `ref(\"…\") @ digest(\"sha256:…\")`"),
             );
         }
-        let pushes_tag = matches!(
-            (k.name, name),
-            ("docker.push", "to") | ("docker.tag", "tag") | ("registry.copy", "to")
-        );
-        if pushes_tag {
-            self.latest_lint(value);
-        }
-        if (k.name, name) == ("docker.build", "tags") {
-            if let ExprKind::List(items) = &value.kind {
-                for item in items {
-                    self.latest_lint(item);
-                }
+        if k.lints.iter().any(|l| matches!(l, Lint::PushedTag(p) if *p == name)) {
+            match &value.kind {
+                ExprKind::List(items) => items.iter().for_each(|item| self.latest_lint(item)),
+                _ => self.latest_lint(value),
             }
         }
         if want.accepts(&Ty::Path) {
@@ -806,9 +796,14 @@ impl<'a> Checker<'a> {
             // Numbered in flow order, so the name survives reformatting.
             name: format!(
                 "assert_{}",
-                self.plan.nodes.iter().filter(|n| n.kind == "assert").count() + 1
+                self.plan
+                    .nodes
+                    .iter()
+                    .filter(|n| n.kind == catalog::ASSERT_KIND)
+                    .count()
+                    + 1
             ),
-            kind: "assert".to_string(),
+            kind: catalog::ASSERT_KIND.to_string(),
             props,
             deps: Vec::new(),
             scope: self.scope_ref(),

@@ -1,5 +1,5 @@
 //! One task run: its attempts under the retry policy and the per-attempt
-//! timeout, and the dispatch to the task's implementation.
+//! timeout, each run by its kind's runner (`tasks::registry`).
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{Event, TaskRef};
 use crate::eval::{eval, EvalError, Scope};
-use crate::tasks::{self, Outputs, Props, TaskContext, TaskError};
+use crate::tasks::{registry, Outputs, Props, TaskContext, TaskError};
 use crate::value::{format_duration, Value};
 
 /// The retry policy of a node.
@@ -118,9 +118,9 @@ pub(super) async fn run(
             ..ctx.clone()
         };
         let result = match p.timeout {
-            None => dispatch(kind, &p.props, &attempt_ctx).await,
+            None => registry::run(kind, &p.props, &attempt_ctx).await,
             Some(limit) => {
-                let run = dispatch(kind, &p.props, &attempt_ctx);
+                let run = registry::run(kind, &p.props, &attempt_ctx);
                 tokio::pin!(run);
                 tokio::select! {
                     r = &mut run => r,
@@ -133,6 +133,7 @@ pub(super) async fn run(
                 }
             }
         };
+        let result = result.and_then(|outputs| registry::check_outputs(kind, &outputs).map(|()| outputs));
         match result {
             Err(TaskError::Failed(e)) if attempt < p.retry.attempts && !ctx.cancel.is_cancelled() => {
                 attempt += 1;
@@ -150,55 +151,5 @@ pub(super) async fn run(
             }
             other => return (other, attempt),
         }
-    }
-}
-
-/// Task kinds this executor can run (the others are refused before a run).
-pub const RUNNABLE_KINDS: &[&str] = &[
-    "docker.build",
-    "docker.tag",
-    "docker.push",
-    "registry.copy",
-    "container.run",
-    "cosign.sign",
-    "cosign.verify",
-    "trivy.scan",
-    "approval",
-    "compose.up",
-    "compose.down",
-    "shell.run",
-    "http.request",
-    "log",
-    "sleep",
-    "assert",
-];
-
-async fn dispatch(kind: &str, props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
-    match kind {
-        "docker.build" => crate::docker::build::build(props, ctx).await,
-        "docker.tag" => tasks::images::tag(props, ctx).await,
-        "docker.push" => tasks::images::push(props, ctx).await,
-        "registry.copy" => tasks::images::copy(props, ctx).await,
-        "container.run" => crate::docker::run::run(props, ctx).await,
-        "cosign.sign" => tasks::signing::sign(props, ctx).await,
-        "cosign.verify" => tasks::signing::verify(props, ctx).await,
-        "trivy.scan" => crate::scan::scan(props, ctx).await,
-        "approval" => tasks::approval::approval(props, ctx).await,
-        "compose.up" => crate::compose::up(props, ctx).await,
-        "compose.down" => crate::compose::down(props, ctx).await,
-        "shell.run" => tasks::shell::run(props, ctx).await,
-        "http.request" => tasks::http::request(props, ctx).await,
-        "log" => tasks::basic::log(props, ctx).await,
-        "sleep" => tasks::basic::sleep(props, ctx).await,
-        "assert" => match props.get("condition") {
-            Some(Value::Bool(true)) => Ok(Outputs::new()),
-            _ => {
-                let msg = props.get("message").and_then(Value::to_text);
-                Err(TaskError::Failed(msg.unwrap_or_else(|| "assertion failed".into())))
-            }
-        },
-        kind => Err(TaskError::Failed(format!(
-            "task kind `{kind}` cannot run in this version of kflow"
-        ))),
     }
 }

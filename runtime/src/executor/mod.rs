@@ -24,10 +24,9 @@ use kflow_compiler::ir::{NodeId, Plan};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use attempt::RUNNABLE_KINDS;
-
 use crate::eval::eval;
 use crate::secret::{Redactor, Secret};
+use crate::tasks::registry;
 use crate::tasks::LogLine;
 use crate::value::Value;
 
@@ -168,7 +167,7 @@ pub fn unsupported(plan: &Plan) -> Option<String> {
         .nodes
         .iter()
         .map(|n| n.kind.as_str())
-        .filter(|k| !RUNNABLE_KINDS.contains(k))
+        .filter(|k| registry::runner(k).is_none())
         .collect();
     kinds.sort_unstable();
     kinds.dedup();
@@ -176,7 +175,7 @@ pub fn unsupported(plan: &Plan) -> Option<String> {
         format!(
             "these task kinds cannot run in this version of kflow yet: {} (runnable: {})",
             kinds.join(", "),
-            RUNNABLE_KINDS.join(", ")
+            registry::RUNNERS.iter().map(|r| r.kind).collect::<Vec<_>>().join(", ")
         )
     })
 }

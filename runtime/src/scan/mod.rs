@@ -56,7 +56,10 @@ pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     let ignore_file = text(props, "ignore_file").map(|f| ctx.base_dir.join(f));
     if let Some(f) = &ignore_file {
         if !f.is_file() {
-            return Err(TaskError::invalid(format!("the ignore file {} does not exist", f.display())));
+            return Err(TaskError::invalid(format!(
+                "the ignore file {} does not exist",
+                f.display()
+            )));
         }
     }
     let sbom = text(props, "sbom");

@@ -1,4 +1,4 @@
-//! `log` and `sleep`.
+//! `log`, `sleep`, and the `assert` item.
 
 use std::time::Duration;
 
@@ -26,5 +26,16 @@ pub async fn sleep(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Outputs::new()),
         _ = ctx.cancel.cancelled() => Err(TaskError::Cancelled),
+    }
+}
+
+/// An `assert` item: its condition, computed from the values it reads.
+pub async fn assert(props: &Props, _ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    match props.get("condition") {
+        Some(Value::Bool(true)) => Ok(Outputs::new()),
+        // The same values give the same answer on another attempt.
+        _ => Err(TaskError::Invalid(
+            text(props, "message").unwrap_or_else(|| "assertion failed".into()),
+        )),
     }
 }

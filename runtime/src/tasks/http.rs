@@ -117,9 +117,12 @@ async fn send(
 
 pub async fn request(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let url = text(props, "url").ok_or_else(|| TaskError::invalid("`url` is missing"))?;
-    let parsed = reqwest::Url::parse(&url).map_err(|e| TaskError::invalid(format!("`{url}` is not a valid URL: {e}")))?;
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| TaskError::invalid(format!("`{url}` is not a valid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(TaskError::invalid(format!("`{url}`: only http and https URLs are supported")));
+        return Err(TaskError::invalid(format!(
+            "`{url}`: only http and https URLs are supported"
+        )));
     }
     let method = text(props, "method").unwrap_or_else(|| "GET".into());
     let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())

@@ -8,6 +8,7 @@ pub mod command;
 pub mod http;
 pub mod images;
 pub mod lines;
+pub mod registry;
 pub mod shell;
 pub mod signing;
 
