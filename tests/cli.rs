@@ -594,3 +594,32 @@ fn man_pages_render_for_kflow_and_each_subcommand() {
         }
     }
 }
+
+/// Every path docs/architecture.md names (a backquoted word with a `/`, or
+/// a file name inside a folder it names just before) exists, so the map of
+/// the code stays true as the code moves.
+#[test]
+fn the_architecture_names_only_paths_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let crates = ["grammar", "compiler", "runtime", "lsp", "src", "tests", "bench", "docs", "examples"];
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (i, quoted) in text.split('`').enumerate() {
+        // Odd pieces are inside backquotes; paths have no spaces.
+        if i % 2 == 0 || quoted.contains(char::is_whitespace) || !quoted.contains('/') {
+            continue;
+        }
+        let path = quoted.trim_end_matches('/');
+        let first = path.split('/').next().unwrap_or("");
+        if !crates.contains(&first) || path.contains(['*', '<', '{']) {
+            continue;
+        }
+        checked += 1;
+        if !root.join(path).exists() {
+            missing.push(path.to_string());
+        }
+    }
+    assert!(checked > 30, "only {checked} paths found: is the pattern still right?");
+    assert!(missing.is_empty(), "docs/architecture.md names paths that do not exist: {missing:?}");
+}
