@@ -602,7 +602,9 @@ fn man_pages_render_for_kflow_and_each_subcommand() {
 fn the_architecture_names_only_paths_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
-    let crates = ["grammar", "compiler", "runtime", "lsp", "src", "tests", "bench", "docs", "examples"];
+    let crates = [
+        "grammar", "compiler", "runtime", "lsp", "src", "tests", "bench", "docs", "examples",
+    ];
     let mut missing = Vec::new();
     let mut checked = 0;
     for (i, quoted) in text.split('`').enumerate() {
@@ -621,5 +623,8 @@ fn the_architecture_names_only_paths_that_exist() {
         }
     }
     assert!(checked > 30, "only {checked} paths found: is the pattern still right?");
-    assert!(missing.is_empty(), "docs/architecture.md names paths that do not exist: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md names paths that do not exist: {missing:?}"
+    );
 }

@@ -215,6 +215,18 @@ fn only_execution(dir: &Path) -> serde_json::Value {
     list[0].clone()
 }
 
+/// `executions show --json` of the history's one execution.
+fn shown_only_execution(dir: &Path) -> serde_json::Value {
+    let exec = only_execution(dir);
+    let o = kflow(
+        dir,
+        &["executions", "show", exec["id"].as_str().unwrap(), "--json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn executions_are_recorded_with_tasks_attempts_and_logs() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,13 +350,7 @@ fn retry_does_not_retry_what_cannot_succeed() {
     let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
     assert!(out.contains("is not a valid URL"), "{out}");
     assert!(!out.contains("attempt 2"), "{out}");
-    let exec = only_execution(dir.path());
-    let o = kflow(
-        dir.path(),
-        &["executions", "show", exec["id"].as_str().unwrap(), "--json"],
-        &[],
-    );
-    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shown = shown_only_execution(dir.path());
     for task in shown["tasks"].as_array().unwrap() {
         assert_eq!(task["attempts"], 1, "{task}");
         assert_eq!(task["state"], "failed", "{task}");
@@ -359,13 +365,7 @@ fn retries_are_counted_in_the_history() {
     let o = kflow(dir.path(), &["run", "r.kflow"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("flaky | attempt 3"));
-    let exec = only_execution(dir.path());
-    let o = kflow(
-        dir.path(),
-        &["executions", "show", exec["id"].as_str().unwrap(), "--json"],
-        &[],
-    );
-    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shown = shown_only_execution(dir.path());
     assert_eq!(shown["tasks"][0]["attempts"], 3);
     assert_eq!(shown["tasks"][0]["state"], "succeeded");
 }
