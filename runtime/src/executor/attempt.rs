@@ -135,13 +135,13 @@ pub(super) async fn run(
         };
         let result = result.and_then(|outputs| registry::check_outputs(kind, &outputs).map(|()| outputs));
         match result {
-            Err(TaskError::Failed(e)) if attempt < p.retry.attempts && !ctx.cancel.is_cancelled() => {
+            Err(e) if e.is_transient() && attempt < p.retry.attempts && !ctx.cancel.is_cancelled() => {
                 attempt += 1;
                 let delay = p.retry.delay_before(attempt);
                 let _ = events.send(Event::Retrying {
                     task: task.clone(),
                     attempt,
-                    error: ctx.redactor.redact(&e).into_owned(),
+                    error: ctx.redactor.redact(&e.to_string()).into_owned(),
                     delay,
                 });
                 tokio::select! {
