@@ -1,6 +1,7 @@
 //! The task catalog: the single table of task kinds, their properties and
-//! outputs with types and docs. The checker, the language server, `kflow docs`
-//! and the runtime's dispatch all read it.
+//! outputs with types and docs, and their own rules as data. The checker,
+//! the language server, `kflow docs` and the runtime (whose runners sit in
+//! one table beside it, and which checks every run's outputs) all read it.
 
 use rustc_hash::FxHashMap;
 use std::sync::OnceLock;

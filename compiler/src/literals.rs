@@ -292,6 +292,6 @@ mod tests {
         assert!(glob("src/**/*.{rs,toml}").is_ok());
         assert!(glob("src/[ab").is_err());
         assert!(compose_project("pr-42_x").is_ok());
-        assert!(compose_project("PR-42").is_err());
+        assert!(compose_project("PR-42").is_err() && compose_project("-x").is_err() && compose_project("").is_err());
     }
 }
