@@ -344,6 +344,26 @@ async fn a_failing_iteration_fails_the_loop_and_skips_its_readers() {
 }
 
 #[tokio::test]
+async fn a_loop_over_more_items_than_the_bound_fails_before_any_iteration() {
+    // `lines` of a task's output can be millions of items long; a loop
+    // would start a task run for each.
+    let p = plan(
+        r#"flow f {
+  task numbers = shell.run { cmd: ["seq", "10001"] }
+  for n in lines(numbers.stdout) {
+    task each = log { message: n }
+  }
+  output count = each.outcome
+}"#,
+    );
+    let (r, _) = run(&p).await;
+    assert!(!r.succeeded());
+    let said = r.failures.join("\n");
+    assert!(said.contains("10001 items") && said.contains("10000"), "{said}");
+    assert!(!r.tasks.iter().any(|t| t.name.starts_with("each[")), "an iteration ran");
+}
+
+#[tokio::test]
 async fn an_empty_list_runs_no_iteration() {
     let p = plan(
         r#"flow f {

@@ -558,6 +558,11 @@ fn iteration_labels(items: &[Value], redactor: &Redactor) -> Vec<String> {
     (0..items.len()).map(|i| i.to_string()).collect()
 }
 
+/// The most items a loop may run over: a list computed from a task's output
+/// (`lines` of a 4 MiB log) can be millions long, and each item would start
+/// a task run of every task in the loop.
+pub const MAX_LOOP_ITEMS: usize = 10_000;
+
 /// Evaluates a loop's list and starts its iterations, all at once.
 fn start_loop(
     shared: &Arc<Shared>,
@@ -575,6 +580,12 @@ fn start_loop(
         Value::List(items) => items,
         other => return Err(EvalError(format!("the list to loop over is {}", describe(&other)))),
     };
+    if items.len() > MAX_LOOP_ITEMS {
+        return Err(EvalError(format!(
+            "the loop is over {} items, more than the {MAX_LOOP_ITEMS} a loop may have: filter or split the list",
+            items.len()
+        )));
+    }
     // The iterations see what the loop reads, as it is now.
     let mut outputs = HashMap::new();
     for &(_, node, _) in &level.deps[m] {
