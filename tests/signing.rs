@@ -258,9 +258,11 @@ fn sig_manifest_with_payload(reg: &Registry, repo: &str, manifest: &str, digest:
     let payload = format!(
         r#"{{"critical":{{"identity":{{"docker-reference":"evil.example/app"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
     );
-    let path = std::env::temp_dir().join(format!("kflow-payload-{}", std::process::id()));
-    std::fs::write(&path, &payload).unwrap();
-    let sum = std::process::Command::new("sha256sum").arg(&path).output().unwrap();
+    // Removed when dropped, at the end of this function.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &payload).unwrap();
+    let path = file.path();
+    let sum = std::process::Command::new("sha256sum").arg(path).output().unwrap();
     let hex = text(&sum.stdout).split_whitespace().next().unwrap().to_string();
     let o = std::process::Command::new("sh")
         .args([
