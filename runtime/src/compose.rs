@@ -42,7 +42,7 @@ async fn compose_program() -> Result<Vec<String>, TaskError> {
     if v2.is_ok_and(|o| o.status.success()) {
         return Ok(vec!["docker".into(), "compose".into()]);
     }
-    if command::on_path("docker-compose").is_some() {
+    if crate::host::on_path("docker-compose").is_some() {
         return Ok(vec!["docker-compose".into()]);
     }
     Err(failed(

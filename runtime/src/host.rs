@@ -112,7 +112,8 @@ impl HostCommand {
     /// Starts the command. Must be called within a Tokio runtime.
     pub fn spawn(&self) -> io::Result<HostChild> {
         let env = self.environment();
-        let path = resolve(&self.program, &env, self.cwd.as_deref())?;
+        let search = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+        let path = resolve(&self.program, search, self.cwd.as_deref())?;
         let path = c_string(path.as_os_str())?;
         let argv: Vec<CString> = std::iter::once(&self.program)
             .chain(&self.args)
@@ -224,11 +225,9 @@ impl HostChild {
             let Some(pidfd) = &self.pidfd else {
                 return Err(io::Error::other("the process is no longer watched"));
             };
-            // A pidfd is readable once its process has exited.
-            let mut ready = pidfd.readable().await?;
-            if reap(self.pid, &mut self.status)?.is_none() {
-                ready.clear_ready();
-            }
+            // A pidfd is readable once its process has exited; the loop
+            // reaps it (or waits again after a spurious wake-up).
+            pidfd.readable().await?.clear_ready();
         }
     }
 
@@ -393,16 +392,20 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
-/// Where `program` is, as `execvp` would find it (on the command's own PATH).
-fn resolve(program: &OsStr, env: &[(OsString, OsString)], cwd: Option<&Path>) -> io::Result<PathBuf> {
+/// `program` on kflow's own PATH, without running it.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let search = std::env::var_os("PATH");
+    resolve(OsStr::new(program), search.as_deref(), None).ok()
+}
+
+/// Where `program` is, as `execvp` would find it on the PATH `search`
+/// (relative entries from `cwd`).
+fn resolve(program: &OsStr, search: Option<&OsStr>, cwd: Option<&Path>) -> io::Result<PathBuf> {
     if program.as_bytes().contains(&b'/') {
         return Ok(program.into());
     }
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or_else(|| OsString::from(DEFAULT_PATH), |(_, v)| v.clone());
-    for dir in std::env::split_paths(&path) {
+    let search = search.unwrap_or(OsStr::new(DEFAULT_PATH));
+    for dir in std::env::split_paths(search) {
         let candidate = match (dir.is_relative(), cwd) {
             (true, Some(cwd)) => std::path::absolute(cwd.join(&dir).join(program))?,
             (true, None) => std::path::absolute(dir.join(program))?,

@@ -63,7 +63,7 @@ pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         }
     }
     let sbom = text(props, "sbom");
-    match command::on_path("trivy") {
+    match crate::host::on_path("trivy") {
         Some(program) => {
             run_trivy(
                 &program,

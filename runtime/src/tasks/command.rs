@@ -2,7 +2,6 @@
 //! PATH, their stderr in the task's log, killed on cancellation, a failure
 //! quoting their last lines.
 
-use std::path::PathBuf;
 use std::process::Output;
 
 use crate::host::HostCommand;
@@ -11,14 +10,6 @@ use super::{Stream, TaskContext, TaskError};
 
 /// Lines of stderr quoted in the error of a failed program.
 const TAIL: usize = 15;
-
-/// `program` on PATH, without running it.
-pub fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
 
 /// Runs `cmd`, named `what` in messages; a non-zero exit fails the task.
 pub async fn run(cmd: HostCommand, what: &str, ctx: &TaskContext) -> Result<Output, TaskError> {
