@@ -114,10 +114,11 @@ impl HostCommand {
         let env = self.environment();
         let search = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
         let path = resolve(&self.program, search, self.cwd.as_deref())?;
-        let path = c_string(path.as_os_str())?;
+        let path = c_string(path.as_os_str(), || "the program's path".into())?;
         let argv: Vec<CString> = std::iter::once(&self.program)
             .chain(&self.args)
-            .map(|a| c_string(a))
+            .enumerate()
+            .map(|(i, a)| c_string(a, || format!("argument {i}")))
             .collect::<io::Result<_>>()?;
         let envp: Vec<CString> = env
             .iter()
@@ -125,10 +126,16 @@ impl HostCommand {
                 let mut pair = k.as_bytes().to_vec();
                 pair.push(b'=');
                 pair.extend_from_slice(v.as_bytes());
-                c_string(OsStr::from_bytes(&pair))
+                c_string(OsStr::from_bytes(&pair), || {
+                    format!("the environment variable {}", k.to_string_lossy())
+                })
             })
             .collect::<io::Result<_>>()?;
-        let cwd = self.cwd.as_deref().map(|d| c_string(d.as_os_str())).transpose()?;
+        let cwd = self
+            .cwd
+            .as_deref()
+            .map(|d| c_string(d.as_os_str(), || "the folder".into()))
+            .transpose()?;
         let argv_ptrs = null_terminated(&argv);
         let envp_ptrs = null_terminated(&envp);
 
@@ -421,13 +428,11 @@ fn resolve(program: &OsStr, search: Option<&OsStr>, cwd: Option<&Path>) -> io::R
     Err(io::Error::from_raw_os_error(libc::ENOENT))
 }
 
-fn c_string(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{:?} contains a NUL byte", s.to_string_lossy()),
-        )
-    })
+/// `s` for a system call; `what` names it in the error, which never quotes
+/// the value (an argument or a variable may hold a secret).
+fn c_string(s: &OsStr, what: impl FnOnce() -> String) -> io::Result<CString> {
+    CString::new(s.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{} contains a NUL byte", what())))
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
@@ -534,6 +539,16 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         let err = sh("true").current_dir("/kflow/no/such/folder").spawn().unwrap_err();
         assert!(err.to_string().contains("cannot enter /kflow/no/such/folder"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_nul_byte_is_an_error_that_quotes_no_value() {
+        let mut cmd = sh("true");
+        cmd.env("TOKEN", "hunter2\0rest");
+        let err = cmd.spawn().unwrap_err().to_string();
+        assert_eq!(err, "the environment variable TOKEN contains a NUL byte");
+        let err = sh("true").arg("hunter2\0rest").spawn().unwrap_err().to_string();
+        assert_eq!(err, "argument 3 contains a NUL byte");
     }
 
     #[tokio::test]
