@@ -36,6 +36,7 @@ pub const UNKNOWN_FUNCTION: &str = "kflow::name::unknown-function";
 pub const UNKNOWN_TYPE: &str = "kflow::name::unknown-type";
 pub const UNKNOWN_TASK: &str = "kflow::name::unknown-task";
 pub const UNKNOWN_TRIGGER: &str = "kflow::name::unknown-trigger";
+pub const TRIGGER_SCOPE: &str = "kflow::name::trigger-scope";
 pub const DUPLICATE: &str = "kflow::name::duplicate";
 pub const MISPLACED: &str = "kflow::name::misplaced-item";
 
@@ -49,6 +50,7 @@ pub const OPTIONAL: &str = "kflow::type::optional";
 pub const WRONG_ARGS: &str = "kflow::type::arguments";
 pub const NOT_CONSTANT: &str = "kflow::type::not-constant";
 pub const ONE_OF: &str = "kflow::type::one-of";
+pub const UNBOUND_INPUT: &str = "kflow::type::unbound-input";
 
 pub const CYCLE: &str = "kflow::graph::cycle";
 
@@ -91,6 +93,10 @@ pub static CODES: &[Code] = &[
         UNKNOWN_TRIGGER,
         "An `on` trigger other than `webhook`, `schedule` or `file`.",
     ),
+    e(
+        TRIGGER_SCOPE,
+        "`trigger.…` read outside a trigger's `when` and `inputs`, or a trigger reading an input, secret, `let` or task.",
+    ),
     e(DUPLICATE, "Two items with the same name in one flow."),
     e(
         MISPLACED,
@@ -120,6 +126,10 @@ pub static CODES: &[Code] = &[
     e(
         ONE_OF,
         "Properties that exclude each other, or none of a required pair.",
+    ),
+    e(
+        UNBOUND_INPUT,
+        "A trigger that leaves a required input (one without a default) unbound.",
     ),
     e(CYCLE, "Tasks that depend on each other in a cycle."),
     w(

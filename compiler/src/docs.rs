@@ -11,6 +11,7 @@ use crate::catalog::{self, COMMON, COMMON_OUTPUTS, KINDS};
 use crate::codes::CODES;
 use crate::functions::FUNCTIONS;
 use crate::render::{human, FileReport, HumanStyle};
+use crate::triggers::{self, TRIGGERS};
 
 mod examples {
     include!(concat!(env!("OUT_DIR"), "/examples.rs"));
@@ -74,6 +75,38 @@ pub fn catalog_markdown() -> String {
             );
         }
     }
+    s
+}
+
+/// Markdown for the trigger kinds (argument, body properties, fields) and
+/// for `concurrency`.
+pub fn triggers_markdown() -> String {
+    let mut s = String::new();
+    let props = |s: &mut String, props: &mut dyn Iterator<Item = &catalog::Prop>| {
+        let _ = writeln!(s, "| property | type | | meaning |\n|---|---|---|---|");
+        for p in props {
+            let req = if p.required { "required" } else { "optional" };
+            let ty = format!("`{}`", cell(&crate::types::parse_spec(p.ty).to_string()));
+            let _ = writeln!(s, "| `{}` | {ty} | {req} | {} |", p.name, cell(p.doc));
+        }
+    };
+    for t in TRIGGERS {
+        let _ = writeln!(s, "#### `on {}`\n\n{} Its argument is {}.\n", t.name, t.doc, t.arg);
+        props(&mut s, &mut t.props.iter().chain(triggers::COMMON));
+        let _ = writeln!(s, "\n| field | type | meaning |\n|---|---|---|");
+        for f in t.fields {
+            let only = if f.providers.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} only)", f.providers.join(" and "))
+            };
+            let ty = format!("`{}`", cell(&f.ty().to_string()));
+            let _ = writeln!(s, "| `trigger.{}` | {ty} | {}{only} |", f.name, cell(f.doc));
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "#### `concurrency`\n");
+    props(&mut s, &mut triggers::CONCURRENCY.iter());
     s
 }
 

@@ -168,10 +168,26 @@ impl Fmt<'_> {
         let span = item.span();
         self.anchor(span.start);
         match item {
-            Item::On(o) => {
-                self.out.push_str(&format!("on {} ", o.trigger.name));
-                self.expr(&o.arg);
-            }
+            Item::On(o) => match &o.body {
+                None => {
+                    self.out.push_str(&format!("on {} ", o.trigger.name));
+                    self.expr(&o.arg);
+                }
+                Some(b) => {
+                    let arg = self
+                        .inline(&o.arg)
+                        .unwrap_or_else(|| self.src[o.arg.span.start..o.arg.span.end].to_string());
+                    let header = format!("on {} {arg} {{", o.trigger.name);
+                    self.body(header, o.arg.span.end, &b.props, b.span, o.span.end);
+                }
+            },
+            Item::Concurrency(c) => self.body(
+                "concurrency {".to_string(),
+                c.keyword.end,
+                &c.body.props,
+                c.body.span,
+                c.span.end,
+            ),
             Item::Input(i) => {
                 self.out
                     .push_str(&format!("input {}: {}", i.name.name, type_text(&i.ty)));
@@ -241,15 +257,21 @@ impl Fmt<'_> {
 
     fn task(&mut self, t: &ast::Task) {
         let header = format!("task {} = {} {{", t.name.name, t.kind.name);
-        if t.props.is_empty() && !self.has_comment_in(t.body) {
+        self.body(header, t.kind.span.end, &t.props, t.body, t.span.end);
+    }
+
+    /// A `{ name: value, … }` body after `header` (which ends with `{` and
+    /// stands for the source up to `header_end`): on one line when short and
+    /// free of comments, else one property a line.
+    fn body(&mut self, header: String, header_end: usize, props: &[ast::Property], body: Span, end: usize) {
+        if props.is_empty() && !self.has_comment_in(body) {
             self.out.push_str(&header);
             self.out.push('}');
             return;
         }
-        let inline = (t.props.len() <= MAX_INLINE_PROPS && !self.has_comment_in(t.body))
+        let inline = (props.len() <= MAX_INLINE_PROPS && !self.has_comment_in(body))
             .then(|| {
-                let props: Option<Vec<String>> = t
-                    .props
+                let props: Option<Vec<String>> = props
                     .iter()
                     .map(|p| Some(format!("{}: {}", p.name.name, self.inline(p.value.as_ref()?)?)))
                     .collect();
@@ -262,10 +284,10 @@ impl Fmt<'_> {
             return;
         }
         self.out.push_str(&header);
-        self.trailing(t.kind.span.end, t.props.first().map_or(t.span.end, |p| p.span.start));
+        self.trailing(header_end, props.first().map_or(end, |p| p.span.start));
         self.indent += 1;
         self.at_block_start = true;
-        for p in &t.props {
+        for p in props {
             self.anchor(p.span.start);
             self.out.push_str(&p.name.name);
             self.out.push_str(": ");
@@ -278,14 +300,13 @@ impl Fmt<'_> {
                 ),
             }
             self.prev_end = p.span.end;
-            let limit = t
-                .props
+            let limit = props
                 .iter()
                 .find(|q| q.span.start > p.span.start)
-                .map_or(t.span.end, |q| q.span.start);
+                .map_or(end, |q| q.span.start);
             self.trailing(p.span.end, limit);
         }
-        self.flush_before(t.span.end.saturating_sub(1), true);
+        self.flush_before(end.saturating_sub(1), true);
         self.indent -= 1;
         self.newline();
         self.out.push('}');

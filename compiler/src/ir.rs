@@ -19,6 +19,10 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<String>,
     pub triggers: Vec<Trigger>,
+    /// How many executions of the flow may run at once, and what a new one
+    /// over the limit does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     pub inputs: Vec<InputDecl>,
     pub secrets: Vec<SecretDecl>,
     pub lets: Vec<LetDecl>,
@@ -29,10 +33,52 @@ pub struct Plan {
     pub outputs: Vec<OutputDecl>,
 }
 
+/// `on KIND "VALUE" { … }`: what starts the flow in `kflow serve`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trigger {
+    /// `webhook`, `schedule` or `file`.
     pub kind: String,
+    /// The webhook's name, the cron expression or the glob.
     pub value: String,
+    /// A webhook's provider (`github`, `gitlab`, `standard`, `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The name of the `secret` item a webhook is verified with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Only these webhook events start an execution (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Reads `Expr::Trigger` fields and constants only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Expr>,
+    /// Input name → its value, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<(String, Expr)>,
+    /// A schedule's IANA zone (UTC when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// A schedule's `none`, `last` or `all` (`last` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup: Option<String>,
+    /// A file trigger's debounce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce_ms: Option<u64>,
+    /// 1-based line of the trigger in the flow file.
+    #[serde(default)]
+    pub line: usize,
+}
+
+/// `concurrency { key, limit, on_conflict }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Concurrency {
+    /// Evaluated with the inputs when an execution is started; the flow's
+    /// name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Expr>,
+    pub limit: u32,
+    /// `queue`, `cancel_running` or `skip`.
+    pub on_conflict: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +98,10 @@ pub struct SecretDecl {
     pub source: String,
     /// The variable name or file path (never the secret itself).
     pub arg: Expr,
+    /// Read only by triggers (a webhook's key): the server reads it, an
+    /// execution never does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trigger_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,7 +272,12 @@ pub enum Expr {
     Task {
         name: String,
     },
-    /// `pinned.repo`, `pinned.digest`.
+    /// A field of the delivery that started the execution (`trigger.tag`),
+    /// in a trigger's `when` and `inputs` only.
+    Trigger {
+        field: String,
+    },
+    /// `pinned.repo`, `pinned.digest`; a key of a JSON value.
     Field {
         base: Box<Expr>,
         field: String,
@@ -257,6 +312,33 @@ pub enum Expr {
 }
 
 impl Plan {
+    /// Each trigger's name, in order: a webhook's own name, else its kind
+    /// (`schedule`), numbered from the second of a kind on (`schedule-2`).
+    pub fn trigger_names(&self) -> Vec<String> {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        self.triggers
+            .iter()
+            .map(|t| {
+                if t.kind == "webhook" {
+                    return t.value.clone();
+                }
+                let n = seen.entry(t.kind.as_str()).or_default();
+                *n += 1;
+                if *n == 1 {
+                    t.kind.clone()
+                } else {
+                    format!("{}-{n}", t.kind)
+                }
+            })
+            .collect()
+    }
+
+    /// The trigger named `name` (see [`Plan::trigger_names`]).
+    pub fn trigger(&self, name: &str) -> Option<&Trigger> {
+        let i = self.trigger_names().iter().position(|n| n == name)?;
+        self.triggers.get(i)
+    }
+
     /// The dependency graph (edge `a → b`: `b` waits for `a`), including the
     /// implicit edges of scopes: `catch`/`finally` nodes wait for the `try`
     /// block to settle.

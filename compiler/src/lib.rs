@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod catalog;
 pub mod check;
 pub mod codes;
+pub mod cron;
 pub mod docs;
 pub mod format;
 pub mod functions;
@@ -15,6 +16,7 @@ pub mod ir;
 pub mod literals;
 pub mod render;
 pub mod suggest;
+pub mod triggers;
 pub mod types;
 
 pub use kflow_grammar as grammar;

@@ -133,83 +133,21 @@ pub fn tag_ref(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Five-field cron (`minute hour day month weekday`) or `@daily` and friends.
+/// Cron: five fields (`minute hour day month weekday`), six with seconds
+/// first, or `@daily` and friends (see [`crate::cron`]).
 pub fn cron(s: &str) -> Result<(), String> {
-    const MACROS: &[&str] = &[
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
-    if s.starts_with('@') {
-        return if MACROS.contains(&s) {
-            Ok(())
-        } else {
-            Err(format!("unknown schedule `{s}`: expected one of {}", MACROS.join(", ")))
-        };
+    crate::cron::Cron::parse(s).map(|_| ())
+}
+
+/// An IANA time zone name (`Europe/Berlin`, `UTC`), as the bundled time
+/// zone database knows it.
+pub fn timezone(s: &str) -> Result<(), String> {
+    match jiff::tz::db().get(s) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "unknown time zone `{s}`: write an IANA name such as `Europe/Berlin` or `UTC`"
+        )),
     }
-    const FIELDS: [(&str, u32, u32, &[&str]); 5] = [
-        ("minute", 0, 59, &[]),
-        ("hour", 0, 23, &[]),
-        ("day of month", 1, 31, &[]),
-        (
-            "month",
-            1,
-            12,
-            &[
-                "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-            ],
-        ),
-        ("day of week", 0, 7, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
-    ];
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 5 {
-        return Err(format!(
-            "a schedule has 5 fields (minute hour day month weekday), this one has {}",
-            parts.len()
-        ));
-    }
-    for (part, (what, lo, hi, names)) in parts.iter().zip(FIELDS) {
-        for item in part.split(',') {
-            let (range, step) = match item.split_once('/') {
-                Some((r, st)) => (r, Some(st)),
-                None => (item, None),
-            };
-            if let Some(st) = step {
-                if st.parse::<u32>().map_or(true, |n| n == 0) {
-                    return Err(format!("`{st}` is not a valid step in the {what} field"));
-                }
-            }
-            if range == "*" {
-                continue;
-            }
-            let value = |v: &str| -> Result<u32, String> {
-                let lower = v.to_ascii_lowercase();
-                if let Some(i) = names.iter().position(|n| *n == lower) {
-                    return Ok(i as u32 + if lo == 1 { 1 } else { 0 });
-                }
-                match v.parse::<u32>() {
-                    Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-                    _ => Err(format!("`{v}` is out of range for the {what} field ({lo}-{hi})")),
-                }
-            };
-            match range.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (value(a)?, value(b)?);
-                    if a > b {
-                        return Err(format!("range `{range}` in the {what} field goes backwards"));
-                    }
-                }
-                None => {
-                    value(range)?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Balanced `[…]` and `{…}` in a glob.

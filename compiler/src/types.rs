@@ -35,6 +35,10 @@ pub enum Ty {
     Credentials,
     /// A task used as a value (`after: [build]`).
     Task,
+    /// A value of a delivery's JSON body (`trigger.body.…`): its shape is
+    /// known only when it arrives, where it is converted to the type it is
+    /// bound to (a delivery whose value does not convert is refused).
+    Json,
     /// The output record of a task of this kind.
     Outputs(String),
     /// Bare identifiers from a closed set (`never|missing|always`).
@@ -150,6 +154,10 @@ pub fn fit(actual: &Ty, expected: &Ty) -> Fit {
             f => f,
         },
         (Outputs(_), Task) => Fit::Yes,
+        // Converted when the delivery arrives; never into a secret or a
+        // value only the engine or a task makes.
+        (Json, Secret | Credentials | Task | Outputs(_) | Image) => Fit::No,
+        (Json, _) => Fit::Yes,
         _ => Fit::No,
     }
 }
@@ -170,6 +178,7 @@ impl fmt::Display for Ty {
             Ty::Severity => f.write_str("severity"),
             Ty::Credentials => f.write_str("credentials"),
             Ty::Task => f.write_str("task"),
+            Ty::Json => f.write_str("json"),
             Ty::Outputs(kind) => write!(f, "task<{kind}>"),
             Ty::Enum(xs) => f.write_str(&xs.join("|")),
             Ty::Record(fields) => {
@@ -289,6 +298,7 @@ fn parse_atom(s: &str) -> (Ty, &str) {
             }
         }
         "retry" => retry_record(),
+        "json" => Ty::Json,
         "unknown_type" => Ty::Error,
         w if w.starts_with("task<") => Ty::Outputs(w[5..].to_string()),
         w => named(w).unwrap_or_else(|| Ty::Enum(vec![w.to_string()])),

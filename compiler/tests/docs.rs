@@ -21,6 +21,7 @@ fn language_reference_is_current() {
     let doc = std::fs::read_to_string(&path).unwrap();
     let mut want = replace_section(&doc, "catalog", &kflow_compiler::docs::catalog_markdown());
     want = replace_section(&want, "functions", &kflow_compiler::docs::functions_markdown());
+    want = replace_section(&want, "triggers", &kflow_compiler::docs::triggers_markdown());
     want = replace_section(&want, "diagnostics", &kflow_compiler::docs::diagnostics_markdown());
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::write(&path, &want).unwrap();

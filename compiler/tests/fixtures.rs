@@ -128,8 +128,10 @@ fn meaning(src: &str) -> (Vec<&'static str>, String) {
     let codes = a.diagnostics.iter().map(|d| d.code).collect();
     let mut plans = serde_json::to_value(a.flows.iter().map(|f| &f.plan).collect::<Vec<_>>()).unwrap();
     for plan in plans.as_array_mut().unwrap() {
-        for node in plan["nodes"].as_array_mut().unwrap() {
-            node.as_object_mut().unwrap().remove("line");
+        for key in ["nodes", "triggers"] {
+            for item in plan[key].as_array_mut().unwrap() {
+                item.as_object_mut().unwrap().remove("line");
+            }
         }
     }
     (codes, plans.to_string())

@@ -57,6 +57,7 @@ pub enum Item {
     For(For),
     Assert(Assert),
     Output(Output),
+    Concurrency(Concurrency),
     /// A region that did not parse; `name` is the name it seemed to declare
     /// (e.g. `task build = …`), so references to it do not cascade.
     Error(ErrorItem),
@@ -74,6 +75,7 @@ impl Item {
             Item::For(x) => x.span,
             Item::Assert(x) => x.span,
             Item::Output(x) => x.span,
+            Item::Concurrency(x) => x.span,
             Item::Error(x) => x.span,
         }
     }
@@ -94,7 +96,34 @@ impl Item {
 pub struct On {
     pub trigger: Ident,
     pub arg: Expr,
+    /// `{ provider: github, inputs: { … } }`, when written.
+    pub body: Option<Body>,
     pub span: Span,
+}
+
+/// `concurrency { key: …, limit: …, on_conflict: … }`.
+#[derive(Debug, Clone)]
+pub struct Concurrency {
+    /// The `concurrency` keyword.
+    pub keyword: Span,
+    pub body: Body,
+    pub span: Span,
+}
+
+/// The `{ name: value, … }` of a trigger or of `concurrency`.
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub props: Vec<Property>,
+    /// From `{` to `}` (or to where the unclosed body ends).
+    pub span: Span,
+    /// False when the body ran into the next item or the end of the file.
+    pub closed: bool,
+}
+
+impl Body {
+    pub fn prop(&self, name: &str) -> Option<&Property> {
+        self.props.iter().find(|p| p.name.name == name)
+    }
 }
 
 #[derive(Debug, Clone)]

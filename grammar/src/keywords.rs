@@ -7,7 +7,18 @@
 pub const TOP: &[&str] = &["flow", "import"];
 
 /// Words that start an item of a flow or block.
-pub const ITEM: &[&str] = &["task", "input", "secret", "let", "output", "try", "for", "assert", "on"];
+pub const ITEM: &[&str] = &[
+    "task",
+    "input",
+    "secret",
+    "let",
+    "output",
+    "try",
+    "for",
+    "assert",
+    "on",
+    "concurrency",
+];
 
 /// Items that declare a name (`task NAME …`).
 pub const DECLARING: &[&str] = &["task", "input", "secret", "let"];

@@ -172,7 +172,30 @@ impl<'s> Lower<'s> {
             Rule::on_item => {
                 let trigger = self.ident(inner.next().expect("grammar: trigger"));
                 let arg = self.value(inner.next().expect("grammar: trigger argument"));
-                Item::On(On { trigger, arg, span })
+                let body = inner
+                    .next()
+                    .map(|open| self.body(open, inner, "trigger body", span.end));
+                let span = match &body {
+                    Some(b) if !b.closed => Span::new(span.start, b.span.end),
+                    _ => span,
+                };
+                Item::On(On {
+                    trigger,
+                    arg,
+                    body,
+                    span,
+                })
+            }
+            Rule::concurrency_item => {
+                let keyword = self.span_of(&kw);
+                let open = inner.next().expect("grammar: concurrency body");
+                let body = self.body(open, inner, "concurrency body", span.end);
+                let span = if body.closed {
+                    span
+                } else {
+                    Span::new(span.start, body.span.end)
+                };
+                Item::Concurrency(Concurrency { keyword, body, span })
             }
             Rule::input_item => {
                 let name = self.ident(inner.next().expect("grammar: input name"));
@@ -263,9 +286,49 @@ impl<'s> Lower<'s> {
     fn task(&mut self, mut inner: Pairs<Rule>, doc: Option<String>, span: Span) -> Task {
         let name = self.ident(inner.next().expect("grammar: task name"));
         let kind = self.ident(inner.next().expect("grammar: task kind"));
+        let (props, closed) = self.props(inner, kind.span, "task body");
+        let body_end = if closed {
+            span.end
+        } else {
+            props.last().map_or(kind.span.end, |p| p.span.end)
+        };
+        let open = self.src[kind.span.end..]
+            .find('{')
+            .map_or(kind.span.end, |o| kind.span.end + o);
+        let span = if closed { span } else { Span::new(span.start, body_end) };
+        Task {
+            doc,
+            name,
+            kind,
+            props,
+            body: Span::new(open, span.end),
+            closed,
+            span,
+        }
+    }
+
+    /// The `{ … }` of a trigger or of `concurrency`, from its opening brace
+    /// to the end of its item (`item_end`) when closed.
+    fn body(&mut self, open: Pair<Rule>, rest: Pairs<Rule>, what: &str, item_end: usize) -> Body {
+        let open = self.span_of(&open);
+        let (props, closed) = self.props(rest, open, what);
+        let end = if closed {
+            item_end
+        } else {
+            props.last().map_or(open.end, |p| p.span.end)
+        };
+        Body {
+            props,
+            span: Span::new(open.start, end),
+            closed,
+        }
+    }
+
+    /// The properties of a body, and whether it was closed; `opener` is what
+    /// an unclosed body is reported at.
+    fn props(&mut self, inner: Pairs<Rule>, opener: Span, what: &str) -> (Vec<Property>, bool) {
         let mut props: Vec<Property> = Vec::new();
         let mut closed = true;
-        let mut body_end = span.end;
         for p in inner {
             match p.as_rule() {
                 Rule::property => {
@@ -319,25 +382,12 @@ impl<'s> Lower<'s> {
                 }
                 Rule::unclosed_task => {
                     closed = false;
-                    body_end = props.last().map_or(kind.span.end, |p| p.span.end);
-                    self.unclosed(kind.span, "task body");
+                    self.unclosed(opener, what);
                 }
                 _ => {}
             }
         }
-        let open = self.src[kind.span.end..]
-            .find('{')
-            .map_or(kind.span.end, |o| kind.span.end + o);
-        let span = if closed { span } else { Span::new(span.start, body_end) };
-        Task {
-            doc,
-            name,
-            kind,
-            props,
-            body: Span::new(open, span.end),
-            closed,
-            span,
-        }
+        (props, closed)
     }
 
     /// Properties and map entries are separated by a newline or a comma.
@@ -690,6 +740,7 @@ fn hole_diagnostic(text: &str, base: usize, at: HoleAt) -> Diagnostic {
         (HoleAt::Item, "output") => (Some(Rule::output_item), "output"),
         (HoleAt::Item, "assert") => (Some(Rule::assert_item), "assert"),
         (HoleAt::Item, "on") => (Some(Rule::on_item), "trigger"),
+        (HoleAt::Item, "concurrency") => (Some(Rule::concurrency_item), "concurrency block"),
         (HoleAt::Item, "try") => (Some(Rule::try_item), "try block"),
         (HoleAt::Item, "for") => (Some(Rule::for_item), "for loop"),
         (HoleAt::Item, _) => (

@@ -6,6 +6,7 @@ use kflow_compiler::analysis::{Analysis, FlowInfo};
 use kflow_compiler::catalog::{self, Kind, Method, Out, Prop};
 use kflow_compiler::functions::{self, Function};
 use kflow_compiler::grammar::ast::{Expr, ExprKind, Item, StrPart};
+use kflow_compiler::triggers::{self, Field as TriggerFieldDecl, TriggerKind};
 use kflow_compiler::types::Ty;
 use kflow_compiler::Span;
 
@@ -49,6 +50,19 @@ pub enum Target<'a> {
     /// A built-in function's name where it is called.
     Function {
         function: &'static Function,
+        span: Span,
+    },
+    /// A property of a trigger's or of `concurrency`'s body; `owner` is
+    /// `on webhook` or `concurrency`.
+    BodyProperty {
+        owner: String,
+        prop: &'static Prop,
+        span: Span,
+    },
+    /// `trigger.field` in a trigger's `when` or `inputs`.
+    TriggerField {
+        trigger: &'static TriggerKind,
+        field: &'static TriggerFieldDecl,
         span: Span,
     },
 }
@@ -142,9 +156,61 @@ fn in_items<'a>(items: &'a [Item], info: Option<&'a FlowInfo>, offset: usize) ->
                 return in_expr(&a.cond, info, offset)
                     .or_else(|| a.message.as_ref().and_then(|m| in_expr(m, info, offset)));
             }
-            Item::On(o) => return in_expr(&o.arg, info, offset),
+            Item::On(o) => {
+                let kind = triggers::kind(&o.trigger.name)?;
+                for p in o.body.iter().flat_map(|b| &b.props) {
+                    if contains(p.name.span, offset) {
+                        return Some(Target::BodyProperty {
+                            owner: format!("on {}", kind.name),
+                            prop: kind.prop(&p.name.name)?,
+                            span: p.name.span,
+                        });
+                    }
+                    if let Some(v) = p.value.as_ref().filter(|v| contains(v.span, offset)) {
+                        return trigger_field(kind, v, offset).or_else(|| in_expr(v, info, offset));
+                    }
+                }
+                return None;
+            }
+            Item::Concurrency(c) => {
+                for p in &c.body.props {
+                    if contains(p.name.span, offset) {
+                        return Some(Target::BodyProperty {
+                            owner: "concurrency".into(),
+                            prop: triggers::CONCURRENCY.iter().find(|q| q.name == p.name.name)?,
+                            span: p.name.span,
+                        });
+                    }
+                    if let Some(v) = p.value.as_ref().filter(|v| contains(v.span, offset)) {
+                        return in_expr(v, info, offset);
+                    }
+                }
+                return None;
+            }
             Item::Error(_) => {}
         }
+    }
+    None
+}
+
+/// `trigger.NAME` under the offset, in an expression of a trigger of `kind`.
+fn trigger_field(kind: &'static TriggerKind, e: &Expr, offset: usize) -> Option<Target<'static>> {
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        if !contains(e.span, offset) {
+            continue;
+        }
+        if let ExprKind::Field(base, field) = &e.kind {
+            if matches!(&base.kind, ExprKind::Name(n) if n == "trigger") && contains(field.span, offset) {
+                let decl = kind.fields.iter().find(|f| f.name == field.name)?;
+                return Some(Target::TriggerField {
+                    trigger: kind,
+                    field: decl,
+                    span: field.span,
+                });
+            }
+        }
+        stack.extend(children(e));
     }
     None
 }
@@ -245,7 +311,9 @@ impl Target<'_> {
             | Target::Output { span, .. }
             | Target::Field { span, .. }
             | Target::Method { span, .. }
-            | Target::Function { span, .. } => *span,
+            | Target::Function { span, .. }
+            | Target::BodyProperty { span, .. }
+            | Target::TriggerField { span, .. } => *span,
         }
     }
 }

@@ -6,6 +6,7 @@
 use kflow_compiler::analysis::{FlowInfo, SymKind};
 use kflow_compiler::catalog::{self, Kind};
 use kflow_compiler::functions::FUNCTIONS;
+use kflow_compiler::triggers;
 use kflow_compiler::types::{self, fit, Fit, Ty, TYPE_NAMES};
 use tower_lsp_server::ls_types::{
     CompletionItem, CompletionItemKind, CompletionTextEdit, Documentation, MarkupContent, MarkupKind, Range, TextEdit,
@@ -23,7 +24,8 @@ const ITEMS: &[(&str, &str)] = &[
     ("assert", "assert CONDITION, \"message\""),
     ("for", "for ITEM in LIST { … }"),
     ("try", "try { … } catch { … } finally { … }"),
-    ("on", "on webhook|schedule|file \"…\""),
+    ("on", "on webhook|schedule|file \"…\" { inputs: { … } }"),
+    ("concurrency", "concurrency { key: …, limit: 1, on_conflict: queue }"),
 ];
 
 struct Items {
@@ -168,6 +170,11 @@ pub fn complete(cursor: &Cursor, snap: &Snapshot, pos: usize, analyzed: Option<&
                 }
             }
         }
+        Ctx::Member { path }
+            if path.len() == 1 && path[0] == "trigger" && flow.is_none_or(|f| f.symbol("trigger").is_none()) =>
+        {
+            trigger_fields(&mut items, &snap.text[..cursor.word_start.min(snap.text.len())])
+        }
         Ctx::Member { path } => members(&mut items, flow, path),
         Ctx::Value { expected } => values(&mut items, cursor, flow, expected.as_ref()),
     }
@@ -185,6 +192,32 @@ fn kind_doc(k: &Kind) -> String {
         doc.push_str(&format!("\n\nOutputs: {}", outputs.join(", ")));
     }
     doc
+}
+
+/// `trigger.|`: the fields of the trigger whose body the cursor is in (the
+/// nearest `on KIND` before it), or of every kind.
+fn trigger_fields(items: &mut Items, before: &str) {
+    let kind = before.rmatch_indices("on ").find_map(|(i, _)| {
+        let word_start = i == 0 || !before.as_bytes()[i - 1].is_ascii_alphanumeric();
+        let rest = before[i + 3..].trim_start();
+        word_start
+            .then(|| triggers::TRIGGERS.iter().find(|t| rest.starts_with(t.name)))
+            .flatten()
+    });
+    let kinds: Vec<&triggers::TriggerKind> = match kind {
+        Some(k) => vec![k],
+        None => triggers::TRIGGERS.iter().collect(),
+    };
+    for k in kinds {
+        for f in k.fields {
+            let detail = if f.providers.is_empty() {
+                f.ty.to_string()
+            } else {
+                format!("{} ({})", f.ty, f.providers.join(", "))
+            };
+            items.add(f.name, CompletionItemKind::FIELD, detail, f.doc, "0", None);
+        }
+    }
 }
 
 fn members(items: &mut Items, flow: Option<&FlowInfo>, path: &[String]) {

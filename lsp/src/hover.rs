@@ -47,6 +47,24 @@ pub fn markdown(target: &Target) -> String {
         Target::Function { function, .. } => {
             format!("```kflow\n{}\n```\n{}", function.signature(), function.doc)
         }
+        Target::BodyProperty { owner, prop, .. } => {
+            let required = if prop.required { "Required" } else { "Optional" };
+            format!(
+                "```kflow\n{}: {}\n```\n{required} property of `{owner}`.\n\n{}",
+                prop.name, prop.ty, prop.doc
+            )
+        }
+        Target::TriggerField { trigger, field, .. } => {
+            let whose = if field.providers.is_empty() {
+                format!("every `{}` delivery", trigger.name)
+            } else {
+                format!("`{}` webhooks", field.providers.join("` and `"))
+            };
+            format!(
+                "```kflow\ntrigger.{}: {}\n```\nField of {whose}.\n\n{}",
+                field.name, field.ty, field.doc
+            )
+        }
         Target::Method { kind, method, .. } => {
             format!(
                 "```kflow\n{}({}) -> {}\n```\nMethod of `{}`.\n\n{}",

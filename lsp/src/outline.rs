@@ -96,7 +96,7 @@ fn items(items: &[Item], snap: &Snapshot) -> Vec<DocumentSymbol> {
                     self::items(&f.body.items, snap),
                 ));
             }
-            Item::On(_) | Item::Assert(_) | Item::Error(_) => {}
+            Item::On(_) | Item::Concurrency(_) | Item::Assert(_) | Item::Error(_) => {}
         }
     }
     out

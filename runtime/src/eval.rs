@@ -37,6 +37,10 @@ pub trait Scope {
     /// A task's output record (for a task inside a loop read from outside
     /// it: the list of its records); `None` when the task produced none.
     fn outputs(&self, task: &str) -> Option<Value>;
+    /// A field of the delivery being bound (`None`: no delivery here).
+    fn trigger(&self, _field: &str) -> Option<Value> {
+        None
+    }
 }
 
 pub fn eval(e: &Expr, scope: &dyn Scope) -> Result<Value> {
@@ -68,6 +72,9 @@ pub fn eval(e: &Expr, scope: &dyn Scope) -> Result<Value> {
             .loop_var(name)
             .ok_or_else(|| EvalError(format!("loop variable `{name}` used outside its loop")))?,
         Expr::Task { name } => Value::Task(name.clone()),
+        Expr::Trigger { field } => scope
+            .trigger(field)
+            .ok_or_else(|| EvalError(format!("`trigger.{field}` is read where no delivery is")))?,
         Expr::Output { task, field } => match scope.outputs(task) {
             Some(record) => project(&record, field),
             None => Value::Missing,
@@ -110,6 +117,8 @@ fn project(record: &Value, field: &str) -> Value {
 fn field_of(v: &Value, field: &str) -> Result<Value> {
     match (v, field) {
         (Value::Missing, _) => Ok(Value::Missing),
+        // A delivery's JSON: an absent key is absent.
+        (Value::Map(m), _) => Ok(m.get(field).cloned().unwrap_or(Value::Missing)),
         (Value::Pinned(p), "digest") => match p.split_once('@') {
             Some((_, d)) => Ok(Value::Digest(d.to_string())),
             None => err(format!("`{p}` has no digest")),

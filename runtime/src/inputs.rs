@@ -99,6 +99,21 @@ impl Scope for Empty {
     }
 }
 
+/// An input's value when none is given: its default, absent for an
+/// optional one, else an error saying it is required.
+pub fn default_value(decl: &kflow_compiler::ir::InputDecl) -> Result<Value, String> {
+    match (&decl.default, &decl.ty) {
+        (Some(d), _) => {
+            eval(d, &Empty).map_err(|e| format!("input `{}`: its default cannot be computed: {e}", decl.name))
+        }
+        (None, Ty::Optional(_)) => Ok(Value::Missing),
+        (None, ty) => Err(format!(
+            "input `{}` (type `{ty}`) is required and has no value",
+            decl.name
+        )),
+    }
+}
+
 /// The value of every input: given ones parsed, the others from their
 /// defaults. Every problem is reported, one line each.
 pub fn resolve(plan: &Plan, given: &[(String, String)]) -> Result<BTreeMap<String, Value>, Vec<String>> {

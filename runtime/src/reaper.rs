@@ -26,7 +26,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 use crate::docker::{hold, resources, EXECUTION_LABEL, HISTORY_LABEL};
-use crate::store::Store;
+use crate::store::SqliteStore;
 
 /// What a pass removed, and what it left because it cannot tell.
 #[derive(Debug, Default)]
@@ -53,13 +53,14 @@ enum Verdict {
 
 /// What may go of an execution of this history; `None` when the history
 /// does not know it.
-fn verdict(store: &Store, exec: &str) -> Result<Option<Verdict>, String> {
-    Ok(match store.state_of(exec).map_err(|e| e.0)?.as_deref() {
+fn verdict(store: &SqliteStore, exec: &str) -> Result<Option<Verdict>, String> {
+    use crate::state::ExecutionState as S;
+    Ok(match store.state_of(exec).map_err(|e| e.0)? {
         None => None,
-        Some("paused") => Some(Verdict::Keep),
-        Some("running") if store.process_alive(exec).map_err(|e| e.0)? => Some(Verdict::Keep),
-        Some("running") | Some("interrupted") => Some(Verdict::AllButVolumes),
-        Some(_) => Some(Verdict::All),
+        Some(S::Paused | S::Queued) => Some(Verdict::Keep),
+        Some(S::Running) if store.process_alive(exec).map_err(|e| e.0)? => Some(Verdict::Keep),
+        Some(S::Running | S::Interrupted) => Some(Verdict::AllButVolumes),
+        Some(S::Succeeded | S::Failed | S::Cancelled) => Some(Verdict::All),
     })
 }
 
@@ -68,7 +69,7 @@ fn verdict(store: &Store, exec: &str) -> Result<Option<Verdict>, String> {
 /// whose environment says `KFLOW_EXECUTION=<id>` of an execution that is
 /// provably not alive. A task's own process dies with kflow (a parent-death
 /// signal); this takes what it had started in turn. Returns the pids killed.
-pub fn kill_leftover_processes(store: &Store) -> Result<Vec<i32>, String> {
+pub fn kill_leftover_processes(store: &SqliteStore) -> Result<Vec<i32>, String> {
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut killed = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -122,7 +123,7 @@ pub async fn connect_quickly() -> Option<Docker> {
 
 /// One pass; `interrupted_volumes` takes the named volumes of interrupted
 /// executions too (`kflow gc --interrupted`).
-pub async fn reap(docker: &Docker, store: &Store, interrupted_volumes: bool) -> Result<Reaped, String> {
+pub async fn reap(docker: &Docker, store: &SqliteStore, interrupted_volumes: bool) -> Result<Reaped, String> {
     let found = resources::find(docker, EXECUTION_LABEL).await?;
     // Group by execution, deciding once per execution.
     let mut by_exec: BTreeMap<String, resources::Found> = BTreeMap::new();
@@ -136,7 +137,7 @@ pub async fn reap(docker: &Docker, store: &Store, interrupted_volumes: bool) -> 
     for r in found.volumes {
         by_exec.entry(key(&r)).or_default().volumes.push(r);
     }
-    let history = store.history_id().map_err(|e| e.0)?;
+    let history = store.history_id().to_string();
     let mut reaped = Reaped::default();
     // Holds are tags of this history's own repository: never another's.
     let mut held: BTreeMap<String, Vec<hold::Hold>> = BTreeMap::new();

@@ -1,11 +1,12 @@
 //! The executor's rules, on real processes and timers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kflow_compiler::analysis::{analyze, Options};
 use kflow_compiler::ir::Plan;
-use kflow_runtime::executor::{execute, Event, Report, RunEnv, State};
+use kflow_runtime::executor::{execute, Event, Report, RunEnv, TaskState};
 use kflow_runtime::value::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,9 +21,12 @@ async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Repor
     let (tx, mut rx) = mpsc::unbounded_channel();
     let env = RunEnv {
         execution: "test".into(),
-        history: "test".into(),
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         state_dir: std::env::temp_dir().join("kflow-test-state"),
+        // One history for every run of the tests (a fixed folder, reused).
+        store: Arc::new(
+            kflow_runtime::store::SqliteStore::open(&std::env::temp_dir().join("kflow-test-state")).unwrap(),
+        ),
         state_hint: String::new(),
         detach: false,
         restored: Default::default(),
@@ -56,8 +60,8 @@ fn lifecycle(events: &[Event]) -> Vec<&'static str> {
         .collect()
 }
 
-fn state(r: &Report, name: &str) -> State {
-    r.task(name).map_or(State::Pending, |t| t.state)
+fn state(r: &Report, name: &str) -> TaskState {
+    r.task(name).map_or(TaskState::Pending, |t| t.state)
 }
 
 #[tokio::test]
@@ -90,11 +94,11 @@ async fn a_failure_skips_dependants_and_stops_new_work() {
     );
     let (r, _) = run(&p).await;
     assert!(!r.succeeded());
-    assert_eq!(state(&r, "bad"), State::Failed);
-    assert_eq!(state(&r, "after_bad"), State::Skipped);
+    assert_eq!(state(&r, "bad"), TaskState::Failed);
+    assert_eq!(state(&r, "after_bad"), TaskState::Skipped);
     // Running work finishes; new work does not start.
-    assert_eq!(state(&r, "slow"), State::Succeeded);
-    assert_eq!(state(&r, "after_slow"), State::Skipped);
+    assert_eq!(state(&r, "slow"), TaskState::Succeeded);
+    assert_eq!(state(&r, "after_slow"), TaskState::Skipped);
     assert_eq!(r.failures, ["bad: `sh -c` exited with status 4"]);
 }
 
@@ -114,8 +118,8 @@ async fn catch_and_finally_run_after_a_failure() {
     );
     let (r, _) = run(&p).await;
     assert!(!r.succeeded(), "catch does not make the flow succeed");
-    assert_eq!(state(&r, "alarm"), State::Succeeded);
-    assert_eq!(state(&r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "alarm"), TaskState::Succeeded);
+    assert_eq!(state(&r, "cleanup"), TaskState::Succeeded);
     assert_eq!(r.outputs["out"], Value::Str("no output".into()));
 }
 
@@ -134,8 +138,8 @@ async fn catch_is_skipped_when_the_block_succeeds() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded());
-    assert_eq!(state(&r, "alarm"), State::Skipped);
-    assert_eq!(state(&r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "alarm"), TaskState::Skipped);
+    assert_eq!(state(&r, "cleanup"), TaskState::Succeeded);
 }
 
 #[tokio::test]
@@ -150,9 +154,9 @@ async fn finally_runs_after_a_timeout() {
 }"#,
     );
     let (r, _) = run(&p).await;
-    assert_eq!(state(&r, "stuck"), State::Failed);
+    assert_eq!(state(&r, "stuck"), TaskState::Failed);
     assert_eq!(r.task("stuck").unwrap().error.as_deref(), Some("timed out after 200ms"));
-    assert_eq!(state(&r, "cleanup"), State::Succeeded);
+    assert_eq!(state(&r, "cleanup"), TaskState::Succeeded);
 }
 
 #[tokio::test]
@@ -175,9 +179,9 @@ async fn cancellation_stops_work_and_runs_finally() {
     });
     let (r, _) = run_with(&p, cancel, 8).await;
     assert!(r.cancelled);
-    assert_eq!(state(&r, "long"), State::Cancelled);
-    assert_eq!(state(&r, "cleanup"), State::Succeeded);
-    assert_eq!(state(&r, "later"), State::Skipped);
+    assert_eq!(state(&r, "long"), TaskState::Cancelled);
+    assert_eq!(state(&r, "cleanup"), TaskState::Succeeded);
+    assert_eq!(state(&r, "later"), TaskState::Skipped);
 }
 
 #[tokio::test]
@@ -219,8 +223,8 @@ async fn when_false_skips_the_task_and_its_dependants() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded());
-    assert_eq!(state(&r, "maybe"), State::Skipped);
-    assert_eq!(state(&r, "next"), State::Skipped);
+    assert_eq!(state(&r, "maybe"), TaskState::Skipped);
+    assert_eq!(state(&r, "next"), TaskState::Skipped);
 }
 
 #[tokio::test]
@@ -234,7 +238,7 @@ async fn continue_on_error_keeps_going_with_missing_outputs() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded(), "{:?}", r.failures);
-    assert_eq!(state(&r, "optional"), State::Failed);
+    assert_eq!(state(&r, "optional"), TaskState::Failed);
     assert_eq!(r.outputs["out"], Value::Str("-1".into()));
 }
 
@@ -294,8 +298,8 @@ async fn loops_fan_out_and_their_outputs_become_lists() {
         Value::List(vec![list(&["A1", "A2"]), list(&["B1", "B2"]), list(&["C1", "C2"])])
     );
     // Each iteration is its own task run, named by its item.
-    assert_eq!(state(&r, "up[c]"), State::Succeeded);
-    assert_eq!(state(&r, "pair[B][1]"), State::Succeeded);
+    assert_eq!(state(&r, "up[c]"), TaskState::Succeeded);
+    assert_eq!(state(&r, "pair[B][1]"), TaskState::Succeeded);
     assert_eq!(r.tasks.len(), 3 + 3 + 6);
     let started = events.iter().filter(|e| matches!(e, Event::Started { .. })).count();
     assert_eq!(started, 12);
@@ -337,10 +341,10 @@ async fn a_failing_iteration_fails_the_loop_and_skips_its_readers() {
     );
     let (r, _) = run(&p).await;
     assert!(!r.succeeded());
-    assert_eq!(state(&r, "check[1]"), State::Failed);
+    assert_eq!(state(&r, "check[1]"), TaskState::Failed);
     assert!(r.failures[0].starts_with("check[1]: "), "{:?}", r.failures);
-    assert_eq!(state(&r, "cleanup"), State::Succeeded);
-    assert_eq!(state(&r, "report"), State::Skipped);
+    assert_eq!(state(&r, "cleanup"), TaskState::Succeeded);
+    assert_eq!(state(&r, "report"), TaskState::Skipped);
 }
 
 #[tokio::test]
@@ -377,7 +381,7 @@ async fn an_empty_list_runs_no_iteration() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded(), "{:?}", r.failures);
-    assert_eq!(state(&r, "after_all"), State::Succeeded);
+    assert_eq!(state(&r, "after_all"), TaskState::Succeeded);
     assert_eq!(r.tasks.len(), 1);
     assert_eq!(r.outputs["n"], Value::List(vec![]));
 }
@@ -397,11 +401,11 @@ async fn comparisons_decide_whether_a_task_runs() {
     );
     let (r, _) = run(&p).await;
     assert!(r.succeeded(), "{:?}", r.failures);
-    assert_eq!(state(&r, "big"), State::Succeeded);
-    assert_eq!(state(&r, "small"), State::Skipped);
-    assert_eq!(state(&r, "edge"), State::Succeeded);
-    assert_eq!(state(&r, "long"), State::Succeeded);
-    assert_eq!(state(&r, "short"), State::Skipped);
+    assert_eq!(state(&r, "big"), TaskState::Succeeded);
+    assert_eq!(state(&r, "small"), TaskState::Skipped);
+    assert_eq!(state(&r, "edge"), TaskState::Succeeded);
+    assert_eq!(state(&r, "long"), TaskState::Succeeded);
+    assert_eq!(state(&r, "short"), TaskState::Skipped);
 }
 
 /// The text of every log line, in order.
@@ -438,7 +442,7 @@ async fn outcome_is_readable_after_a_failure_a_skip_and_in_a_loop() {
     );
     let (r, events) = run(&p).await;
     assert!(r.succeeded(), "{:?}", r.failures);
-    assert_eq!(state(&r, "report"), State::Succeeded);
+    assert_eq!(state(&r, "report"), TaskState::Succeeded);
     assert!(
         logged(&events).contains(&"lint failed, maybe skipped, fine succeeded".to_string()),
         "{:?}",
@@ -465,7 +469,7 @@ async fn finally_reads_the_outcome_of_the_try_block() {
     );
     let (r, events) = run(&p).await;
     assert!(!r.succeeded());
-    assert_eq!(state(&r, "note"), State::Succeeded);
+    assert_eq!(state(&r, "note"), TaskState::Succeeded);
     assert!(
         logged(&events).contains(&"deploy failed, notes skipped".to_string()),
         "{:?}",
@@ -511,4 +515,84 @@ async fn lines_split_and_trim_fan_out_over_what_a_task_printed() {
     assert_eq!(r.outputs["parts"], strs(&["x", "y", "", "z"]));
     assert_eq!(r.outputs["lines"], strs(&["one", "two"]));
     assert_eq!(r.outputs["bare"], Value::Str("hi".into()));
+}
+
+/// The recorder writes what the executor reports into the history, through
+/// the store trait, and tells its subscriber every event first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_writes_an_execution_into_the_history() {
+    use kflow_runtime::recorder::{self, Subscriber};
+    use kflow_runtime::state::{ExecutionState, TaskState as S};
+    use kflow_runtime::store::{NewExecution, SqliteStore, Store};
+
+    struct Seen(Arc<std::sync::Mutex<Vec<String>>>);
+    impl Subscriber for Seen {
+        fn events(&mut self, batch: &[Event]) {
+            let mut seen = self.0.lock().unwrap();
+            for e in batch {
+                if let Event::Finished { task, state, .. } = e {
+                    seen.push(format!("{} {}", task.name, state));
+                }
+            }
+        }
+        fn warn(&mut self, message: &str) {
+            panic!("unexpected warning: {message}");
+        }
+    }
+
+    let p = plan(
+        r#"flow f {
+  task hello = shell.run { script: "echo hi" }
+  task bye = log { message: "bye ${hello.stdout}" }
+  output said = hello.stdout
+}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let tasks = kflow_runtime::executor::single_tasks(&p)
+        .into_iter()
+        .map(|id| (p.nodes[id].name.clone(), p.nodes[id].kind.clone()))
+        .collect();
+    let id = Store::begin(
+        &*store,
+        &NewExecution {
+            flow: "f",
+            file: "f.kflow",
+            inputs: &serde_json::json!({}),
+            tasks,
+            plan: serde_json::to_value(&p).unwrap(),
+            base_dir: dir.path().to_path_buf(),
+            rerun_of: None,
+            trigger: None,
+        },
+    )
+    .await
+    .unwrap();
+    let env = RunEnv {
+        execution: id.clone(),
+        artifacts: dir.path().join("artifacts"),
+        state_dir: dir.path().to_path_buf(),
+        store: store.clone(),
+        state_hint: String::new(),
+        detach: false,
+        restored: Default::default(),
+        inputs: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+        base_dir: dir.path().to_path_buf(),
+        jobs: 2,
+        cancel: CancellationToken::new(),
+    };
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ended = recorder::run(Arc::new(p), env, Seen(seen.clone())).await;
+    assert_eq!(ended.state, ExecutionState::Succeeded, "{:?}", ended.failures);
+    assert_eq!(*seen.lock().unwrap(), ["hello succeeded", "bye succeeded"]);
+
+    let (exec, runs) = store.show(&id).unwrap().unwrap();
+    assert_eq!(exec.state, ExecutionState::Succeeded);
+    assert_eq!(exec.outputs["said"], "hi");
+    let states: Vec<(&str, S)> = runs.iter().map(|r| (r.task.as_str(), r.state)).collect();
+    assert_eq!(states, [("hello", S::Succeeded), ("bye", S::Succeeded)]);
+    let lines = store.log_reader(&id).next(&[]).unwrap();
+    let lines: Vec<(&str, &str)> = lines.iter().map(|e| (e.task.as_str(), e.text.as_str())).collect();
+    assert!(lines.contains(&("hello", "hi")), "{lines:?}");
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kflow_compiler::analysis::{analyze, Options};
-use kflow_runtime::executor::{execute, Report, RunEnv, State};
+use kflow_runtime::executor::{execute, Report, RunEnv, TaskState};
 use kflow_runtime::secret::Secret;
 use kflow_runtime::value::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,9 +91,12 @@ async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
     let (tx, _rx) = mpsc::unbounded_channel();
     let env = RunEnv {
         execution: "test".into(),
-        history: "test".into(),
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         state_dir: std::env::temp_dir().join("kflow-test-state"),
+        // One history for every run of the tests (a fixed folder, reused).
+        store: Arc::new(
+            kflow_runtime::store::SqliteStore::open(&std::env::temp_dir().join("kflow-test-state")).unwrap(),
+        ),
         state_hint: String::new(),
         detach: false,
         restored: Default::default(),
@@ -146,7 +149,7 @@ async fn an_unexpected_status_fails_with_the_status_and_a_redacted_excerpt() {
     let (url, _) = server(503).await;
     let r = run(FLOW, &[("url", &url)]).await;
     let call = r.task("call").unwrap();
-    assert_eq!(call.state, State::Failed);
+    assert_eq!(call.state, TaskState::Failed);
     let err = call.error.as_deref().unwrap();
     assert!(
         err.starts_with(&format!("POST {url} answered 503, expected 201\nyou sent:")),

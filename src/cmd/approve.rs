@@ -6,6 +6,7 @@ use crate::cmd::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use kflow_runtime::state::ExecutionState;
 use kflow_runtime::store::Decision;
 
 use super::state::StateDir;
@@ -62,7 +63,7 @@ fn reviewer_name(name: &str) -> Result<&str> {
 
 fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
     let by = reviewer_name(&args.by)?.to_string();
-    let mut store = StateDir::find(args.state.as_deref()).open()?;
+    let store = StateDir::find(args.state.as_deref()).open()?;
     let (exec, _) = store
         .show(&args.id)
         .map_err(|e| UsageError(e.0))?
@@ -133,14 +134,14 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
     let state = StateDir::find(args.run.state.as_deref());
-    let mut store = state.open()?;
+    let store = std::sync::Arc::new(state.open()?);
     let r = store
         .resumable(&args.id)
         .map_err(|e| UsageError(e.0))?
         .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
-    match r.state.as_str() {
-        "paused" | "interrupted" => {}
-        "running" if store.process_alive(&r.id).map_err(|e| UsageError(e.0))? => {
+    match r.state {
+        ExecutionState::Paused | ExecutionState::Interrupted => {}
+        ExecutionState::Running if store.process_alive(&r.id).map_err(|e| UsageError(e.0))? => {
             return Err(UsageError(format!("execution {} is still running", r.id)))
         }
         other => {

@@ -7,21 +7,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kflow_runtime::executor::{Event, State, TaskRef};
+use kflow_runtime::executor::{Event, TaskRef, TaskState};
 use kflow_runtime::tasks::Stream;
 use kflow_runtime::value::format_duration;
-
-pub fn state_name(s: State) -> &'static str {
-    match s {
-        State::Pending => "pending",
-        State::Running => "running",
-        State::Succeeded => "succeeded",
-        State::Failed => "failed",
-        State::Skipped => "skipped",
-        State::Cancelled => "cancelled",
-        State::Paused => "paused",
-    }
-}
 
 pub enum Mode {
     Json,
@@ -113,9 +101,9 @@ impl Console {
             Event::Finished { task, state, .. } => {
                 self.running.retain(|(n, _)| *n != task.name);
                 match state {
-                    State::Succeeded => self.succeeded += 1,
-                    State::Skipped => self.skipped += 1,
-                    State::Paused => {}
+                    TaskState::Succeeded => self.succeeded += 1,
+                    TaskState::Skipped => self.skipped += 1,
+                    TaskState::Paused => {}
                     _ => self.failed += 1,
                 }
             }
@@ -220,12 +208,12 @@ fn plain_event(event: &Event, t: f64, width: usize, color: bool) -> String {
         Event::Restored { task } => (task, "succeeded in an earlier run: not run again".to_string()),
         Event::Finished {
             task,
-            state: State::Skipped,
+            state: TaskState::Skipped,
             ..
         } => (task, "skipped".to_string()),
         Event::Finished {
             task,
-            state: State::Paused,
+            state: TaskState::Paused,
             ..
         } => (task, "paused: waiting for a decision".to_string()),
         Event::Finished {
@@ -235,7 +223,7 @@ fn plain_event(event: &Event, t: f64, width: usize, color: bool) -> String {
             elapsed,
             ..
         } => {
-            let mut s = format!("{} in {:.2}s", state_name(*state), elapsed.as_secs_f64());
+            let mut s = format!("{} in {:.2}s", state.as_str(), elapsed.as_secs_f64());
             if let Some(e) = error {
                 s.push_str(": ");
                 s.push_str(e);
@@ -260,14 +248,14 @@ fn live_event(event: &Event, t: f64, width: usize, color: bool) -> Option<String
     match event {
         Event::Started { attempt: 1, .. } => None,
         Event::Finished {
-            state: State::Succeeded,
+            state: TaskState::Succeeded,
             ..
         } if color => {
             let line = plain_event(event, t, width, true);
             Some(line.replacen("succeeded", "\x1b[32msucceeded\x1b[0m", 1))
         }
         Event::Finished {
-            state: State::Failed | State::Cancelled,
+            state: TaskState::Failed | TaskState::Cancelled,
             ..
         } if color => {
             let line = plain_event(event, t, width, true);
@@ -278,5 +266,30 @@ fn live_event(event: &Event, t: f64, width: usize, color: bool) -> Option<String
             ))
         }
         _ => Some(plain_event(event, t, width, color)),
+    }
+}
+
+/// The console hears an execution's events through the runtime's recorder.
+impl kflow_runtime::recorder::Subscriber for Console {
+    fn events(&mut self, batch: &[Event]) {
+        self.print(batch);
+    }
+
+    fn wants_ticks(&self) -> bool {
+        self.is_live()
+    }
+
+    fn tick(&mut self) {
+        Console::tick(self);
+    }
+
+    fn warn(&mut self, message: &str) {
+        // The footer goes first, or the message would be drawn over.
+        Console::finish(self);
+        eprintln!("kflow: {message}");
+    }
+
+    fn finish(&mut self) {
+        Console::finish(self);
     }
 }

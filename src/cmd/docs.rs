@@ -13,7 +13,9 @@ pub enum Part {
     Functions,
     /// Every diagnostic code, with an example.
     Diagnostics,
-    /// Both.
+    /// Trigger kinds, their properties and fields, and `concurrency`.
+    Triggers,
+    /// All of them.
     All,
 }
 
@@ -29,10 +31,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Part::Catalog => kflow_compiler::docs::catalog_markdown(),
         Part::Functions => kflow_compiler::docs::functions_markdown(),
         Part::Diagnostics => kflow_compiler::docs::diagnostics_markdown(),
+        Part::Triggers => kflow_compiler::docs::triggers_markdown(),
         Part::All => format!(
-            "### Task catalog\n\n{}\n### Functions\n\n{}\n### Diagnostic codes\n\n{}",
+            "### Task catalog\n\n{}\n### Functions\n\n{}\n### Triggers\n\n{}\n### Diagnostic codes\n\n{}",
             kflow_compiler::docs::catalog_markdown(),
             kflow_compiler::docs::functions_markdown(),
+            kflow_compiler::docs::triggers_markdown(),
             kflow_compiler::docs::diagnostics_markdown()
         ),
     };

@@ -9,7 +9,7 @@ use std::time::Instant;
 use kflow_runtime::executor::Event;
 use serde_json::{json, Value};
 
-use super::console::{state_name, stream_name};
+use super::console::stream_name;
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -75,7 +75,7 @@ pub fn task_event(event: &Event, t: f64) -> String {
             elapsed,
             ..
         } => json!({
-            "event": "finished", "task": &*task.name, "state": state_name(*state), "error": error,
+            "event": "finished", "task": &*task.name, "state": state.as_str(), "error": error,
             "elapsed_ms": elapsed.as_millis() as u64, "t": t,
         }),
     };

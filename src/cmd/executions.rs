@@ -5,7 +5,8 @@ use kflow_runtime::printable::printable;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kflow_runtime::store::{ExecutionRow, Store, TaskRow, EXECUTION_STATES};
+use kflow_runtime::state::ExecutionState;
+use kflow_runtime::store::{ExecutionRow, SqliteStore, TaskRow};
 use serde_json::json;
 
 use super::{Result, UsageError};
@@ -18,10 +19,10 @@ pub struct StateArg {
 }
 
 impl StateArg {
-    fn open(&self) -> Result<Store> {
+    fn open(&self) -> Result<SqliteStore> {
         let state = super::state::StateDir::find(self.state.as_deref());
         // Reading needs no write access.
-        Store::open_read(state.existing()?).map_err(|e| UsageError(e.0))
+        SqliteStore::open_read(state.existing()?).map_err(|e| UsageError(e.0))
     }
 }
 
@@ -35,7 +36,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         flow: Option<String>,
         /// Only executions in this state (`--state` names the history folder).
-        #[arg(long, value_name = "STATE", value_parser = clap::builder::PossibleValuesParser::new(EXECUTION_STATES))]
+        #[arg(long, value_name = "STATE", value_parser = clap::builder::PossibleValuesParser::new(ExecutionState::names()))]
         status: Option<String>,
         /// At most this many (the newest).
         #[arg(long, value_name = "N")]
@@ -79,7 +80,7 @@ fn exec_json(e: &ExecutionRow) -> serde_json::Value {
         "id": e.id, "flow": e.flow, "file": e.file, "state": e.state,
         "started_at": e.started_at, "ended_at": e.ended_at,
         "inputs": e.inputs, "failures": e.failures, "outputs": e.outputs,
-        "rerun_of": e.rerun_of,
+        "rerun_of": e.rerun_of, "trigger": e.trigger,
     })
 }
 
@@ -127,7 +128,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .map_err(|e| UsageError(e.0))?
                 .into_iter()
                 .filter(|e| flow.as_ref().is_none_or(|f| &e.flow == f))
-                .filter(|e| status.as_ref().is_none_or(|s| &e.state == s))
+                .filter(|e| status.as_ref().is_none_or(|s| e.state.as_str() == s))
                 .take(limit.unwrap_or(usize::MAX))
                 .collect();
             if json {
@@ -161,6 +162,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             outln!("state      {}", exec.state);
             if let Some(first) = &exec.rerun_of {
                 outln!("rerun of   {first}");
+            }
+            if let Some(name) = exec.trigger.get("name").and_then(|n| n.as_str()) {
+                let delivery = exec.trigger.get("delivery").and_then(|d| d.as_str()).unwrap_or("");
+                let delivery = if delivery.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (delivery {delivery})")
+                };
+                outln!("trigger    {}{delivery}", printable(name));
             }
             outln!("started    {}", exec.started_at);
             outln!("ended      {}", exec.ended_at.as_deref().unwrap_or("-"));
@@ -214,7 +224,7 @@ fn prune(state: &StateArg, keep: Option<usize>, older_than: Option<jiff::Span>) 
                 .timestamp(),
         ),
     };
-    let mut store = super::state::StateDir::find(state.state.as_deref()).open()?;
+    let store = super::state::StateDir::find(state.state.as_deref()).open()?;
     let removed = store.prune(keep, before).map_err(|e| UsageError(e.0))?;
     for id in &removed {
         outln!("removed {id}");
@@ -271,7 +281,7 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
             .map_err(|e| UsageError(e.0))?
             .map(|(e, t)| {
                 tasks = t;
-                e.state == "running"
+                e.state == ExecutionState::Running
             })
             .unwrap_or(false);
         // What was written before the state was read is all there is once

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use kflow_runtime::docker::hold;
 use kflow_runtime::reaper;
-use kflow_runtime::store::Store;
+use kflow_runtime::store::SqliteStore;
 
 use super::{Result, UsageError};
 
@@ -33,7 +33,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let dir = super::state::StateDir::find(args.state.as_deref()).dir;
-    let store = Store::open(&dir).map_err(|e| UsageError(e.0))?;
+    let store = SqliteStore::open(&dir).map_err(|e| UsageError(e.0))?;
     let killed = reaper::kill_leftover_processes(&store).map_err(UsageError)?;
     if !killed.is_empty() {
         outln!(
@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     let rt = runtime()?;
-    let history = store.history_id().map_err(|e| UsageError(e.0))?;
+    let history = store.history_id().to_string();
     let (reaped, images) = rt.block_on(async {
         let docker = reaper::connect_quickly().await.ok_or_else(|| {
             UsageError(format!(
@@ -94,7 +94,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// At the start of a run (new or resumed): reap quietly when the engine
 /// answers, say what was removed, never stop the run for it.
-pub async fn reap_quietly(store: &Store) {
+pub async fn reap_quietly(store: &SqliteStore) {
     match reaper::kill_leftover_processes(store) {
         Ok(killed) if !killed.is_empty() => eprintln!(
             "kflow: killed {} process(es) left running by earlier executions",

@@ -1,6 +1,7 @@
 pub mod approve;
 pub mod check;
 mod console;
+mod delivery;
 pub mod docs;
 mod events;
 pub mod executions;
@@ -12,6 +13,7 @@ pub mod out;
 pub mod recorded;
 pub mod rerun;
 pub mod run;
+pub mod schedule;
 pub mod shell;
 pub mod state;
 pub mod values;

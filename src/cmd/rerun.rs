@@ -8,6 +8,7 @@
 use crate::cmd::out::outln;
 use std::process::ExitCode;
 
+use kflow_runtime::state::{ExecutionState, TaskState};
 use kflow_runtime::store::{now, Change, NewExecution};
 
 use super::recorded::{load, restored, Loaded};
@@ -32,18 +33,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
     let state = StateDir::find(args.run.state.as_deref());
-    let mut store = state.open()?;
+    let store = std::sync::Arc::new(state.open()?);
     let r = store
         .resumable(&args.id)
         .map_err(|e| UsageError(e.0))?
         .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
-    if args.from_failed && !matches!(r.state.as_str(), "failed" | "interrupted") {
+    if args.from_failed && !matches!(r.state, ExecutionState::Failed | ExecutionState::Interrupted) {
         return Err(UsageError(format!(
             "execution {} {}: --from-failed takes a failed or interrupted execution{}",
             r.id,
             r.state,
-            match r.state.as_str() {
-                "paused" => " (this one can be resumed: kflow resume)",
+            match r.state {
+                ExecutionState::Paused => " (this one can be resumed: kflow resume)",
                 _ => "",
             }
         )));
@@ -67,6 +68,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             plan: r.plan.clone(),
             base_dir: r.base_dir.clone(),
             rerun_of: Some(&r.id),
+            trigger: None,
         })
         .map_err(|e| UsageError(e.0))?;
     // What is kept is recorded in the new execution as it was in the old,
@@ -86,7 +88,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .iter()
                 .find(|t| &t.task == name)
                 .map_or_else(String::new, |t| t.kind.clone()),
-            state: "succeeded".into(),
+            state: TaskState::Succeeded,
             error: None,
             outputs: outputs.clone(),
             at: now(),

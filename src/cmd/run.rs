@@ -9,15 +9,14 @@ use std::sync::Arc;
 use kflow_compiler::analysis::analyze;
 use kflow_compiler::ir::Plan;
 use kflow_compiler::render::{self, FileReport, HumanStyle};
-use kflow_runtime::executor::{execute, Event, Report, RunEnv, TaskRef};
+use kflow_runtime::executor::{Report, RunEnv};
 use kflow_runtime::secret::Secret;
-use kflow_runtime::store::{now, Change, NewExecution, Store};
+use kflow_runtime::state::ExecutionState;
+use kflow_runtime::store::{NewExecution, SqliteStore};
 use kflow_runtime::value::Value;
-use serde_json::json;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::console::{state_name, Console, Mode};
+use super::console::{Console, Mode};
 use super::{io_reason, Result, UsageError};
 
 /// Tasks mostly wait on processes, registries and the network, so more of
@@ -29,8 +28,20 @@ pub struct Args {
     /// The flow file, or a folder of them (see --flow).
     file: PathBuf,
     /// An input value, `NAME=VALUE` (lists: comma-separated). Repeatable.
-    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE", conflicts_with = "trigger")]
     inputs: Vec<String>,
+    /// Run as a delivery of this trigger would start the flow (a webhook's
+    /// name, `schedule`, `file`): its filters and input bindings apply.
+    #[arg(long, value_name = "NAME")]
+    trigger: Option<String>,
+    /// The delivery's body (a webhook's JSON payload; for a schedule or a
+    /// file trigger, a JSON object of its fields).
+    #[arg(long, value_name = "FILE", requires = "trigger")]
+    payload: Option<PathBuf>,
+    /// A header of the webhook delivery, `NAME=VALUE` (e.g.
+    /// `X-GitHub-Event=push`). Repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE", requires = "trigger")]
+    headers: Vec<String>,
     /// How many tasks may run at once.
     #[arg(long, default_value_t = DEFAULT_JOBS)]
     jobs: usize,
@@ -76,14 +87,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let flow = super::graph::pick_flow(&analysis.flows, args.flow.as_deref(), &source.name)?;
     let plan = &flow.plan;
-    let mut given = Vec::new();
-    for raw in &args.inputs {
-        let (name, value) = raw
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--input `{raw}`: write NAME=VALUE")))?;
-        given.push((name.trim().to_string(), value.to_string()));
-    }
-    let inputs = kflow_runtime::inputs::resolve(plan, &given).map_err(|errs| UsageError(errs.join("\nerror: ")))?;
+    let (inputs, trigger) = match &args.trigger {
+        Some(name) => match super::delivery::bind(plan, name, args.payload.as_deref(), &args.headers)? {
+            super::delivery::Outcome::Start { inputs, record } => (inputs, Some(record)),
+            super::delivery::Outcome::Filtered(why) => {
+                outln!("the delivery starts nothing: {}", printable(&why));
+                return Ok(ExitCode::SUCCESS);
+            }
+        },
+        None => {
+            let mut given = Vec::new();
+            for raw in &args.inputs {
+                let (name, value) = raw
+                    .split_once('=')
+                    .ok_or_else(|| UsageError(format!("--input `{raw}`: write NAME=VALUE")))?;
+                given.push((name.trim().to_string(), value.to_string()));
+            }
+            let inputs =
+                kflow_runtime::inputs::resolve(plan, &given).map_err(|errs| UsageError(errs.join("\nerror: ")))?;
+            (inputs, None)
+        }
+    };
     let base_dir = match source.path.as_ref().and_then(|p| p.parent()) {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -99,7 +123,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 
     let state = super::state::StateDir::find(args.state.as_deref());
-    let mut store = Store::open(&state.dir).map_err(|e| UsageError(e.0))?;
+    let store = Arc::new(SqliteStore::open(&state.dir).map_err(|e| UsageError(e.0))?);
     // Tasks in loops are recorded per iteration, as they start.
     let tasks: Vec<(String, String)> = kflow_runtime::executor::single_tasks(plan)
         .into_iter()
@@ -117,6 +141,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             plan: plan_json,
             base_dir: std::fs::canonicalize(&base_dir).unwrap_or_else(|_| base_dir.clone()),
             rerun_of: None,
+            trigger,
         })
         .map_err(|e| UsageError(e.0))?;
     if args.json {
@@ -143,7 +168,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 pub struct Recorded {
     pub plan: Plan,
     pub id: String,
-    pub store: Store,
+    pub store: Arc<SqliteStore>,
     pub state: super::state::StateDir,
     pub base_dir: PathBuf,
     pub inputs: BTreeMap<String, Value>,
@@ -170,16 +195,14 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         json,
         detach,
     } = r;
-    let history = store.history_id().map_err(|e| UsageError(e.0))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
-    let (report, recorder) = runtime.block_on(async {
+    let ended = runtime.block_on(async {
         super::gc::reap_quietly(&store).await;
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
-        let (tx, rx) = mpsc::unbounded_channel();
         let mode = if json {
             Mode::Json
         } else if std::io::stdout().is_terminal() {
@@ -192,12 +215,11 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         };
         let width = plan.nodes.iter().map(|n| run_name_len(&plan, n)).max().unwrap_or(4);
         let console = Console::new(mode, width);
-        let consumer = tokio::spawn(consume(rx, plan.clone(), console, store, id.clone()));
         let env = RunEnv {
             execution: id.clone(),
-            history,
             artifacts: state.dir.join("artifacts").join(&id),
             state_dir: state.dir.clone(),
+            store: store.clone(),
             state_hint: state.hint(),
             detach,
             restored,
@@ -207,65 +229,29 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
             jobs,
             cancel,
         };
-        let report = execute(Arc::new(plan.clone()), env, tx).await;
-        let recorder = consumer.await.expect("the event consumer does not panic");
-        (report, recorder)
+        kflow_runtime::recorder::run(Arc::new(plan.clone()), env, console).await
     });
-    let Recorder { mut store, unrecorded } = recorder;
-    let hint = state.hint();
-    let state = report.outcome();
-    let outputs: serde_json::Map<String, serde_json::Value> =
-        report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-    if state == "paused" {
-        // Left paused for `kflow approve` and `kflow resume`.
-        if let Err(e) = store.leave_paused(&id) {
-            eprintln!("kflow: {e}");
-        }
+    let report = &ended.report;
+    let outputs = &ended.outputs;
+    let outcome = report.outcome();
+    if outcome == ExecutionState::Paused {
         if json {
             outln!(
                 "{}",
-                super::events::execution_ended(&id, &plan.flow, "paused", &report.failures, &outputs)
+                super::events::execution_ended(&id, &plan.flow, outcome.as_str(), &report.failures, outputs)
             );
         } else {
             outln!("execution {id} is paused, waiting for approval");
-            let st = &hint;
+            let st = state.hint();
             outln!("decide: kflow approve {id} --as NAME{st}   (or kflow reject {id} --as NAME{st})");
             outln!("then:   kflow resume {id}{st}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    // A history that missed changes must not claim the run ended: it says
-    // `interrupted` (and `resume` reruns what it did not see succeed).
-    let (recorded_state, mut failures) = if unrecorded > 0 {
-        ("interrupted", report.failures.clone())
-    } else {
-        (state, report.failures.clone())
-    };
-    if unrecorded > 0 {
-        failures.push(format!(
-            "the history could not record {unrecorded} change(s) of this execution (locked by another process)"
-        ));
-    }
-    let deadline = std::time::Instant::now() + HISTORY_WAIT;
-    loop {
-        match store.finish(
-            &id,
-            recorded_state,
-            &json!(failures),
-            &serde_json::Value::Object(outputs.clone()),
-        ) {
-            Ok(()) => break,
-            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(500)),
-            Err(e) => {
-                eprintln!("kflow: {e}: the end of this execution is not recorded (it will show as interrupted)");
-                break;
-            }
-        }
-    }
-    print_result(&plan, &id, &report, &outputs, json);
-    Ok(match state {
-        "interrupted" => ExitCode::from(130),
-        "succeeded" => ExitCode::SUCCESS,
+    print_result(&plan, &id, report, outputs, json);
+    Ok(match outcome {
+        ExecutionState::Interrupted => ExitCode::from(130),
+        ExecutionState::Succeeded => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
 }
@@ -284,11 +270,12 @@ fn run_name_len(plan: &Plan, node: &kflow_compiler::ir::Node) -> usize {
     node.name.len() + 3 * loops
 }
 
-/// Reads every secret before anything runs; a missing one is a usage error
-/// naming the variable or file, never the value.
+/// Reads every secret the run uses before anything runs (a webhook's key is
+/// the server's alone); a missing one is a usage error naming the variable
+/// or file, never the value.
 pub fn read_secrets(plan: &Plan, base_dir: &std::path::Path) -> Result<BTreeMap<String, Secret>> {
     let mut out = BTreeMap::new();
-    for s in &plan.secrets {
+    for s in plan.secrets.iter().filter(|s| !s.trigger_only) {
         let arg = match &s.arg {
             kflow_compiler::ir::Expr::Str { value } => value.clone(),
             _ => {
@@ -352,144 +339,6 @@ fn watch_signals(cancel: CancellationToken) {
     });
 }
 
-/// Prints each event and records it in the history; store writes are
-/// batched (one transaction per burst of events).
-async fn consume(
-    mut rx: mpsc::UnboundedReceiver<Event>,
-    plan: Plan,
-    mut console: Console,
-    mut store: Store,
-    id: String,
-) -> Recorder {
-    let mut warned = false;
-    let mut pending: Vec<Change> = Vec::new();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        let first = tokio::select! {
-            e = rx.recv() => match e {
-                Some(e) => e,
-                None => break,
-            },
-            _ = tick.tick(), if console.is_live() => {
-                console.tick();
-                continue;
-            }
-        };
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-            if batch.len() >= 1_000 {
-                break;
-            }
-        }
-        console.print(&batch);
-        let mut changes = Vec::new();
-        for event in &batch {
-            let kind = |t: &TaskRef| plan.nodes[t.node].kind.clone();
-            let result = match event {
-                Event::Log { task, line } => store.log(&id, &task.name, &line.text).map(|_| ()),
-                // Already recorded as succeeded before the resume.
-                Event::Restored { .. } => Ok(()),
-                Event::Started { task, attempt } => {
-                    changes.push(Change::Started {
-                        task: task.name.to_string(),
-                        kind: kind(task),
-                        attempt: *attempt,
-                        at: now(),
-                    });
-                    Ok(())
-                }
-                Event::Retrying {
-                    task, attempt, error, ..
-                } => {
-                    changes.push(Change::AttemptFailed {
-                        task: task.name.to_string(),
-                        attempt: attempt - 1,
-                        error: error.clone(),
-                        at: now(),
-                    });
-                    Ok(())
-                }
-                Event::Finished {
-                    task,
-                    state,
-                    error,
-                    outputs,
-                    ..
-                } => {
-                    changes.push(Change::Finished {
-                        task: task.name.to_string(),
-                        kind: kind(task),
-                        state: state_name(*state).to_string(),
-                        error: error.clone(),
-                        outputs: outputs.clone().unwrap_or(serde_json::Value::Null),
-                        at: now(),
-                    });
-                    Ok(())
-                }
-            };
-            if let (Err(e), false) = (result, warned) {
-                console.finish();
-                eprintln!("kflow: {e} (the run goes on)");
-                warned = true;
-            }
-        }
-        // The batch's lines are readable before its tasks are recorded as
-        // finished.
-        if let (Err(e), false) = (store.flush_logs(), warned) {
-            console.finish();
-            eprintln!("kflow: {e} (the run goes on)");
-            warned = true;
-        }
-        // Changes that could not be written (another process holds the
-        // history's lock past the busy timeout) are kept and written with
-        // the next batch, in order: never dropped.
-        pending.extend(changes);
-        if let Err(e) = store.apply(&id, &pending) {
-            if !warned {
-                console.finish();
-                eprintln!("kflow: {e}; the run goes on and the history is written when it can be");
-                warned = true;
-            }
-        } else {
-            pending.clear();
-        }
-    }
-    console.finish();
-    // The last changes wait for the lock a while longer before giving up.
-    let deadline = std::time::Instant::now() + HISTORY_WAIT;
-    while !pending.is_empty() {
-        match store.apply(&id, &pending) {
-            Ok(()) => pending.clear(),
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await
-            }
-            Err(e) => {
-                eprintln!(
-                    "kflow: {e}: {} change(s) of this execution could not be recorded",
-                    pending.len()
-                );
-                break;
-            }
-        }
-    }
-    Recorder {
-        store,
-        unrecorded: pending.len(),
-    }
-}
-
-/// How long the end of a run waits for a history another process keeps
-/// locked (on top of SQLite's own busy timeout per attempt).
-const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The history after a run, and how many changes it could not record.
-struct Recorder {
-    store: Store,
-    unrecorded: usize,
-}
-
 fn print_plan(plan: &Plan, inputs: &BTreeMap<String, kflow_runtime::value::Value>) {
     outln!("flow {}: {} tasks", plan.flow, plan.nodes.len());
     for (name, v) in inputs {
@@ -515,7 +364,7 @@ fn print_result(
     if json {
         outln!(
             "{}",
-            super::events::execution_ended(id, &plan.flow, report.outcome(), &report.failures, outputs)
+            super::events::execution_ended(id, &plan.flow, report.outcome().as_str(), &report.failures, outputs)
         );
         return;
     }

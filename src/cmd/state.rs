@@ -41,8 +41,8 @@ impl StateDir {
     }
 
     /// The history, to change it (see [`StateDir::existing`]).
-    pub fn open(&self) -> super::Result<kflow_runtime::store::Store> {
-        kflow_runtime::store::Store::open(self.existing()?).map_err(|e| super::UsageError(e.0))
+    pub fn open(&self) -> super::Result<kflow_runtime::store::SqliteStore> {
+        kflow_runtime::store::SqliteStore::open(self.existing()?).map_err(|e| super::UsageError(e.0))
     }
 
     /// ` --state DIR` when the folder came from the flag, for hints.

@@ -146,6 +146,9 @@ impl<'a> Checker<'a> {
                 return (Ty::Enum(vec![n.to_string()]), ir::Expr::Enum { value: n.to_string() });
             }
         }
+        if let Some(r) = self.name_in_trigger(span, n) {
+            return r;
+        }
         if let Some(&(_, sym)) = self.loop_vars.iter().rev().find(|(_, s)| self.symbols[*s].name == n) {
             let ty = self.symbols[sym].ty.clone();
             self.use_symbol(sym, span, ty.clone());
@@ -262,6 +265,12 @@ impl<'a> Checker<'a> {
     }
 
     fn field(&mut self, e: &Expr, base: &Expr, field: &ast::Ident) -> (Ty, ir::Expr) {
+        // `trigger.field`: in a trigger, or wherever no symbol is named so.
+        if let ExprKind::Name(n) = &base.kind {
+            if n == "trigger" && (self.trigger.is_some() || !self.names.contains_key("trigger")) {
+                return self.trigger_field(e, field);
+            }
+        }
         // `task.output`
         if let ExprKind::Name(n) = &base.kind {
             let is_loop_var = self.loop_vars.iter().any(|(_, s)| self.symbols[*s].name == *n);
@@ -282,6 +291,8 @@ impl<'a> Checker<'a> {
         };
         let out = match (inner, field.name.as_str()) {
             (Ty::Error, _) => Ty::Error,
+            // Read when the delivery arrives (absent: the delivery is refused).
+            (Ty::Json, _) => Ty::Json,
             (Ty::Pinned, "repo") => Ty::String,
             (Ty::Pinned, "digest") => Ty::Digest,
             _ => {
@@ -903,7 +914,7 @@ impl<'a> Checker<'a> {
         (self.symbols[id].kind == SymKind::Task).then_some((id, base.1))
     }
 
-    fn fit_diag(&self, e: &Expr, actual: &Ty, want: &Ty, f: Fit) -> Diagnostic {
+    pub(super) fn fit_diag(&self, e: &Expr, actual: &Ty, want: &Ty, f: Fit) -> Diagnostic {
         let text = self.text(e.span);
         let shown = if text.len() > 40 {
             "this value".to_string()

@@ -35,6 +35,7 @@ impl<'a> Checker<'a> {
                 Item::For(f) => self.for_loop(f),
                 Item::Assert(a) => self.assert(a),
                 Item::Output(o) => self.output(o),
+                Item::Concurrency(c) => self.concurrency(c),
                 Item::Error(_) => {}
             }
         }
@@ -72,43 +73,8 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn on(&mut self, o: &'a ast::On) {
-        let kind = o.trigger.name.as_str();
-        const TRIGGERS: [&str; 3] = ["webhook", "schedule", "file"];
-        if !TRIGGERS.contains(&kind) {
-            let mut d = Diagnostic::error(
-                codes::UNKNOWN_TRIGGER,
-                o.trigger.span,
-                format!("unknown trigger `{kind}`"),
-            )
-            .with_label("not a trigger");
-            d = match closest(kind, TRIGGERS) {
-                Some(c) => d.did_you_mean(o.trigger.span, c),
-                None => d.with_help(format!("triggers are {}", list_or(&TRIGGERS))),
-            };
-            self.push(d);
-            return;
-        }
-        let Some(value) = self.constant_string(&o.arg, "a trigger's argument") else {
-            return;
-        };
-        let check = match kind {
-            "schedule" => literals::cron(&value),
-            "file" => literals::glob(&value),
-            _ if value.is_empty() => Err("a webhook needs a name".to_string()),
-            _ => Ok(()),
-        };
-        if let Err(msg) = check {
-            self.push(Diagnostic::error(codes::BAD_LITERAL, o.arg.span, msg).with_label(format!("invalid {kind}")));
-        }
-        self.plan.triggers.push(ir::Trigger {
-            kind: kind.to_string(),
-            value,
-        });
-    }
-
     /// A plain string literal, or an error saying it must be one.
-    fn constant_string(&mut self, e: &ast::Expr, what: &str) -> Option<String> {
+    pub(super) fn constant_string(&mut self, e: &ast::Expr, what: &str) -> Option<String> {
         match (e.as_plain_str(), &e.kind) {
             (Some(s), _) => Some(s),
             (None, ExprKind::Error) => None,
@@ -206,6 +172,7 @@ impl<'a> Checker<'a> {
                 name: s.name.name.clone(),
                 source: func.to_string(),
                 arg: arg_ir,
+                trigger_only: false,
             });
         }
     }

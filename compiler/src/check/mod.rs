@@ -9,6 +9,7 @@ mod fixes;
 mod graph;
 mod items;
 mod shell;
+mod triggers;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::PathBuf;
@@ -170,6 +171,14 @@ pub(crate) struct Checker<'a> {
     /// File-system answers for `kflow::lint::missing-path`, by relative path.
     path_exists: HashMap<String, bool>,
     outputs_seen: HashMap<String, Span>,
+    /// What `trigger.…` means in the expression being checked, if anything.
+    trigger: Option<triggers::TriggerScope>,
+    /// Inputs declared with a default (a trigger need not bind them).
+    input_defaults: Vec<String>,
+    /// Where `concurrency` was first given.
+    concurrency_at: Option<Span>,
+    /// Where triggers name their `secret`.
+    trigger_secret_reads: Vec<Span>,
 }
 
 /// Checks every flow of a parsed file.
@@ -227,6 +236,7 @@ fn check_flow(
             flow: flow.name.name.clone(),
             doc: flow.doc.clone(),
             triggers: Vec::new(),
+            concurrency: None,
             inputs: Vec::new(),
             secrets: Vec::new(),
             lets: Vec::new(),
@@ -240,6 +250,10 @@ fn check_flow(
         node_deps: Vec::new(),
         path_exists: HashMap::default(),
         outputs_seen: HashMap::default(),
+        trigger: None,
+        input_defaults: Vec::new(),
+        concurrency_at: None,
+        trigger_secret_reads: Vec::new(),
     };
     c.declare(&flow.items, true);
     c.path.clear();
@@ -250,6 +264,7 @@ fn check_flow(
     c.plan.scopes.sort_by_key(|s| s.id);
     c.finish_graph();
     c.unused();
+    c.mark_trigger_secrets();
     FlowInfo {
         name: flow.name.name.clone(),
         span: flow.span,
@@ -289,6 +304,7 @@ impl<'a> Checker<'a> {
                     Item::Secret(_) => Some("secret"),
                     Item::Output(_) => Some("output"),
                     Item::On(_) => Some("on"),
+                    Item::Concurrency(_) => Some("concurrency"),
                     _ => None,
                 } {
                     let kw = Span::new(item.span().start, item.span().start + what.len());
@@ -303,6 +319,9 @@ impl<'a> Checker<'a> {
                 Item::Input(i) => {
                     // Typed now: inputs may be read before their item.
                     let ty = self.resolve_type(&i.ty);
+                    if i.default.is_some() {
+                        self.input_defaults.push(i.name.name.clone());
+                    }
                     self.declare_name(&i.name, SymKind::Input, i.span, i.doc.clone(), ty, None);
                 }
                 Item::Secret(s) => {
@@ -349,7 +368,7 @@ impl<'a> Checker<'a> {
                     self.declare(&f.body.items, false);
                     self.path.pop();
                 }
-                Item::On(_) | Item::Assert(_) | Item::Output(_) => {}
+                Item::On(_) | Item::Concurrency(_) | Item::Assert(_) | Item::Output(_) => {}
             }
         }
     }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt::{self, Prepared};
 use super::shape::{Level, Member, Shape};
-use super::{Event, State, TaskOutcome, TaskRef};
+use super::{Event, TaskOutcome, TaskRef, TaskState};
 use crate::eval::{eval, EvalError, Scope};
 use crate::secret::{Redactor, Secret};
 use crate::tasks::{TaskContext, TaskError};
@@ -42,6 +42,7 @@ pub(super) struct Shared {
     pub history: Arc<str>,
     pub artifacts: PathBuf,
     pub state_dir: PathBuf,
+    pub store: Arc<dyn crate::store::Store>,
     pub state_hint: Arc<str>,
     pub detach: bool,
     pub restored: HashMap<String, crate::tasks::Outputs>,
@@ -156,7 +157,7 @@ pub(super) struct LevelDone {
 enum Done {
     /// A task ran (and was reported); its record if it succeeded.
     Task {
-        state: State,
+        state: TaskState,
         record: Option<Value>,
     },
     /// The flow stopped while the task waited for a permit.
@@ -175,7 +176,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
     let plan = shared.plan.clone();
     let level: &Level = &shared.shape.levels[li];
     let n = level.members.len();
-    let mut states = vec![State::Pending; n];
+    let mut states = vec![TaskState::Pending; n];
     let mut remaining: Vec<usize> = level.pre.iter().map(Vec::len).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (m, pre) in level.pre.iter().enumerate() {
@@ -201,7 +202,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                 if let Member::Node(id) = level.members[m] {
                     skipped(&shared, &task_ref(&plan, id, &suffix));
                 }
-                Some(State::Skipped)
+                Some(TaskState::Skipped)
             } else {
                 match level.members[m] {
                     Member::Node(id) => {
@@ -209,12 +210,12 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                         let task = task_ref(&plan, id, &suffix);
                         if let Some(outputs) = shared.restored.get(&*task.name) {
                             // Succeeded before a resume: its outputs, not a rerun.
-                            let record = with_outcome(Value::Map(outputs.clone()), State::Succeeded);
-                            record_outcome(&shared, &task, State::Succeeded, None, 0);
+                            let record = with_outcome(Value::Map(outputs.clone()), TaskState::Succeeded);
+                            record_outcome(&shared, &task, TaskState::Succeeded, None, 0);
                             let _ = shared.events.send(Event::Restored { task });
                             values.outputs.insert(node.name.clone(), record.clone());
                             done.outputs.insert(node.name.clone(), record);
-                            Some(State::Succeeded)
+                            Some(TaskState::Succeeded)
                         } else {
                             match attempt::prepare(node, &values) {
                                 Ok(Some(prepared)) => {
@@ -225,11 +226,11 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                                 // `when` is false.
                                 Ok(None) => {
                                     skipped(&shared, &task);
-                                    Some(State::Skipped)
+                                    Some(TaskState::Skipped)
                                 }
                                 Err(e) => {
                                     let error = shared.redactor.redact(&e.0).into_owned();
-                                    let state = failed(&shared, &task, State::Failed, error, Duration::ZERO, 0);
+                                    let state = failed(&shared, &task, TaskState::Failed, error, Duration::ZERO, 0);
                                     Some(state)
                                 }
                             }
@@ -246,21 +247,21 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                             let msg = shared.redactor.redact(&msg).into_owned();
                             shared.failures.lock().expect("not poisoned").push(msg);
                             shared.halted.store(true, Ordering::Relaxed);
-                            Some(State::Failed)
+                            Some(TaskState::Failed)
                         }
                     },
                 }
             };
             if let Some(state) = settled {
                 // A restored task's record is in already.
-                if state != State::Succeeded {
+                if state != TaskState::Succeeded {
                     settled_record(&plan, level.members[m], state, &mut values, &mut done);
                 }
                 states[m] = state;
                 settle(&mut done, state, continue_on_error(m));
                 release(m, &dependents, &mut remaining, &mut ready);
             } else {
-                states[m] = State::Running;
+                states[m] = TaskState::Running;
             }
         }
         let Some(joined) = running.join_next_with_id().await else {
@@ -281,7 +282,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                         let state = failed(
                             &shared,
                             &task,
-                            State::Failed,
+                            TaskState::Failed,
                             "internal error: the task panicked (a bug of kflow)".into(),
                             Duration::ZERO,
                             0,
@@ -309,20 +310,20 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
                     done.outputs.insert(name, v);
                 }
                 if inner.failed {
-                    State::Failed
+                    TaskState::Failed
                 } else if inner.cancelled {
-                    State::Cancelled
+                    TaskState::Cancelled
                 } else if inner.paused {
-                    State::Paused
+                    TaskState::Paused
                 } else {
-                    State::Succeeded
+                    TaskState::Succeeded
                 }
             }
             (Done::NotStarted, member @ Member::Node(id)) => {
                 let task = task_ref(&plan, id, &suffix);
                 skipped(&shared, &task);
-                settled_record(&plan, member, State::Skipped, &mut values, &mut done);
-                State::Skipped
+                settled_record(&plan, member, TaskState::Skipped, &mut values, &mut done);
+                TaskState::Skipped
             }
             (Done::Task { state, record }, Member::Node(id)) => {
                 if let Some(record) = record {
@@ -336,7 +337,7 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
         states[m] = state;
         settle(&mut done, state, continue_on_error(m));
         // What waits on a paused gate stays pending until a resume.
-        if state != State::Paused {
+        if state != TaskState::Paused {
             release(m, &dependents, &mut remaining, &mut ready);
         }
     }
@@ -344,10 +345,10 @@ async fn run_level(shared: Arc<Shared>, li: usize, mut values: Values, suffix: S
 }
 
 /// A task's record with its `outcome` added: what readers see of it.
-fn with_outcome(mut record: Value, state: State) -> Value {
+fn with_outcome(mut record: Value, state: TaskState) -> Value {
     let outcome = match state {
-        State::Succeeded => "succeeded",
-        State::Skipped => "skipped",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Skipped => "skipped",
         _ => "failed",
     };
     if let Value::Map(m) = &mut record {
@@ -357,13 +358,13 @@ fn with_outcome(mut record: Value, state: State) -> Value {
 }
 
 /// The record of a run that produced no outputs: its outcome alone.
-fn outcome_record(state: State) -> Value {
+fn outcome_record(state: TaskState) -> Value {
     with_outcome(Value::Map(Default::default()), state)
 }
 
 /// What readers see of a member that settled without running: a task's
 /// outcome; for a loop, no iteration of any of its tasks.
-fn settled_record(plan: &Plan, member: Member, state: State, values: &mut Values, done: &mut LevelDone) {
+fn settled_record(plan: &Plan, member: Member, state: TaskState, values: &mut Values, done: &mut LevelDone) {
     let records: Vec<(String, Value)> = match member {
         Member::Node(id) => vec![(plan.nodes[id].name.clone(), outcome_record(state))],
         Member::Loop(scope) => match &plan.scopes[scope].kind {
@@ -394,11 +395,11 @@ fn loop_var(plan: &Plan, scope: ScopeId) -> &str {
     }
 }
 
-fn settle(done: &mut LevelDone, state: State, continue_on_error: bool) {
+fn settle(done: &mut LevelDone, state: TaskState, continue_on_error: bool) {
     match state {
-        State::Failed if !continue_on_error => done.failed = true,
-        State::Cancelled => done.cancelled = true,
-        State::Paused => done.paused = true,
+        TaskState::Failed if !continue_on_error => done.failed = true,
+        TaskState::Cancelled => done.cancelled = true,
+        TaskState::Paused => done.paused = true,
         _ => {}
     }
 }
@@ -417,14 +418,14 @@ fn release(m: usize, dependents: &[Vec<usize>], remaining: &mut [usize], ready: 
 /// task it reads must have succeeded — except, in `catch` and `finally`, the
 /// tasks of the `try` block, whose outputs are optional there, and tasks it
 /// reads only the `outcome` of, which need only have ended.
-fn usable(level: &Level, m: usize, states: &[State], continue_on_error: &dyn Fn(usize) -> bool) -> bool {
+fn usable(level: &Level, m: usize, states: &[TaskState], continue_on_error: &dyn Fn(usize) -> bool) -> bool {
     let guard = level.guard[m].as_ref();
     if let Some(g) = guard {
-        let started = g.try_members.iter().any(|&b| states[b] != State::Skipped);
+        let started = g.try_members.iter().any(|&b| states[b] != TaskState::Skipped);
         let failed = g
             .try_members
             .iter()
-            .any(|&b| matches!(states[b], State::Failed | State::Cancelled) && !continue_on_error(b));
+            .any(|&b| matches!(states[b], TaskState::Failed | TaskState::Cancelled) && !continue_on_error(b));
         match g.part {
             Part::Catch if !failed => return false,
             Part::Finally if !started => return false,
@@ -434,9 +435,9 @@ fn usable(level: &Level, m: usize, states: &[State], continue_on_error: &dyn Fn(
     level.deps[m].iter().all(|&(dm, node, kind)| {
         let guarded = guard.is_some_and(|g| g.try_nodes.contains(&node));
         match states[dm] {
-            State::Succeeded => true,
+            TaskState::Succeeded => true,
             _ if !kind.needs_success() => true,
-            State::Failed => continue_on_error(dm) || guarded,
+            TaskState::Failed => continue_on_error(dm) || guarded,
             _ => guarded,
         }
     })
@@ -474,6 +475,7 @@ fn spawn_task(
             artifacts: shared.artifacts.clone(),
             state_hint: shared.state_hint.clone(),
             state_dir: shared.state_dir.clone(),
+            store: shared.store.clone(),
             detach: shared.detach,
             execution: shared.execution.clone(),
             history: shared.history.clone(),
@@ -499,20 +501,20 @@ fn spawn_task(
                 let record = Value::Map(out);
                 succeeded(&shared, &task, record.to_json(), elapsed, attempts);
                 Done::Task {
-                    state: State::Succeeded,
-                    record: Some(with_outcome(record, State::Succeeded)),
+                    state: TaskState::Succeeded,
+                    record: Some(with_outcome(record, TaskState::Succeeded)),
                 }
             }
             Err(e) => {
                 let (state, error) = match e {
-                    TaskError::Cancelled => (State::Cancelled, "cancelled".to_string()),
-                    TaskError::Failed(msg) | TaskError::Invalid(msg) => (State::Failed, msg),
+                    TaskError::Cancelled => (TaskState::Cancelled, "cancelled".to_string()),
+                    TaskError::Failed(msg) | TaskError::Invalid(msg) => (TaskState::Failed, msg),
                     TaskError::Paused => {
                         paused(&shared, &task);
                         return (
                             m,
                             Done::Task {
-                                state: State::Paused,
+                                state: TaskState::Paused,
                                 record: None,
                             },
                         );
@@ -654,10 +656,10 @@ fn describe(v: &Value) -> &'static str {
 }
 
 fn skipped(shared: &Shared, task: &TaskRef) {
-    record_outcome(shared, task, State::Skipped, None, 0);
+    record_outcome(shared, task, TaskState::Skipped, None, 0);
     let _ = shared.events.send(Event::Finished {
         task: task.clone(),
-        state: State::Skipped,
+        state: TaskState::Skipped,
         error: None,
         elapsed: Duration::ZERO,
         outputs: None,
@@ -665,10 +667,10 @@ fn skipped(shared: &Shared, task: &TaskRef) {
 }
 
 fn succeeded(shared: &Shared, task: &TaskRef, outputs: serde_json::Value, elapsed: Duration, attempts: u32) {
-    record_outcome(shared, task, State::Succeeded, None, attempts);
+    record_outcome(shared, task, TaskState::Succeeded, None, attempts);
     let _ = shared.events.send(Event::Finished {
         task: task.clone(),
-        state: State::Succeeded,
+        state: TaskState::Succeeded,
         error: None,
         elapsed,
         outputs: Some(outputs),
@@ -677,10 +679,17 @@ fn succeeded(shared: &Shared, task: &TaskRef, outputs: serde_json::Value, elapse
 
 /// A failure or cancellation; a failure without `continue_on_error` fails
 /// the flow and stops new work.
-fn failed(shared: &Shared, task: &TaskRef, state: State, error: String, elapsed: Duration, attempts: u32) -> State {
+fn failed(
+    shared: &Shared,
+    task: &TaskRef,
+    state: TaskState,
+    error: String,
+    elapsed: Duration,
+    attempts: u32,
+) -> TaskState {
     // Tasks redact what they report; this is the net under them.
     let error = shared.redactor.redact(&error).into_owned();
-    if state == State::Failed && !shared.plan.nodes[task.node].continue_on_error {
+    if state == TaskState::Failed && !shared.plan.nodes[task.node].continue_on_error {
         shared
             .failures
             .lock()
@@ -702,14 +711,14 @@ fn failed(shared: &Shared, task: &TaskRef, state: State, error: String, elapsed:
 fn paused(shared: &Shared, task: &TaskRef) {
     let _ = shared.events.send(Event::Finished {
         task: task.clone(),
-        state: State::Paused,
+        state: TaskState::Paused,
         error: None,
         elapsed: Duration::ZERO,
         outputs: None,
     });
 }
 
-fn record_outcome(shared: &Shared, task: &TaskRef, state: State, error: Option<String>, attempts: u32) {
+fn record_outcome(shared: &Shared, task: &TaskRef, state: TaskState, error: Option<String>, attempts: u32) {
     shared.outcomes.lock().expect("not poisoned").push(TaskOutcome {
         name: task.name.to_string(),
         node: task.node,

@@ -30,23 +30,8 @@ use crate::tasks::registry;
 use crate::tasks::LogLine;
 use crate::value::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-    Cancelled,
-    /// An approval waits and the run detached: the execution pauses here.
-    Paused,
-}
-
-impl State {
-    pub fn settled(self) -> bool {
-        !matches!(self, State::Pending | State::Running)
-    }
-}
+use crate::state::ExecutionState;
+pub use crate::state::TaskState;
 
 /// One run of a task: a node of the plan, named `name`, or `name[i]` in
 /// the `i`-th iteration of a loop.
@@ -80,7 +65,7 @@ pub enum Event {
     },
     Finished {
         task: TaskRef,
-        state: State,
+        state: TaskState,
         error: Option<String>,
         elapsed: Duration,
         /// The output record of a task that succeeded (secrets written `***`).
@@ -91,12 +76,13 @@ pub enum Event {
 pub struct RunEnv {
     /// The execution's id (labels on what tasks create).
     pub execution: String,
-    /// The history's id (labels too: which history to ask about them).
-    pub history: String,
     /// Where tasks keep their artifacts (reports, SBOMs).
     pub artifacts: PathBuf,
-    /// The history's folder (approvals use it).
+    /// The history's folder (caches kept beside it).
     pub state_dir: PathBuf,
+    /// The history the execution is recorded in; its id labels what tasks
+    /// create (which history to ask about them).
+    pub store: Arc<dyn crate::store::Store>,
     /// What a printed `kflow approve`/`resume` hint needs to find that
     /// folder (` --state DIR`, or nothing when kflow finds it alone).
     pub state_hint: String,
@@ -118,7 +104,7 @@ pub struct RunEnv {
 pub struct TaskOutcome {
     pub name: String,
     pub node: NodeId,
-    pub state: State,
+    pub state: TaskState,
     pub error: Option<String>,
     pub attempts: u32,
 }
@@ -148,15 +134,15 @@ impl Report {
     }
 
     /// The execution's final state, as recorded and printed.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> ExecutionState {
         if self.cancelled {
-            "interrupted"
+            ExecutionState::Interrupted
         } else if !self.failures.is_empty() {
-            "failed"
+            ExecutionState::Failed
         } else if self.paused {
-            "paused"
+            ExecutionState::Paused
         } else {
-            "succeeded"
+            ExecutionState::Succeeded
         }
     }
 }
@@ -206,9 +192,10 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         log_budget: Arc::new(tokio::sync::Semaphore::new(crate::tasks::LOG_BUDGET)),
         base_dir: env.base_dir,
         execution: env.execution.into(),
-        history: env.history.into(),
+        history: env.store.history_id().into(),
         artifacts: env.artifacts,
         state_dir: env.state_dir,
+        store: env.store,
         state_hint: env.state_hint.into(),
         detach: env.detach,
         restored: env.restored,

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value as Json;
 
-use super::{json_column, now, Result, Store, StoreError};
+use super::{json_column, now, Result, SqliteStore, StoreError};
+use crate::state::{ExecutionState, TaskState};
 
 /// A gate waiting for, or having had, a decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +39,7 @@ pub struct Resumable {
     pub id: String,
     pub flow: String,
     pub file: String,
-    pub state: String,
+    pub state: ExecutionState,
     pub plan: Json,
     pub base_dir: PathBuf,
     pub inputs: Json,
@@ -72,21 +73,20 @@ fn approval_row(r: &rusqlite::Row) -> rusqlite::Result<Approval> {
 const APPROVAL_COLUMNS: &str =
     "execution_id, task, summary, reviewers, requested_at, deadline, decision, decided_by, decided_at, comment, decided_os_user";
 
-impl Store {
+impl SqliteStore {
     /// Records a gate's request (kept as it is if it exists: a resumed gate
     /// keeps its deadline and any decision taken meanwhile) and marks the
     /// execution `paused`; returns the request as stored.
     pub fn request_approval(
-        &mut self,
+        &self,
         execution: &str,
         task: &str,
         summary: &str,
         reviewers: &[String],
         deadline: Option<String>,
     ) -> Result<Approval> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR IGNORE INTO approvals (execution_id, task, summary, reviewers, requested_at, deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![execution, task, summary, serde_json::to_string(reviewers).expect("strings serialise"), now(), deadline],
@@ -96,13 +96,14 @@ impl Store {
             params![execution],
         )?;
         tx.commit()?;
+        drop(conn);
         self.approval(execution, task)?
             .ok_or_else(|| StoreError("the approval request was not stored".into()))
     }
 
     pub fn approval(&self, execution: &str, task: &str) -> Result<Option<Approval>> {
         Ok(self
-            .conn
+            .conn()
             .query_row(
                 &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = ?1 AND task = ?2"),
                 params![execution, task],
@@ -113,7 +114,8 @@ impl Store {
 
     /// Every gate of an execution, in the order they were requested.
     pub fn approvals(&self, execution: &str) -> Result<Vec<Approval>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
             "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = ?1 ORDER BY requested_at"
         ))?;
         let rows = stmt
@@ -130,8 +132,8 @@ impl Store {
     }
 
     /// Records a decision, unless one was already taken (first decision wins).
-    pub fn decide(&mut self, execution: &str, task: &str, d: &Decision) -> Result<bool> {
-        let changed = self.conn.execute(
+    pub fn decide(&self, execution: &str, task: &str, d: &Decision) -> Result<bool> {
+        let changed = self.conn().execute(
             "UPDATE approvals SET decision = ?3, decided_by = ?4, decided_at = ?5, comment = ?6, decided_os_user = ?7 WHERE execution_id = ?1 AND task = ?2 AND decision IS NULL",
             params![
                 execution,
@@ -147,8 +149,8 @@ impl Store {
     }
 
     /// A paused execution goes on: back to `running`.
-    pub fn unpause(&mut self, execution: &str) -> Result<()> {
-        self.conn.execute(
+    pub fn unpause(&self, execution: &str) -> Result<()> {
+        self.conn().execute(
             "UPDATE executions SET state = 'running' WHERE id = ?1 AND state = 'paused'",
             params![execution],
         )?;
@@ -156,11 +158,11 @@ impl Store {
     }
 
     /// The state of an execution by its full id; `None` when unknown here.
-    pub fn state_of(&self, execution: &str) -> Result<Option<String>> {
+    pub fn state_of(&self, execution: &str) -> Result<Option<ExecutionState>> {
         Ok(self
-            .conn
+            .conn()
             .query_row("SELECT state FROM executions WHERE id = ?1", params![execution], |r| {
-                r.get(0)
+                super::state_column(r, 0)
             })
             .optional()?)
     }
@@ -169,7 +171,7 @@ impl Store {
     /// one provably dead does not).
     pub fn process_alive(&self, execution: &str) -> Result<bool> {
         let row: Option<(i64, Option<String>)> = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT pid, owner FROM executions WHERE id = ?1",
                 params![execution],
@@ -184,7 +186,7 @@ impl Store {
         let Some((exec, tasks)) = self.show(id)? else {
             return Ok(None);
         };
-        let (plan, base_dir): (Option<String>, Option<String>) = self.conn.query_row(
+        let (plan, base_dir): (Option<String>, Option<String>) = self.conn().query_row(
             "SELECT plan, base_dir FROM executions WHERE id = ?1",
             params![exec.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -206,15 +208,16 @@ impl Store {
             inputs: exec.inputs,
             done: tasks
                 .into_iter()
-                .filter(|t| t.state == "succeeded")
+                .filter(|t| t.state == TaskState::Succeeded)
                 .map(|t| (t.task, t.outputs))
                 .collect(),
         }))
     }
 
     /// A run that detached at an approval: the execution stays `paused`.
-    pub fn leave_paused(&mut self, execution: &str) -> Result<()> {
-        self.conn.execute(
+    pub fn leave_paused(&self, execution: &str) -> Result<()> {
+        self.close_log(execution)?;
+        self.conn().execute(
             "UPDATE executions SET state = 'paused', ended_at = NULL WHERE id = ?1",
             params![execution],
         )?;
@@ -222,8 +225,8 @@ impl Store {
     }
 
     /// Takes an execution over for this process: `running`, this pid.
-    pub fn reopen(&mut self, execution: &str) -> Result<()> {
-        self.conn.execute(
+    pub fn reopen(&self, execution: &str) -> Result<()> {
+        self.conn().execute(
             "UPDATE executions SET state = 'running', pid = ?2, owner = ?3, ended_at = NULL WHERE id = ?1",
             params![execution, std::process::id(), crate::owner::Owner::current().to_label()],
         )?;
@@ -239,7 +242,7 @@ mod tests {
     #[test]
     fn a_gate_is_requested_decided_once_and_kept_across_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let id = s
             .begin(&new_execution(vec![("gate".into(), "approval".into())]))
             .unwrap();
@@ -253,7 +256,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(a.reviewers, ["alice"]);
-        assert_eq!(s.show(&id).unwrap().unwrap().0.state, "paused");
+        assert_eq!(s.show(&id).unwrap().unwrap().0.state, ExecutionState::Paused);
         assert_eq!(s.pending_approvals(&id).unwrap().len(), 1);
         let d = Decision {
             approved: true,
@@ -275,7 +278,7 @@ mod tests {
         assert_eq!(again.decision, Some(d));
         // A paused execution whose process is gone stays paused.
         drop(s);
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         assert!(s.pending_approvals(&id).unwrap().is_empty());
     }
 }

@@ -59,10 +59,6 @@ impl Writer {
         })
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// Appends a line of `task` (buffered: see [`Writer::flush`]).
     pub fn line(&mut self, task: &str, line: &str, stamp: &str) -> Result<()> {
         if !self.runs.contains_key(task) {

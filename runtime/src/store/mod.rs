@@ -7,18 +7,23 @@
 //! `interrupted`, so a `kill -9` leaves a consistent history. An execution
 //! waiting for an approval is `paused`, with or without a process.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 mod approvals;
 mod logs;
+mod port;
 
 pub use approvals::{Approval, Decision, Resumable};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
+pub use port::Store;
 
 use rusqlite::{params, Connection};
 use serde_json::Value as Json;
 
 use crate::owner::{Liveness, Owner};
+use crate::state::{ExecutionState, TaskState};
 
 const SCHEMA: &[&str] = &[
     r#"
@@ -90,6 +95,11 @@ ALTER TABLE approvals ADD COLUMN decided_os_user TEXT;
     r#"
 ALTER TABLE executions ADD COLUMN rerun_of TEXT;
 "#,
+    // The trigger that started an execution (JSON: name, kind, delivery),
+    // absent for runs started by hand.
+    r#"
+ALTER TABLE executions ADD COLUMN trigger TEXT;
+"#,
 ];
 
 #[derive(Debug)]
@@ -116,11 +126,6 @@ pub fn now() -> String {
         .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
         .to_string()
 }
-
-/// The states an execution can be recorded in.
-pub const EXECUTION_STATES: &[&str] = &["running", "paused", "interrupted", "succeeded", "failed"];
-/// Those an execution never leaves: it can be neither run on nor resumed.
-pub const FINISHED_STATES: &[&str] = &["succeeded", "failed"];
 
 /// Each kept log line starts with the UTC time it was written, to the
 /// millisecond and of fixed width, then a space: `2026-12-02T15:40:01.123Z `.
@@ -197,13 +202,20 @@ pub struct NewExecution<'a> {
     pub base_dir: PathBuf,
     /// The execution this one reruns.
     pub rerun_of: Option<&'a str>,
+    /// The trigger that started it (`{"name", "kind", "delivery"}`).
+    pub trigger: Option<Json>,
 }
 
-pub struct Store {
-    conn: Connection,
+/// The SQLite history: one file shared by every process that opens the
+/// folder (WAL mode). Calls lock one connection briefly, so one value serves
+/// every execution of a process (`kflow serve` runs many at once).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
     dir: PathBuf,
-    /// The log of the execution this process writes.
-    log: Option<logs::Writer>,
+    /// This history's id (see [`SqliteStore::history_id`]).
+    history: String,
+    /// The open log of each execution this process writes.
+    logs: Mutex<HashMap<String, logs::Writer>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,7 +223,7 @@ pub struct ExecutionRow {
     pub id: String,
     pub flow: String,
     pub file: String,
-    pub state: String,
+    pub state: ExecutionState,
     pub started_at: String,
     pub ended_at: Option<String>,
     pub inputs: Json,
@@ -219,13 +231,15 @@ pub struct ExecutionRow {
     pub outputs: Json,
     /// The execution this one reruns (`kflow rerun`).
     pub rerun_of: Option<String>,
+    /// The trigger that started it (null: started by hand).
+    pub trigger: Json,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
     pub task: String,
     pub kind: String,
-    pub state: String,
+    pub state: TaskState,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub attempts: i64,
@@ -252,10 +266,10 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating it if needed) the history in `dir`, and marks
     /// executions whose process is gone as `interrupted`.
-    pub fn open(dir: &Path) -> Result<Store> {
+    pub fn open(dir: &Path) -> Result<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError(format!("cannot create the history folder {}: {e}", dir.display())))?;
         let mut conn = Connection::open(dir.join("history.db"))?;
@@ -277,10 +291,12 @@ impl Store {
             tx.pragma_update(None, "user_version", SCHEMA.len() as i64)?;
             tx.commit()?;
         }
-        let store = Store {
-            conn,
+        let history = read_history_id(&conn)?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
             dir: dir.to_path_buf(),
-            log: None,
+            history,
+            logs: Mutex::default(),
         };
         store.mark_interrupted()?;
         Ok(store)
@@ -290,7 +306,7 @@ impl Store {
     /// migrated or marked, so a history on a read-only disk, or of another
     /// user, can be read. A history written by an older kflow is refused
     /// (its columns differ) with a note on how to upgrade it.
-    pub fn open_read(dir: &Path) -> Result<Store> {
+    pub fn open_read(dir: &Path) -> Result<SqliteStore> {
         use rusqlite::OpenFlags;
         let path = dir.join("history.db");
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -320,27 +336,34 @@ impl Store {
                 dir.display()
             )));
         }
-        Ok(Store {
-            conn,
+        Ok(SqliteStore {
+            history: read_history_id(&conn)?,
+            conn: Mutex::new(conn),
             dir: dir.to_path_buf(),
-            log: None,
+            logs: Mutex::default(),
         })
     }
 
+    /// The connection, for one call. A panic while it was held leaves
+    /// nothing half-written (SQLite rolls back an open transaction when its
+    /// guard drops), so a poisoned lock is taken over.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn mark_interrupted(&self) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, pid, owner FROM executions WHERE state = 'running'")?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, pid, owner FROM executions WHERE state = 'running'")?;
         let rows: Vec<(String, i64, Option<String>)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
         for (id, pid, owner) in rows {
             if !recorded_alive(owner.as_deref(), pid) {
-                self.conn.execute(
+                conn.execute(
                     "UPDATE executions SET state = 'interrupted', ended_at = ?2 WHERE id = ?1",
                     params![id, now()],
                 )?;
-                self.conn.execute(
+                conn.execute(
                     "UPDATE task_runs SET state = 'interrupted', ended_at = ?2 WHERE execution_id = ?1 AND state = 'running'",
                     params![id, now()],
                 )?;
@@ -351,21 +374,18 @@ impl Store {
 
     /// This history's id: the label `io.kflow.history` on what its
     /// executions create, so the reaper knows which history to ask.
-    pub fn history_id(&self) -> Result<String> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'history'", [], |r| r.get(0))?)
+    pub fn history_id(&self) -> &str {
+        &self.history
     }
 
-    pub fn begin(&mut self, e: &NewExecution) -> Result<String> {
+    pub fn begin(&self, e: &NewExecution) -> Result<String> {
         let id = new_id();
         // Writes take the lock up front (IMMEDIATE): a deferred transaction
         // that reads, then writes after another process wrote, fails at once.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir, owner, rerun_of) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir, owner, rerun_of, trigger) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 id,
                 e.flow,
@@ -376,7 +396,8 @@ impl Store {
                 e.plan.to_string(),
                 e.base_dir.to_string_lossy(),
                 Owner::current().to_label(),
-                e.rerun_of
+                e.rerun_of,
+                e.trigger.as_ref().map(Json::to_string)
             ],
         )?;
         let tasks = &e.tasks;
@@ -392,12 +413,11 @@ impl Store {
     }
 
     /// Applies a batch of changes in one transaction.
-    pub fn apply(&mut self, id: &str, changes: &[Change]) -> Result<()> {
+    pub fn apply(&self, id: &str, changes: &[Change]) -> Result<()> {
         // Statements are prepared once per connection (parsing SQL was a
         // fifth of the time of a run of quick tasks).
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for c in changes {
             match c {
                 Change::Started {
@@ -439,7 +459,7 @@ impl Store {
                     tx.prepare_cached(
                         "UPDATE task_runs SET state = ?3, ended_at = ?4, error = ?5, outputs = ?6 WHERE execution_id = ?1 AND task = ?2",
                     )?
-                    .execute(params![id, task, state, at, error, outputs.to_string()])?;
+                    .execute(params![id, task, state.as_str(), at, error, outputs.to_string()])?;
                     tx.prepare_cached(
                         "UPDATE attempts SET ended_at = ?3, error = ?4 WHERE execution_id = ?1 AND task = ?2 AND ended_at IS NULL",
                     )?
@@ -451,29 +471,37 @@ impl Store {
         Ok(())
     }
 
-    pub fn finish(&mut self, id: &str, state: &str, failures: &Json, outputs: &Json) -> Result<()> {
-        self.conn.execute(
+    pub fn finish(&self, id: &str, state: ExecutionState, failures: &Json, outputs: &Json) -> Result<()> {
+        self.close_log(id)?;
+        self.conn().execute(
             "UPDATE executions SET state = ?2, ended_at = ?3, failures = ?4, outputs = ?5 WHERE id = ?1",
-            params![id, state, now(), failures.to_string(), outputs.to_string()],
+            params![id, state.as_str(), now(), failures.to_string(), outputs.to_string()],
         )?;
         Ok(())
     }
 
-    /// Appends a line to a task run's log, up to [`LOG_CAP`] bytes of it.
-    /// Buffered: [`Store::flush_logs`] makes it readable.
-    pub fn log(&mut self, id: &str, task: &str, line: &str) -> Result<()> {
-        if self.log.as_ref().is_none_or(|w| w.id() != id) {
-            self.flush_logs()?;
-            self.log = Some(logs::Writer::open(&self.dir, id)?);
-        }
+    /// Appends lines to task runs' logs, each up to [`LOG_CAP`] bytes, and
+    /// makes them readable. An execution's log stays open until it finishes
+    /// or pauses.
+    pub fn append_logs(&self, id: &str, lines: &[LogAppend<'_>]) -> Result<()> {
+        let mut open = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let writer = match open.entry(id.to_string()) {
+            std::collections::hash_map::Entry::Occupied(w) => w.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(logs::Writer::open(&self.dir, id)?),
+        };
         let stamp = log_stamp();
-        self.log.as_mut().expect("opened above").line(task, line, &stamp)
+        for l in lines {
+            writer.line(l.task, l.text, &stamp)?;
+        }
+        writer.flush()
     }
 
-    /// Writes out the lines logged so far.
-    pub fn flush_logs(&mut self) -> Result<()> {
-        match &mut self.log {
-            Some(w) => w.flush(),
+    /// Closes an execution's log (its end, or its pause: a resume opens it
+    /// again).
+    fn close_log(&self, id: &str) -> Result<()> {
+        let writer = self.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        match writer {
+            Some(mut w) => w.flush(),
             None => Ok(()),
         }
     }
@@ -504,7 +532,8 @@ impl Store {
     }
 
     pub fn list(&self) -> Result<Vec<ExecutionRow>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions ORDER BY started_at DESC, id DESC"
         ))?;
         let rows = stmt
@@ -518,12 +547,8 @@ impl Store {
     /// task runs, attempts, approvals, logs and artifacts. Running, paused and
     /// interrupted executions stay whatever their age: they may still be
     /// running or be resumed. Returns the ids removed.
-    pub fn prune(&mut self, keep: Option<usize>, before: Option<jiff::Timestamp>) -> Result<Vec<String>> {
-        let finished: Vec<ExecutionRow> = self
-            .list()?
-            .into_iter()
-            .filter(|e| FINISHED_STATES.contains(&e.state.as_str()))
-            .collect();
+    pub fn prune(&self, keep: Option<usize>, before: Option<jiff::Timestamp>) -> Result<Vec<String>> {
+        let finished: Vec<ExecutionRow> = self.list()?.into_iter().filter(|e| e.state.is_finished()).collect();
         let doomed: Vec<String> = finished
             .iter()
             .enumerate()
@@ -535,7 +560,8 @@ impl Store {
             })
             .map(|(_, e)| e.id.clone())
             .collect();
-        let tx = self.conn.transaction()?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
         for id in &doomed {
             for table in ["attempts", "task_runs", "approvals"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE execution_id = ?1"), [id])?;
@@ -543,6 +569,7 @@ impl Store {
             tx.execute("DELETE FROM executions WHERE id = ?1", [id])?;
         }
         tx.commit()?;
+        drop(conn);
         // The records go first: a crash in between leaves files without a
         // record, never a record whose logs are gone.
         for id in &doomed {
@@ -570,8 +597,8 @@ impl Store {
                 None => Ok(None),
             };
         }
-        let mut matches = self
-            .conn
+        let conn = self.conn();
+        let mut matches = conn
             .prepare(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ?1 || '%' ESCAPE '\\'"
             ))?
@@ -591,7 +618,7 @@ impl Store {
             }
         };
         let full = exec.id.clone();
-        let mut stmt = self.conn.prepare(
+        let mut stmt = conn.prepare(
             "SELECT task, kind, state, started_at, ended_at, attempts, error, outputs FROM task_runs WHERE execution_id = ?1 ORDER BY rowid",
         )?;
         let tasks = stmt
@@ -599,7 +626,7 @@ impl Store {
                 Ok(TaskRow {
                     task: r.get(0)?,
                     kind: r.get(1)?,
-                    state: r.get(2)?,
+                    state: state_column(r, 2)?,
                     started_at: r.get(3)?,
                     ended_at: r.get(4)?,
                     attempts: r.get(5)?,
@@ -610,12 +637,12 @@ impl Store {
             .collect::<rusqlite::Result<Vec<TaskRow>>>()?;
         // As `mark_interrupted` would have recorded it, for a reader that
         // may not write.
-        let tasks = if exec.state == "interrupted" {
+        let tasks = if exec.state == ExecutionState::Interrupted {
             tasks
                 .into_iter()
                 .map(|mut t| {
-                    if t.state == "running" {
-                        t.state = "interrupted".into();
+                    if t.state == TaskState::Running {
+                        t.state = TaskState::Interrupted;
                     }
                     t
                 })
@@ -639,18 +666,33 @@ fn declare_run(tx: &rusqlite::Transaction, id: &str, task: &str, kind: &str) -> 
 
 /// The columns `execution_row` reads, in its order.
 const EXECUTION_COLUMNS: &str =
-    "id, flow, file, state, started_at, ended_at, inputs, failures, outputs, pid, owner, rerun_of";
+    "id, flow, file, state, started_at, ended_at, inputs, failures, outputs, pid, owner, rerun_of, trigger";
+
+/// A state column read into its enum; a word that is none of ours is an
+/// error rather than a guess.
+fn state_column<T: std::str::FromStr<Err = crate::state::UnknownState>>(
+    r: &rusqlite::Row,
+    i: usize,
+) -> rusqlite::Result<T> {
+    let word: String = r.get(i)?;
+    word.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn read_history_id(conn: &Connection) -> Result<String> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'history'", [], |r| r.get(0))?)
+}
 
 fn json_column(text: Option<String>) -> Json {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Json::Null)
 }
 
 fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
-    let mut state: String = r.get(3)?;
+    let mut state: ExecutionState = state_column(r, 3)?;
     // A reader that may not write (see `open_read`) still tells the truth
     // about an execution whose process is gone.
-    if state == "running" && !recorded_alive(r.get::<_, Option<String>>(10)?.as_deref(), r.get(9)?) {
-        state = "interrupted".into();
+    if state == ExecutionState::Running && !recorded_alive(r.get::<_, Option<String>>(10)?.as_deref(), r.get(9)?) {
+        state = ExecutionState::Interrupted;
     }
     Ok(ExecutionRow {
         id: r.get(0)?,
@@ -663,6 +705,7 @@ fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
         failures: json_column(r.get(7)?),
         outputs: json_column(r.get(8)?),
         rerun_of: r.get(11)?,
+        trigger: json_column(r.get(12)?),
     })
 }
 
@@ -684,11 +727,18 @@ pub enum Change {
     Finished {
         task: String,
         kind: String,
-        state: String,
+        state: TaskState,
         error: Option<String>,
         outputs: Json,
         at: String,
     },
+}
+
+/// A line for an execution's log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogAppend<'a> {
+    pub task: &'a str,
+    pub text: &'a str,
 }
 
 /// A task run's name as one file name (its log, its artifact folder):
@@ -745,6 +795,7 @@ mod tests {
             plan: serde_json::json!({}),
             base_dir: PathBuf::from("."),
             rerun_of: None,
+            trigger: None,
         }
     }
 
@@ -761,7 +812,7 @@ mod tests {
     #[test]
     fn executions_are_recorded_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let id = s
             .begin(&new_execution(vec![("build".to_string(), "shell.run".to_string())]))
             .unwrap();
@@ -789,7 +840,7 @@ mod tests {
                 Change::Finished {
                     task: "build".into(),
                     kind: "shell.run".into(),
-                    state: "succeeded".into(),
+                    state: TaskState::Succeeded,
                     error: None,
                     outputs: serde_json::json!({"stdout": "ok"}),
                     at: now(),
@@ -798,7 +849,7 @@ mod tests {
                 Change::Finished {
                     task: "each[0]".into(),
                     kind: "log".into(),
-                    state: "skipped".into(),
+                    state: TaskState::Skipped,
                     error: None,
                     outputs: serde_json::Value::Null,
                     at: now(),
@@ -806,16 +857,27 @@ mod tests {
             ],
         )
         .unwrap();
-        s.log(&id, "build", "line one").unwrap();
-        s.finish(&id, "succeeded", &serde_json::json!([]), &serde_json::json!({"o": 1}))
-            .unwrap();
+        s.append_logs(
+            &id,
+            &[LogAppend {
+                task: "build",
+                text: "line one",
+            }],
+        )
+        .unwrap();
+        s.finish(
+            &id,
+            ExecutionState::Succeeded,
+            &serde_json::json!([]),
+            &serde_json::json!({"o": 1}),
+        )
+        .unwrap();
         let (exec, runs) = s.show(&id[..12]).unwrap().unwrap();
-        assert_eq!(exec.state, "succeeded");
+        assert_eq!(exec.state, ExecutionState::Succeeded);
         assert_eq!(exec.inputs["v"], "1");
         assert_eq!(runs[0].attempts, 2);
         assert_eq!(runs[0].outputs["stdout"], "ok");
         assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
-        s.flush_logs().unwrap();
         let log = s.log_reader(&id).next(&[]).unwrap();
         assert_eq!((log[0].task.as_str(), log[0].text.as_str()), ("build", "line one"));
         assert!(
@@ -837,7 +899,7 @@ mod tests {
     #[test]
     fn an_id_prefix_is_literal_text() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let id = s.begin(&new_execution(Vec::new())).unwrap();
         assert!(s.show(&id[..10]).unwrap().is_some());
         assert!(s.show("________").unwrap().is_none(), "`_` matched any character");
@@ -861,7 +923,7 @@ mod tests {
         let openers: Vec<_> = (0..8)
             .map(|_| {
                 let p = path.clone();
-                std::thread::spawn(move || Store::open(&p).map(|_| ()).map_err(|e| e.0))
+                std::thread::spawn(move || SqliteStore::open(&p).map(|_| ()).map_err(|e| e.0))
             })
             .collect();
         for o in openers {
@@ -885,11 +947,11 @@ mod tests {
             ..me.clone()
         };
         let (other, recycled) = {
-            let mut s = Store::open(dir.path()).unwrap();
+            let s = SqliteStore::open(dir.path()).unwrap();
             let mut ids = Vec::new();
             for owner in [&elsewhere, &reused] {
                 let id = s.begin(&new_execution(Vec::new())).unwrap();
-                s.conn
+                s.conn()
                     .execute(
                         "UPDATE executions SET pid = ?2, owner = ?3 WHERE id = ?1",
                         params![id, owner.pid, owner.to_label()],
@@ -899,25 +961,25 @@ mod tests {
             }
             (ids[0].clone(), ids[1].clone())
         };
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.show(&other).unwrap().unwrap().0.state, "running");
+        let s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.show(&other).unwrap().unwrap().0.state, ExecutionState::Running);
         assert!(s.process_alive(&other).unwrap());
         assert_eq!(
             s.show(&recycled).unwrap().unwrap().0.state,
-            "interrupted",
+            ExecutionState::Interrupted,
             "a reused pid"
         );
-        assert_eq!(s.history_id().unwrap().len(), 32);
+        assert_eq!(s.history_id().len(), 32);
     }
 
     #[test]
     fn executions_of_dead_processes_become_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let id = {
-            let mut s = Store::open(dir.path()).unwrap();
+            let s = SqliteStore::open(dir.path()).unwrap();
             let id = s.begin(&new_execution(Vec::new())).unwrap();
             // Pretend the recording process died: a pid that cannot exist.
-            s.conn
+            s.conn()
                 .execute(
                     "UPDATE executions SET pid = 999999999, owner = NULL WHERE id = ?1",
                     [&id],
@@ -925,14 +987,14 @@ mod tests {
                 .unwrap();
             id
         };
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let (exec, _) = s.show(&id).unwrap().unwrap();
-        assert_eq!(exec.state, "interrupted");
+        assert_eq!(exec.state, ExecutionState::Interrupted);
         assert!(exec.ended_at.is_some());
     }
 
     /// Every line of `task` in an execution's log, read to its end.
-    fn read_all(s: &Store, id: &str, task: &str) -> (Vec<String>, u64) {
+    fn read_all(s: &SqliteStore, id: &str, task: &str) -> (Vec<String>, u64) {
         let mut reader = s.log_reader(id);
         let (mut lines, mut bytes) = (Vec::new(), 0);
         loop {
@@ -950,13 +1012,19 @@ mod tests {
     #[test]
     fn logs_are_capped_per_task_run() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let line = "x".repeat(1024 * 1024);
         for _ in 0..12 {
-            s.log("e", "t", &line).unwrap();
-            s.log("e", "other", "small").unwrap();
+            s.append_logs("e", &[LogAppend { task: "t", text: &line }]).unwrap();
+            s.append_logs(
+                "e",
+                &[LogAppend {
+                    task: "other",
+                    text: "small",
+                }],
+            )
+            .unwrap();
         }
-        s.flush_logs().unwrap();
         let (lines, bytes) = read_all(&s, "e", "t");
         assert!(bytes <= LOG_CAP, "{bytes}");
         assert_eq!(lines.last().unwrap(), logs::TRUNCATED);
@@ -967,15 +1035,14 @@ mod tests {
     #[test]
     fn a_log_filled_exactly_to_its_cap_still_says_it_was_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         // Lines that add up to the cap exactly, then one more.
         let line = "y".repeat(1024 * 1024 - 1);
         for _ in 0..11 {
-            s.log("e", "t", &line).unwrap();
+            s.append_logs("e", &[LogAppend { task: "t", text: &line }]).unwrap();
         }
         let fits = "z".repeat(1000);
-        s.log("e", "u", &fits).unwrap();
-        s.flush_logs().unwrap();
+        s.append_logs("e", &[LogAppend { task: "u", text: &fits }]).unwrap();
         let (lines, bytes) = read_all(&s, "e", "t");
         assert!(bytes <= LOG_CAP, "{bytes}");
         assert_eq!(lines.last().unwrap(), logs::TRUNCATED);
@@ -986,11 +1053,17 @@ mod tests {
     #[test]
     fn many_task_runs_log_through_one_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         for i in 0..5_000 {
-            s.log("e", &format!("t[{i}]"), "done").unwrap();
+            s.append_logs(
+                "e",
+                &[LogAppend {
+                    task: &format!("t[{i}]"),
+                    text: "done",
+                }],
+            )
+            .unwrap();
         }
-        s.flush_logs().unwrap();
         assert_eq!(std::fs::read_dir(dir.path().join("logs")).unwrap().count(), 1);
         assert_eq!(read_all(&s, "e", "t[4999]").0, ["done"]);
     }
@@ -998,7 +1071,7 @@ mod tests {
     #[test]
     fn logs_of_an_older_version_are_read_task_by_task() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
         let old = dir.path().join("logs/e");
         std::fs::create_dir_all(&old).unwrap();
         std::fs::write(old.join("a.log"), "2026-12-01T10:00:00.002Z second\n").unwrap();

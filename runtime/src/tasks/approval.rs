@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
-use crate::store::{Approval, Store};
+use crate::store::Approval;
 use crate::value::Value;
 
 /// How often the gate looks for a decision.
@@ -30,18 +30,9 @@ fn expired(deadline: &Option<String>) -> bool {
         .is_some_and(|d| jiff::Timestamp::now() >= d)
 }
 
-async fn blocking<T: Send + 'static>(
-    ctx: &TaskContext,
-    f: impl FnOnce(&mut Store) -> crate::store::Result<T> + Send + 'static,
-) -> Result<T, TaskError> {
-    let dir = ctx.state_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = Store::open(&dir)?;
-        f(&mut store)
-    })
-    .await
-    .map_err(|e| failed(format!("the history could not be read: {e}")))?
-    .map_err(|e| failed(format!("the history: {e}")))
+/// A history call's error, as the gate's failure.
+fn history(e: crate::store::StoreError) -> TaskError {
+    failed(format!("the history: {e}"))
 }
 
 pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
@@ -55,8 +46,11 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
         _ => None,
     };
     let (exec, task) = (ctx.execution.to_string(), ctx.task.to_string());
-    let (e, t, s, r) = (exec.clone(), task.clone(), summary.clone(), reviewers.clone());
-    let mut gate: Approval = blocking(ctx, move |st| st.request_approval(&e, &t, &s, &r, deadline)).await?;
+    let mut gate: Approval = ctx
+        .store
+        .request_approval(&exec, &task, &summary, &reviewers, deadline)
+        .await
+        .map_err(history)?;
     let who = if gate.reviewers.is_empty() {
         "anyone".to_string()
     } else {
@@ -79,8 +73,7 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
     }
     loop {
         if let Some(d) = gate.decision.clone() {
-            let e = exec.clone();
-            blocking(ctx, move |st| st.unpause(&e)).await?;
+            ctx.store.unpause(&exec).await.map_err(history)?;
             if !d.approved {
                 let mut msg = format!("rejected by {} at {}", d.by, d.at);
                 if !d.comment.is_empty() {
@@ -97,8 +90,7 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
             ]));
         }
         if expired(&gate.deadline) {
-            let e = exec.clone();
-            blocking(ctx, move |st| st.unpause(&e)).await?;
+            ctx.store.unpause(&exec).await.map_err(history)?;
             return Err(failed(format!(
                 "no decision before {}: the gate fails (expiry never approves)",
                 gate.deadline.clone().unwrap_or_default()
@@ -111,8 +103,7 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
             _ = tokio::time::sleep(POLL) => {}
             _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
         }
-        let (e, t) = (exec.clone(), task.clone());
-        if let Some(a) = blocking(ctx, move |st| st.approval(&e, &t)).await? {
+        if let Some(a) = ctx.store.approval(&exec, &task).await.map_err(history)? {
             gate = a;
         }
     }

@@ -83,8 +83,10 @@ pub struct TaskContext {
     pub task: Arc<str>,
     /// Where the execution keeps its artifacts (reports, SBOMs).
     pub artifacts: PathBuf,
-    /// The history's folder (approvals read and write it).
+    /// The history's folder (caches kept beside it).
     pub state_dir: PathBuf,
+    /// The history (approvals read and write it).
+    pub store: Arc<dyn crate::store::Store>,
     /// ` --state DIR` for printed hints, when they need it.
     pub state_hint: Arc<str>,
     /// An approval that would wait pauses the execution instead (`--detach`).

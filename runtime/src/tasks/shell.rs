@@ -155,6 +155,7 @@ mod tests {
             task: "t".into(),
             artifacts: std::env::temp_dir(),
             state_dir: std::env::temp_dir(),
+            store: Arc::new(crate::store::SqliteStore::open(&std::env::temp_dir().join("kflow-test-state")).unwrap()),
             state_hint: "".into(),
             detach: false,
             docker: Default::default(),
