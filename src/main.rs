@@ -31,6 +31,8 @@ enum Command {
     Graph(cmd::graph::Args),
     /// Run a flow: compile it, check its inputs, execute its tasks.
     Run(cmd::run::Args),
+    /// Serve flows: webhooks, schedules and an HTTP API, recording into the history.
+    Serve(cmd::serve::Args),
     /// Print the next fire times of a flow's schedules.
     Schedule(cmd::schedule::Args),
     /// Run a recorded execution again with the same inputs (--from-failed: only what did not succeed).
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Graph(a) => cmd::graph::run(a),
         Command::Run(a) => cmd::run::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Schedule(a) => cmd::schedule::run(a),
         Command::Rerun(a) => cmd::rerun::run(a),
         Command::Approve(a) => cmd::approve::approve(a),

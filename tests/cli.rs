@@ -603,7 +603,7 @@ fn the_architecture_names_only_paths_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
     let crates = [
-        "grammar", "compiler", "runtime", "lsp", "src", "tests", "bench", "docs", "examples",
+        "grammar", "compiler", "runtime", "lsp", "server", "src", "tests", "bench", "docs", "examples",
     ];
     let mut missing = Vec::new();
     let mut checked = 0;

@@ -18,6 +18,63 @@ use base64::Engine as _;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+/// Whose secrets to read: a run's, or the server's for its triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// Every secret but those only triggers read (a webhook's key).
+    Run,
+    /// The secrets triggers read.
+    Triggers,
+}
+
+/// Reads a plan's secrets from their sources: `env("VAR")` from the
+/// environment, `file("path")` relative to `base_dir` (one line ending at
+/// its end dropped: editors and `echo pw > file` add it). A missing one is
+/// an error naming the variable or file, never a value.
+pub fn read(
+    plan: &kflow_compiler::ir::Plan,
+    base_dir: &std::path::Path,
+    readers: Readers,
+) -> Result<std::collections::BTreeMap<String, Secret>, String> {
+    let wanted = |s: &&kflow_compiler::ir::SecretDecl| match readers {
+        Readers::Run => !s.trigger_only,
+        Readers::Triggers => plan
+            .triggers
+            .iter()
+            .any(|t| t.secret.as_deref() == Some(s.name.as_str())),
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for s in plan.secrets.iter().filter(wanted) {
+        let arg = match &s.arg {
+            kflow_compiler::ir::Expr::Str { value } => value.clone(),
+            _ => return Err(format!("secret `{}`: its source must be a plain string", s.name)),
+        };
+        let value = match s.source.as_str() {
+            "env" => std::env::var(&arg)
+                .map_err(|_| format!("secret `{}`: environment variable `{arg}` is not set", s.name))?,
+            _ => {
+                let path = base_dir.join(&arg);
+                let mut text = std::fs::read_to_string(&path).map_err(|e| {
+                    // The OS's words, without its error number.
+                    let reason = e.to_string();
+                    let reason = reason.split(" (os error").next().unwrap_or_default();
+                    format!("secret `{}`: cannot read {}: {reason}", s.name, path.display())
+                })?;
+                let end = text
+                    .strip_suffix("\r\n")
+                    .or_else(|| text.strip_suffix('\n'))
+                    .map(str::len);
+                if let Some(end) = end {
+                    text.truncate(end);
+                }
+                text
+            }
+        };
+        out.insert(s.name.clone(), Secret::new(value));
+    }
+    Ok(out)
+}
+
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())

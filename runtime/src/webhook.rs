@@ -21,6 +21,11 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     "webhook-signature",
 ];
 
+/// Whether a header (lower-case name) carries a delivery's credentials.
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&name)
+}
+
 /// Headers by lower-case name (the last value of a repeated one).
 pub type Headers = BTreeMap<String, String>;
 
@@ -72,7 +77,7 @@ pub fn fields(provider: &str, headers: &Headers, body: &[u8]) -> Result<Fields, 
         Value::Map(
             headers
                 .iter()
-                .filter(|(k, _)| !CREDENTIAL_HEADERS.contains(&k.as_str()))
+                .filter(|(k, _)| !is_credential_header(k))
                 .map(|(k, v)| (k.clone(), text(v)))
                 .collect(),
         ),

@@ -14,6 +14,7 @@ pub mod recorded;
 pub mod rerun;
 pub mod run;
 pub mod schedule;
+pub mod serve;
 pub mod shell;
 pub mod state;
 pub mod values;
@@ -160,54 +161,12 @@ fn read_file(path: &Path) -> Result<Source> {
     })
 }
 
-/// The `.kflow` files under `dir`, each once: symlinked folders are
-/// followed but never twice (a link loop ends), a file reached by several
-/// paths is read once, and what is not a regular file (a FIFO, a device,
-/// a dangling link) is skipped with a note on standard error — reading a
-/// FIFO would wait forever.
+/// The `.kflow` files under `dir` (see `kflow_runtime::flow_files::walk`);
+/// what is skipped is said on standard error.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    use std::collections::HashSet;
-    use std::os::unix::fs::MetadataExt;
-    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
-    let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
-    let mut seen_files: HashSet<(u64, u64)> = HashSet::new();
-    seen_dirs.insert(id(&std::fs::metadata(dir)?));
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<std::io::Result<_>>()?;
-        entries.sort();
-        for path in entries {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with('.') || name == "target" {
-                continue;
-            }
-            let is_kflow = path.extension().is_some_and(|e| e == "kflow");
-            // Follows symlinks: what the path names in the end.
-            let meta = match std::fs::metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    if is_kflow {
-                        eprintln!("kflow: skipping {}: {}", path.display(), io_reason(&e));
-                    }
-                    continue;
-                }
-            };
-            if meta.is_dir() {
-                if seen_dirs.insert(id(&meta)) {
-                    todo.push(path);
-                }
-            } else if is_kflow {
-                if !meta.is_file() {
-                    eprintln!("kflow: skipping {}: not a regular file", path.display());
-                } else if seen_files.insert(id(&meta)) {
-                    out.push(path);
-                }
-            }
-        }
-    }
-    Ok(())
+    kflow_runtime::flow_files::walk(dir, out, |path, why| {
+        eprintln!("kflow: skipping {}: {why}", path.display())
+    })
 }
 
 /// `No such file or directory` without Rust's `(os error 2)` suffix.

@@ -1,15 +1,12 @@
 //! A recorded execution made runnable again, for `kflow resume` and
-//! `kflow rerun`: its plan and inputs as recorded, its secrets read again
-//! (they are never recorded), and the outputs of what succeeded.
+//! `kflow rerun` (see `kflow_runtime::resume`), and the flags they share.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use kflow_compiler::ir::Plan;
-use kflow_runtime::secret::Secret;
 use kflow_runtime::store::Resumable;
 use kflow_runtime::tasks::Outputs;
-use kflow_runtime::value::Value;
 
 use super::{Result, UsageError};
 
@@ -30,37 +27,14 @@ pub struct RunFlags {
     pub state: Option<PathBuf>,
 }
 
-pub struct Loaded {
-    pub plan: Plan,
-    pub inputs: BTreeMap<String, Value>,
-    pub secrets: BTreeMap<String, Secret>,
-}
+pub use kflow_runtime::resume::Loaded;
 
 pub fn load(r: &Resumable) -> Result<Loaded> {
-    let plan: Plan = serde_json::from_value(r.plan.clone())
-        .map_err(|e| UsageError(format!("the recorded plan of {} is unreadable: {e}", r.id)))?;
-    let mut inputs = BTreeMap::new();
-    for decl in &plan.inputs {
-        let json = r.inputs.get(&decl.name).cloned().unwrap_or(serde_json::Value::Null);
-        let v = Value::from_json(&json, &decl.ty)
-            .ok_or_else(|| UsageError(format!("the recorded input `{}` does not fit its type", decl.name)))?;
-        inputs.insert(decl.name.clone(), v);
-    }
-    let secrets = super::run::read_secrets(&plan, &r.base_dir)?;
-    Ok(Loaded { plan, inputs, secrets })
+    kflow_runtime::resume::load(r).map_err(UsageError)
 }
 
 /// The outputs of the task runs that succeeded, by run name, as the
 /// executor takes them instead of running those tasks again.
 pub fn restored(plan: &Plan, done: &[(String, serde_json::Value)]) -> Result<HashMap<String, Outputs>> {
-    let mut restored = HashMap::new();
-    for (name, json) in done {
-        let outputs = kflow_runtime::executor::restore_outputs(plan, name, json).ok_or_else(|| {
-            UsageError(format!(
-                "the recorded outputs of `{name}` do not fit its kind; run the flow again"
-            ))
-        })?;
-        restored.insert(name.clone(), outputs);
-    }
-    Ok(restored)
+    kflow_runtime::resume::restored(plan, done).map_err(UsageError)
 }

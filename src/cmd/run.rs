@@ -17,7 +17,7 @@ use kflow_runtime::value::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::console::{Console, Mode};
-use super::{io_reason, Result, UsageError};
+use super::{Result, UsageError};
 
 /// Tasks mostly wait on processes, registries and the network, so more of
 /// them run at once than there are cores.
@@ -274,45 +274,7 @@ fn run_name_len(plan: &Plan, node: &kflow_compiler::ir::Node) -> usize {
 /// the server's alone); a missing one is a usage error naming the variable
 /// or file, never the value.
 pub fn read_secrets(plan: &Plan, base_dir: &std::path::Path) -> Result<BTreeMap<String, Secret>> {
-    let mut out = BTreeMap::new();
-    for s in plan.secrets.iter().filter(|s| !s.trigger_only) {
-        let arg = match &s.arg {
-            kflow_compiler::ir::Expr::Str { value } => value.clone(),
-            _ => {
-                return Err(UsageError(format!(
-                    "secret `{}`: its source must be a plain string",
-                    s.name
-                )))
-            }
-        };
-        let value = match s.source.as_str() {
-            "env" => std::env::var(&arg)
-                .map_err(|_| UsageError(format!("secret `{}`: environment variable `{arg}` is not set", s.name)))?,
-            _ => {
-                let path = base_dir.join(&arg);
-                let mut text = std::fs::read_to_string(&path).map_err(|e| {
-                    UsageError(format!(
-                        "secret `{}`: cannot read {}: {}",
-                        s.name,
-                        path.display(),
-                        io_reason(&e)
-                    ))
-                })?;
-                // Editors and `echo pw > file` end the file with a line
-                // ending that is not part of the secret: one is dropped.
-                let end = text
-                    .strip_suffix("\r\n")
-                    .or_else(|| text.strip_suffix('\n'))
-                    .map(str::len);
-                if let Some(end) = end {
-                    text.truncate(end);
-                }
-                text
-            }
-        };
-        out.insert(s.name.clone(), Secret::new(value));
-    }
-    Ok(out)
+    kflow_runtime::secret::read(plan, base_dir, kflow_runtime::secret::Readers::Run).map_err(UsageError)
 }
 
 /// First SIGINT/SIGTERM: stop the work and run `finally` blocks. Second:

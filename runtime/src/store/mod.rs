@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 mod approvals;
+mod deliveries;
 mod logs;
 mod port;
 
 pub use approvals::{Approval, Decision, Resumable};
+pub use deliveries::{Claim, Delivery, NewDelivery, Stored as StoredDelivery, Verdict};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
 pub use port::Store;
 
@@ -99,6 +101,32 @@ ALTER TABLE executions ADD COLUMN rerun_of TEXT;
     // absent for runs started by hand.
     r#"
 ALTER TABLE executions ADD COLUMN trigger TEXT;
+"#,
+    // What `kflow serve` keeps: the webhook deliveries it answered, and the
+    // last time each schedule fired.
+    r#"
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    flow TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    delivery TEXT,
+    received_at TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    reason TEXT,
+    execution TEXT,
+    headers TEXT,
+    body BLOB,
+    replay_of TEXT
+);
+CREATE INDEX deliveries_by_id ON deliveries(flow, trigger, delivery);
+CREATE TABLE schedule_fires (
+    flow TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    last_fire TEXT NOT NULL,
+    PRIMARY KEY (flow, trigger)
+);
 "#,
 ];
 

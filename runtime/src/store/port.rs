@@ -12,7 +12,10 @@
 use async_trait::async_trait;
 use serde_json::Value as Json;
 
-use super::{Approval, Change, LogAppend, NewExecution, Result, SqliteStore};
+use super::{
+    Approval, Change, Claim, Delivery, ExecutionRow, LogAppend, NewDelivery, NewExecution, Result, Resumable,
+    SqliteStore, StoredDelivery, TaskRow, Verdict,
+};
 use crate::state::ExecutionState;
 
 #[async_trait]
@@ -53,6 +56,49 @@ pub trait Store: Send + Sync {
 
     /// A paused execution goes on: back to `running`.
     async fn unpause(&self, execution: &str) -> Result<()>;
+
+    // Reading the history (the server's API).
+
+    /// Every execution, newest first.
+    async fn list(&self) -> Result<Vec<ExecutionRow>>;
+
+    /// One execution (an id, a unique prefix, or `latest`) and its task runs.
+    async fn show(&self, id: &str) -> Result<Option<(ExecutionRow, Vec<TaskRow>)>>;
+
+    /// What resuming an execution needs.
+    async fn resumable(&self, id: &str) -> Result<Option<Resumable>>;
+
+    /// Takes an execution over for this process: `running`, this owner.
+    async fn reopen(&self, execution: &str) -> Result<()>;
+
+    // What the server keeps besides executions.
+
+    /// Records a delivery decided at once (unknown, unverified, failed).
+    async fn record_delivery(&self, d: &NewDelivery<'_>) -> Result<String>;
+
+    /// Claims a verified delivery, unless its id was taken before.
+    async fn claim_delivery(&self, d: &NewDelivery<'_>) -> Result<Claim>;
+
+    /// Records how a claimed delivery was decided.
+    async fn settle_delivery(
+        &self,
+        id: &str,
+        status: u16,
+        verdict: Verdict,
+        reason: Option<&str>,
+        execution: Option<&str>,
+    ) -> Result<()>;
+
+    /// The newest deliveries first.
+    async fn deliveries(&self, limit: usize, before: Option<&str>) -> Result<Vec<Delivery>>;
+
+    /// One delivery with its headers and body (for replay).
+    async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>>;
+
+    /// When a schedule last fired (RFC 3339).
+    async fn last_fire(&self, flow: &str, trigger: &str) -> Result<Option<String>>;
+
+    async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()>;
 }
 
 #[async_trait]
@@ -98,5 +144,56 @@ impl Store for SqliteStore {
 
     async fn unpause(&self, execution: &str) -> Result<()> {
         SqliteStore::unpause(self, execution)
+    }
+
+    async fn list(&self) -> Result<Vec<ExecutionRow>> {
+        SqliteStore::list(self)
+    }
+
+    async fn show(&self, id: &str) -> Result<Option<(ExecutionRow, Vec<TaskRow>)>> {
+        SqliteStore::show(self, id)
+    }
+
+    async fn resumable(&self, id: &str) -> Result<Option<Resumable>> {
+        SqliteStore::resumable(self, id)
+    }
+
+    async fn reopen(&self, execution: &str) -> Result<()> {
+        SqliteStore::reopen(self, execution)
+    }
+
+    async fn record_delivery(&self, d: &NewDelivery<'_>) -> Result<String> {
+        SqliteStore::record_delivery(self, d)
+    }
+
+    async fn claim_delivery(&self, d: &NewDelivery<'_>) -> Result<Claim> {
+        SqliteStore::claim_delivery(self, d)
+    }
+
+    async fn settle_delivery(
+        &self,
+        id: &str,
+        status: u16,
+        verdict: Verdict,
+        reason: Option<&str>,
+        execution: Option<&str>,
+    ) -> Result<()> {
+        SqliteStore::settle_delivery(self, id, status, verdict, reason, execution)
+    }
+
+    async fn deliveries(&self, limit: usize, before: Option<&str>) -> Result<Vec<Delivery>> {
+        SqliteStore::deliveries(self, limit, before)
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>> {
+        SqliteStore::delivery(self, id)
+    }
+
+    async fn last_fire(&self, flow: &str, trigger: &str) -> Result<Option<String>> {
+        SqliteStore::last_fire(self, flow, trigger)
+    }
+
+    async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()> {
+        SqliteStore::set_last_fire(self, flow, trigger, at)
     }
 }

@@ -1,0 +1,179 @@
+//! The read side of the HTTP API (`/api/v1`): flows with their triggers,
+//! next schedule times, webhook URLs and the diagnostics of files that did
+//! not load; executions; deliveries. JSON in, JSON out; errors as
+//! [`ApiError`].
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use kflow_runtime::schedule::Schedule;
+use kflow_runtime::store::{Delivery, ExecutionRow, TaskRow};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::App;
+
+/// Most items one page of a list holds.
+const MAX_PAGE: usize = 1_000;
+
+pub async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
+    let flows = app.flows.read().await.flows.len();
+    Json(json!({ "status": "ok", "flows": flows, "running": app.launcher.running.count() }))
+}
+
+pub async fn flows(State(app): State<Arc<App>>) -> Json<Value> {
+    let loaded = app.flows.read().await;
+    let now = jiff::Timestamp::now();
+    let flows: Vec<Value> = loaded
+        .flows
+        .values()
+        .map(|f| {
+            let plan = &f.plan;
+            let triggers: Vec<Value> = plan
+                .triggers
+                .iter()
+                .zip(plan.trigger_names())
+                .map(|(t, name)| {
+                    let mut v = json!({ "name": name, "kind": t.kind, "value": t.value });
+                    match t.kind.as_str() {
+                        "webhook" => {
+                            v["provider"] = json!(t.provider);
+                            v["url"] = json!(app.url(&format!("/hooks/{}/{}", plan.flow, name)));
+                            v["events"] = json!(t.events);
+                        }
+                        "schedule" => {
+                            v["timezone"] = json!(t.timezone.as_deref().unwrap_or("UTC"));
+                            v["catchup"] = json!(t.catchup.as_deref().unwrap_or("last"));
+                            if let Ok(s) = Schedule::new(&t.value, t.timezone.as_deref()) {
+                                let next: Vec<String> = s.upcoming(now, 3).iter().map(|t| t.to_string()).collect();
+                                v["next"] = json!(next);
+                            }
+                        }
+                        _ => {}
+                    }
+                    v
+                })
+                .collect();
+            let problems: Vec<String> = match &f.trigger_secrets {
+                Err(e) => vec![format!("webhooks cannot verify deliveries: {e}")],
+                Ok(_) => Vec::new(),
+            };
+            json!({
+                "name": plan.flow, "file": f.file, "doc": plan.doc, "triggers": triggers,
+                "inputs": plan.inputs.iter().map(|i| json!({ "name": i.name, "type": i.ty })).collect::<Vec<_>>(),
+                "problems": problems,
+            })
+        })
+        .collect();
+    let broken: Vec<Value> = loaded
+        .broken
+        .iter()
+        .map(|b| json!({ "file": b.file, "diagnostics": b.report, "serving": b.serving }))
+        .collect();
+    Json(json!({ "flows": flows, "broken": broken }))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    flow: Option<String>,
+    state: Option<String>,
+    trigger: Option<String>,
+    limit: Option<usize>,
+    /// The id of the last execution of the previous page.
+    cursor: Option<String>,
+}
+
+fn execution_json(e: &ExecutionRow, app: &App) -> Value {
+    json!({
+        "id": e.id, "flow": e.flow, "file": e.file, "state": e.state,
+        "started_at": e.started_at, "ended_at": e.ended_at,
+        "trigger": e.trigger, "inputs": e.inputs, "outputs": e.outputs, "failures": e.failures,
+        "rerun_of": e.rerun_of, "url": app.execution_url(&e.id),
+    })
+}
+
+fn task_json(t: &TaskRow) -> Value {
+    json!({
+        "task": t.task, "kind": t.kind, "state": t.state, "started_at": t.started_at,
+        "ended_at": t.ended_at, "attempts": t.attempts, "error": t.error, "outputs": t.outputs,
+    })
+}
+
+pub async fn executions(State(app): State<Arc<App>>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &q.state {
+        if s.parse::<kflow_runtime::state::ExecutionState>().is_err() {
+            return Err(ApiError::bad_request(format!(
+                "unknown state `{}`: one of {}",
+                s.chars().take(40).collect::<String>(),
+                kflow_runtime::state::ExecutionState::names().join(", ")
+            )));
+        }
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let all = app.store.list().await.map_err(ApiError::history)?;
+    let mut rows = all.iter().filter(|e| {
+        q.flow.as_ref().is_none_or(|f| &e.flow == f)
+            && q.state.as_ref().is_none_or(|s| e.state.as_str() == s)
+            && q.trigger
+                .as_ref()
+                .is_none_or(|t| e.trigger.get("name").and_then(Value::as_str) == Some(t))
+    });
+    if let Some(c) = &q.cursor {
+        // Ids sort by start: the page goes on after the cursor.
+        rows.by_ref().find(|e| &e.id == c);
+    }
+    let page: Vec<&ExecutionRow> = rows.by_ref().take(limit).collect();
+    let more = rows.next().is_some();
+    Ok(Json(json!({
+        "executions": page.iter().map(|e| execution_json(e, &app)).collect::<Vec<_>>(),
+        "next_cursor": if more { page.last().map(|e| e.id.clone()) } else { None },
+    })))
+}
+
+pub async fn execution(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if id.len() > 64 || id == "latest" {
+        return Err(ApiError::not_found("no such execution"));
+    }
+    let found = app.store.show(&id).await;
+    let (exec, tasks) = match found {
+        Ok(Some(x)) => x,
+        Ok(None) => return Err(ApiError::not_found(format!("no execution `{id}`"))),
+        // A prefix matching several.
+        Err(e) if e.0.contains("matches") => return Err(ApiError::bad_request(e.0)),
+        Err(e) => return Err(ApiError::history(e)),
+    };
+    let mut v = execution_json(&exec, &app);
+    v["tasks"] = json!(tasks.iter().map(task_json).collect::<Vec<_>>());
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+pub struct DeliveriesQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+fn delivery_json(d: &Delivery) -> Value {
+    json!({
+        "id": d.id, "flow": d.flow, "trigger": d.trigger, "delivery": d.delivery,
+        "received_at": d.received_at, "status": d.status, "verdict": d.verdict.as_str(),
+        "reason": d.reason, "execution": d.execution, "replay_of": d.replay_of,
+    })
+}
+
+pub async fn deliveries(
+    State(app): State<Arc<App>>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let rows = app
+        .store
+        .deliveries(limit, q.before.as_deref())
+        .await
+        .map_err(ApiError::history)?;
+    Ok(Json(
+        json!({ "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>() }),
+    ))
+}

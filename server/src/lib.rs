@@ -1,0 +1,269 @@
+//! `kflow serve`: the flows of a folder as a service. One process holds the
+//! HTTP server (webhooks, the API), the trigger engine (schedules), the
+//! executor (the runtime `kflow run` uses, recording into the same history)
+//! and the reaper. The server drives executions only through the runtime's
+//! public API and the store trait.
+//!
+//! What is built so far (see docs/server.md): webhooks of the four
+//! providers with deliveries recorded and deduplicated, schedules with
+//! catch-up, flows reloaded on change, the read API, graceful shutdown.
+//! Users, tokens and the write API come next; until then the server listens
+//! on loopback only.
+
+pub mod api;
+pub mod error;
+pub mod flows;
+pub mod hooks;
+pub mod launch;
+pub mod schedules;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use kflow_runtime::store::{NewDelivery, SqliteStore, Store, Verdict};
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::flows::Flows;
+use crate::launch::{Launcher, Running};
+
+/// How `kflow serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Flow files and folders.
+    pub paths: Vec<PathBuf>,
+    pub listen: SocketAddr,
+    /// The history's folder.
+    pub state: PathBuf,
+    /// The URL the server is reached at (behind a proxy); links use it.
+    pub public_url: Option<String>,
+    /// How long running executions may go on after a shutdown signal before
+    /// they are cancelled.
+    pub grace: Duration,
+    /// How many tasks of one execution run at once.
+    pub jobs: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error(
+        "--listen {0} is not a loopback address: until users and tokens exist, kflow serve only listens on loopback (put a reverse proxy in front)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("the history in {0}: {1}")]
+    Store(String, String),
+    #[error("the HTTP server stopped: {0}")]
+    Http(std::io::Error),
+}
+
+/// What every handler shares.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub flows: RwLock<Flows>,
+    pub launcher: Launcher,
+    /// `http://HOST:PORT` or the public URL, without a trailing `/`.
+    pub base_url: String,
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn execution_url(&self, id: &str) -> String {
+        self.url(&format!("/api/v1/executions/{id}"))
+    }
+
+    /// Records a delivery refused before its body was read (no such
+    /// webhook, a bad signature, too large): no headers, no body.
+    pub async fn record_unverified(&self, flow: &str, trigger: &str, status: u16, reason: &str) {
+        eprintln!("kflow serve: delivery to /hooks/{flow}/{trigger} refused ({status}): {reason}");
+        let d = NewDelivery {
+            flow,
+            trigger,
+            delivery: None,
+            status,
+            verdict: Verdict::Unverified,
+            reason: Some(reason),
+            headers: None,
+            body: None,
+            replay_of: None,
+            execution: None,
+        };
+        if let Err(e) = self.store.record_delivery(&d).await {
+            eprintln!("kflow serve: the history: {e}");
+        }
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/hooks/{flow}/{trigger}", post(hooks::receive))
+        .route("/api/v1/flows", get(api::flows))
+        .route("/api/v1/executions", get(api::executions))
+        .route("/api/v1/executions/{id}", get(api::execution))
+        .route("/api/v1/deliveries", get(api::deliveries))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        // Bodies are read by the handlers, with their own limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+/// Serves until SIGTERM or SIGINT: then stops accepting, lets running
+/// executions finish for the grace period, cancels the rest (their
+/// `finally` blocks run; they are recorded `interrupted`), and returns.
+/// `ready` hears the address once the server listens.
+pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    if !config.listen.ip().is_loopback() {
+        return Err(ServeError::NotLoopback(config.listen));
+    }
+    let state_name = config.state.display().to_string();
+    let sqlite = SqliteStore::open(&config.state).map_err(|e| ServeError::Store(state_name.clone(), e.0))?;
+    let sqlite = Arc::new(sqlite);
+    reap(&sqlite).await;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Listen(config.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Listen(config.listen, e))?;
+    let base_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let store: Arc<dyn Store> = sqlite;
+    let flows = flows::load(&config.paths, &Flows::default());
+    report_broken(&flows);
+    let app = Arc::new(App {
+        store: store.clone(),
+        flows: RwLock::new(flows),
+        launcher: Launcher {
+            store,
+            state_dir: config.state.clone(),
+            running: Arc::new(Running::default()),
+            jobs: config.jobs,
+        },
+        base_url,
+    });
+    let stop = CancellationToken::new();
+    watch_signals(stop.clone(), app.launcher.running.clone());
+    let reloader = tokio::spawn(reload(app.clone(), config.paths.clone(), stop.clone()));
+    let scheduler = tokio::spawn(schedules::run(app.clone(), stop.clone()));
+    ready(addr);
+    let http = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .await;
+    let _ = reloader.await;
+    let _ = scheduler.await;
+    // Accepting stopped: running executions get the grace period.
+    let running = app.launcher.running.clone();
+    running.tracker.close();
+    if running.count() > 0 {
+        eprintln!(
+            "kflow serve: {} execution(s) running: waiting up to {}s before cancelling them",
+            running.count(),
+            config.grace.as_secs()
+        );
+    }
+    if tokio::time::timeout(config.grace, running.tracker.wait())
+        .await
+        .is_err()
+    {
+        running.cancel_all();
+        running.tracker.wait().await;
+    }
+    http.map_err(ServeError::Http)
+}
+
+/// What killed executions left (containers, networks, volumes, processes)
+/// is reclaimed before anything starts.
+async fn reap(store: &SqliteStore) {
+    use kflow_runtime::reaper;
+    if let Err(e) = reaper::kill_leftover_processes(store) {
+        eprintln!("kflow serve: {e}");
+    }
+    if let Some(docker) = reaper::connect_quickly().await {
+        if let Err(e) = reaper::reap(&docker, store, false).await {
+            eprintln!("kflow serve: the reaper: {e}");
+        }
+    }
+}
+
+fn report_broken(flows: &Flows) {
+    for b in &flows.broken {
+        eprint!("{}", b.report);
+        if !b.serving.is_empty() {
+            eprintln!(
+                "kflow serve: still serving the last good version of {}",
+                b.serving.join(", ")
+            );
+        }
+    }
+    eprintln!("kflow serve: serving {} flow(s)", flows.flows.len());
+}
+
+/// Checks the flows again when a file changes (polled: the same on every
+/// file system, including network and container mounts).
+async fn reload(app: Arc<App>, paths: Vec<PathBuf>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.cancelled() => return,
+        }
+        let current = app.flows.read().await.clone();
+        let paths_now = paths.clone();
+        let changed = tokio::task::spawn_blocking(move || flows::changed(&paths_now, &current))
+            .await
+            .unwrap_or(false);
+        if changed {
+            let current = app.flows.read().await.clone();
+            let paths = paths.clone();
+            // Reading and checking files is blocking work.
+            let Ok(next) = tokio::task::spawn_blocking(move || flows::load(&paths, &current)).await else {
+                continue;
+            };
+            report_broken(&next);
+            *app.flows.write().await = next;
+        }
+    }
+}
+
+/// The first SIGTERM or SIGINT stops the server gracefully; a second one
+/// cancels running executions at once (their `finally` blocks run and they
+/// are recorded); a third exits without waiting.
+fn watch_signals(stop: CancellationToken, running: Arc<Running>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("kflow serve: stopping: no new deliveries; running executions may finish (again to cancel them)");
+        stop.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("kflow serve: cancelling running executions (again to exit at once)");
+        running.cancel_all();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(130);
+    });
+}

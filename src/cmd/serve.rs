@@ -1,0 +1,79 @@
+//! `kflow serve [PATH…]`: the flows of the paths as a service (see
+//! kflow_server and docs/server.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Result, UsageError};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Flow files and folders to serve (default: the current folder).
+    paths: Vec<PathBuf>,
+    /// The address to listen on (loopback only for now; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8420")]
+    listen: SocketAddr,
+    /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// The URL the server is reached at, for links (behind a reverse proxy).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// How long running executions may finish after SIGTERM before they are cancelled.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    grace: Duration,
+    /// How many tasks of one execution run at once.
+    #[arg(long, default_value_t = 16)]
+    jobs: usize,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    kflow_compiler::grammar::parse_duration(s)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is not a duration: write e.g. `30s`, `2m`"))
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.jobs == 0 {
+        return Err(UsageError("--jobs must be at least 1".into()));
+    }
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    for p in &paths {
+        if !p.exists() {
+            return Err(UsageError(format!("{} does not exist", p.display())));
+        }
+    }
+    if let Some(url) = &args.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(UsageError(format!(
+                "--public-url `{url}` must start with http:// or https://"
+            )));
+        }
+    }
+    let state = super::state::StateDir::find(args.state.as_deref());
+    let config = kflow_server::Config {
+        paths,
+        listen: args.listen,
+        state: state.dir,
+        public_url: args.public_url,
+        grace: args.grace,
+        jobs: args.jobs,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(kflow_server::serve(config, |addr| {
+            // The first line of standard output: where to reach it.
+            println!("kflow serve: listening on http://{addr}");
+        }))
+        .map_err(|e| UsageError(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}

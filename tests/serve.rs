@@ -1,0 +1,681 @@
+//! `kflow serve` end to end: the real binary on a free loopback port, real
+//! HTTP requests carrying GitHub's payload shapes and signatures computed
+//! as GitHub (and Standard Webhooks) compute them.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const HOOK_SECRET: &str = "It's a Secret to Everybody";
+
+/// A running server; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, args: &[&str]) -> Server {
+        let stderr = dir.join(format!("serve-{}.err", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--state", "st"])
+            .current_dir(dir)
+            .env("RELEASE_HOOK_SECRET", HOOK_SECRET)
+            .env("PREVIEW_HOOK_SECRET", "preview-token")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("kflow serve starts");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("kflow serve: listening on http://")
+            .unwrap_or_else(|| panic!("no address in {first:?}: {}", std::fs::read_to_string(&stderr).unwrap()))
+            .to_string();
+        Server { child, addr, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        request(&self.addr, method, path, headers, body)
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let r = self.request("GET", path, &[], b"");
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+        r.json()
+    }
+
+    /// Polls an execution until it has ended (or paused).
+    fn ended(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let e = self.get(&format!("/api/v1/executions/{id}"));
+            if !matches!(e["state"].as_str(), Some("running" | "queued")) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "execution {id} did not end: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Response {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 request on its own connection.
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) before reading a large body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let head = String::from_utf8_lossy(&raw[..text_end]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let mut body = raw[text_end..].to_vec();
+    if chunked {
+        body = dechunk(&body);
+    }
+    Response { status, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line_end + 2..line_end + 2 + size]);
+        b = &b[line_end + 2 + size + 2..];
+    }
+}
+
+/// `X-Hub-Signature-256` as GitHub computes it.
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/webhooks")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// A GitHub delivery of `event` with this id and body, signed with `secret`.
+fn github(server: &Server, hook: &str, event: &str, delivery: &str, body: &[u8], secret: &str) -> Response {
+    let sig = github_signature(secret, body);
+    server.request(
+        "POST",
+        hook,
+        &[
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", event),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", &sig),
+            ("User-Agent", "GitHub-Hookshot/044aadd"),
+        ],
+        body,
+    )
+}
+
+fn served_flow(dir: &Path) {
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flows/triggers.kflow"),
+        dir.join("triggers.kflow"),
+    )
+    .unwrap();
+}
+
+fn deliveries(server: &Server) -> Vec<serde_json::Value> {
+    server.get("/api/v1/deliveries?limit=100")["deliveries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A tag push starts the release once; a repeat of the delivery answers
+/// the same execution; a branch push is filtered; a bad signature, an
+/// unknown flow and an unknown webhook get the same 404, the reason
+/// recorded in the deliveries log.
+#[test]
+fn github_deliveries_start_executions_once() {
+    let dir = tempfile::tempdir().unwrap();
+    served_flow(dir.path());
+    let server = Server::start(dir.path(), &["triggers.kflow"]);
+    let tag = fixture("github-push-tag.json");
+    let r = github(
+        &server,
+        "/hooks/release/release",
+        "push",
+        "delivery-1",
+        &tag,
+        HOOK_SECRET,
+    );
+    assert_eq!(r.status, 202, "{}\n{}", r.text(), server.log());
+    let accepted = r.json();
+    let id = accepted["execution"].as_str().unwrap().to_string();
+    assert_eq!(
+        accepted["url"],
+        format!("http://{}/api/v1/executions/{id}", server.addr)
+    );
+    let e = server.ended(&id);
+    assert_eq!(e["state"], "succeeded", "{e}");
+    assert_eq!(e["inputs"]["version"], "v1.4.0");
+    assert_eq!(e["outputs"]["said"], "releasing v1.4.0 from none.tar");
+    assert_eq!(e["trigger"]["name"], "release");
+    assert_eq!(e["trigger"]["delivery"], "delivery-1");
+    assert_eq!(e["tasks"][0]["state"], "succeeded");
+
+    // GitHub redelivers: the same execution, nothing new.
+    let again = github(
+        &server,
+        "/hooks/release/release",
+        "push",
+        "delivery-1",
+        &tag,
+        HOOK_SECRET,
+    );
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["execution"], id.as_str());
+
+    let branch = github(
+        &server,
+        "/hooks/release/release",
+        "push",
+        "delivery-2",
+        &fixture("github-push-branch.json"),
+        HOOK_SECRET,
+    );
+    assert_eq!(branch.status, 204, "{}", branch.text());
+
+    let forged = github(&server, "/hooks/release/release", "push", "delivery-3", &tag, "a guess");
+    let no_flow = github(&server, "/hooks/nope/release", "push", "delivery-4", &tag, HOOK_SECRET);
+    let no_hook = github(&server, "/hooks/release/nope", "push", "delivery-5", &tag, HOOK_SECRET);
+    let schedule = github(
+        &server,
+        "/hooks/release/schedule",
+        "push",
+        "delivery-6",
+        &tag,
+        HOOK_SECRET,
+    );
+    for r in [&forged, &no_flow, &no_hook, &schedule] {
+        assert_eq!((r.status, r.text()), (forged.status, forged.text()));
+    }
+    assert_eq!(forged.status, 404);
+    // The forged delivery did not take its id: the real one still starts.
+    let real = github(
+        &server,
+        "/hooks/release/release",
+        "push",
+        "delivery-3",
+        &tag,
+        HOOK_SECRET,
+    );
+    assert_eq!(real.status, 202, "{}", real.text());
+
+    let log = deliveries(&server);
+    let verdicts: Vec<(&str, &str)> = log
+        .iter()
+        .map(|d| (d["verdict"].as_str().unwrap(), d["reason"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        verdicts.contains(&("unverified", "X-Hub-Signature-256 does not match the body")),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("unverified", "no flow `nope` is served")),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("unverified", "flow `release` has no webhook `schedule`")),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("filtered", "`when` is false for this delivery")),
+        "{verdicts:?}"
+    );
+    let dup = log.iter().find(|d| d["verdict"] == "duplicate").unwrap();
+    assert_eq!(dup["execution"], id.as_str());
+    assert_eq!(dup["status"], 200);
+    assert_eq!(
+        server.get("/api/v1/executions?trigger=release")["executions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The server's executions are the history's: the CLI sees them.
+    let o = support::kflow(dir.path(), &["executions", "list", "--state", "st"], &[]);
+    assert_eq!(
+        support::text(&o.stdout).lines().count(),
+        2,
+        "{}",
+        support::text(&o.stdout)
+    );
+    assert!(server.terminate().success());
+}
+
+/// Copies of one delivery arriving at once start one execution.
+#[test]
+fn concurrent_copies_of_a_delivery_start_one_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    served_flow(dir.path());
+    let server = Server::start(dir.path(), &["triggers.kflow"]);
+    let tag = fixture("github-push-tag.json");
+    let sig = github_signature(HOOK_SECRET, &tag);
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = request(
+                        &server.addr,
+                        "POST",
+                        "/hooks/release/release",
+                        &[
+                            ("X-GitHub-Event", "push"),
+                            ("X-GitHub-Delivery", "same-delivery"),
+                            ("X-Hub-Signature-256", &sig),
+                        ],
+                        &tag,
+                    );
+                    (r.status, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted: Vec<_> = answers.iter().filter(|(s, _)| *s == 202).collect();
+    assert_eq!(accepted.len(), 1, "{answers:?}");
+    let id = &accepted[0].1["execution"];
+    for (status, body) in &answers {
+        assert!(*status == 202 || *status == 200, "{answers:?}");
+        // A copy that arrived while the first was being decided may not
+        // know the execution yet; one that knows names the same one.
+        assert!(body["execution"] == *id || body["execution"].is_null(), "{answers:?}");
+    }
+    let runs = server.get("/api/v1/executions")["executions"].as_array().unwrap().len();
+    assert_eq!(runs, 1);
+}
+
+const PREVIEW: &str = r##"flow preview {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+
+  on webhook "pr" {
+    provider: token
+    secret: hook_key
+    inputs: { pr: trigger.body.number, head: trigger.body.head }
+  }
+  on webhook "lab" { provider: gitlab, secret: hook_key, inputs: { pr: trigger.pr ?? 0, head: trigger.sha ?? "none" } }
+  on webhook "std" { provider: standard, secret: hook_key, inputs: { pr: 1, head: trigger.event } }
+
+  input pr: int
+  input head: string
+
+  task show = shell.run {
+    script: "echo \"#$PR at $HEAD\""
+    env: { PR: "${pr}", HEAD: head }
+  }
+
+  output said = show.stdout
+}
+"##;
+
+/// Bad input, each answered as the brief says and recorded: values that do
+/// not convert and malformed JSON (422), a body over 25 MiB (413), a stale
+/// Standard Webhooks timestamp and a wrong GitLab token (404), an unknown
+/// route (404, JSON).
+#[test]
+fn bad_deliveries_are_refused_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("preview.kflow"), PREVIEW).unwrap();
+    let server = Server::start(dir.path(), &["preview.kflow"]);
+    let bearer = [("Authorization", "Bearer preview-token")];
+    let ok = server.request(
+        "POST",
+        "/hooks/preview/pr",
+        &bearer,
+        br#"{"number": 42, "head": "abc"}"#,
+    );
+    assert_eq!(ok.status, 202, "{}\n{}", ok.text(), server.log());
+    assert_eq!(
+        server.ended(ok.json()["execution"].as_str().unwrap())["outputs"]["said"],
+        "#42 at abc"
+    );
+
+    let bad = server.request("POST", "/hooks/preview/pr", &bearer, br#"{"number": "forty-two"}"#);
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    let msg = bad.json();
+    assert_eq!(msg["error"], "refused");
+    assert!(
+        msg["message"]
+            .as_str()
+            .unwrap()
+            .contains("`forty-two` is not an integer"),
+        "{msg}"
+    );
+    assert!(
+        msg["message"]
+            .as_str()
+            .unwrap()
+            .contains("input `head` (type `string`): absent"),
+        "{msg}"
+    );
+
+    let malformed = server.request("POST", "/hooks/preview/pr", &bearer, b"{\"number\": 4");
+    assert_eq!(malformed.status, 422, "{}", malformed.text());
+    assert!(malformed.text().contains("not JSON"), "{}", malformed.text());
+
+    let huge = vec![b' '; 25 * 1024 * 1024 + 10];
+    let r = server.request("POST", "/hooks/preview/pr", &bearer, &huge);
+    assert_eq!(r.status, 413, "{}", r.text());
+
+    let wrong = server.request(
+        "POST",
+        "/hooks/preview/pr",
+        &[("Authorization", "Bearer preview")],
+        b"{}",
+    );
+    assert_eq!(wrong.status, 404);
+    let lab = server.request(
+        "POST",
+        "/hooks/preview/lab",
+        &[("X-Gitlab-Token", "preview-token"), ("X-Gitlab-Event-UUID", "u-1")],
+        br#"{"object_kind": "merge_request", "object_attributes": {"iid": 7, "last_commit": {"id": "abc"}}}"#,
+    );
+    assert_eq!(lab.status, 202, "{}", lab.text());
+    let lab_wrong = server.request("POST", "/hooks/preview/lab", &[("X-Gitlab-Token", "nope")], b"{}");
+    assert_eq!(lab_wrong.status, 404);
+
+    // Standard Webhooks: signed now it starts; signed 10 minutes ago it is a replay.
+    let body = br#"{"type": "build.finished"}"#;
+    let sign = |at: i64| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"preview-token").unwrap();
+        mac.update(format!("msg_1.{at}.").as_bytes());
+        mac.update(body);
+        use base64::Engine as _;
+        format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let fresh = server.request(
+        "POST",
+        "/hooks/preview/std",
+        &[
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", &now.to_string()),
+            ("webhook-signature", &sign(now)),
+        ],
+        body,
+    );
+    assert_eq!(fresh.status, 202, "{}", fresh.text());
+    let stale_at = now - 600;
+    let stale = server.request(
+        "POST",
+        "/hooks/preview/std",
+        &[
+            ("webhook-id", "msg_2"),
+            ("webhook-timestamp", &stale_at.to_string()),
+            ("webhook-signature", &sign(stale_at)),
+        ],
+        body,
+    );
+    assert_eq!(stale.status, 404, "{}", stale.text());
+
+    let route = server.request("GET", "/no/such/route", &[], b"");
+    assert_eq!((route.status, route.json()["error"].as_str()), (404, Some("not_found")));
+    let state = server.request("GET", "/api/v1/executions?state=sideways", &[], b"");
+    assert_eq!(state.status, 400, "{}", state.text());
+
+    let log = deliveries(&server);
+    let reasons: Vec<&str> = log.iter().filter_map(|d| d["reason"].as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("stale or replayed")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("X-Gitlab-Token does not match")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("Authorization: Bearer does not match")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("larger than 25 MiB")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not an integer")), "{reasons:?}");
+    // No secret in the log, the API or the answers.
+    let everything = format!("{log:?}{}", server.get("/api/v1/executions"));
+    assert!(!everything.contains("preview-token"), "{everything}");
+}
+
+/// A flow edited into an error keeps its last good version serving (its
+/// webhook still starts executions) and shows the diagnostics; fixed, it
+/// serves the new version.
+#[test]
+fn a_broken_edit_keeps_the_last_good_version_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    served_flow(dir.path());
+    let file = dir.path().join("triggers.kflow");
+    let server = Server::start(dir.path(), &["."]);
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        good.replace("task announce = shell.run {", "task announce = shell.rnu {"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let flows = loop {
+        let f = server.get("/api/v1/flows");
+        if !f["broken"].as_array().unwrap().is_empty() {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "the edit was not noticed: {}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let broken = &flows["broken"][0];
+    assert!(
+        broken["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("kflow::name::unknown-kind"),
+        "{broken}"
+    );
+    assert_eq!(broken["serving"], serde_json::json!(["release"]));
+    assert_eq!(flows["flows"][0]["name"], "release");
+    let tag = fixture("github-push-tag.json");
+    let r = github(&server, "/hooks/release/release", "push", "d-1", &tag, HOOK_SECRET);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        server.ended(r.json()["execution"].as_str().unwrap())["state"],
+        "succeeded"
+    );
+
+    std::fs::write(&file, good.replace("releasing", "shipping")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.get("/api/v1/flows")["broken"].as_array().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the fix was not noticed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = github(&server, "/hooks/release/release", "push", "d-2", &tag, HOOK_SECRET);
+    let e = server.ended(r.json()["execution"].as_str().unwrap());
+    assert_eq!(e["outputs"]["said"], "shipping v1.4.0 from none.tar");
+}
+
+/// Schedules fire; after downtime their catch-up rule decides what runs:
+/// `all` runs every missed hour, `last` the newest, `none` nothing.
+#[test]
+fn schedules_fire_and_catch_up_after_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nightly.kflow"),
+        r#"flow ticks {
+  on schedule "* * * * * *" { inputs: { tag: "tick" } }
+  on schedule "0 0 * * * *" { catchup: all, inputs: { tag: "all" } }
+  on schedule "0 0 * * * *" { catchup: last, inputs: { tag: "last" } }
+  on schedule "0 0 * * * *" { catchup: none, inputs: { tag: "none" } }
+  input tag: string
+  task say = log { message: tag }
+}
+"#,
+    )
+    .unwrap();
+    // Three hours of downtime: each hourly schedule last fired before it.
+    let st = dir.path().join("st");
+    {
+        let store = kflow_runtime::store::SqliteStore::open(&st).unwrap();
+        let hours_ago = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(3 * 3600 + 60))
+            .unwrap()
+            .to_string();
+        for name in ["schedule-2", "schedule-3", "schedule-4"] {
+            store.set_last_fire("ticks", name, &hours_ago).unwrap();
+        }
+    }
+    let server = Server::start(dir.path(), &["nightly.kflow"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let runs = loop {
+        let runs = server.get("/api/v1/executions?limit=1000")["executions"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if runs.iter().filter(|e| e["inputs"]["tag"] == "tick").count() >= 2 {
+            break runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the per-second schedule did not fire: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let count = |tag: &str| runs.iter().filter(|e| e["inputs"]["tag"] == tag).count();
+    assert_eq!(
+        (count("all"), count("last"), count("none")),
+        (3, 1, 0),
+        "{}",
+        server.log()
+    );
+    let tick = runs.iter().find(|e| e["inputs"]["tag"] == "tick").unwrap();
+    assert_eq!(tick["trigger"]["kind"], "schedule");
+    assert!(tick["trigger"]["at"].as_str().unwrap().ends_with('Z'));
+    // What fired is remembered: a restart does not run it again.
+    assert!(server.terminate().success());
+    let server = Server::start(dir.path(), &["nightly.kflow"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let runs = server.get("/api/v1/executions?limit=1000")["executions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let count = |tag: &str| runs.iter().filter(|e| e["inputs"]["tag"] == tag).count();
+    assert_eq!((count("all"), count("last"), count("none")), (3, 1, 0));
+}
+
+/// SIGTERM stops accepting, lets a running execution use the grace period,
+/// then cancels it: its `finally` runs and it is recorded `interrupted`.
+#[test]
+fn sigterm_cancels_what_outlives_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slow.kflow"),
+        r#"flow slow {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+  on webhook "go" { provider: token, secret: hook_key }
+  try {
+    task wait = shell.run { script: "sleep 60" }
+  } finally {
+    task tidy = shell.run { script: "echo tidied > tidied.txt" }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["slow.kflow", "--grace", "1s"]);
+    let r = server.request(
+        "POST",
+        "/hooks/slow/go",
+        &[("Authorization", "Bearer preview-token")],
+        b"",
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["execution"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(dir.path().join("tidied.txt").exists(), "finally ran");
+    let o = support::kflow(dir.path(), &["executions", "show", &id, "--json", "--state", "st"], &[]);
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["state"], "interrupted", "{e}");
+}
