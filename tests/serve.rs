@@ -679,3 +679,91 @@ fn sigterm_cancels_what_outlives_the_grace_period() {
     let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(e["state"], "interrupted", "{e}");
 }
+
+/// SIGKILL of the server while one execution runs and one waits at its
+/// gate: after a restart the running one goes on from what succeeded (its
+/// first task is not run again), the paused one is still paused and can be
+/// approved, and no delivery or execution is lost or doubled.
+#[test]
+fn a_killed_server_resumes_its_executions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("crash.kflow"),
+        r#"flow crash {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+  on webhook "go" { provider: token, secret: hook_key }
+  task first = shell.run { script: "echo ran >> first.txt" }
+  task slow = shell.run {
+    script: "while [ ! -f go ]; do sleep 0.05; done; echo done"
+    after: [first]
+  }
+  output said = slow.stdout
+}
+
+flow gated {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+  on webhook "go" { provider: token, secret: hook_key }
+  task gate = approval { summary: "Ship it?", timeout: 1h }
+  task after = log { message: "approved by ${gate.by}" }
+}
+"#,
+    )
+    .unwrap();
+    let auth = [("Authorization", "Bearer preview-token")];
+    let server = Server::start(dir.path(), &["crash.kflow"]);
+    let running = server.request("POST", "/hooks/crash/go", &auth, b"").json()["execution"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let paused = server.request("POST", "/hooks/gated/go", &auth, b"").json()["execution"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wait_for = |server: &Server, id: &str, what: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let e = server.get(&format!("/api/v1/executions/{id}"));
+            if what(&e) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "{e}\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&server, &running, &|e| e["tasks"][1]["state"] == "running");
+    wait_for(&server, &paused, &|e| e["state"] == "paused");
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = Server::start(dir.path(), &["crash.kflow"]);
+    assert!(
+        server.log().contains(&format!("resumed execution {running}")),
+        "{}",
+        server.log()
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let e = server.ended(&running);
+    assert_eq!(e["state"], "succeeded", "{e}\n{}", server.log());
+    assert_eq!(e["outputs"]["said"], "done");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("first.txt")).unwrap(),
+        "ran\n",
+        "the task that succeeded before the kill is restored, not run again"
+    );
+    let g = wait_for(&server, &paused, &|e| {
+        e["state"] == "paused" && e["tasks"][0]["state"] == "running"
+    });
+    assert_eq!(g["state"], "paused");
+    let o = support::kflow(dir.path(), &["approve", &paused, "--as", "alice", "--state", "st"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", support::text(&o.stderr));
+    wait_for(&server, &paused, &|e| e["state"] == "succeeded");
+    let all = server.get("/api/v1/executions")["executions"].as_array().unwrap().len();
+    assert_eq!(all, 2, "nothing started twice");
+    let accepted = deliveries(&server)
+        .iter()
+        .filter(|d| d["verdict"] == "accepted")
+        .count();
+    assert_eq!(accepted, 2);
+}

@@ -564,6 +564,7 @@ async fn the_recorder_writes_an_execution_into_the_history() {
             base_dir: dir.path().to_path_buf(),
             rerun_of: None,
             trigger: None,
+            origin: kflow_runtime::store::Origin::Cli,
         },
     )
     .await

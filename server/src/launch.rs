@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use kflow_runtime::executor::RunEnv;
 use kflow_runtime::recorder::{self, Quiet};
+use kflow_runtime::resume;
 use kflow_runtime::secret::{self, Readers};
-use kflow_runtime::store::{NewExecution, Store};
+use kflow_runtime::store::{NewExecution, Origin, Store};
 use kflow_runtime::value::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -75,24 +76,63 @@ impl Launcher {
                 base_dir: base_dir.clone(),
                 rerun_of: None,
                 trigger: Some(trigger),
+                origin: Origin::Server,
             })
             .await
             .map_err(|e| e.to_string())?;
+        self.spawn(&id, plan, inputs, secrets, base_dir, Default::default());
+        Ok(id)
+    }
+
+    /// Runs on an execution this server started and did not finish (it was
+    /// stopped, or killed): what succeeded is restored, not run again; a
+    /// gate waits again for its decision (the execution stays `paused`).
+    pub async fn resume(&self, id: &str) -> Result<(), String> {
+        let r = self
+            .store
+            .resumable(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no execution `{id}`"))?;
+        let loaded = resume::load(&r)?;
+        let restored = resume::restored(&loaded.plan, &r.done)?;
+        self.store.reopen(&r.id).await.map_err(|e| e.to_string())?;
+        self.spawn(
+            &r.id,
+            Arc::new(loaded.plan),
+            loaded.inputs,
+            loaded.secrets,
+            r.base_dir,
+            restored,
+        );
+        Ok(())
+    }
+
+    /// Runs a recorded execution in the background.
+    fn spawn(
+        &self,
+        id: &str,
+        plan: Arc<kflow_compiler::ir::Plan>,
+        inputs: BTreeMap<String, Value>,
+        secrets: BTreeMap<String, kflow_runtime::secret::Secret>,
+        base_dir: std::path::PathBuf,
+        restored: HashMap<String, kflow_runtime::tasks::Outputs>,
+    ) {
         let cancel = CancellationToken::new();
         self.running
             .cancels
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), cancel.clone());
+            .insert(id.to_string(), cancel.clone());
         let env = RunEnv {
-            execution: id.clone(),
-            artifacts: self.state_dir.join("artifacts").join(&id),
+            execution: id.to_string(),
+            artifacts: self.state_dir.join("artifacts").join(id),
             state_dir: self.state_dir.clone(),
             store: self.store.clone(),
             state_hint: format!(" --state {}", self.state_dir.display()),
             // A gate waits in the server; decisions arrive through the history.
             detach: false,
-            restored: Default::default(),
+            restored,
             inputs,
             secrets,
             base_dir,
@@ -100,12 +140,11 @@ impl Launcher {
             cancel,
         };
         let running = self.running.clone();
-        let key = id.clone();
+        let key = id.to_string();
         self.running.tracker.spawn(async move {
             let ended = recorder::run(plan, env, Quiet).await;
             eprintln!("kflow serve: execution {key} {}", ended.state);
             running.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         });
-        Ok(id)
     }
 }

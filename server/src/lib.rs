@@ -156,6 +156,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         },
         base_url,
     });
+    resume_orphans(&app).await;
     let stop = CancellationToken::new();
     watch_signals(stop.clone(), app.launcher.running.clone());
     let reloader = tokio::spawn(reload(app.clone(), config.paths.clone(), stop.clone()));
@@ -196,6 +197,24 @@ async fn reap(store: &SqliteStore) {
     if let Some(docker) = reaper::connect_quickly().await {
         if let Err(e) = reaper::reap(&docker, store, false).await {
             eprintln!("kflow serve: the reaper: {e}");
+        }
+    }
+}
+
+/// Executions this server started and did not finish go on: interrupted
+/// ones run from what succeeded, paused ones wait at their gate again.
+async fn resume_orphans(app: &App) {
+    let orphans = match app.store.server_orphans().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!("kflow serve: the history: {e}");
+            return;
+        }
+    };
+    for id in orphans {
+        match app.launcher.resume(&id).await {
+            Ok(()) => eprintln!("kflow serve: resumed execution {id}"),
+            Err(e) => eprintln!("kflow serve: cannot resume execution {id}: {e}"),
         }
     }
 }

@@ -69,6 +69,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             base_dir: r.base_dir.clone(),
             rerun_of: Some(&r.id),
             trigger: None,
+            origin: kflow_runtime::store::Origin::Cli,
         })
         .map_err(|e| UsageError(e.0))?;
     // What is kept is recorded in the new execution as it was in the old,

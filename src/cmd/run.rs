@@ -142,6 +142,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             base_dir: std::fs::canonicalize(&base_dir).unwrap_or_else(|_| base_dir.clone()),
             rerun_of: None,
             trigger,
+            origin: kflow_runtime::store::Origin::Cli,
         })
         .map_err(|e| UsageError(e.0))?;
     if args.json {

@@ -214,6 +214,24 @@ impl SqliteStore {
         }))
     }
 
+    /// The executions the server started that are `interrupted` or
+    /// `paused` and whose process is gone: what a server resumes when it
+    /// starts (oldest first).
+    pub fn server_orphans(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, pid, owner, state FROM executions WHERE origin = 'server' AND state IN ('interrupted', 'paused') ORDER BY started_at, id",
+        )?;
+        let rows: Vec<(String, i64, Option<String>, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, pid, owner, state)| state == "interrupted" || !super::recorded_alive(owner.as_deref(), *pid))
+            .map(|(id, ..)| id)
+            .collect())
+    }
+
     /// A run that detached at an approval: the execution stays `paused`.
     pub fn leave_paused(&self, execution: &str) -> Result<()> {
         self.close_log(execution)?;

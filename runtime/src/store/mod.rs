@@ -102,9 +102,10 @@ ALTER TABLE executions ADD COLUMN rerun_of TEXT;
     r#"
 ALTER TABLE executions ADD COLUMN trigger TEXT;
 "#,
-    // What `kflow serve` keeps: the webhook deliveries it answered, and the
-    // last time each schedule fired.
+    // What `kflow serve` keeps: the webhook deliveries it answered, the
+    // last time each schedule fired, and which executions it started.
     r#"
+ALTER TABLE executions ADD COLUMN origin TEXT;
 CREATE TABLE deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -232,6 +233,25 @@ pub struct NewExecution<'a> {
     pub rerun_of: Option<&'a str>,
     /// The trigger that started it (`{"name", "kind", "delivery"}`).
     pub trigger: Option<Json>,
+    /// Who runs it.
+    pub origin: Origin,
+}
+
+/// Who started an execution: a command, or the server (which resumes its
+/// own executions when it starts again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Cli,
+    Server,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Cli => "cli",
+            Origin::Server => "server",
+        }
+    }
 }
 
 /// The SQLite history: one file shared by every process that opens the
@@ -413,7 +433,7 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir, owner, rerun_of, trigger) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO executions (id, flow, file, inputs, state, started_at, pid, plan, base_dir, owner, rerun_of, trigger, origin) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 id,
                 e.flow,
@@ -425,7 +445,8 @@ impl SqliteStore {
                 e.base_dir.to_string_lossy(),
                 Owner::current().to_label(),
                 e.rerun_of,
-                e.trigger.as_ref().map(Json::to_string)
+                e.trigger.as_ref().map(Json::to_string),
+                e.origin.as_str()
             ],
         )?;
         let tasks = &e.tasks;
@@ -824,6 +845,7 @@ mod tests {
             base_dir: PathBuf::from("."),
             rerun_of: None,
             trigger: None,
+            origin: Origin::Cli,
         }
     }
 

@@ -71,6 +71,10 @@ pub trait Store: Send + Sync {
     /// Takes an execution over for this process: `running`, this owner.
     async fn reopen(&self, execution: &str) -> Result<()>;
 
+    /// The server's own executions left interrupted or paused by a server
+    /// that is gone.
+    async fn server_orphans(&self) -> Result<Vec<String>>;
+
     // What the server keeps besides executions.
 
     /// Records a delivery decided at once (unknown, unverified, failed).
@@ -160,6 +164,10 @@ impl Store for SqliteStore {
 
     async fn reopen(&self, execution: &str) -> Result<()> {
         SqliteStore::reopen(self, execution)
+    }
+
+    async fn server_orphans(&self) -> Result<Vec<String>> {
+        SqliteStore::server_orphans(self)
     }
 
     async fn record_delivery(&self, d: &NewDelivery<'_>) -> Result<String> {
