@@ -767,3 +767,111 @@ flow gated {
         .count();
     assert_eq!(accepted, 2);
 }
+
+/// `concurrency`: a newer push to a pull request cancels its older run
+/// (recorded `cancelled`, its `finally` run) while another pull request's
+/// run goes on; `queue` waits its turn; `skip` starts nothing.
+#[test]
+fn concurrency_keys_cancel_queue_or_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pr.kflow"),
+        r#"flow preview {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+  on webhook "pr" { provider: token, secret: hook_key, inputs: { pr: trigger.body.pr, push: trigger.body.push } }
+  concurrency { key: "pr-${pr}", on_conflict: cancel_running }
+  input pr: int
+  input push: int
+  try {
+    task deploy = shell.run {
+      script: "while [ ! -f \"go-$PR-$PUSH\" ]; do sleep 0.05; done"
+      env: { PR: "${pr}", PUSH: "${push}" }
+    }
+  } finally {
+    task teardown = shell.run { script: "echo \"$PUSH\" >> \"down-$PR\"", env: { PR: "${pr}", PUSH: "${push}" } }
+  }
+}
+
+flow one_at_a_time {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+  on webhook "go" { provider: token, secret: hook_key, inputs: { n: trigger.body.n } }
+  concurrency { limit: 1 }
+  input n: int
+  task wait = shell.run { script: "while [ ! -f \"q-$N\" ]; do sleep 0.05; done", env: { N: "${n}" } }
+}
+
+flow only_one {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+  on webhook "go" { provider: token, secret: hook_key }
+  concurrency { key: "only", on_conflict: skip }
+  task wait = shell.run { script: "while [ ! -f skip-go ]; do sleep 0.05; done" }
+}
+"#,
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["pr.kflow"]);
+    let auth = [("Authorization", "Bearer preview-token")];
+    let post = |hook: &str, body: &str| {
+        let r = server.request("POST", hook, &auth, body.as_bytes());
+        assert_eq!(r.status, 202, "{}\n{}", r.text(), server.log());
+        r.json()
+    };
+    let state = |id: &serde_json::Value| server.get(&format!("/api/v1/executions/{}", id.as_str().unwrap()));
+    let wait_state = |id: &serde_json::Value, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let e = state(id);
+            if e["state"] == want {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "{e}\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let first = post("/hooks/preview/pr", r#"{"pr": 7, "push": 1}"#);
+    let other_pr = post("/hooks/preview/pr", r#"{"pr": 8, "push": 1}"#);
+    let second = post("/hooks/preview/pr", r#"{"pr": 7, "push": 2}"#);
+    assert_eq!(second["state"], "running");
+    let cancelled = wait_state(&first["execution"], "cancelled");
+    let why = cancelled["failures"].to_string();
+    assert!(why.contains(second["execution"].as_str().unwrap()), "{why}");
+    assert!(why.contains("pr-7"), "{why}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("down-7")).unwrap(),
+        "1\n",
+        "its finally ran"
+    );
+    assert_eq!(
+        state(&other_pr["execution"])["state"],
+        "running",
+        "another key is not touched"
+    );
+    std::fs::write(dir.path().join("go-7-2"), "").unwrap();
+    std::fs::write(dir.path().join("go-8-1"), "").unwrap();
+    wait_state(&second["execution"], "succeeded");
+    wait_state(&other_pr["execution"], "succeeded");
+
+    let a = post("/hooks/one_at_a_time/go", r#"{"n": 1}"#);
+    let b = post("/hooks/one_at_a_time/go", r#"{"n": 2}"#);
+    assert_eq!(
+        (a["state"].as_str(), b["state"].as_str()),
+        (Some("running"), Some("queued"))
+    );
+    assert_eq!(state(&b["execution"])["state"], "queued");
+    std::fs::write(dir.path().join("q-2"), "").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state(&b["execution"])["state"], "queued", "it waits for the first");
+    std::fs::write(dir.path().join("q-1"), "").unwrap();
+    wait_state(&a["execution"], "succeeded");
+    wait_state(&b["execution"], "succeeded");
+
+    let kept = post("/hooks/only_one/go", "");
+    let skipped = post("/hooks/only_one/go", "");
+    assert_eq!(skipped["state"], "cancelled");
+    let e = state(&skipped["execution"]);
+    assert_eq!(e["state"], "cancelled");
+    assert!(e["failures"].to_string().contains("skipped"), "{e}");
+    std::fs::write(dir.path().join("skip-go"), "").unwrap();
+    wait_state(&kept["execution"], "succeeded");
+}

@@ -76,6 +76,19 @@ pub struct Recorded {
 /// pause), recording every event and telling `subscriber`; records how it
 /// ended.
 pub async fn run(plan: Arc<Plan>, env: RunEnv, subscriber: impl Subscriber + 'static) -> Recorded {
+    run_stoppable(plan, env, subscriber, Arc::default()).await
+}
+
+/// Like [`run`]; when the execution is cancelled and `stopped` holds a
+/// reason by then, it was stopped on purpose (a newer run of its
+/// concurrency key, a cancel request): it is recorded `cancelled` with the
+/// reason, never `interrupted` (which `resume` would run on).
+pub async fn run_stoppable(
+    plan: Arc<Plan>,
+    env: RunEnv,
+    subscriber: impl Subscriber + 'static,
+    stopped: Arc<std::sync::OnceLock<String>>,
+) -> Recorded {
     let store = env.store.clone();
     let id = env.execution.clone();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -86,7 +99,7 @@ pub async fn run(plan: Arc<Plan>, env: RunEnv, subscriber: impl Subscriber + 'st
         eprintln!("kflow: the event recorder stopped: {e}");
         usize::MAX
     });
-    conclude(&*store, &id, report, unrecorded).await
+    conclude(&*store, &id, report, unrecorded, stopped.get().map(String::as_str)).await
 }
 
 /// Records the events of one execution until the executor drops its
@@ -202,7 +215,13 @@ pub async fn record(
 /// Records how an execution ended: paused (left for a decision and a
 /// resume), or its final state, which is `interrupted` when the history
 /// missed changes.
-pub async fn conclude(store: &dyn Store, id: &str, report: Report, unrecorded: usize) -> Recorded {
+pub async fn conclude(
+    store: &dyn Store,
+    id: &str,
+    report: Report,
+    unrecorded: usize,
+    stopped: Option<&str>,
+) -> Recorded {
     let outputs: serde_json::Map<String, Json> = report.outputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
     let mut failures = report.failures.clone();
     let mut state = report.outcome();
@@ -216,6 +235,10 @@ pub async fn conclude(store: &dyn Store, id: &str, report: Report, unrecorded: u
             failures,
             outputs,
         };
+    }
+    if let (ExecutionState::Interrupted, Some(why)) = (state, stopped) {
+        state = ExecutionState::Cancelled;
+        failures.push(why.to_string());
     }
     if unrecorded > 0 {
         state = ExecutionState::Interrupted;

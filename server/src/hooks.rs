@@ -13,12 +13,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kflow_runtime::state::ExecutionState;
 use kflow_runtime::store::{Claim, NewDelivery, Verdict};
 use kflow_runtime::trigger::{self, Verdict as Bound};
 use kflow_runtime::webhook::{self, Headers};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::launch::Started;
 use crate::verify;
 use crate::App;
 
@@ -177,7 +179,13 @@ pub async fn deliver(
                 "delivery": delivery_id.clone().unwrap_or_default(), "delivery_record": id,
             });
             match app.launcher.start(&flow, inputs, record).await {
-                Ok(execution) => settle(app, &id, 202, Verdict::Accepted, None, Some(&execution)).await,
+                Ok(started) => {
+                    let why = match started.state {
+                        ExecutionState::Running => None,
+                        other => Some(format!("the execution is {other}")),
+                    };
+                    settle(app, &id, 202, Verdict::Accepted, why.as_deref(), Some(&started)).await
+                }
                 Err(why) => {
                     eprintln!("kflow serve: {flow_name}: cannot start: {why}");
                     settle(app, &id, 500, Verdict::Failed, Some(&why), None).await
@@ -194,15 +202,19 @@ async fn settle(
     status: u16,
     verdict: Verdict,
     reason: Option<&str>,
-    execution: Option<&str>,
+    started: Option<&Started>,
 ) -> Response {
+    let execution = started.map(|s| s.id.as_str());
     if let Err(e) = app.store.settle_delivery(id, status, verdict, reason, execution).await {
         eprintln!("kflow serve: the history: {e}");
     }
-    match (verdict, execution) {
-        (Verdict::Accepted, Some(e)) => (
+    match (verdict, started) {
+        // Running, queued behind its concurrency key, or skipped by it.
+        (Verdict::Accepted, Some(s)) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "execution": e, "url": app.execution_url(e), "delivery": id })),
+            Json(json!({
+                "execution": s.id, "state": s.state, "url": app.execution_url(&s.id), "delivery": id,
+            })),
         )
             .into_response(),
         (Verdict::Filtered, _) => StatusCode::NO_CONTENT.into_response(),

@@ -1,92 +1,266 @@
 //! Starting executions in the server: recorded in the same history as
 //! `kflow run`, run by the same runtime and recorder, each with its own
 //! cancellation so that shutdown can stop them and record them
-//! `interrupted`.
+//! `interrupted`, and within its flow's `concurrency` limit.
+//!
+//! Concurrency keys belong to a flow (`release` of one flow is not
+//! `release` of another). Starts are decided one at a time (one lock over
+//! deciding and recording), so two deliveries arriving together cannot
+//! both take the last slot. Over the limit, `queue` records the execution
+//! `queued` and starts it when a slot frees (a restarted server starts the
+//! queued ones it finds); `cancel_running` cancels the key's running
+//! executions — recorded `cancelled`, naming the one that replaced them —
+//! and starts; `skip` records the new execution `cancelled` without
+//! running it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use kflow_compiler::ir::Plan;
+use kflow_runtime::eval::{eval, EvalError, Scope};
 use kflow_runtime::executor::RunEnv;
 use kflow_runtime::recorder::{self, Quiet};
 use kflow_runtime::resume;
-use kflow_runtime::secret::{self, Readers};
+use kflow_runtime::secret::{self, Readers, Secret};
+use kflow_runtime::state::ExecutionState;
 use kflow_runtime::store::{NewExecution, Origin, Store};
+use kflow_runtime::tasks::Outputs;
 use kflow_runtime::value::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::flows::Flow;
 
+/// One execution running in this process.
+struct Handle {
+    cancel: CancellationToken,
+    /// Set before a cancel on purpose: recorded `cancelled` with it.
+    stopped: Arc<OnceLock<String>>,
+    /// Its concurrency slot, if its flow limits concurrency.
+    slot: Option<String>,
+}
+
 /// The executions this server runs now.
 #[derive(Default)]
 pub struct Running {
-    cancels: Mutex<HashMap<String, CancellationToken>>,
+    handles: Mutex<HashMap<String, Handle>>,
     pub tracker: TaskTracker,
 }
 
 impl Running {
-    /// How many run now.
-    pub fn count(&self) -> usize {
-        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).len()
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Cancels every running execution (their `finally` blocks run).
+    /// How many run now.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Cancels every running execution (their `finally` blocks run; they
+    /// are recorded `interrupted`, to be resumed).
     pub fn cancel_all(&self) {
-        for c in self.cancels.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            c.cancel();
+        for h in self.lock().values() {
+            h.cancel.cancel();
         }
+    }
+
+    /// Cancels one on purpose: it is recorded `cancelled`, saying `why`.
+    pub fn stop(&self, id: &str, why: &str) -> bool {
+        match self.lock().get(id) {
+            Some(h) => {
+                let _ = h.stopped.set(why.to_string());
+                h.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The running executions holding a slot.
+    fn in_slot(&self, slot: &str) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, h)| h.slot.as_deref() == Some(slot))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 
+/// A started execution, as the caller reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    pub id: String,
+    pub state: ExecutionState,
+}
+
+#[derive(Clone)]
 pub struct Launcher {
     pub store: Arc<dyn Store>,
     pub state_dir: std::path::PathBuf,
     pub running: Arc<Running>,
     pub jobs: usize,
+    /// Decides starts one at a time; holds each slot's queue.
+    queues: Arc<tokio::sync::Mutex<HashMap<String, VecDeque<String>>>>,
+}
+
+/// A flow's concurrency for one execution: its slot, limit and rule.
+struct Limit {
+    slot: String,
+    key: String,
+    limit: usize,
+    on_conflict: String,
 }
 
 impl Launcher {
-    /// Records a new execution of `flow` with these inputs and starts it;
-    /// its id. `trigger` is recorded with it (`{"name", "kind", …}`).
+    pub fn new(store: Arc<dyn Store>, state_dir: std::path::PathBuf, jobs: usize) -> Launcher {
+        Launcher {
+            store,
+            state_dir,
+            running: Arc::new(Running::default()),
+            jobs,
+            queues: Arc::default(),
+        }
+    }
+
+    /// Records a new execution of `flow` with these inputs and starts it,
+    /// queues it, or records it skipped, as its concurrency says. `trigger`
+    /// is recorded with it (`{"name", "kind", …}`).
     pub async fn start(
         &self,
         flow: &Flow,
         inputs: BTreeMap<String, Value>,
         trigger: serde_json::Value,
-    ) -> Result<String, String> {
+    ) -> Result<Started, String> {
         let plan = flow.plan.clone();
+        let limit = limit_of(&plan, &inputs)?;
         // Read for each execution: a rotated secret takes effect at once.
         let secrets = secret::read(&plan, &flow.base_dir, Readers::Run)?;
-        let tasks = kflow_runtime::executor::single_tasks(&plan)
+        let mut queues = self.queues.lock().await;
+        let id = self.record(flow, &inputs, trigger).await?;
+        let Some(limit) = limit else {
+            self.spawn(&id, plan, inputs, secrets, flow.base_dir.clone(), HashMap::new(), None);
+            return Ok(Started {
+                id,
+                state: ExecutionState::Running,
+            });
+        };
+        let holders = self.running.in_slot(&limit.slot);
+        let queued = queues.get(&limit.slot).map_or(0, VecDeque::len);
+        if holders.len() + queued < limit.limit {
+            self.spawn(
+                &id,
+                plan,
+                inputs,
+                secrets,
+                flow.base_dir.clone(),
+                HashMap::new(),
+                Some(limit.slot),
+            );
+            return Ok(Started {
+                id,
+                state: ExecutionState::Running,
+            });
+        }
+        match limit.on_conflict.as_str() {
+            "cancel_running" => {
+                let why = format!(
+                    "cancelled: execution {id} replaced it (concurrency key `{}`, on_conflict: cancel_running)",
+                    limit.key
+                );
+                for other in holders {
+                    self.running.stop(&other, &why);
+                }
+                // Queued ones of the key are replaced too.
+                for other in queues.remove(&limit.slot).unwrap_or_default() {
+                    self.finish_unrun(&other, &why).await;
+                }
+                self.spawn(
+                    &id,
+                    plan,
+                    inputs,
+                    secrets,
+                    flow.base_dir.clone(),
+                    HashMap::new(),
+                    Some(limit.slot),
+                );
+                Ok(Started {
+                    id,
+                    state: ExecutionState::Running,
+                })
+            }
+            "skip" => {
+                let why = format!(
+                    "skipped: {} execution(s) of concurrency key `{}` already run (limit {}, on_conflict: skip)",
+                    holders.len(),
+                    limit.key,
+                    limit.limit
+                );
+                self.finish_unrun(&id, &why).await;
+                Ok(Started {
+                    id,
+                    state: ExecutionState::Cancelled,
+                })
+            }
+            _ => {
+                self.store.mark_queued(&id).await.map_err(|e| e.to_string())?;
+                queues.entry(limit.slot).or_default().push_back(id.clone());
+                Ok(Started {
+                    id,
+                    state: ExecutionState::Queued,
+                })
+            }
+        }
+    }
+
+    /// Records a new execution, `running` and owned by this process.
+    async fn record(
+        &self,
+        flow: &Flow,
+        inputs: &BTreeMap<String, Value>,
+        trigger: serde_json::Value,
+    ) -> Result<String, String> {
+        let plan = &flow.plan;
+        let tasks = kflow_runtime::executor::single_tasks(plan)
             .into_iter()
             .map(|id| (plan.nodes[id].name.clone(), plan.nodes[id].kind.clone()))
             .collect();
         let inputs_json: serde_json::Map<String, serde_json::Value> =
             inputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-        let plan_json = serde_json::to_value(&*plan).map_err(|e| format!("cannot record the plan: {e}"))?;
+        let plan_json = serde_json::to_value(&**plan).map_err(|e| format!("cannot record the plan: {e}"))?;
         let base_dir = std::fs::canonicalize(&flow.base_dir).unwrap_or_else(|_| flow.base_dir.clone());
-        let id = self
-            .store
+        self.store
             .begin(&NewExecution {
                 flow: &plan.flow,
                 file: &flow.file.display().to_string(),
                 inputs: &serde_json::Value::Object(inputs_json),
                 tasks,
                 plan: plan_json,
-                base_dir: base_dir.clone(),
+                base_dir,
                 rerun_of: None,
                 trigger: Some(trigger),
                 origin: Origin::Server,
             })
             .await
-            .map_err(|e| e.to_string())?;
-        self.spawn(&id, plan, inputs, secrets, base_dir, Default::default());
-        Ok(id)
+            .map_err(|e| e.to_string())
+    }
+
+    /// An execution that will not run: recorded `cancelled`, saying why.
+    async fn finish_unrun(&self, id: &str, why: &str) {
+        let failures = serde_json::json!([why]);
+        if let Err(e) = self
+            .store
+            .finish(id, ExecutionState::Cancelled, &failures, &serde_json::json!({}))
+            .await
+        {
+            eprintln!("kflow serve: the history: {e}");
+        }
     }
 
     /// Runs on an execution this server started and did not finish (it was
-    /// stopped, or killed): what succeeded is restored, not run again; a
-    /// gate waits again for its decision (the execution stays `paused`).
+    /// stopped, or killed, or queued): what succeeded is restored, not run
+    /// again; a gate waits again for its decision (the execution stays
+    /// `paused`).
     pub async fn resume(&self, id: &str) -> Result<(), String> {
         let r = self
             .store
@@ -96,6 +270,7 @@ impl Launcher {
             .ok_or_else(|| format!("no execution `{id}`"))?;
         let loaded = resume::load(&r)?;
         let restored = resume::restored(&loaded.plan, &r.done)?;
+        let slot = limit_of(&loaded.plan, &loaded.inputs)?.map(|l| l.slot);
         self.store.reopen(&r.id).await.map_err(|e| e.to_string())?;
         self.spawn(
             &r.id,
@@ -104,26 +279,34 @@ impl Launcher {
             loaded.secrets,
             r.base_dir,
             restored,
+            slot,
         );
         Ok(())
     }
 
-    /// Runs a recorded execution in the background.
+    /// Runs a recorded execution in the background; when it ends, the next
+    /// queued execution of its slot starts.
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         &self,
         id: &str,
-        plan: Arc<kflow_compiler::ir::Plan>,
+        plan: Arc<Plan>,
         inputs: BTreeMap<String, Value>,
-        secrets: BTreeMap<String, kflow_runtime::secret::Secret>,
+        secrets: BTreeMap<String, Secret>,
         base_dir: std::path::PathBuf,
-        restored: HashMap<String, kflow_runtime::tasks::Outputs>,
+        restored: HashMap<String, Outputs>,
+        slot: Option<String>,
     ) {
         let cancel = CancellationToken::new();
-        self.running
-            .cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), cancel.clone());
+        let stopped: Arc<OnceLock<String>> = Arc::default();
+        self.running.lock().insert(
+            id.to_string(),
+            Handle {
+                cancel: cancel.clone(),
+                stopped: stopped.clone(),
+                slot: slot.clone(),
+            },
+        );
         let env = RunEnv {
             execution: id.to_string(),
             artifacts: self.state_dir.join("artifacts").join(id),
@@ -139,12 +322,96 @@ impl Launcher {
             jobs: self.jobs,
             cancel,
         };
-        let running = self.running.clone();
+        let launcher = self.clone();
         let key = id.to_string();
         self.running.tracker.spawn(async move {
-            let ended = recorder::run(plan, env, Quiet).await;
+            let ended = recorder::run_stoppable(plan, env, Quiet, stopped).await;
             eprintln!("kflow serve: execution {key} {}", ended.state);
-            running.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            launcher.running.lock().remove(&key);
+            if let Some(slot) = slot {
+                launcher.next_in(&slot).await;
+            }
         });
+    }
+
+    /// A queued execution a restarted server found: it starts if its slot
+    /// has room, else it waits in the slot's queue again.
+    pub async fn admit(&self, id: &str) -> Result<(), String> {
+        let r = self
+            .store
+            .resumable(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no execution `{id}`"))?;
+        let loaded = resume::load(&r)?;
+        let mut queues = self.queues.lock().await;
+        if let Some(limit) = limit_of(&loaded.plan, &loaded.inputs)? {
+            let waiting = queues.get(&limit.slot).map_or(0, VecDeque::len);
+            if self.running.in_slot(&limit.slot).len() + waiting >= limit.limit {
+                queues.entry(limit.slot).or_default().push_back(id.to_string());
+                return Ok(());
+            }
+        }
+        drop(queues);
+        self.resume(id).await
+    }
+
+    /// Starts the next queued execution of a slot, if a slot is free.
+    async fn next_in(&self, slot: &str) {
+        // Not while the server is stopping: queued ones wait for the next start.
+        if self.running.tracker.is_closed() {
+            return;
+        }
+        let next = {
+            let mut queues = self.queues.lock().await;
+            queues.get_mut(slot).and_then(VecDeque::pop_front)
+        };
+        if let Some(id) = next {
+            if let Err(e) = self.resume(&id).await {
+                eprintln!("kflow serve: cannot start queued execution {id}: {e}");
+                self.finish_unrun(&id, &format!("could not start: {e}")).await;
+            }
+        }
+    }
+}
+
+/// The concurrency of an execution of `plan` with these inputs.
+fn limit_of(plan: &Plan, inputs: &BTreeMap<String, Value>) -> Result<Option<Limit>, String> {
+    let Some(c) = &plan.concurrency else {
+        return Ok(None);
+    };
+    let key = match &c.key {
+        Some(expr) => match eval(expr, &Inputs(inputs)) {
+            Ok(v) => v.to_text().unwrap_or_default(),
+            Err(e) => return Err(format!("the concurrency key cannot be computed: {e}")),
+        },
+        None => plan.flow.clone(),
+    };
+    Ok(Some(Limit {
+        slot: format!("{}\u{0}{key}", plan.flow),
+        key,
+        limit: c.limit.max(1) as usize,
+        on_conflict: c.on_conflict.clone(),
+    }))
+}
+
+/// The scope of a concurrency key: the inputs alone.
+struct Inputs<'a>(&'a BTreeMap<String, Value>);
+
+impl Scope for Inputs<'_> {
+    fn input(&self, name: &str) -> Option<Value> {
+        self.0.get(name).cloned()
+    }
+    fn secret(&self, _: &str) -> Option<Value> {
+        None
+    }
+    fn let_value(&self, name: &str) -> Result<Value, EvalError> {
+        Err(EvalError(format!("`{name}` is not known when an execution starts")))
+    }
+    fn loop_var(&self, _: &str) -> Option<Value> {
+        None
+    }
+    fn outputs(&self, _: &str) -> Option<Value> {
+        None
     }
 }

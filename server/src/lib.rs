@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::flows::Flows;
 use crate::launch::{Launcher, Running};
+use kflow_runtime::state::ExecutionState;
 
 /// How `kflow serve` was asked to run.
 #[derive(Debug, Clone)]
@@ -148,12 +149,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     let app = Arc::new(App {
         store: store.clone(),
         flows: RwLock::new(flows),
-        launcher: Launcher {
-            store,
-            state_dir: config.state.clone(),
-            running: Arc::new(Running::default()),
-            jobs: config.jobs,
-        },
+        launcher: Launcher::new(store, config.state.clone(), config.jobs),
         base_url,
     });
     resume_orphans(&app).await;
@@ -211,9 +207,13 @@ async fn resume_orphans(app: &App) {
             return;
         }
     };
-    for id in orphans {
-        match app.launcher.resume(&id).await {
-            Ok(()) => eprintln!("kflow serve: resumed execution {id}"),
+    for (id, state) in orphans {
+        let done = match state {
+            ExecutionState::Queued => app.launcher.admit(&id).await,
+            _ => app.launcher.resume(&id).await,
+        };
+        match done {
+            Ok(()) => eprintln!("kflow serve: resumed execution {id} ({state})"),
             Err(e) => eprintln!("kflow serve: cannot resume execution {id}: {e}"),
         }
     }

@@ -110,7 +110,10 @@ async fn fire(app: &Arc<App>, flow: &crate::flows::Flow, t: &kflow_compiler::ir:
         Verdict::Start(inputs) => {
             let record = json!({ "name": name, "kind": "schedule", "at": at.to_string() });
             match app.launcher.start(flow, inputs, record).await {
-                Ok(id) => eprintln!("kflow serve: {}: {name} at {at} started {id}", flow.plan.flow),
+                Ok(s) => eprintln!(
+                    "kflow serve: {}: {name} at {at}: execution {} {}",
+                    flow.plan.flow, s.id, s.state
+                ),
                 Err(e) => eprintln!("kflow serve: {}: {name} at {at} cannot start: {e}", flow.plan.flow),
             }
         }

@@ -214,13 +214,13 @@ impl SqliteStore {
         }))
     }
 
-    /// The executions the server started that are `interrupted` or
-    /// `paused` and whose process is gone: what a server resumes when it
-    /// starts (oldest first).
-    pub fn server_orphans(&self) -> Result<Vec<String>> {
+    /// The executions the server started that are `interrupted`, or
+    /// `paused` or `queued` with their process gone: what a server resumes
+    /// when it starts (oldest first).
+    pub fn server_orphans(&self) -> Result<Vec<(String, ExecutionState)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, pid, owner, state FROM executions WHERE origin = 'server' AND state IN ('interrupted', 'paused') ORDER BY started_at, id",
+            "SELECT id, pid, owner, state FROM executions WHERE origin = 'server' AND state IN ('interrupted', 'paused', 'queued') ORDER BY started_at, id",
         )?;
         let rows: Vec<(String, i64, Option<String>, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -228,8 +228,17 @@ impl SqliteStore {
         Ok(rows
             .into_iter()
             .filter(|(_, pid, owner, state)| state == "interrupted" || !super::recorded_alive(owner.as_deref(), *pid))
-            .map(|(id, ..)| id)
+            .filter_map(|(id, _, _, state)| Some((id, state.parse().ok()?)))
             .collect())
+    }
+
+    /// A new execution waits for its turn (a concurrency limit).
+    pub fn mark_queued(&self, execution: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE executions SET state = 'queued' WHERE id = ?1 AND state = 'running'",
+            params![execution],
+        )?;
+        Ok(())
     }
 
     /// A run that detached at an approval: the execution stays `paused`.

@@ -71,9 +71,12 @@ pub trait Store: Send + Sync {
     /// Takes an execution over for this process: `running`, this owner.
     async fn reopen(&self, execution: &str) -> Result<()>;
 
-    /// The server's own executions left interrupted or paused by a server
-    /// that is gone.
-    async fn server_orphans(&self) -> Result<Vec<String>>;
+    /// The server's own executions left interrupted, paused or queued by a
+    /// server that is gone.
+    async fn server_orphans(&self) -> Result<Vec<(String, ExecutionState)>>;
+
+    /// A new execution waits for its turn (a concurrency limit).
+    async fn mark_queued(&self, execution: &str) -> Result<()>;
 
     // What the server keeps besides executions.
 
@@ -166,8 +169,12 @@ impl Store for SqliteStore {
         SqliteStore::reopen(self, execution)
     }
 
-    async fn server_orphans(&self) -> Result<Vec<String>> {
+    async fn server_orphans(&self) -> Result<Vec<(String, ExecutionState)>> {
         SqliteStore::server_orphans(self)
+    }
+
+    async fn mark_queued(&self, execution: &str) -> Result<()> {
+        SqliteStore::mark_queued(self, execution)
     }
 
     async fn record_delivery(&self, d: &NewDelivery<'_>) -> Result<String> {
