@@ -33,6 +33,10 @@ enum Command {
     Run(cmd::run::Args),
     /// Serve flows: webhooks, schedules and an HTTP API, recording into the history.
     Serve(cmd::serve::Args),
+    /// Users of `kflow serve`: add, list, remove.
+    User(cmd::users::UserArgs),
+    /// API tokens of `kflow serve`: create, list, revoke.
+    Token(cmd::users::TokenArgs),
     /// Print the next fire times of a flow's schedules.
     Schedule(cmd::schedule::Args),
     /// Run a recorded execution again with the same inputs (--from-failed: only what did not succeed).
@@ -89,6 +93,8 @@ fn main() -> ExitCode {
         Command::Graph(a) => cmd::graph::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::User(a) => cmd::users::user(a),
+        Command::Token(a) => cmd::users::token(a),
         Command::Schedule(a) => cmd::schedule::run(a),
         Command::Rerun(a) => cmd::rerun::run(a),
         Command::Approve(a) => cmd::approve::approve(a),

@@ -20,10 +20,30 @@ struct Server {
     child: Child,
     addr: String,
     stderr: PathBuf,
+    /// An admin's token, for reading the API.
+    admin: String,
+}
+
+/// Adds a user (password `correct horse`, or none) and returns a new token of theirs.
+fn user_with_token(dir: &Path, name: &str, role: &str, password: bool) -> String {
+    let mut args = vec!["user", "add", name, "--role", role, "--state", "st"];
+    if !password {
+        args.push("--no-password");
+    }
+    let o = support::kflow(dir, &args, &[("KFLOW_PASSWORD", "correct horse")]);
+    assert!(
+        o.status.success() || support::text(&o.stderr).contains("exists already"),
+        "{}",
+        support::text(&o.stderr)
+    );
+    let o = support::kflow(dir, &["token", "create", name, "--state", "st"], &[]);
+    assert!(o.status.success(), "{}", support::text(&o.stderr));
+    support::text(&o.stdout).lines().last().unwrap().to_string()
 }
 
 impl Server {
     fn start(dir: &Path, args: &[&str]) -> Server {
+        let admin = user_with_token(dir, "admin", "admin", false);
         let stderr = dir.join(format!("serve-{}.err", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_kflow"))
             .arg("serve")
@@ -46,7 +66,12 @@ impl Server {
             .strip_prefix("kflow serve: listening on http://")
             .unwrap_or_else(|| panic!("no address in {first:?}: {}", std::fs::read_to_string(&stderr).unwrap()))
             .to_string();
-        Server { child, addr, stderr }
+        Server {
+            child,
+            addr,
+            stderr,
+            admin,
+        }
     }
 
     fn log(&self) -> String {
@@ -58,17 +83,18 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
-        let r = self.request("GET", path, &[], b"");
+        let auth = format!("Bearer {}", self.admin);
+        let r = self.request("GET", path, &[("Authorization", &auth)], b"");
         assert_eq!(r.status, 200, "GET {path}: {}", r.text());
         r.json()
     }
 
-    /// Polls an execution until it has ended (or paused).
+    /// Polls an execution until it has ended.
     fn ended(&self, id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let e = self.get(&format!("/api/v1/executions/{id}"));
-            if !matches!(e["state"].as_str(), Some("running" | "queued")) {
+            if !matches!(e["state"].as_str(), Some("running" | "queued" | "paused")) {
                 return e;
             }
             assert!(Instant::now() < deadline, "execution {id} did not end: {e}");
@@ -497,7 +523,13 @@ fn bad_deliveries_are_refused_and_recorded() {
 
     let route = server.request("GET", "/no/such/route", &[], b"");
     assert_eq!((route.status, route.json()["error"].as_str()), (404, Some("not_found")));
-    let state = server.request("GET", "/api/v1/executions?state=sideways", &[], b"");
+    let auth = format!("Bearer {}", server.admin);
+    let state = server.request(
+        "GET",
+        "/api/v1/executions?state=sideways",
+        &[("Authorization", &auth)],
+        b"",
+    );
     assert_eq!(state.status, 400, "{}", state.text());
 
     let log = deliveries(&server);
@@ -874,4 +906,195 @@ flow only_one {
     assert!(e["failures"].to_string().contains("skipped"), "{e}");
     std::fs::write(dir.path().join("skip-go"), "").unwrap();
     wait_state(&kept["execution"], "succeeded");
+}
+
+/// Tokens act as their users with their roles: a viewer reads but does not
+/// start, an operator starts and cancels, only a reviewer of the gate
+/// decides it (once), only admins read deliveries and the audit trail;
+/// expired and revoked tokens and no token are refused; wrong passwords
+/// are rate-limited; every action is in the audit trail.
+#[test]
+fn users_tokens_roles_and_the_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ship.kflow"),
+        r#"flow ship {
+  input version: string
+  task gate = approval { summary: "Ship ${version}?", reviewers: ["alice"], timeout: 1h }
+  task done = log { message: "shipped by ${gate.by}" }
+  output approved_by = gate.by
+}
+"#,
+    )
+    .unwrap();
+    let viewer = user_with_token(dir.path(), "val", "viewer", false);
+    let operator = user_with_token(dir.path(), "ci", "operator", false);
+    let alice = user_with_token(dir.path(), "alice", "approver", true);
+    let bob = user_with_token(dir.path(), "bob", "approver", false);
+    let server = Server::start(dir.path(), &["ship.kflow"]);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let call = |method: &str, path: &str, token: &str, body: &str| {
+        let auth = bearer(token);
+        server.request(
+            method,
+            path,
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+
+    assert_eq!(server.request("GET", "/api/v1/executions", &[], b"").status, 401);
+    assert_eq!(call("GET", "/api/v1/executions", "kflow_tok_x_nope", "").status, 401);
+    assert_eq!(call("GET", "/api/v1/executions", &viewer, "").status, 200);
+    let denied = call(
+        "POST",
+        "/api/v1/flows/ship/executions",
+        &viewer,
+        r#"{"inputs": {"version": "1.0"}}"#,
+    );
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert!(denied.text().contains("operator"), "{}", denied.text());
+    assert_eq!(call("GET", "/api/v1/deliveries", &operator, "").status, 403);
+    assert_eq!(call("GET", "/api/v1/audit", &alice, "").status, 403);
+
+    let bad = call(
+        "POST",
+        "/api/v1/flows/ship/executions",
+        &operator,
+        r#"{"inputs": {"versoin": "1.0"}}"#,
+    );
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    assert!(bad.text().contains("has no input `versoin`"), "{}", bad.text());
+    let started = call(
+        "POST",
+        "/api/v1/flows/ship/executions",
+        &operator,
+        r#"{"inputs": {"version": "1.0"}}"#,
+    );
+    assert_eq!(started.status, 201, "{}", started.text());
+    let id = started.json()["execution"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.get(&format!("/api/v1/executions/{id}"))["approvals"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let path = format!("/api/v1/executions/{id}/approvals/gate");
+    let not_reviewer = call("POST", &path, &bob, r#"{"decision": "approve"}"#);
+    assert_eq!(not_reviewer.status, 403, "{}", not_reviewer.text());
+    assert_eq!(call("POST", &path, &operator, r#"{"decision": "approve"}"#).status, 403);
+    assert_eq!(call("POST", &path, &alice, r#"{"decision": "maybe"}"#).status, 400);
+    let ok = call(
+        "POST",
+        &path,
+        &alice,
+        r#"{"decision": "approve", "comment": "scan is clean"}"#,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(
+        call("POST", &path, &alice, r#"{"decision": "reject"}"#).status,
+        409,
+        "decided once"
+    );
+    let e = server.ended(&id);
+    assert_eq!(e["state"], "succeeded", "{e}");
+    assert_eq!(e["outputs"]["approved_by"], "alice");
+    assert_eq!(e["approvals"][0]["comment"], "scan is clean");
+
+    // Cancelling: a running execution is stopped and recorded `cancelled`.
+    let second = call(
+        "POST",
+        "/api/v1/flows/ship/executions",
+        &operator,
+        r#"{"inputs": {"version": "2.0"}}"#,
+    );
+    let id2 = second.json()["execution"].as_str().unwrap().to_string();
+    let c = call("POST", &format!("/api/v1/executions/{id2}/cancel"), &operator, "");
+    assert_eq!(c.status, 202, "{}", c.text());
+    let e = server.ended(&id2);
+    assert_eq!(e["state"], "cancelled", "{e}");
+    assert!(e["failures"].to_string().contains("cancelled by ci"), "{e}");
+    assert_eq!(
+        call("POST", &format!("/api/v1/executions/{id2}/cancel"), &operator, "").status,
+        409
+    );
+
+    // Expired and revoked tokens.
+    let o = support::kflow(
+        dir.path(),
+        &["token", "create", "val", "--expires", "1ms", "--state", "st"],
+        &[],
+    );
+    let expired = support::text(&o.stdout).lines().last().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(20));
+    let r = call("GET", "/api/v1/executions", &expired, "");
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("expired"), "{}", r.text());
+    let tok_id = viewer.split('_').nth(2).unwrap();
+    let o = support::kflow(
+        dir.path(),
+        &["token", "revoke", &format!("tok_{tok_id}"), "--state", "st"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", support::text(&o.stderr));
+    let r = call("GET", "/api/v1/executions", &viewer, "");
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("revoked"), "{}", r.text());
+    let list = support::text(&support::kflow(dir.path(), &["token", "list", "--state", "st"], &[]).stdout);
+    assert!(list.contains("revoked"), "{list}");
+    assert!(!list.contains("kflow_tok"), "secrets are never listed: {list}");
+
+    // Passwords: a login works; five failures (from one address, or for one
+    // name) lock it out for 15 minutes, the right password included.
+    let login = |pw: &str| {
+        server.request(
+            "POST",
+            "/api/v1/login",
+            &[("Content-Type", "application/json")],
+            serde_json::json!({ "username": "alice", "password": pw })
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    let r = login("correct horse");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let session = r.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(call("GET", "/api/v1/executions", &session, "").status, 200);
+    // A machine user has no password to log in with.
+    let r = server.request("POST", "/api/v1/login", &[], br#"{"username": "ci", "password": ""}"#);
+    assert_eq!(r.status, 401);
+    for _ in 0..4 {
+        assert_eq!(login("wrong").status, 401);
+    }
+    let locked = login("correct horse");
+    assert_eq!(locked.status, 429, "{}", locked.text());
+    // Locked out by address too: another name from here is refused as well.
+    let r = server.request("POST", "/api/v1/login", &[], br#"{"username": "bob", "password": "x"}"#);
+    assert_eq!(r.status, 429);
+
+    let audit = call("GET", "/api/v1/audit", &server.admin, "");
+    assert_eq!(audit.status, 200);
+    let actions: Vec<String> = audit.json()["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{} {}", a["actor"].as_str().unwrap(), a["action"].as_str().unwrap()))
+        .collect();
+    for want in [
+        "ci start",
+        "alice approve",
+        "ci cancel",
+        "alice login",
+        "alice login_failed",
+    ] {
+        assert!(actions.contains(&want.to_string()), "{want}: {actions:?}");
+    }
+    assert!(actions.iter().any(|a| a.ends_with("token_revoked")), "{actions:?}");
+    assert!(actions.iter().any(|a| a.ends_with("user_added")), "{actions:?}");
+    let everything = format!("{}{}", audit.text(), server.get("/api/v1/executions"));
+    for secret in [&alice, &operator, &session] {
+        assert!(!everything.contains(secret.as_str()), "a token leaked");
+    }
 }

@@ -6,13 +6,15 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use kflow_runtime::schedule::Schedule;
-use kflow_runtime::store::{Delivery, ExecutionRow, TaskRow};
+use kflow_runtime::store::{Delivery, ExecutionRow, Role, TaskRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::identity;
 use crate::App;
 
 /// Most items one page of a list holds.
@@ -23,7 +25,10 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
     Json(json!({ "status": "ok", "flows": flows, "running": app.launcher.running.count() }))
 }
 
-pub async fn flows(State(app): State<Arc<App>>) -> Json<Value> {
+pub async fn flows(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    identity::authenticate(&*app.store, &headers)
+        .await?
+        .require(Role::Viewer)?;
     let loaded = app.flows.read().await;
     let now = jiff::Timestamp::now();
     let flows: Vec<Value> = loaded
@@ -72,7 +77,7 @@ pub async fn flows(State(app): State<Arc<App>>) -> Json<Value> {
         .iter()
         .map(|b| json!({ "file": b.file, "diagnostics": b.report, "serving": b.serving }))
         .collect();
-    Json(json!({ "flows": flows, "broken": broken }))
+    Ok(Json(json!({ "flows": flows, "broken": broken })))
 }
 
 #[derive(Deserialize)]
@@ -101,7 +106,14 @@ fn task_json(t: &TaskRow) -> Value {
     })
 }
 
-pub async fn executions(State(app): State<Arc<App>>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn executions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    identity::authenticate(&*app.store, &headers)
+        .await?
+        .require(Role::Viewer)?;
     if let Some(s) = &q.state {
         if s.parse::<kflow_runtime::state::ExecutionState>().is_err() {
             return Err(ApiError::bad_request(format!(
@@ -132,7 +144,14 @@ pub async fn executions(State(app): State<Arc<App>>, Query(q): Query<ListQuery>)
     })))
 }
 
-pub async fn execution(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn execution(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    identity::authenticate(&*app.store, &headers)
+        .await?
+        .require(Role::Viewer)?;
     if id.len() > 64 || id == "latest" {
         return Err(ApiError::not_found("no such execution"));
     }
@@ -146,6 +165,19 @@ pub async fn execution(State(app): State<Arc<App>>, Path(id): Path<String>) -> R
     };
     let mut v = execution_json(&exec, &app);
     v["tasks"] = json!(tasks.iter().map(task_json).collect::<Vec<_>>());
+    let gates = app.store.approvals(&exec.id).await.map_err(ApiError::history)?;
+    v["approvals"] = json!(gates
+        .iter()
+        .map(|g| {
+            let d = g.decision.as_ref();
+            json!({
+                "task": g.task, "summary": g.summary, "reviewers": g.reviewers,
+                "requested_at": g.requested_at, "deadline": g.deadline,
+                "decision": d.map(|d| if d.approved { "approved" } else { "rejected" }),
+                "by": d.map(|d| &d.by), "at": d.map(|d| &d.at), "comment": d.map(|d| &d.comment),
+            })
+        })
+        .collect::<Vec<_>>());
     Ok(Json(v))
 }
 
@@ -165,8 +197,12 @@ fn delivery_json(d: &Delivery) -> Value {
 
 pub async fn deliveries(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    identity::authenticate(&*app.store, &headers)
+        .await?
+        .require(Role::Admin)?;
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let rows = app
         .store

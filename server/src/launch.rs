@@ -356,6 +356,13 @@ impl Launcher {
         self.resume(id).await
     }
 
+    /// Takes an execution out of the queue it waits in, if any.
+    pub async fn dequeue(&self, id: &str) {
+        for q in self.queues.lock().await.values_mut() {
+            q.retain(|x| x != id);
+        }
+    }
+
     /// Starts the next queued execution of a slot, if a slot is free.
     async fn next_in(&self, slot: &str) {
         // Not while the server is stopping: queued ones wait for the next start.

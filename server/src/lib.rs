@@ -4,16 +4,17 @@
 //! and the reaper. The server drives executions only through the runtime's
 //! public API and the store trait.
 //!
-//! What is built so far (see docs/server.md): webhooks of the four
-//! providers with deliveries recorded and deduplicated, schedules with
-//! catch-up, flows reloaded on change, the read API, graceful shutdown.
-//! Users, tokens and the write API come next; until then the server listens
-//! on loopback only.
+//! Modules: `flows` (loading and reloading), `hooks` and `verify`
+//! (webhooks), `schedules`, `launch` (executions and their concurrency),
+//! `identity` (passwords, tokens, who asks), `api` (reads) and `actions`
+//! (logins, starts, cancels, decisions), `error` (JSON errors).
 
+pub mod actions;
 pub mod api;
 pub mod error;
 pub mod flows;
 pub mod hooks;
+pub mod identity;
 pub mod launch;
 pub mod schedules;
 pub mod verify;
@@ -55,10 +56,6 @@ pub struct Config {
 pub enum ServeError {
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
-    #[error(
-        "--listen {0} is not a loopback address: until users and tokens exist, kflow serve only listens on loopback (put a reverse proxy in front)"
-    )]
-    NotLoopback(SocketAddr),
     #[error("the history in {0}: {1}")]
     Store(String, String),
     #[error("the HTTP server stopped: {0}")]
@@ -72,6 +69,7 @@ pub struct App {
     pub launcher: Launcher,
     /// `http://HOST:PORT` or the public URL, without a trailing `/`.
     pub base_url: String,
+    pub logins: actions::LoginLimiter,
 }
 
 impl App {
@@ -113,6 +111,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/executions", get(api::executions))
         .route("/api/v1/executions/{id}", get(api::execution))
         .route("/api/v1/deliveries", get(api::deliveries))
+        .route("/api/v1/login", post(actions::login))
+        .route("/api/v1/flows/{flow}/executions", post(actions::start))
+        .route("/api/v1/executions/{id}/cancel", post(actions::cancel))
+        .route("/api/v1/executions/{id}/approvals/{task}", post(actions::decide))
+        .route("/api/v1/audit", get(actions::audit))
         .fallback(|| async { ApiError::not_found("no such route") })
         // Bodies are read by the handlers, with their own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -124,8 +127,11 @@ pub fn router(app: Arc<App>) -> Router {
 /// `finally` blocks run; they are recorded `interrupted`), and returns.
 /// `ready` hears the address once the server listens.
 pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
-    if !config.listen.ip().is_loopback() {
-        return Err(ServeError::NotLoopback(config.listen));
+    if !config.listen.ip().is_loopback() && config.public_url.as_deref().is_none_or(|u| u.starts_with("http://")) {
+        eprintln!(
+            "kflow serve: listening on {} in plain HTTP: tokens and passwords cross the network readable; put a TLS proxy in front (--public-url https://…)",
+            config.listen
+        );
     }
     let state_name = config.state.display().to_string();
     let sqlite = SqliteStore::open(&config.state).map_err(|e| ServeError::Store(state_name.clone(), e.0))?;
@@ -151,6 +157,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         flows: RwLock::new(flows),
         launcher: Launcher::new(store, config.state.clone(), config.jobs),
         base_url,
+        logins: Default::default(),
     });
     resume_orphans(&app).await;
     let stop = CancellationToken::new();
@@ -158,7 +165,8 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     let reloader = tokio::spawn(reload(app.clone(), config.paths.clone(), stop.clone()));
     let scheduler = tokio::spawn(schedules::run(app.clone(), stop.clone()));
     ready(addr);
-    let http = axum::serve(listener, router(app.clone()))
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let http = axum::serve(listener, service)
         .with_graceful_shutdown(stop.clone().cancelled_owned())
         .await;
     let _ = reloader.await;

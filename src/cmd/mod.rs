@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod serve;
 pub mod shell;
 pub mod state;
+pub mod users;
 pub mod values;
 
 use std::io::Read;

@@ -15,11 +15,13 @@ mod approvals;
 mod deliveries;
 mod logs;
 mod port;
+mod users;
 
 pub use approvals::{Approval, Decision, Resumable};
 pub use deliveries::{Claim, Delivery, NewDelivery, Stored as StoredDelivery, Verdict};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
 pub use port::Store;
+pub use users::{AuditEntry, NewToken, Role, Token, User};
 
 use rusqlite::{params, Connection};
 use serde_json::Value as Json;
@@ -127,6 +129,35 @@ CREATE TABLE schedule_fires (
     trigger TEXT NOT NULL,
     last_fire TEXT NOT NULL,
     PRIMARY KEY (flow, trigger)
+);
+"#,
+    // Who may use the server, and what they did.
+    r#"
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT,
+    last_used_at TEXT
+);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    detail TEXT
 );
 "#,
 ];

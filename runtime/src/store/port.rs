@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use super::{
-    Approval, Change, Claim, Delivery, ExecutionRow, LogAppend, NewDelivery, NewExecution, Result, Resumable,
-    SqliteStore, StoredDelivery, TaskRow, Verdict,
+    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionRow, LogAppend, NewDelivery, NewExecution,
+    NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token, User, Verdict,
 };
 use crate::state::ExecutionState;
 
@@ -106,6 +106,28 @@ pub trait Store: Send + Sync {
     async fn last_fire(&self, flow: &str, trigger: &str) -> Result<Option<String>>;
 
     async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()>;
+
+    // Who may use the server.
+
+    async fn user(&self, name: &str) -> Result<Option<User>>;
+
+    /// The token whose secret hashes to `hash`, with its user.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<(Token, User)>>;
+
+    async fn add_token(&self, t: &NewToken<'_>) -> Result<()>;
+
+    async fn touch_token(&self, id: &str) -> Result<()>;
+
+    /// Appends to the audit trail.
+    async fn audit(&self, actor: &str, action: &str, target: &str, origin: &str, detail: &Json) -> Result<()>;
+
+    async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>>;
+
+    /// Records a decision on a gate (first decision wins); whether it took.
+    async fn decide(&self, execution: &str, task: &str, d: &Decision) -> Result<bool>;
+
+    /// Every gate of an execution.
+    async fn approvals(&self, execution: &str) -> Result<Vec<Approval>>;
 }
 
 #[async_trait]
@@ -210,5 +232,37 @@ impl Store for SqliteStore {
 
     async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()> {
         SqliteStore::set_last_fire(self, flow, trigger, at)
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<User>> {
+        SqliteStore::user(self, name)
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<(Token, User)>> {
+        SqliteStore::token_by_hash(self, hash)
+    }
+
+    async fn add_token(&self, t: &NewToken<'_>) -> Result<()> {
+        SqliteStore::add_token(self, t)
+    }
+
+    async fn touch_token(&self, id: &str) -> Result<()> {
+        SqliteStore::touch_token(self, id)
+    }
+
+    async fn audit(&self, actor: &str, action: &str, target: &str, origin: &str, detail: &Json) -> Result<()> {
+        SqliteStore::audit(self, actor, action, target, origin, detail)
+    }
+
+    async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        SqliteStore::audit_log(self, limit, before)
+    }
+
+    async fn decide(&self, execution: &str, task: &str, d: &Decision) -> Result<bool> {
+        SqliteStore::decide(self, execution, task, d)
+    }
+
+    async fn approvals(&self, execution: &str) -> Result<Vec<Approval>> {
+        SqliteStore::approvals(self, execution)
     }
 }

@@ -1,0 +1,394 @@
+//! The write side of the API, each action taken by an authenticated user
+//! with the role it needs and written to the audit trail: logging in
+//! (rate-limited), starting an execution, cancelling one, deciding a gate.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kflow_runtime::state::ExecutionState;
+use kflow_runtime::store::{Decision, NewToken, Role};
+use kflow_runtime::trigger;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::identity::{self, Principal};
+use crate::App;
+
+/// The largest JSON body an API request may have.
+pub const MAX_JSON: usize = 1024 * 1024;
+
+/// Failed logins counted per user name and per address.
+pub const LOGIN_FAILURES: usize = 5;
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// How long a login session lasts.
+const SESSION: i64 = 12 * 3600;
+
+/// Reads a JSON body of at most [`MAX_JSON`] bytes.
+async fn json_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_JSON).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "a request body is at most 1 MiB",
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
+}
+
+fn peer(addr: &SocketAddr) -> String {
+    addr.ip().to_string()
+}
+
+/// Recent failed logins, by user name and by address.
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl LoginLimiter {
+    /// How long until `key` may try again, if it is locked out.
+    fn locked(&self, key: &str) -> Option<Duration> {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let q = map.get_mut(key)?;
+        while q.front().is_some_and(|t| t.elapsed() > LOGIN_WINDOW) {
+            q.pop_front();
+        }
+        (q.len() >= LOGIN_FAILURES)
+            .then(|| LOGIN_WINDOW.saturating_sub(q.front().map_or(Duration::ZERO, |t| t.elapsed())))
+    }
+
+    fn fail(&self, key: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: an attacker cycling names cannot grow it without end.
+        if map.len() > 100_000 {
+            map.retain(|_, q| q.back().is_some_and(|t| t.elapsed() < LOGIN_WINDOW));
+        }
+        let q = map.entry(key.to_string()).or_default();
+        q.push_back(Instant::now());
+        if q.len() > LOGIN_FAILURES {
+            q.pop_front();
+        }
+    }
+
+    fn clear(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/v1/login`: a session token for a user with a password.
+pub async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let l: Login = json_body(body).await?;
+    let name: String = l.username.chars().take(100).collect();
+    let (by_user, by_addr) = (format!("user:{name}"), format!("addr:{}", peer(&addr)));
+    if let Some(wait) = app.logins.locked(&by_user).or_else(|| app.logins.locked(&by_addr)) {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many failed logins: try again in {}s", wait.as_secs() + 1),
+        )
+        .into_response();
+        r.headers_mut().insert("retry-after", (wait.as_secs() + 1).into());
+        return Ok(r);
+    }
+    let user = app.store.user(&name).await.map_err(ApiError::history)?;
+    // The hash is computed even for an unknown user, so timing does not
+    // tell which names exist.
+    let hash = user.as_ref().and_then(|u| u.password.clone()).unwrap_or_else(|| {
+        DUMMY_HASH
+            .get_or_init(|| identity::hash_password("-").unwrap_or_default())
+            .clone()
+    });
+    let password = l.password;
+    let ok = tokio::task::spawn_blocking(move || identity::verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|u| ok && u.password.is_some()) else {
+        app.logins.fail(&by_user);
+        app.logins.fail(&by_addr);
+        let _ = app
+            .store
+            .audit(&name, "login_failed", &name, &peer(&addr), &Value::Null)
+            .await;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong user name or password",
+        ));
+    };
+    app.logins.clear(&by_user);
+    let t = identity::new_token();
+    let expires = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(SESSION))
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .to_string();
+    app.store
+        .add_token(&NewToken {
+            id: &t.id,
+            user: &user.name,
+            kind: "session",
+            label: "login",
+            hash: &t.hash,
+            expires_at: Some(&expires),
+        })
+        .await
+        .map_err(ApiError::history)?;
+    let _ = app
+        .store
+        .audit(&user.name, "login", &user.name, &peer(&addr), &Value::Null)
+        .await;
+    Ok(
+        Json(json!({ "token": t.secret, "user": user.name, "role": user.role.as_str(), "expires_at": expires }))
+            .into_response(),
+    )
+}
+
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[derive(Deserialize)]
+pub struct Start {
+    #[serde(default)]
+    inputs: BTreeMap<String, Value>,
+}
+
+/// `POST /api/v1/flows/{flow}/executions`: a run started by hand, its
+/// inputs typed as `--input` values are.
+pub async fn start(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(flow_name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let who = identity::authenticate(&*app.store, &headers).await?;
+    who.require(Role::Operator)?;
+    let req: Start = json_body(body).await?;
+    let flow = app
+        .flows
+        .read()
+        .await
+        .get(&flow_name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no flow `{}` is served", clip(&flow_name))))?;
+    let plan = &flow.plan;
+    let mut values = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, v) in &req.inputs {
+        match plan.inputs.iter().find(|i| &i.name == name) {
+            None => errors.push(format!("flow `{}` has no input `{}`", plan.flow, clip(name))),
+            Some(decl) => match trigger::convert(trigger::from_json(v), &decl.ty) {
+                Ok(v) => {
+                    values.insert(name.clone(), v);
+                }
+                Err(e) => errors.push(format!("input `{name}` (type `{}`): {e}", decl.ty)),
+            },
+        }
+    }
+    for decl in &plan.inputs {
+        if !values.contains_key(&decl.name) && !req.inputs.contains_key(&decl.name) {
+            match kflow_runtime::inputs::default_value(decl) {
+                Ok(v) => {
+                    values.insert(decl.name.clone(), v);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_inputs",
+            errors.join("; "),
+        ));
+    }
+    let record = json!({ "name": "manual", "kind": "manual", "by": who.user });
+    let started = app
+        .launcher
+        .start(&flow, values, record)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_start", e))?;
+    let _ = app
+        .store
+        .audit(
+            &who.user,
+            "start",
+            &started.id,
+            &peer(&addr),
+            &json!({ "flow": plan.flow }),
+        )
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "execution": started.id, "state": started.state, "url": app.execution_url(&started.id) })),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/executions/{id}/cancel`: stops an execution on purpose
+/// (its `finally` blocks run); it is recorded `cancelled`.
+pub async fn cancel(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = identity::authenticate(&*app.store, &headers).await?;
+    who.require(Role::Operator)?;
+    let exec = find(&app, &id).await?;
+    if exec.is_finished() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("execution {id} has ended ({exec}): nothing to cancel"),
+        ));
+    }
+    let why = format!("cancelled by {}", who.user);
+    if !app.launcher.running.stop(&id, &why) {
+        // Not running here (paused without a process, queued, interrupted).
+        app.launcher.dequeue(&id).await;
+        app.store
+            .finish(&id, ExecutionState::Cancelled, &json!([why]), &json!({}))
+            .await
+            .map_err(ApiError::history)?;
+    }
+    let _ = app
+        .store
+        .audit(&who.user, "cancel", &id, &peer(&addr), &Value::Null)
+        .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "execution": id, "state": "cancelled" })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Decide {
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// The longest approval comment kept.
+const MAX_COMMENT: usize = 4096;
+
+/// `POST /api/v1/executions/{id}/approvals/{task}`: an authenticated
+/// user's decision on a gate, if the gate lets them decide.
+pub async fn decide(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path((id, task)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let who: Principal = identity::authenticate(&*app.store, &headers).await?;
+    who.require(Role::Approver)?;
+    let d: Decide = json_body(body).await?;
+    let approved = match d.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return Err(ApiError::bad_request("`decision` is `approve` or `reject`")),
+    };
+    if d.comment.len() > MAX_COMMENT {
+        return Err(ApiError::bad_request(format!(
+            "a comment is at most {MAX_COMMENT} bytes"
+        )));
+    }
+    find(&app, &id).await?;
+    let gates = app.store.approvals(&id).await.map_err(ApiError::history)?;
+    let gate = gates
+        .iter()
+        .find(|g| g.task == task)
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} has no gate `{}` waiting", clip(&task))))?;
+    if !gate.reviewers.is_empty() && !gate.reviewers.contains(&who.user) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "`{}` is not a reviewer of this gate ({})",
+                who.user,
+                gate.reviewers.join(", ")
+            ),
+        ));
+    }
+    let decision = Decision {
+        approved,
+        by: who.user.clone(),
+        at: kflow_runtime::store::now(),
+        comment: d.comment.clone(),
+        os_user: String::new(),
+    };
+    if !app
+        .store
+        .decide(&id, &task, &decision)
+        .await
+        .map_err(ApiError::history)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the gate is decided already",
+        ));
+    }
+    let action = if approved { "approve" } else { "reject" };
+    let _ = app
+        .store
+        .audit(
+            &who.user,
+            action,
+            &format!("{id}/{task}"),
+            &peer(&addr),
+            &json!({ "comment": d.comment }),
+        )
+        .await;
+    Ok(Json(json!({ "execution": id, "task": task, "decision": action, "by": who.user })).into_response())
+}
+
+/// The state of an execution, or a 404.
+async fn find(app: &App, id: &str) -> Result<ExecutionState, ApiError> {
+    if id.len() > 64 {
+        return Err(ApiError::not_found("no such execution"));
+    }
+    match app.store.show(id).await {
+        Ok(Some((e, _))) if e.id == id => Ok(e.state),
+        Ok(_) => Err(ApiError::not_found(format!("no execution `{id}` (give the whole id)"))),
+        Err(e) => Err(ApiError::history(e)),
+    }
+}
+
+/// `GET /api/v1/audit` (admins).
+pub async fn audit(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let who = identity::authenticate(&*app.store, &headers).await?;
+    who.require(Role::Admin)?;
+    let rows = app.store.audit_log(200, None).await.map_err(ApiError::history)?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            json!({ "seq": a.seq, "at": a.at, "actor": a.actor, "action": a.action,
+                    "target": a.target, "from": a.origin, "detail": a.detail })
+        })
+        .collect();
+    Ok(Json(json!({ "audit": rows })))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(100).collect()
+}

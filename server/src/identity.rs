@@ -1,0 +1,160 @@
+//! Passwords, tokens and who is asking. Passwords are kept as argon2id
+//! hashes (PHC strings). A token is 32 random bytes, shown once as
+//! `kflow_<id>_<secret>`; only the SHA-256 of the whole is kept (a random
+//! 256-bit secret needs no slow hash), and it is looked up by that hash.
+//! A token acts as its user, with the user's role.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{HeaderMap, StatusCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use kflow_runtime::store::{Role, Store};
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// The longest password accepted (argon2 takes any length; an unbounded one
+/// is a way to spend the server's CPU).
+pub const MAX_PASSWORD: usize = 1024;
+
+pub fn hash_password(password: &str) -> Result<String, String> {
+    if password.len() > MAX_PASSWORD {
+        return Err(format!("a password is at most {MAX_PASSWORD} bytes"));
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    if password.len() > MAX_PASSWORD {
+        return false;
+    }
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A new token: its public id, the secret to show once, and the hash to keep.
+pub struct NewSecret {
+    pub id: String,
+    pub secret: String,
+    pub hash: String,
+}
+
+pub fn new_token() -> NewSecret {
+    let mut id = [0u8; 6];
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut id);
+    OsRng.fill_bytes(&mut secret);
+    let id = format!("tok_{}", hex::encode(id));
+    let secret = format!("kflow_{id}_{}", URL_SAFE_NO_PAD.encode(secret));
+    let hash = token_hash(&secret);
+    NewSecret { id, secret, hash }
+}
+
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Who a request comes from.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
+    pub token: String,
+}
+
+impl Principal {
+    /// Refuses a role below `need`.
+    pub fn require(&self, need: Role) -> Result<(), ApiError> {
+        if self.role >= need {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this needs the role `{}`; `{}` is `{}`",
+                    need.as_str(),
+                    self.user,
+                    self.role.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// The principal of `Authorization: Bearer TOKEN`.
+pub async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let Some(value) = headers.get("authorization") else {
+        return Err(unauthorized(
+            "send `Authorization: Bearer TOKEN` (kflow token create USER)",
+        ));
+    };
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or_else(|| unauthorized("the Authorization header is not `Bearer TOKEN`"))?;
+    let found = store
+        .token_by_hash(&token_hash(secret))
+        .await
+        .map_err(ApiError::history)?;
+    let Some((token, user)) = found else {
+        return Err(unauthorized("unknown token"));
+    };
+    if token.revoked_at.is_some() {
+        return Err(unauthorized("the token is revoked"));
+    }
+    let expired = token
+        .expires_at
+        .as_deref()
+        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|e| jiff::Timestamp::now() >= e);
+    if expired {
+        return Err(unauthorized("the token has expired"));
+    }
+    let _ = store.touch_token(&token.id).await;
+    Ok(Principal {
+        user: user.name,
+        role: user.role,
+        token: token.id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_against_their_hash_only() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "correct horse "));
+        assert!(!verify_password("not a hash", "x"));
+        assert!(hash_password(&"x".repeat(MAX_PASSWORD + 1)).is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_kept_as_hashes() {
+        let a = new_token();
+        let b = new_token();
+        assert_ne!(a.secret, b.secret);
+        assert!(a.secret.starts_with(&format!("kflow_{}_", a.id)));
+        assert_eq!(a.hash, token_hash(&a.secret));
+        assert!(!a.hash.contains(&a.secret));
+    }
+}
