@@ -610,17 +610,27 @@ fn a_broken_edit_keeps_the_last_good_version_serving() {
 #[test]
 fn schedules_fire_and_catch_up_after_downtime() {
     let dir = tempfile::tempdir().unwrap();
+    // Hourly at a minute half an hour from now: the newest missed time is
+    // ~30 minutes old whenever the test runs (never "on time" for `none`),
+    // and a window of 3 hours holds exactly three of them.
+    let minute = (jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .minute()
+        + 30)
+        % 60;
     std::fs::write(
         dir.path().join("nightly.kflow"),
-        r#"flow ticks {
-  on schedule "* * * * * *" { inputs: { tag: "tick" } }
-  on schedule "0 0 * * * *" { catchup: all, inputs: { tag: "all" } }
-  on schedule "0 0 * * * *" { catchup: last, inputs: { tag: "last" } }
-  on schedule "0 0 * * * *" { catchup: none, inputs: { tag: "none" } }
+        format!(
+            r#"flow ticks {{
+  on schedule "* * * * * *" {{ inputs: {{ tag: "tick" }} }}
+  on schedule "0 {minute} * * * *" {{ catchup: all, inputs: {{ tag: "all" }} }}
+  on schedule "0 {minute} * * * *" {{ catchup: last, inputs: {{ tag: "last" }} }}
+  on schedule "0 {minute} * * * *" {{ catchup: none, inputs: {{ tag: "none" }} }}
   input tag: string
-  task say = log { message: tag }
-}
-"#,
+  task say = log {{ message: tag }}
+}}
+"#
+        ),
     )
     .unwrap();
     // Three hours of downtime: each hourly schedule last fired before it.
@@ -628,7 +638,7 @@ fn schedules_fire_and_catch_up_after_downtime() {
     {
         let store = kflow_runtime::store::SqliteStore::open(&st).unwrap();
         let hours_ago = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::from_secs(3 * 3600 + 60))
+            .checked_sub(jiff::SignedDuration::from_secs(3 * 3600 - 60))
             .unwrap()
             .to_string();
         for name in ["schedule-2", "schedule-3", "schedule-4"] {
@@ -1097,4 +1107,81 @@ fn users_tokens_roles_and_the_audit_trail() {
     for secret in [&alice, &operator, &session] {
         assert!(!everything.contains(secret.as_str()), "a token leaked");
     }
+}
+
+/// A gate that needs two distinct approvals, which whoever started the
+/// execution may not give, with the digest it approves and its evidence
+/// shown beside the votes.
+#[test]
+fn gates_need_distinct_approvals_and_refuse_self_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    std::fs::write(
+        dir.path().join("promote.kflow"),
+        format!(
+            r#"flow promote {{
+  task gate = approval {{
+    summary: "Promote?"
+    reviewers: ["alice", "bob", "carol"]
+    required: 2
+    prevent_self_approval: true
+    subject: pinned("127.0.0.1:5000/app@{digest}")
+    evidence: {{ scan: "https://scan.example/report/1" }}
+    timeout: 1h
+  }}
+  output approvers = gate.approvers
+  output subject = gate.subject ?? pinned("127.0.0.1:5000/none@{digest}")
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let alice = user_with_token(dir.path(), "alice", "approver", false);
+    let bob = user_with_token(dir.path(), "bob", "approver", false);
+    let carol = user_with_token(dir.path(), "carol", "approver", false);
+    let server = Server::start(dir.path(), &["promote.kflow"]);
+    let call = |path: &str, token: &str, body: &str| {
+        let auth = format!("Bearer {token}");
+        server.request("POST", path, &[("Authorization", &auth)], body.as_bytes())
+    };
+    let id = call("/api/v1/flows/promote/executions", &carol, "{}").json()["execution"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.get(&format!("/api/v1/executions/{id}"))["approvals"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gate = format!("/api/v1/executions/{id}/approvals/gate");
+    let own = call(&gate, &carol, r#"{"decision": "approve"}"#);
+    assert_eq!(own.status, 403, "{}", own.text());
+    assert!(own.text().contains("prevent_self_approval"), "{}", own.text());
+    let first = call(&gate, &alice, r#"{"decision": "approve", "comment": "scan is clean"}"#);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        (first.json()["decided"].as_bool(), first.json()["approvals"].as_u64()),
+        (Some(false), Some(1))
+    );
+    assert_eq!(
+        call(&gate, &alice, r#"{"decision": "approve"}"#).status,
+        409,
+        "one vote each"
+    );
+    let e = server.get(&format!("/api/v1/executions/{id}"));
+    let g = &e["approvals"][0];
+    assert_eq!(g["subject"], format!("127.0.0.1:5000/app@{digest}"));
+    assert_eq!(g["evidence"]["scan"], "https://scan.example/report/1");
+    assert_eq!(g["required"], 2);
+    assert_eq!(g["votes"][0]["user"], "alice");
+    assert_eq!(e["state"], "paused");
+    let second = call(&gate, &bob, r#"{"decision": "approve"}"#);
+    assert_eq!(second.json()["decided"], true, "{}", second.text());
+    let e = server.ended(&id);
+    assert_eq!(e["state"], "succeeded", "{e}");
+    assert_eq!(e["outputs"]["approvers"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(e["outputs"]["subject"], format!("127.0.0.1:5000/app@{digest}"));
 }

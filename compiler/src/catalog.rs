@@ -411,16 +411,34 @@ pub static KINDS: &[Kind] = &[
     },
     Kind {
         name: "approval",
-        doc: "Pause the execution until a reviewer approves or rejects it (`kflow approve` / `kflow reject`).",
+        doc: "Pause the execution until reviewers approve or one rejects it (`kflow approve` / `kflow reject`, or the server's API).",
         props: &[
             req("summary", "string", "What the reviewer is asked to approve."),
-            opt("reviewers", "list<string>", "Who may decide (default: anyone)."),
+            opt("reviewers", "list<string>", "Who may decide (default: anyone); with `kflow serve`, user names."),
             opt("timeout", "duration", "How long to wait; on expiry the gate fails (it never approves)."),
+            opt(
+                "required",
+                "int",
+                "How many distinct reviewers must approve (default 1); one rejection fails the gate.",
+            ),
+            opt(
+                "prevent_self_approval",
+                "bool",
+                "Whoever started the execution (a user, through the server's API) may not approve it.",
+            ),
+            opt("subject", "pinned", "The digest being approved: shown to reviewers, recorded with each decision, and an output."),
+            opt(
+                "evidence",
+                "map<string|path>",
+                "What reviewers see beside the decision: links or files by name (`{ scan: scan.report, signature: \"https://…\" }`).",
+            ),
         ],
         outputs: &[
-            out("by", "string", "Who approved."),
+            out("by", "string", "Who approved (the last approval a gate needing several got)."),
             out("at", "string", "When, RFC 3339 with offset."),
             out("comment", "string", "The reviewer's comment."),
+            out("approvers", "list<string>", "Every reviewer who approved, in order."),
+            out("subject", "pinned?", "The `subject` approved, when the gate names one."),
         ],
         lints: &[Lint::Deadline],
         ..KIND

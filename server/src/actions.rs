@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kflow_runtime::state::ExecutionState;
-use kflow_runtime::store::{Decision, NewToken, Role};
+use kflow_runtime::store::{Decision, NewToken, Role, VoteOutcome};
 use kflow_runtime::trigger;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -318,16 +318,13 @@ pub async fn decide(
         .iter()
         .find(|g| g.task == task)
         .ok_or_else(|| ApiError::not_found(format!("execution {id} has no gate `{}` waiting", clip(&task))))?;
-    if !gate.reviewers.is_empty() && !gate.reviewers.contains(&who.user) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "`{}` is not a reviewer of this gate ({})",
-                who.user,
-                gate.reviewers.join(", ")
-            ),
-        ));
+    if let Err(why) = gate.may_decide(&who.user) {
+        let conflict = gate.decision.is_some() || gate.votes.iter().any(|v| v.user == who.user);
+        return Err(if conflict {
+            ApiError::new(StatusCode::CONFLICT, "conflict", why)
+        } else {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", why)
+        });
     }
     let decision = Decision {
         approved,
@@ -336,18 +333,12 @@ pub async fn decide(
         comment: d.comment.clone(),
         os_user: String::new(),
     };
-    if !app
+    // Another reviewer may have decided it since it was read.
+    let outcome = app
         .store
-        .decide(&id, &task, &decision)
+        .vote(&id, &task, &decision)
         .await
-        .map_err(ApiError::history)?
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "the gate is decided already",
-        ));
-    }
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.0))?;
     let action = if approved { "approve" } else { "reject" };
     let _ = app
         .store
@@ -356,10 +347,18 @@ pub async fn decide(
             action,
             &format!("{id}/{task}"),
             &peer(&addr),
-            &json!({ "comment": d.comment }),
+            &json!({ "comment": d.comment, "subject": gate.subject }),
         )
         .await;
-    Ok(Json(json!({ "execution": id, "task": task, "decision": action, "by": who.user })).into_response())
+    let (decided, have, need) = match outcome {
+        VoteOutcome::Decided => (true, gate.votes.len() as u32 + u32::from(approved), gate.required),
+        VoteOutcome::Counted { have, need } => (false, have, need),
+    };
+    Ok(Json(json!({
+        "execution": id, "task": task, "decision": action, "by": who.user,
+        "decided": decided, "approvals": have, "required": need,
+    }))
+    .into_response())
 }
 
 /// The state of an execution, or a 404.

@@ -175,6 +175,11 @@ pub async fn execution(
                 "requested_at": g.requested_at, "deadline": g.deadline,
                 "decision": d.map(|d| if d.approved { "approved" } else { "rejected" }),
                 "by": d.map(|d| &d.by), "at": d.map(|d| &d.at), "comment": d.map(|d| &d.comment),
+                "required": g.required, "prevent_self_approval": g.prevent_self,
+                "subject": g.subject, "evidence": g.evidence,
+                "votes": g.votes.iter().map(|v| json!({
+                    "user": v.user, "approved": v.approved, "at": v.at, "comment": v.comment,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect::<Vec<_>>());

@@ -89,24 +89,7 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
             )));
         }
     };
-    if !gate.reviewers.is_empty() && !gate.reviewers.contains(&by) {
-        return Err(UsageError(format!(
-            "{by} may not decide `{}` (reviewers: {})",
-            gate.task,
-            gate.reviewers.join(", ")
-        )));
-    }
-    if let Some(deadline) = &gate.deadline {
-        if deadline
-            .parse::<jiff::Timestamp>()
-            .is_ok_and(|d| jiff::Timestamp::now() >= d)
-        {
-            return Err(UsageError(format!(
-                "`{}` expired at {deadline}: the gate fails, it can no longer be approved or rejected",
-                gate.task
-            )));
-        }
-    }
+    gate.may_decide(&by).map_err(UsageError)?;
     let decision = Decision {
         approved,
         by: by.clone(),
@@ -114,14 +97,15 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
         comment: args.comment.clone(),
         os_user: kflow_runtime::owner::os_user(),
     };
-    if !store
-        .decide(&exec.id, &gate.task, &decision)
-        .map_err(|e| UsageError(e.0))?
-    {
-        return Err(UsageError(format!("`{}` was decided meanwhile", gate.task)));
-    }
+    let outcome = store
+        .vote(&exec.id, &gate.task, &decision)
+        .map_err(|e| UsageError(e.0))?;
     let verb = if approved { "approved" } else { "rejected" };
     outln!("{verb} `{}` of execution {} as {by}", gate.task, exec.id);
+    if let kflow_runtime::store::VoteOutcome::Counted { have, need } = outcome {
+        outln!("{have} of {need} approvals: the gate waits for more");
+        return Ok(ExitCode::SUCCESS);
+    }
     if !store.process_alive(&exec.id).map_err(|e| UsageError(e.0))? {
         outln!("the execution is not running: `kflow resume {}` continues it", exec.id);
     }

@@ -21,6 +21,85 @@ pub struct Approval {
     /// RFC 3339; past it the gate fails.
     pub deadline: Option<String>,
     pub decision: Option<Decision>,
+    /// How many distinct reviewers must approve.
+    pub required: u32,
+    /// Whoever started the execution may not approve it.
+    pub prevent_self: bool,
+    /// Who started the execution, when a user did (through the API).
+    pub started_by: Option<String>,
+    /// The digest being approved (`repo@sha256:…`).
+    pub subject: Option<String>,
+    /// Name → link or file shown beside the decision.
+    pub evidence: Json,
+    /// The approvals given so far (a rejection decides at once).
+    pub votes: Vec<Vote>,
+}
+
+/// One reviewer's approval of a gate that needs several.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    pub user: String,
+    pub approved: bool,
+    pub at: String,
+    pub comment: String,
+}
+
+/// What a gate asks, as its task requests it.
+#[derive(Debug, Clone, Default)]
+pub struct GateRequest {
+    pub summary: String,
+    pub reviewers: Vec<String>,
+    pub deadline: Option<String>,
+    pub required: u32,
+    pub prevent_self: bool,
+    pub subject: Option<String>,
+    pub evidence: Json,
+}
+
+/// What a vote did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoteOutcome {
+    /// The gate is decided (this vote was the last approval needed, or a
+    /// rejection).
+    Decided,
+    /// Counted: `have` of `need` approvals so far.
+    Counted { have: u32, need: u32 },
+}
+
+impl Approval {
+    /// Whether `user` may decide this gate now; the reason when not.
+    pub fn may_decide(&self, user: &str) -> std::result::Result<(), String> {
+        if self.decision.is_some() {
+            return Err(format!("`{}` is decided already", self.task));
+        }
+        if !self.reviewers.is_empty() && !self.reviewers.iter().any(|r| r == user) {
+            return Err(format!(
+                "{user} may not decide `{}` (reviewers: {})",
+                self.task,
+                self.reviewers.join(", ")
+            ));
+        }
+        if self.prevent_self && self.started_by.as_deref() == Some(user) {
+            return Err(format!(
+                "{user} started this execution and may not approve it (prevent_self_approval)"
+            ));
+        }
+        if self.votes.iter().any(|v| v.user == user) {
+            return Err(format!("{user} has approved `{}` already", self.task));
+        }
+        if let Some(deadline) = &self.deadline {
+            if deadline
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|d| jiff::Timestamp::now() >= d)
+            {
+                return Err(format!(
+                    "`{}` expired at {deadline}: the gate fails, it can no longer be approved or rejected",
+                    self.task
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,29 +146,60 @@ fn approval_row(r: &rusqlite::Row) -> rusqlite::Result<Approval> {
             }),
             None => None,
         },
+        required: r.get::<_, i64>(11)?.clamp(1, 1000) as u32,
+        prevent_self: r.get::<_, i64>(12)? != 0,
+        subject: r.get(13)?,
+        evidence: json_column(r.get(14)?),
+        started_by: r.get(15)?,
+        votes: Vec::new(),
     })
 }
 
 const APPROVAL_COLUMNS: &str =
-    "execution_id, task, summary, reviewers, requested_at, deadline, decision, decided_by, decided_at, comment, decided_os_user";
+    "execution_id, task, summary, reviewers, requested_at, deadline, decision, decided_by, decided_at, comment, decided_os_user, required, prevent_self, subject, evidence, started_by";
+
+/// Fills in the votes of gates read from the history.
+fn with_votes(conn: &rusqlite::Connection, mut gates: Vec<Approval>) -> rusqlite::Result<Vec<Approval>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user, approved, at, comment FROM approval_votes WHERE execution_id = ?1 AND task = ?2 ORDER BY at, user",
+    )?;
+    for g in &mut gates {
+        g.votes = stmt
+            .query_map(params![g.execution, g.task], |r| {
+                Ok(Vote {
+                    user: r.get(0)?,
+                    approved: r.get::<_, i64>(1)? != 0,
+                    at: r.get(2)?,
+                    comment: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(gates)
+}
 
 impl SqliteStore {
     /// Records a gate's request (kept as it is if it exists: a resumed gate
     /// keeps its deadline and any decision taken meanwhile) and marks the
     /// execution `paused`; returns the request as stored.
-    pub fn request_approval(
-        &self,
-        execution: &str,
-        task: &str,
-        summary: &str,
-        reviewers: &[String],
-        deadline: Option<String>,
-    ) -> Result<Approval> {
+    pub fn request_approval(&self, execution: &str, task: &str, g: &GateRequest) -> Result<Approval> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Who started the execution, when a user did: the `by` of its trigger.
         tx.execute(
-            "INSERT OR IGNORE INTO approvals (execution_id, task, summary, reviewers, requested_at, deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![execution, task, summary, serde_json::to_string(reviewers).expect("strings serialise"), now(), deadline],
+            "INSERT OR IGNORE INTO approvals (execution_id, task, summary, reviewers, requested_at, deadline, required, prevent_self, subject, evidence, started_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, (SELECT json_extract(trigger, '$.by') FROM executions WHERE id = ?1))",
+            params![
+                execution,
+                task,
+                g.summary,
+                serde_json::to_string(&g.reviewers).expect("strings serialise"),
+                now(),
+                g.deadline,
+                g.required.max(1),
+                g.prevent_self,
+                g.subject,
+                g.evidence.to_string()
+            ],
         )?;
         tx.execute(
             "UPDATE executions SET state = 'paused' WHERE id = ?1 AND state = 'running'",
@@ -102,14 +212,70 @@ impl SqliteStore {
     }
 
     pub fn approval(&self, execution: &str, task: &str) -> Result<Option<Approval>> {
-        Ok(self
-            .conn()
+        let conn = self.conn();
+        let gate = conn
             .query_row(
                 &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = ?1 AND task = ?2"),
                 params![execution, task],
                 approval_row,
             )
-            .optional()?)
+            .optional()?;
+        Ok(with_votes(&conn, gate.into_iter().collect())?.pop())
+    }
+
+    /// A reviewer's decision: a rejection decides the gate; an approval is
+    /// counted, and decides it once `required` distinct reviewers approved
+    /// (the last of them is its `by`). Who may vote is the caller's to check
+    /// ([`Approval::may_decide`]); a second vote of one user, or a vote on a
+    /// decided gate, changes nothing and says so.
+    pub fn vote(&self, execution: &str, task: &str, d: &Decision) -> Result<VoteOutcome> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (decided, required): (Option<String>, i64) = tx
+            .query_row(
+                "SELECT decision, required FROM approvals WHERE execution_id = ?1 AND task = ?2",
+                params![execution, task],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError(format!("no gate `{task}` in execution {execution}")))?;
+        if decided.is_some() {
+            return Err(StoreError(format!("`{task}` is decided already")));
+        }
+        let added = tx.execute(
+            "INSERT OR IGNORE INTO approval_votes (execution_id, task, user, approved, at, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![execution, task, d.by, d.approved, d.at, d.comment],
+        )?;
+        if added == 0 {
+            return Err(StoreError(format!("{} has decided `{task}` already", d.by)));
+        }
+        let have: i64 = tx.query_row(
+            "SELECT count(*) FROM approval_votes WHERE execution_id = ?1 AND task = ?2 AND approved = 1",
+            params![execution, task],
+            |r| r.get(0),
+        )?;
+        let outcome = if !d.approved || have >= required.max(1) {
+            tx.execute(
+                "UPDATE approvals SET decision = ?3, decided_by = ?4, decided_at = ?5, comment = ?6, decided_os_user = ?7 WHERE execution_id = ?1 AND task = ?2 AND decision IS NULL",
+                params![
+                    execution,
+                    task,
+                    if d.approved { "approved" } else { "rejected" },
+                    d.by,
+                    d.at,
+                    d.comment,
+                    d.os_user
+                ],
+            )?;
+            VoteOutcome::Decided
+        } else {
+            VoteOutcome::Counted {
+                have: have as u32,
+                need: required.max(1) as u32,
+            }
+        };
+        tx.commit()?;
+        Ok(outcome)
     }
 
     /// Every gate of an execution, in the order they were requested.
@@ -121,7 +287,8 @@ impl SqliteStore {
         let rows = stmt
             .query_map(params![execution], approval_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        drop(stmt);
+        Ok(with_votes(&conn, rows)?)
     }
 
     /// Gates of an execution without a decision.
@@ -277,9 +444,12 @@ mod tests {
             .request_approval(
                 &id,
                 "gate",
-                "Promote?",
-                &["alice".into()],
-                Some("2999-01-01T00:00:00+00:00".into()),
+                &GateRequest {
+                    summary: "Promote?".into(),
+                    reviewers: vec!["alice".into()],
+                    deadline: Some("2999-01-01T00:00:00+00:00".into()),
+                    ..Default::default()
+                },
             )
             .unwrap();
         assert_eq!(a.reviewers, ["alice"]);
@@ -300,9 +470,53 @@ mod tests {
         };
         assert!(!s.decide(&id, "gate", &late).unwrap());
         // Requesting again (a resume) keeps the deadline and the decision.
-        let again = s.request_approval(&id, "gate", "Promote?", &[], None).unwrap();
+        let again = s
+            .request_approval(
+                &id,
+                "gate",
+                &GateRequest {
+                    summary: "Promote?".into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert_eq!(again.deadline.as_deref(), Some("2999-01-01T00:00:00+00:00"));
         assert_eq!(again.decision, Some(d));
+        // A gate that needs two approvals: one counts, a second vote of the
+        // same reviewer does not, another reviewer's decides.
+        let two = GateRequest {
+            summary: "Ship?".into(),
+            required: 2,
+            ..Default::default()
+        };
+        let g = s.request_approval(&id, "two", &two).unwrap();
+        assert_eq!((g.required, g.votes.len()), (2, 0));
+        let vote = |by: &str, approved: bool| Decision {
+            approved,
+            by: by.into(),
+            at: now(),
+            comment: String::new(),
+            os_user: String::new(),
+        };
+        assert_eq!(
+            s.vote(&id, "two", &vote("alice", true)).unwrap(),
+            VoteOutcome::Counted { have: 1, need: 2 }
+        );
+        assert!(s.vote(&id, "two", &vote("alice", true)).is_err());
+        let g = s.approval(&id, "two").unwrap().unwrap();
+        assert_eq!(g.may_decide("alice").unwrap_err(), "alice has approved `two` already");
+        assert!(g.decision.is_none());
+        assert_eq!(s.vote(&id, "two", &vote("bob", true)).unwrap(), VoteOutcome::Decided);
+        let g = s.approval(&id, "two").unwrap().unwrap();
+        assert_eq!(g.decision.map(|d| d.by), Some("bob".to_string()));
+        assert_eq!(g.votes.len(), 2);
+        // A rejection decides at once.
+        s.request_approval(&id, "three", &GateRequest { required: 3, ..two })
+            .unwrap();
+        assert_eq!(
+            s.vote(&id, "three", &vote("carol", false)).unwrap(),
+            VoteOutcome::Decided
+        );
         // A paused execution whose process is gone stays paused.
         drop(s);
         let s = SqliteStore::open(dir.path()).unwrap();

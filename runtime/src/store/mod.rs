@@ -17,7 +17,7 @@ mod logs;
 mod port;
 mod users;
 
-pub use approvals::{Approval, Decision, Resumable};
+pub use approvals::{Approval, Decision, GateRequest, Resumable, Vote, VoteOutcome};
 pub use deliveries::{Claim, Delivery, NewDelivery, Stored as StoredDelivery, Verdict};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
 pub use port::Store;
@@ -29,6 +29,8 @@ use serde_json::Value as Json;
 use crate::owner::{Liveness, Owner};
 use crate::state::{ExecutionState, TaskState};
 
+/// Migrations, applied in order and never edited or reordered once
+/// committed: a history records how many it has applied.
 const SCHEMA: &[&str] = &[
     r#"
 CREATE TABLE executions (
@@ -158,6 +160,24 @@ CREATE TABLE audit (
     target TEXT NOT NULL,
     origin TEXT NOT NULL,
     detail TEXT
+);
+"#,
+    // Gates that need several approvals, who may not approve them, what
+    // they approve and the evidence beside it; each reviewer's vote.
+    r#"
+ALTER TABLE approvals ADD COLUMN required INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE approvals ADD COLUMN prevent_self INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE approvals ADD COLUMN subject TEXT;
+ALTER TABLE approvals ADD COLUMN evidence TEXT;
+ALTER TABLE approvals ADD COLUMN started_by TEXT;
+CREATE TABLE approval_votes (
+    execution_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    user TEXT NOT NULL,
+    approved INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    PRIMARY KEY (execution_id, task, user)
 );
 "#,
 ];

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use super::{
-    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionRow, LogAppend, NewDelivery, NewExecution,
-    NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token, User, Verdict,
+    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionRow, GateRequest, LogAppend, NewDelivery,
+    NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token, User, Verdict, VoteOutcome,
 };
 use crate::state::ExecutionState;
 
@@ -42,14 +42,7 @@ pub trait Store: Send + Sync {
 
     /// Records a gate's request (kept if it exists) and pauses the
     /// execution; the request as stored, with any decision taken.
-    async fn request_approval(
-        &self,
-        execution: &str,
-        task: &str,
-        summary: &str,
-        reviewers: &[String],
-        deadline: Option<String>,
-    ) -> Result<Approval>;
+    async fn request_approval(&self, execution: &str, task: &str, gate: &GateRequest) -> Result<Approval>;
 
     /// A gate as stored now.
     async fn approval(&self, execution: &str, task: &str) -> Result<Option<Approval>>;
@@ -123,8 +116,8 @@ pub trait Store: Send + Sync {
 
     async fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>>;
 
-    /// Records a decision on a gate (first decision wins); whether it took.
-    async fn decide(&self, execution: &str, task: &str, d: &Decision) -> Result<bool>;
+    /// A reviewer's vote on a gate (see [`SqliteStore::vote`]).
+    async fn vote(&self, execution: &str, task: &str, d: &Decision) -> Result<VoteOutcome>;
 
     /// Every gate of an execution.
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>>;
@@ -156,15 +149,8 @@ impl Store for SqliteStore {
         SqliteStore::leave_paused(self, execution)
     }
 
-    async fn request_approval(
-        &self,
-        execution: &str,
-        task: &str,
-        summary: &str,
-        reviewers: &[String],
-        deadline: Option<String>,
-    ) -> Result<Approval> {
-        SqliteStore::request_approval(self, execution, task, summary, reviewers, deadline)
+    async fn request_approval(&self, execution: &str, task: &str, gate: &GateRequest) -> Result<Approval> {
+        SqliteStore::request_approval(self, execution, task, gate)
     }
 
     async fn approval(&self, execution: &str, task: &str) -> Result<Option<Approval>> {
@@ -258,8 +244,8 @@ impl Store for SqliteStore {
         SqliteStore::audit_log(self, limit, before)
     }
 
-    async fn decide(&self, execution: &str, task: &str, d: &Decision) -> Result<bool> {
-        SqliteStore::decide(self, execution, task, d)
+    async fn vote(&self, execution: &str, task: &str, d: &Decision) -> Result<VoteOutcome> {
+        SqliteStore::vote(self, execution, task, d)
     }
 
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>> {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
-use crate::store::Approval;
+use crate::store::{Approval, GateRequest};
 use crate::value::Value;
 
 /// How often the gate looks for a decision.
@@ -46,9 +46,43 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
         _ => None,
     };
     let (exec, task) = (ctx.execution.to_string(), ctx.task.to_string());
+    let required = match props.get("required") {
+        Some(Value::Int(n)) if (1..=1000).contains(n) => *n as u32,
+        Some(Value::Int(n)) => {
+            return Err(TaskError::Invalid(format!(
+                "`required` is {n}: a gate needs between 1 and 1000 approvals"
+            )))
+        }
+        _ => 1,
+    };
+    if !reviewers.is_empty() && required as usize > reviewers.len() {
+        return Err(TaskError::Invalid(format!(
+            "`required` is {required} but only {} reviewer(s) may decide: the gate could never be approved",
+            reviewers.len()
+        )));
+    }
+    let evidence: serde_json::Map<String, serde_json::Value> = match props.get("evidence") {
+        Some(Value::Map(m)) => m
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::Value::String(v.to_text()?))))
+            .collect(),
+        _ => Default::default(),
+    };
+    let request = GateRequest {
+        summary,
+        reviewers,
+        deadline,
+        required,
+        prevent_self: matches!(props.get("prevent_self_approval"), Some(Value::Bool(true))),
+        subject: match props.get("subject") {
+            Some(Value::Pinned(p)) => Some(p.clone()),
+            _ => None,
+        },
+        evidence: serde_json::Value::Object(evidence),
+    };
     let mut gate: Approval = ctx
         .store
-        .request_approval(&exec, &task, &summary, &reviewers, deadline)
+        .request_approval(&exec, &task, &request)
         .await
         .map_err(history)?;
     let who = if gate.reviewers.is_empty() {
@@ -83,10 +117,24 @@ pub async fn approval(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskE
                 return Err(TaskError::Invalid(msg));
             }
             ctx.log(Stream::Info, &format!("approved by {} at {}", d.by, d.at));
+            let mut approvers: Vec<Value> = gate
+                .votes
+                .iter()
+                .filter(|v| v.approved)
+                .map(|v| Value::Str(v.user.clone()))
+                .collect();
+            if approvers.is_empty() {
+                approvers.push(Value::Str(d.by.clone()));
+            }
             return Ok(Outputs::from([
                 ("by".to_string(), Value::Str(d.by)),
                 ("at".to_string(), Value::Str(d.at)),
                 ("comment".to_string(), Value::Str(d.comment)),
+                ("approvers".to_string(), Value::List(approvers)),
+                (
+                    "subject".to_string(),
+                    gate.subject.clone().map_or(Value::Missing, Value::Pinned),
+                ),
             ]));
         }
         if expired(&gate.deadline) {
