@@ -47,6 +47,8 @@ enum Command {
     Reject(cmd::approve::DecideArgs),
     /// Continue a paused or interrupted execution; what succeeded is not run again.
     Resume(cmd::approve::ResumeArgs),
+    /// Cancel an execution a `kflow serve` runs (its finally blocks run).
+    Cancel(cmd::approve::CancelArgs),
     /// Remove containers, networks and volumes of executions no longer alive, and the images finished executions built that nothing else names.
     Gc(cmd::gc::Args),
     /// The execution history: list executions, show one.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Approve(a) => cmd::approve::approve(a),
         Command::Reject(a) => cmd::approve::reject(a),
         Command::Resume(a) => cmd::approve::resume(a),
+        Command::Cancel(a) => cmd::approve::cancel(a),
         Command::Gc(a) => cmd::gc::run(a),
         Command::Executions(a) => cmd::executions::run(a),
         Command::Logs(a) => cmd::executions::logs(a),

@@ -1185,3 +1185,74 @@ fn gates_need_distinct_approvals_and_refuse_self_approval() {
     assert_eq!(e["outputs"]["approvers"], serde_json::json!(["alice", "bob"]));
     assert_eq!(e["outputs"]["subject"], format!("127.0.0.1:5000/app@{digest}"));
 }
+
+/// `kflow approve`, `reject` and `cancel` through the server: the token says
+/// who decides, `--as` is refused there, and the decision lands as the
+/// token's user.
+#[test]
+fn the_cli_decides_and_cancels_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ship.kflow"),
+        r#"flow ship {
+  task gate = approval { summary: "Ship?", reviewers: ["alice"], timeout: 1h }
+  output approved_by = gate.by
+}
+"#,
+    )
+    .unwrap();
+    let alice = user_with_token(dir.path(), "alice", "approver", false);
+    let server = Server::start(dir.path(), &["ship.kflow"]);
+    let url = format!("http://{}", server.addr);
+    let start = || {
+        let auth = format!("Bearer {alice}");
+        let r = server.request(
+            "POST",
+            "/api/v1/flows/ship/executions",
+            &[("Authorization", &auth)],
+            b"{}",
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["execution"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.get(&format!("/api/v1/executions/{id}"))["state"] != "paused" {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        id
+    };
+    let id = start();
+    let env = [("KFLOW_SERVER", url.as_str()), ("KFLOW_TOKEN", alice.as_str())];
+    let o = support::kflow(dir.path(), &["approve", &id, "--as", "mallory"], &env);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        support::text(&o.stderr).contains("KFLOW_TOKEN says who"),
+        "{}",
+        support::text(&o.stderr)
+    );
+    let o = support::kflow(dir.path(), &["approve", &id, "--comment", "looks right"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", support::text(&o.stderr));
+    assert!(
+        support::text(&o.stdout).contains("as alice"),
+        "{}",
+        support::text(&o.stdout)
+    );
+    let e = server.ended(&id);
+    assert_eq!(e["outputs"]["approved_by"], "alice");
+    assert_eq!(e["approvals"][0]["comment"], "looks right");
+
+    let id = start();
+    let bad = [("KFLOW_SERVER", url.as_str()), ("KFLOW_TOKEN", "kflow_tok_0_wrong")];
+    let o = support::kflow(dir.path(), &["cancel", &id], &bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        support::text(&o.stderr).contains("the server refused (401)"),
+        "{}",
+        support::text(&o.stderr)
+    );
+    let o = support::kflow(dir.path(), &["cancel", &id], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", support::text(&o.stderr));
+    assert_eq!(server.ended(&id)["state"], "cancelled");
+    let o = support::kflow(dir.path(), &["cancel", &id], &[]);
+    assert_eq!(o.status.code(), Some(2), "without a server, cancel says how");
+}

@@ -361,6 +361,46 @@ pub async fn decide(
     .into_response())
 }
 
+/// `POST /api/v1/executions/{id}/resume`: runs on an `interrupted` or
+/// `paused` execution that no process runs, in this server.
+pub async fn resume(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = identity::authenticate(&*app.store, &headers).await?;
+    who.require(Role::Operator)?;
+    let state = find(&app, &id).await?;
+    if !matches!(state, ExecutionState::Interrupted | ExecutionState::Paused) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("execution {id} is {state}: only interrupted or paused executions resume"),
+        ));
+    }
+    if app.launcher.running.is_running(&id) || app.store.process_alive(&id).await.map_err(ApiError::history)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("execution {id} is still run by a process (a paused one goes on once decided)"),
+        ));
+    }
+    app.launcher
+        .resume(&id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_resume", e))?;
+    let _ = app
+        .store
+        .audit(&who.user, "resume", &id, &peer(&addr), &Value::Null)
+        .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "execution": id, "state": "running" })),
+    )
+        .into_response())
+}
+
 /// The state of an execution, or a 404.
 async fn find(app: &App, id: &str) -> Result<ExecutionState, ApiError> {
     if id.len() > 64 {

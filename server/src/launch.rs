@@ -65,6 +65,11 @@ impl Running {
         }
     }
 
+    /// Whether this process runs the execution.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
     /// Cancels one on purpose: it is recorded `cancelled`, saying `why`.
     pub fn stop(&self, id: &str, why: &str) -> bool {
         match self.lock().get(id) {

@@ -114,6 +114,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/login", post(actions::login))
         .route("/api/v1/flows/{flow}/executions", post(actions::start))
         .route("/api/v1/executions/{id}/cancel", post(actions::cancel))
+        .route("/api/v1/executions/{id}/resume", post(actions::resume))
         .route("/api/v1/executions/{id}/approvals/{task}", post(actions::decide))
         .route("/api/v1/audit", get(actions::audit))
         .fallback(|| async { ApiError::not_found("no such route") })

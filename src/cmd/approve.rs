@@ -16,9 +16,14 @@ use super::{Result, UsageError};
 pub struct DecideArgs {
     /// The execution id (or a unique prefix of it).
     id: String,
-    /// Who decides (checked against the gate's `reviewers`).
+    /// Who decides (checked against the gate's `reviewers`), for a local
+    /// history; through a server, the token says who.
     #[arg(long = "as", value_name = "NAME")]
-    by: String,
+    by: Option<String>,
+    /// Decide through this `kflow serve` (default: $KFLOW_SERVER), as the
+    /// user of $KFLOW_TOKEN.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
     /// Why.
     #[arg(long, default_value = "")]
     comment: String,
@@ -34,8 +39,106 @@ pub struct DecideArgs {
 pub struct ResumeArgs {
     /// The execution id (or a unique prefix of it).
     id: String,
+    /// Resume it in this `kflow serve` (default: $KFLOW_SERVER), as the user
+    /// of $KFLOW_TOKEN.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
     #[command(flatten)]
     run: super::recorded::RunFlags,
+}
+
+#[derive(clap::Args)]
+pub struct CancelArgs {
+    /// The execution id.
+    id: String,
+    /// The `kflow serve` running it (default: $KFLOW_SERVER); as the user of $KFLOW_TOKEN.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+}
+
+/// `kflow cancel`: stops an execution a server runs (its `finally` blocks
+/// run; it is recorded `cancelled`). A run of `kflow run` stops with Ctrl-C.
+pub fn cancel(args: CancelArgs) -> Result<ExitCode> {
+    let Some(server) = super::remote::server(args.server.as_deref()) else {
+        return Err(UsageError(
+            "kflow cancel works through a server (--server URL or KFLOW_SERVER); a `kflow run` stops with Ctrl-C"
+                .into(),
+        ));
+    };
+    let client = super::remote::Client::new(server)?;
+    client.post(
+        &format!("/api/v1/executions/{}/cancel", url_part(&args.id)),
+        &serde_json::json!({}),
+    )?;
+    outln!("execution {} cancelled", args.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A path segment: ids are plain words, but what the user typed goes
+/// through as data, never as more of the path.
+fn url_part(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Decides through a server: the gate named, or the one gate waiting.
+fn decide_remote(server: String, args: &DecideArgs, approved: bool) -> Result<ExitCode> {
+    if args.by.is_some() {
+        return Err(UsageError(
+            "--as is for a local history: through a server, KFLOW_TOKEN says who decides".into(),
+        ));
+    }
+    let client = super::remote::Client::new(server)?;
+    let id = url_part(&args.id);
+    let task = match &args.task {
+        Some(t) => t.clone(),
+        None => {
+            let e = client.get(&format!("/api/v1/executions/{id}"))?;
+            let waiting: Vec<String> = e["approvals"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|g| g["decision"].is_null())
+                .filter_map(|g| g["task"].as_str().map(str::to_string))
+                .collect();
+            match waiting.as_slice() {
+                [] => return Err(UsageError(format!("execution {} has no approval waiting", args.id))),
+                [one] => one.clone(),
+                several => {
+                    return Err(UsageError(format!(
+                        "several approvals wait ({}): choose one with --task",
+                        several.join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    let body = serde_json::json!({
+        "decision": if approved { "approve" } else { "reject" },
+        "comment": args.comment,
+    });
+    let r = client.post(&format!("/api/v1/executions/{id}/approvals/{}", url_part(&task)), &body)?;
+    let verb = if approved { "approved" } else { "rejected" };
+    outln!(
+        "{verb} `{task}` of execution {} as {}",
+        args.id,
+        r["by"].as_str().unwrap_or("?")
+    );
+    if r["decided"] == false {
+        outln!(
+            "{} of {} approvals: the gate waits for more",
+            r["approvals"].as_u64().unwrap_or(0),
+            r["required"].as_u64().unwrap_or(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn approve(args: DecideArgs) -> Result<ExitCode> {
@@ -62,7 +165,10 @@ fn reviewer_name(name: &str) -> Result<&str> {
 }
 
 fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
-    let by = reviewer_name(&args.by)?.to_string();
+    if let Some(server) = super::remote::server(args.server.as_deref()) {
+        return decide_remote(server, &args, approved);
+    }
+    let by = reviewer_name(args.by.as_deref().unwrap_or(""))?.to_string();
     let store = StateDir::find(args.state.as_deref()).open()?;
     let (exec, _) = store
         .show(&args.id)
@@ -113,6 +219,15 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
 }
 
 pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
+    if let Some(server) = super::remote::server(args.server.as_deref()) {
+        let client = super::remote::Client::new(server)?;
+        client.post(
+            &format!("/api/v1/executions/{}/resume", url_part(&args.id)),
+            &serde_json::json!({}),
+        )?;
+        outln!("execution {} resumed by the server", args.id);
+        return Ok(ExitCode::SUCCESS);
+    }
     super::out::outlive_reader();
     if args.run.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));

@@ -11,6 +11,7 @@ pub mod graph;
 pub mod keys;
 pub mod out;
 pub mod recorded;
+mod remote;
 pub mod rerun;
 pub mod run;
 pub mod schedule;

@@ -64,6 +64,9 @@ pub trait Store: Send + Sync {
     /// Takes an execution over for this process: `running`, this owner.
     async fn reopen(&self, execution: &str) -> Result<()>;
 
+    /// Whether the process recorded for an execution may still live.
+    async fn process_alive(&self, execution: &str) -> Result<bool>;
+
     /// The server's own executions left interrupted, paused or queued by a
     /// server that is gone.
     async fn server_orphans(&self) -> Result<Vec<(String, ExecutionState)>>;
@@ -175,6 +178,10 @@ impl Store for SqliteStore {
 
     async fn reopen(&self, execution: &str) -> Result<()> {
         SqliteStore::reopen(self, execution)
+    }
+
+    async fn process_alive(&self, execution: &str) -> Result<bool> {
+        SqliteStore::process_alive(self, execution)
     }
 
     async fn server_orphans(&self) -> Result<Vec<(String, ExecutionState)>> {
