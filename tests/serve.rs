@@ -1256,3 +1256,122 @@ fn the_cli_decides_and_cancels_through_the_server() {
     let o = support::kflow(dir.path(), &["cancel", &id], &[]);
     assert_eq!(o.status.code(), Some(2), "without a server, cancel says how");
 }
+
+/// Parses a server-sent event stream into (event, id, data).
+fn sse(text: &str) -> Vec<(String, Option<String>, String)> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let (mut event, mut id, mut data) = (String::new(), None, String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
+                event = v.to_string();
+            } else if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+                id = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                data.push_str(v);
+            }
+        }
+        if !event.is_empty() {
+            out.push((event, id, data));
+        }
+    }
+    out
+}
+
+/// Logs page by byte offset; the live stream carries task states and
+/// lines as they are written and ends with the execution; resumed with
+/// `Last-Event-ID`, it sends only what came after.
+#[test]
+fn logs_and_live_events() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("talk.kflow"),
+        r#"flow talk {
+  secret hook_key = env("PREVIEW_HOOK_SECRET")
+  on webhook "go" { provider: token, secret: hook_key }
+  task speak = shell.run { script: "for i in 1 2 3 4; do echo line $i; sleep 0.2; done" }
+  task after = log { message: "done talking", after: [speak] }
+}
+"#,
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["talk.kflow"]);
+    let r = server.request(
+        "POST",
+        "/hooks/talk/go",
+        &[("Authorization", "Bearer preview-token")],
+        b"",
+    );
+    let id = r.json()["execution"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", server.admin);
+    // Connected while it runs: the stream ends when the execution does.
+    let live = server.request(
+        "GET",
+        &format!("/api/v1/executions/{id}/events"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(live.status, 200, "{}", live.text());
+    let events = sse(&live.text());
+    let kinds: Vec<&str> = events.iter().map(|(e, _, _)| e.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"state"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"end"), "{kinds:?}");
+    assert!(events.last().unwrap().2.contains("succeeded"), "{events:?}");
+    let lines: Vec<String> = events
+        .iter()
+        .filter(|(e, _, _)| e == "logs")
+        .flat_map(|(_, _, d)| serde_json::from_str::<Vec<serde_json::Value>>(d).unwrap())
+        .map(|l| format!("{} {}", l["task"].as_str().unwrap(), l["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "speak line 1",
+            "speak line 2",
+            "speak line 3",
+            "speak line 4",
+            "after done talking"
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(e, _, d)| e == "task" && d.contains("\"after\"") && d.contains("succeeded")),
+        "{events:?}"
+    );
+
+    // Resumed after the first batch of lines: only the lines after it.
+    let first = events.iter().find(|(e, _, _)| e == "logs").unwrap();
+    let first_id = first.1.clone().unwrap();
+    let seen = serde_json::from_str::<Vec<serde_json::Value>>(&first.2).unwrap().len();
+    let again = server.request(
+        "GET",
+        &format!("/api/v1/executions/{id}/events"),
+        &[("Authorization", &auth), ("Last-Event-ID", &first_id)],
+        b"",
+    );
+    let rest: usize = sse(&again.text())
+        .iter()
+        .filter(|(e, _, _)| e == "logs")
+        .map(|(_, _, d)| serde_json::from_str::<Vec<serde_json::Value>>(d).unwrap().len())
+        .sum();
+    assert_eq!(seen + rest, 5);
+
+    // Pages of the log, whole or by task run.
+    let page = server.get(&format!("/api/v1/executions/{id}/logs"));
+    assert_eq!(page["lines"].as_array().unwrap().len(), 5);
+    let next = page["next"].as_u64().unwrap();
+    let empty = server.get(&format!("/api/v1/executions/{id}/logs?after={next}"));
+    assert!(empty["lines"].as_array().unwrap().is_empty());
+    assert_eq!(empty["more"], false);
+    let one = server.get(&format!("/api/v1/executions/{id}/logs/after"));
+    assert_eq!(one["lines"][0]["text"], "done talking");
+    assert_eq!(one["lines"].as_array().unwrap().len(), 1);
+    let missing = server.request(
+        "GET",
+        "/api/v1/executions/nope/events",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(missing.status, 404);
+}

@@ -16,6 +16,7 @@ pub mod flows;
 pub mod hooks;
 pub mod identity;
 pub mod launch;
+pub mod live;
 pub mod schedules;
 pub mod verify;
 
@@ -113,6 +114,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/deliveries", get(api::deliveries))
         .route("/api/v1/login", post(actions::login))
         .route("/api/v1/flows/{flow}/executions", post(actions::start))
+        .route("/api/v1/executions/{id}/events", get(live::events))
+        .route("/api/v1/executions/{id}/logs", get(live::logs))
+        .route("/api/v1/executions/{id}/logs/{task}", get(live::task_logs))
         .route("/api/v1/executions/{id}/cancel", post(actions::cancel))
         .route("/api/v1/executions/{id}/resume", post(actions::resume))
         .route("/api/v1/executions/{id}/approvals/{task}", post(actions::decide))

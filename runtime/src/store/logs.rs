@@ -129,6 +129,20 @@ impl Reader {
         }
     }
 
+    /// A reader that starts at a byte offset of the log a previous reader
+    /// reached ([`Reader::offset`]): how a stream resumes.
+    pub(super) fn at(dir: &Path, id: &str, offset: u64) -> Reader {
+        Reader {
+            offset,
+            ..Reader::new(dir, id)
+        }
+    }
+
+    /// How far into the log this reader has read (bytes).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// The lines written since the last call, in the order they were
     /// written; `tasks` names the task runs to look for in a log of an
     /// older version, which keeps one file per task run.

@@ -611,6 +611,11 @@ impl SqliteStore {
         LogReader::new(&self.dir, id)
     }
 
+    /// A reader of an execution's logs from a byte offset a reader reached.
+    pub fn log_reader_at(&self, id: &str, offset: u64) -> LogReader {
+        LogReader::at(&self.dir, id, offset)
+    }
+
     /// Files tasks kept for an execution (reports, SBOMs): (task, path, bytes).
     pub fn artifacts(&self, id: &str) -> Vec<(String, PathBuf, u64)> {
         let root = self.dir.join("artifacts").join(id);

@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use super::{
-    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionRow, GateRequest, LogAppend, NewDelivery,
-    NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token, User, Verdict, VoteOutcome,
+    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionRow, GateRequest, LogAppend, LogReader,
+    NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token, User, Verdict,
+    VoteOutcome,
 };
 use crate::state::ExecutionState;
 
@@ -73,6 +74,9 @@ pub trait Store: Send + Sync {
 
     /// A new execution waits for its turn (a concurrency limit).
     async fn mark_queued(&self, execution: &str) -> Result<()>;
+
+    /// A reader of an execution's log from a byte offset (0: its start).
+    fn log_reader(&self, execution: &str, offset: u64) -> LogReader;
 
     // What the server keeps besides executions.
 
@@ -190,6 +194,10 @@ impl Store for SqliteStore {
 
     async fn mark_queued(&self, execution: &str) -> Result<()> {
         SqliteStore::mark_queued(self, execution)
+    }
+
+    fn log_reader(&self, execution: &str, offset: u64) -> LogReader {
+        SqliteStore::log_reader_at(self, execution, offset)
     }
 
     async fn record_delivery(&self, d: &NewDelivery<'_>) -> Result<String> {
