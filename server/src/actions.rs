@@ -122,6 +122,7 @@ pub async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|u| ok && u.password.is_some()) else {
+        app.metrics.login_failed();
         app.logins.fail(&by_user);
         app.logins.fail(&by_addr);
         let _ = app
@@ -225,6 +226,7 @@ pub async fn start(
         .start(&flow, values, record)
         .await
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_start", e))?;
+    app.metrics.started("manual");
     let _ = app
         .store
         .audit(

@@ -136,6 +136,7 @@ pub async fn deliver(
     let id = match claim {
         Ok(Claim::New(id)) => id,
         Ok(Claim::Repeat(earlier)) => {
+            app.metrics.delivery(Verdict::Duplicate.as_str());
             let _ = app
                 .store
                 .record_delivery(&NewDelivery {
@@ -205,6 +206,10 @@ async fn settle(
     started: Option<&Started>,
 ) -> Response {
     let execution = started.map(|s| s.id.as_str());
+    app.metrics.delivery(verdict.as_str());
+    if started.is_some() {
+        app.metrics.started("webhook");
+    }
     if let Err(e) = app.store.settle_delivery(id, status, verdict, reason, execution).await {
         eprintln!("kflow serve: the history: {e}");
     }

@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod identity;
 pub mod launch;
 pub mod live;
+pub mod metrics;
 pub mod schedules;
 pub mod verify;
 
@@ -71,6 +72,7 @@ pub struct App {
     /// `http://HOST:PORT` or the public URL, without a trailing `/`.
     pub base_url: String,
     pub logins: actions::LoginLimiter,
+    pub metrics: metrics::Metrics,
 }
 
 impl App {
@@ -98,6 +100,7 @@ impl App {
             replay_of: None,
             execution: None,
         };
+        self.metrics.delivery(Verdict::Unverified.as_str());
         if let Err(e) = self.store.record_delivery(&d).await {
             eprintln!("kflow serve: the history: {e}");
         }
@@ -107,6 +110,7 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/hooks/{flow}/{trigger}", post(hooks::receive))
         .route("/api/v1/flows", get(api::flows))
         .route("/api/v1/executions", get(api::executions))
@@ -163,6 +167,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         launcher: Launcher::new(store, config.state.clone(), config.jobs),
         base_url,
         logins: Default::default(),
+        metrics: Default::default(),
     });
     resume_orphans(&app).await;
     let stop = CancellationToken::new();

@@ -106,8 +106,10 @@ async fn fire(app: &Arc<App>, flow: &crate::flows::Flow, t: &kflow_compiler::ir:
         ("at".to_string(), Value::Str(at.to_string())),
         ("scheduled".to_string(), Value::Bool(true)),
     ]);
+    app.metrics.schedule_fired();
     match trigger::bind(&flow.plan, t, &fields) {
         Verdict::Start(inputs) => {
+            app.metrics.started("schedule");
             let record = json!({ "name": name, "kind": "schedule", "at": at.to_string() });
             match app.launcher.start(flow, inputs, record).await {
                 Ok(s) => eprintln!(
