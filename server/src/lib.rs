@@ -18,6 +18,7 @@ pub mod identity;
 pub mod launch;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
 pub mod schedules;
 pub mod verify;
 
@@ -107,24 +108,41 @@ impl App {
     }
 }
 
+/// Declares the routes once: the router is built from this list, and
+/// [`ROUTES`] (held to the OpenAPI document by a test) is the same list.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:expr,)*) => {
+        /// Every route: (method, path), as the router serves them.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn with_routes(router: Router<Arc<App>>) -> Router<Arc<App>> {
+            router$(.route($path, $method($handler)))*
+        }
+    };
+}
+
+routes! {
+    get "/healthz" => api::healthz,
+    get "/metrics" => metrics::metrics,
+    post "/hooks/{flow}/{trigger}" => hooks::receive,
+    get "/api/v1/openapi.json" => openapi::document,
+    post "/api/v1/login" => actions::login,
+    get "/api/v1/flows" => api::flows,
+    post "/api/v1/flows/{flow}/executions" => actions::start,
+    get "/api/v1/executions" => api::executions,
+    get "/api/v1/executions/{id}" => api::execution,
+    get "/api/v1/executions/{id}/events" => live::events,
+    get "/api/v1/executions/{id}/logs" => live::logs,
+    get "/api/v1/executions/{id}/logs/{task}" => live::task_logs,
+    post "/api/v1/executions/{id}/cancel" => actions::cancel,
+    post "/api/v1/executions/{id}/resume" => actions::resume,
+    post "/api/v1/executions/{id}/approvals/{task}" => actions::decide,
+    get "/api/v1/deliveries" => api::deliveries,
+    get "/api/v1/audit" => actions::audit,
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/hooks/{flow}/{trigger}", post(hooks::receive))
-        .route("/api/v1/flows", get(api::flows))
-        .route("/api/v1/executions", get(api::executions))
-        .route("/api/v1/executions/{id}", get(api::execution))
-        .route("/api/v1/deliveries", get(api::deliveries))
-        .route("/api/v1/login", post(actions::login))
-        .route("/api/v1/flows/{flow}/executions", post(actions::start))
-        .route("/api/v1/executions/{id}/events", get(live::events))
-        .route("/api/v1/executions/{id}/logs", get(live::logs))
-        .route("/api/v1/executions/{id}/logs/{task}", get(live::task_logs))
-        .route("/api/v1/executions/{id}/cancel", post(actions::cancel))
-        .route("/api/v1/executions/{id}/resume", post(actions::resume))
-        .route("/api/v1/executions/{id}/approvals/{task}", post(actions::decide))
-        .route("/api/v1/audit", get(actions::audit))
+    with_routes(Router::new())
         .fallback(|| async { ApiError::not_found("no such route") })
         // Bodies are read by the handlers, with their own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
