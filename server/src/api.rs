@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use kflow_runtime::schedule::Schedule;
-use kflow_runtime::store::{Delivery, ExecutionRow, Role, TaskRow};
+use kflow_runtime::store::{Delivery, ExecutionFilter, ExecutionRow, Role, TaskRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -114,30 +114,27 @@ pub async fn executions(
     identity::authenticate(&*app.store, &headers)
         .await?
         .require(Role::Viewer)?;
-    if let Some(s) = &q.state {
-        if s.parse::<kflow_runtime::state::ExecutionState>().is_err() {
-            return Err(ApiError::bad_request(format!(
+    let state = match &q.state {
+        Some(s) => Some(s.parse::<kflow_runtime::state::ExecutionState>().map_err(|_| {
+            ApiError::bad_request(format!(
                 "unknown state `{}`: one of {}",
                 s.chars().take(40).collect::<String>(),
                 kflow_runtime::state::ExecutionState::names().join(", ")
-            )));
-        }
-    }
+            ))
+        })?),
+        None => None,
+    };
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
-    let all = app.store.list().await.map_err(ApiError::history)?;
-    let mut rows = all.iter().filter(|e| {
-        q.flow.as_ref().is_none_or(|f| &e.flow == f)
-            && q.state.as_ref().is_none_or(|s| e.state.as_str() == s)
-            && q.trigger
-                .as_ref()
-                .is_none_or(|t| e.trigger.get("name").and_then(Value::as_str) == Some(t))
-    });
-    if let Some(c) = &q.cursor {
-        // Ids sort by start: the page goes on after the cursor.
-        rows.by_ref().find(|e| &e.id == c);
-    }
-    let page: Vec<&ExecutionRow> = rows.by_ref().take(limit).collect();
-    let more = rows.next().is_some();
+    let filter = ExecutionFilter {
+        flow: q.flow.clone(),
+        state,
+        trigger: q.trigger.clone(),
+    };
+    let (page, more) = app
+        .store
+        .page(&filter, limit, q.cursor.as_deref())
+        .await
+        .map_err(ApiError::history)?;
     Ok(Json(json!({
         "executions": page.iter().map(|e| execution_json(e, &app)).collect::<Vec<_>>(),
         "next_cursor": if more { page.last().map(|e| e.id.clone()) } else { None },

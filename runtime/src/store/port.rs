@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use super::{
-    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionRow, GateRequest, LogAppend, LogReader,
-    NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token, User, Verdict,
-    VoteOutcome,
+    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionFilter, ExecutionRow, GateRequest, LogAppend,
+    LogReader, NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token,
+    User, Verdict, VoteOutcome,
 };
 use crate::state::ExecutionState;
 
@@ -55,6 +55,14 @@ pub trait Store: Send + Sync {
 
     /// Every execution, newest first.
     async fn list(&self) -> Result<Vec<ExecutionRow>>;
+
+    /// A page of executions, newest first, and whether more follow.
+    async fn page(
+        &self,
+        filter: &ExecutionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<ExecutionRow>, bool)>;
 
     /// One execution (an id, a unique prefix, or `latest`) and its task runs.
     async fn show(&self, id: &str) -> Result<Option<(ExecutionRow, Vec<TaskRow>)>>;
@@ -170,6 +178,15 @@ impl Store for SqliteStore {
 
     async fn list(&self) -> Result<Vec<ExecutionRow>> {
         SqliteStore::list(self)
+    }
+
+    async fn page(
+        &self,
+        filter: &ExecutionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<ExecutionRow>, bool)> {
+        SqliteStore::page(self, filter, limit, cursor)
     }
 
     async fn show(&self, id: &str) -> Result<Option<(ExecutionRow, Vec<TaskRow>)>> {
