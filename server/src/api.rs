@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use kflow_runtime::schedule::Schedule;
@@ -13,7 +13,7 @@ use kflow_runtime::store::{Delivery, ExecutionFilter, ExecutionRow, Role, TaskRo
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 use crate::identity;
 use crate::App;
 
