@@ -256,11 +256,9 @@ pub async fn cancel(
     who.require(Role::Operator)?;
     let exec = find(&app, &id).await?;
     if exec.is_finished() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("execution {id} has ended ({exec}): nothing to cancel"),
-        ));
+        return Err(ApiError::conflict(format!(
+            "execution {id} has ended ({exec}): nothing to cancel"
+        )));
     }
     let why = format!("cancelled by {}", who.user);
     if !app.launcher.running.stop(&id, &why) {
@@ -323,9 +321,9 @@ pub async fn decide(
     if let Err(why) = gate.may_decide(&who.user) {
         let conflict = gate.decision.is_some() || gate.votes.iter().any(|v| v.user == who.user);
         return Err(if conflict {
-            ApiError::new(StatusCode::CONFLICT, "conflict", why)
+            ApiError::conflict(why)
         } else {
-            ApiError::new(StatusCode::FORBIDDEN, "forbidden", why)
+            ApiError::forbidden(why)
         });
     }
     let decision = Decision {
@@ -340,7 +338,7 @@ pub async fn decide(
         .store
         .vote(&id, &task, &decision)
         .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.0))?;
+        .map_err(|e| ApiError::conflict(e.0))?;
     let action = if approved { "approve" } else { "reject" };
     let _ = app
         .store
@@ -375,18 +373,14 @@ pub async fn resume(
     who.require(Role::Operator)?;
     let state = find(&app, &id).await?;
     if !matches!(state, ExecutionState::Interrupted | ExecutionState::Paused) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("execution {id} is {state}: only interrupted or paused executions resume"),
-        ));
+        return Err(ApiError::conflict(format!(
+            "execution {id} is {state}: only interrupted or paused executions resume"
+        )));
     }
     if app.launcher.running.is_running(&id) || app.store.process_alive(&id).await.map_err(ApiError::history)? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("execution {id} is still run by a process (a paused one goes on once decided)"),
-        ));
+        return Err(ApiError::conflict(format!(
+            "execution {id} is still run by a process (a paused one goes on once decided)"
+        )));
     }
     app.launcher
         .resume(&id)

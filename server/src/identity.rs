@@ -76,16 +76,12 @@ impl Principal {
         if self.role >= need {
             Ok(())
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "this needs the role `{}`; `{}` is `{}`",
-                    need.as_str(),
-                    self.user,
-                    self.role.as_str()
-                ),
-            ))
+            Err(ApiError::forbidden(format!(
+                "this needs the role `{}`; `{}` is `{}`",
+                need.as_str(),
+                self.user,
+                self.role.as_str()
+            )))
         }
     }
 }
