@@ -158,6 +158,22 @@ fn approval_row(r: &rusqlite::Row) -> rusqlite::Result<Approval> {
 const APPROVAL_COLUMNS: &str =
     "execution_id, task, summary, reviewers, requested_at, deadline, decision, decided_by, decided_at, comment, decided_os_user, required, prevent_self, subject, evidence, started_by";
 
+/// Records a gate's decision unless it has one; how many rows changed.
+fn set_decision(conn: &rusqlite::Connection, execution: &str, task: &str, d: &Decision) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE approvals SET decision = ?3, decided_by = ?4, decided_at = ?5, comment = ?6, decided_os_user = ?7 WHERE execution_id = ?1 AND task = ?2 AND decision IS NULL",
+        params![
+            execution,
+            task,
+            if d.approved { "approved" } else { "rejected" },
+            d.by,
+            d.at,
+            d.comment,
+            d.os_user
+        ],
+    )
+}
+
 /// Fills in the votes of gates read from the history.
 fn with_votes(conn: &rusqlite::Connection, mut gates: Vec<Approval>) -> rusqlite::Result<Vec<Approval>> {
     let mut stmt = conn.prepare_cached(
@@ -255,18 +271,7 @@ impl SqliteStore {
             |r| r.get(0),
         )?;
         let outcome = if !d.approved || have >= required.max(1) {
-            tx.execute(
-                "UPDATE approvals SET decision = ?3, decided_by = ?4, decided_at = ?5, comment = ?6, decided_os_user = ?7 WHERE execution_id = ?1 AND task = ?2 AND decision IS NULL",
-                params![
-                    execution,
-                    task,
-                    if d.approved { "approved" } else { "rejected" },
-                    d.by,
-                    d.at,
-                    d.comment,
-                    d.os_user
-                ],
-            )?;
+            set_decision(&tx, execution, task, d)?;
             VoteOutcome::Decided
         } else {
             VoteOutcome::Counted {
@@ -300,19 +305,7 @@ impl SqliteStore {
 
     /// Records a decision, unless one was already taken (first decision wins).
     pub fn decide(&self, execution: &str, task: &str, d: &Decision) -> Result<bool> {
-        let changed = self.conn().execute(
-            "UPDATE approvals SET decision = ?3, decided_by = ?4, decided_at = ?5, comment = ?6, decided_os_user = ?7 WHERE execution_id = ?1 AND task = ?2 AND decision IS NULL",
-            params![
-                execution,
-                task,
-                if d.approved { "approved" } else { "rejected" },
-                d.by,
-                d.at,
-                d.comment,
-                d.os_user
-            ],
-        )?;
-        Ok(changed == 1)
+        Ok(set_decision(&self.conn(), execution, task, d)? == 1)
     }
 
     /// A paused execution goes on: back to `running`.
