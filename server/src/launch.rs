@@ -152,70 +152,57 @@ impl Launcher {
         };
         let holders = self.running.in_slot(&limit.slot);
         let queued = queues.get(&limit.slot).map_or(0, VecDeque::len);
-        if holders.len() + queued < limit.limit {
-            self.spawn(
-                &id,
-                plan,
-                inputs,
-                secrets,
-                flow.base_dir.clone(),
-                HashMap::new(),
-                Some(limit.slot),
-            );
-            return Ok(Started {
-                id,
-                state: ExecutionState::Running,
-            });
-        }
-        match limit.on_conflict.as_str() {
-            "cancel_running" => {
-                let why = format!(
-                    "cancelled: execution {id} replaced it (concurrency key `{}`, on_conflict: cancel_running)",
-                    limit.key
-                );
-                for other in holders {
-                    self.running.stop(&other, &why);
+        if holders.len() + queued >= limit.limit {
+            match limit.on_conflict.as_str() {
+                "cancel_running" => {
+                    let why = format!(
+                        "cancelled: execution {id} replaced it (concurrency key `{}`, on_conflict: cancel_running)",
+                        limit.key
+                    );
+                    for other in holders {
+                        self.running.stop(&other, &why);
+                    }
+                    // Queued ones of the key are replaced too.
+                    for other in queues.remove(&limit.slot).unwrap_or_default() {
+                        self.finish_unrun(&other, &why).await;
+                    }
                 }
-                // Queued ones of the key are replaced too.
-                for other in queues.remove(&limit.slot).unwrap_or_default() {
-                    self.finish_unrun(&other, &why).await;
+                "skip" => {
+                    let why = format!(
+                        "skipped: {} execution(s) of concurrency key `{}` already run (limit {}, on_conflict: skip)",
+                        holders.len(),
+                        limit.key,
+                        limit.limit
+                    );
+                    self.finish_unrun(&id, &why).await;
+                    return Ok(Started {
+                        id,
+                        state: ExecutionState::Cancelled,
+                    });
                 }
-                self.spawn(
-                    &id,
-                    plan,
-                    inputs,
-                    secrets,
-                    flow.base_dir.clone(),
-                    HashMap::new(),
-                    Some(limit.slot),
-                );
-                Ok(Started {
-                    id,
-                    state: ExecutionState::Running,
-                })
-            }
-            "skip" => {
-                let why = format!(
-                    "skipped: {} execution(s) of concurrency key `{}` already run (limit {}, on_conflict: skip)",
-                    holders.len(),
-                    limit.key,
-                    limit.limit
-                );
-                self.finish_unrun(&id, &why).await;
-                Ok(Started {
-                    id,
-                    state: ExecutionState::Cancelled,
-                })
-            }
-            _ => {
-                self.store.mark_queued(&id).await.map_err(|e| e.to_string())?;
-                queues.entry(limit.slot).or_default().push_back(id.clone());
-                Ok(Started {
-                    id,
-                    state: ExecutionState::Queued,
-                })
+                _ => {
+                    self.store.mark_queued(&id).await.map_err(|e| e.to_string())?;
+                    queues.entry(limit.slot).or_default().push_back(id.clone());
+                    return Ok(Started {
+                        id,
+                        state: ExecutionState::Queued,
+                    });
+                }
             }
         }
+        self.spawn(
+            &id,
+            plan,
+            inputs,
+            secrets,
+            flow.base_dir.clone(),
+            HashMap::new(),
+            Some(limit.slot),
+        );
+        Ok(Started {
+            id,
+            state: ExecutionState::Running,
+        })
     }
 
     /// Records a new execution, `running` and owned by this process.
