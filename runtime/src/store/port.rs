@@ -53,9 +53,6 @@ pub trait Store: Send + Sync {
 
     // Reading the history (the server's API).
 
-    /// Every execution, newest first.
-    async fn list(&self) -> Result<Vec<ExecutionRow>>;
-
     /// A page of executions, newest first, and whether more follow.
     async fn page(
         &self,
@@ -174,10 +171,6 @@ impl Store for SqliteStore {
 
     async fn unpause(&self, execution: &str) -> Result<()> {
         SqliteStore::unpause(self, execution)
-    }
-
-    async fn list(&self) -> Result<Vec<ExecutionRow>> {
-        SqliteStore::list(self)
     }
 
     async fn page(
