@@ -37,6 +37,8 @@ enum Command {
     User(cmd::users::UserArgs),
     /// API tokens of `kflow serve`: create, list, revoke.
     Token(cmd::users::TokenArgs),
+    /// Webhook deliveries a `kflow serve` answered: list them.
+    Deliveries(cmd::deliveries::Args),
     /// Print the next fire times of a flow's schedules.
     Schedule(cmd::schedule::Args),
     /// Run a recorded execution again with the same inputs (--from-failed: only what did not succeed).
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::User(a) => cmd::users::user(a),
         Command::Token(a) => cmd::users::token(a),
         Command::Schedule(a) => cmd::schedule::run(a),
+        Command::Deliveries(a) => cmd::deliveries::run(a),
         Command::Rerun(a) => cmd::rerun::run(a),
         Command::Approve(a) => cmd::approve::approve(a),
         Command::Reject(a) => cmd::approve::reject(a),

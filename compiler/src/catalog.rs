@@ -339,6 +339,11 @@ pub static KINDS: &[Kind] = &[
             out("low", "int", "Number of low findings."),
             out("report", "path", "The JSON report, kept with the execution."),
             out("sbom", "path?", "The SBOM, when `sbom` is set."),
+            out(
+                "digest",
+                "digest?",
+                "The digest scanned: of a pinned `image`, or a local image's ID; absent for a tag.",
+            ),
         ],
         lints: &[Lint::PinnedImage("image")],
         ..KIND
@@ -375,7 +380,10 @@ pub static KINDS: &[Kind] = &[
                 "Credentials to read the signatures with (default: `docker_config()`).",
             ),
         ],
-        outputs: &[out("signatures", "int", "Number of valid signatures.")],
+        outputs: &[
+            out("signatures", "int", "Number of valid signatures."),
+            out("digest", "digest", "The digest whose signatures were verified."),
+        ],
         ..KIND
     },
     Kind {

@@ -167,6 +167,10 @@ pub fn glob(s: &str) -> Result<(), String> {
     match stack.last() {
         Some(c) => Err(format!("unclosed `{c}` in glob `{s}`")),
         None if s.is_empty() => Err("a glob cannot be empty".into()),
+        // Relative to the flow's folder, and inside it.
+        None if s.starts_with('/') || s.split('/').any(|c| c == "..") => Err(format!(
+            "the glob `{s}` leaves the flow's folder: it is relative to the folder and stays in it"
+        )),
         None => Ok(()),
     }
 }
@@ -229,6 +233,7 @@ mod tests {
     fn globs_and_projects() {
         assert!(glob("src/**/*.{rs,toml}").is_ok());
         assert!(glob("src/[ab").is_err());
+        assert!(glob("../up/*.tar").is_err() && glob("/etc/*").is_err() && glob("a/../../b").is_err());
         assert!(compose_project("pr-42_x").is_ok());
         assert!(compose_project("PR-42").is_err() && compose_project("-x").is_err() && compose_project("").is_err());
     }

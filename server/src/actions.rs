@@ -44,7 +44,7 @@ async fn json_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, ApiErr
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
 }
 
-fn peer(addr: &SocketAddr) -> String {
+pub(crate) fn peer(addr: &SocketAddr) -> String {
     addr.ip().to_string()
 }
 
@@ -393,6 +393,65 @@ pub async fn resume(
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "execution": id, "state": "running" })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rerun {
+    /// Keep what succeeded and run the failed, skipped and unfinished tasks.
+    #[serde(default)]
+    from_failed: bool,
+}
+
+/// `POST /api/v1/executions/{id}/rerun`: a new execution of an ended one,
+/// with its recorded plan and inputs; `{"from_failed": true}` keeps what
+/// succeeded.
+pub async fn rerun(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let who = identity::authenticate(&*app.store, &headers).await?;
+    who.require(Role::Operator)?;
+    let bytes = axum::body::to_bytes(body, MAX_JSON)
+        .await
+        .map_err(|_| ApiError::bad_request("a request body is at most 1 MiB"))?;
+    let req: Rerun = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Rerun::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))?
+    };
+    let state = find(&app, &id).await?;
+    if !state.is_finished() && !matches!(state, ExecutionState::Interrupted) {
+        return Err(ApiError::conflict(format!(
+            "execution {id} is {state}: only an ended execution is rerun"
+        )));
+    }
+    let record = json!({ "name": "rerun", "kind": "manual", "by": who.user, "rerun_of": id });
+    let started = app
+        .launcher
+        .rerun(&id, req.from_failed, record)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_rerun", e))?;
+    app.metrics.started("manual");
+    let _ = app
+        .store
+        .audit(
+            &who.user,
+            "rerun",
+            &started.id,
+            &peer(&addr),
+            &json!({ "rerun_of": id, "from_failed": req.from_failed }),
+        )
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "execution": started.id, "state": started.state, "rerun_of": id, "url": app.execution_url(&started.id) })),
     )
         .into_response())
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use kflow_runtime::schedule::Schedule;
-use kflow_runtime::store::{Delivery, ExecutionFilter, ExecutionRow, Role, TaskRow};
+use kflow_runtime::store::{is_digest, Delivery, ExecutionFilter, ExecutionRow, Role, TaskRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -85,6 +85,8 @@ pub struct ListQuery {
     flow: Option<String>,
     state: Option<String>,
     trigger: Option<String>,
+    /// A digest (`sha256:…`) one of their tasks produced or handled.
+    digest: Option<String>,
     limit: Option<usize>,
     /// The id of the last execution of the previous page.
     cursor: Option<String>,
@@ -124,11 +126,15 @@ pub async fn executions(
         })?),
         None => None,
     };
+    if let Some(d) = &q.digest {
+        digest_param(d)?;
+    }
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let filter = ExecutionFilter {
         flow: q.flow.clone(),
         state,
         trigger: q.trigger.clone(),
+        digest: q.digest.clone(),
     };
     let (page, more) = app
         .store
@@ -162,6 +168,7 @@ pub async fn execution(
     };
     let mut v = execution_json(&exec, &app);
     v["tasks"] = json!(tasks.iter().map(task_json).collect::<Vec<_>>());
+    v["artifacts"] = json!(crate::artifacts::list(&app, &exec.id));
     let gates = app.store.approvals(&exec.id).await.map_err(ApiError::history)?;
     v["approvals"] = json!(gates
         .iter()
@@ -181,6 +188,53 @@ pub async fn execution(
         })
         .collect::<Vec<_>>());
     Ok(Json(v))
+}
+
+/// A digest parameter, or a 400 saying what one looks like.
+fn digest_param(d: &str) -> Result<(), ApiError> {
+    if is_digest(d) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{}` is not a digest: `sha256:` and 64 lower-case hex digits",
+            d.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// `GET /api/v1/digests/{digest}`: every task run that built, pushed,
+/// scanned, signed, copied, verified or approved a digest, newest first,
+/// and every repository and tag it went to.
+pub async fn digest(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    identity::authenticate(&*app.store, &headers)
+        .await?
+        .require(Role::Viewer)?;
+    digest_param(&digest)?;
+    let uses = app
+        .store
+        .digest_uses(&digest, MAX_PAGE)
+        .await
+        .map_err(ApiError::history)?;
+    let mut repositories: Vec<&str> = uses.iter().filter_map(|u| u.repository.as_deref()).collect();
+    repositories.sort();
+    repositories.dedup();
+    let mut tags: Vec<&str> = uses.iter().filter_map(|u| u.tag.as_deref()).collect();
+    tags.sort();
+    tags.dedup();
+    Ok(Json(json!({
+        "digest": digest,
+        "repositories": repositories,
+        "tags": tags,
+        "uses": uses.iter().map(|u| json!({
+            "execution": u.execution, "flow": u.flow, "task": u.task, "kind": u.kind,
+            "role": u.role(), "output": u.output, "repository": u.repository, "tag": u.tag,
+            "at": u.at, "url": app.execution_url(&u.execution),
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,6 +25,8 @@ use crate::error::ApiError;
 use crate::launch::Started;
 use crate::verify;
 use crate::App;
+use crate::{actions, identity};
+use kflow_runtime::store::Role;
 
 /// The largest body a delivery may have.
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -57,6 +61,63 @@ pub async fn receive(
         }
     };
     deliver(&app, &flow, &trigger, &headers, body, None).await
+}
+
+/// `POST /api/v1/deliveries/{id}/replay` (admins): a recorded delivery
+/// that passed its check, decided again as if it arrived now (its
+/// `events`, `when` and inputs against the flow as it is served now). The
+/// replay is a new delivery naming the one it replays; it is not a repeat.
+pub async fn replay(
+    State(app): State<Arc<App>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = identity::authenticate(&*app.store, &headers).await?;
+    who.require(Role::Admin)?;
+    let stored = app
+        .store
+        .delivery(&clip(&id))
+        .await
+        .map_err(ApiError::history)?
+        .ok_or_else(|| ApiError::not_found(format!("no delivery `{}`", clip(&id))))?;
+    let Some(body) = stored.body else {
+        return Err(ApiError::conflict(format!(
+            "delivery {} did not pass its check ({}): only verified deliveries are kept for replay",
+            stored.delivery.id,
+            stored.delivery.verdict.as_str()
+        )));
+    };
+    // A replay of a replay replays the original.
+    let original = stored.delivery.replay_of.clone().unwrap_or(stored.delivery.id.clone());
+    let kept: Headers = stored
+        .headers
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = app
+        .store
+        .audit(
+            &who.user,
+            "replay",
+            &original,
+            &actions::peer(&addr),
+            &json!({ "flow": stored.delivery.flow, "trigger": stored.delivery.trigger }),
+        )
+        .await;
+    Ok(deliver(
+        &app,
+        &stored.delivery.flow,
+        &stored.delivery.trigger,
+        &kept,
+        Bytes::from(body),
+        Some(&original),
+    )
+    .await)
 }
 
 /// Decides a delivery (also a replay of a recorded one: `replay_of`).

@@ -23,7 +23,7 @@ use kflow_runtime::recorder::{self, Quiet};
 use kflow_runtime::resume;
 use kflow_runtime::secret::{self, Readers, Secret};
 use kflow_runtime::state::ExecutionState;
-use kflow_runtime::store::{NewExecution, Origin, Store};
+use kflow_runtime::store::{Change, NewExecution, Origin, Store};
 use kflow_runtime::tasks::Outputs;
 use kflow_runtime::value::Value;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +109,16 @@ pub struct Launcher {
     queues: Arc<tokio::sync::Mutex<HashMap<String, VecDeque<String>>>>,
 }
 
+/// What an execution runs with, once recorded.
+struct Prepared {
+    plan: Arc<Plan>,
+    inputs: BTreeMap<String, Value>,
+    secrets: BTreeMap<String, Secret>,
+    base_dir: std::path::PathBuf,
+    /// Outputs of tasks that are not run again.
+    restored: HashMap<String, Outputs>,
+}
+
 /// A flow's concurrency for one execution: its slot, limit and rule.
 struct Limit {
     slot: String,
@@ -137,14 +147,80 @@ impl Launcher {
         inputs: BTreeMap<String, Value>,
         trigger: serde_json::Value,
     ) -> Result<Started, String> {
-        let plan = flow.plan.clone();
-        let limit = limit_of(&plan, &inputs)?;
+        let plan = &flow.plan;
+        let tasks = kflow_runtime::executor::single_tasks(plan)
+            .into_iter()
+            .map(|id| (plan.nodes[id].name.clone(), plan.nodes[id].kind.clone()))
+            .collect();
+        let inputs_json: serde_json::Map<String, serde_json::Value> =
+            inputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let plan_json = serde_json::to_value(&**plan).map_err(|e| format!("cannot record the plan: {e}"))?;
+        let base_dir = std::fs::canonicalize(&flow.base_dir).unwrap_or_else(|_| flow.base_dir.clone());
+        let file = flow.file.display().to_string();
+        let inputs_json = serde_json::Value::Object(inputs_json);
+        let record = NewExecution {
+            flow: &plan.flow,
+            file: &file,
+            inputs: &inputs_json,
+            tasks,
+            plan: plan_json,
+            base_dir,
+            rerun_of: None,
+            trigger: Some(trigger),
+            origin: Origin::Server,
+        };
         // Read for each execution: a rotated secret takes effect at once.
-        let secrets = secret::read(&plan, &flow.base_dir, Readers::Run)?;
+        let secrets = secret::read(plan, &flow.base_dir, Readers::Run)?;
+        let run = Prepared {
+            plan: plan.clone(),
+            inputs,
+            secrets,
+            base_dir: flow.base_dir.clone(),
+            restored: HashMap::new(),
+        };
+        self.launch(&record, &[], run).await
+    }
+
+    /// A new execution of a recorded one, linked to it; `from_failed`
+    /// keeps what succeeded there and runs the rest. Within its flow's
+    /// concurrency as any start.
+    pub async fn rerun(&self, id: &str, from_failed: bool, trigger: serde_json::Value) -> Result<Started, String> {
+        let r = self
+            .store
+            .resumable(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no execution `{id}`"))?;
+        let recorded = self
+            .store
+            .show(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|(_, tasks)| tasks)
+            .unwrap_or_default();
+        let rerun = resume::rerun(&r, from_failed, &recorded)?;
+        let record = resume::rerun_record(&r, &rerun.loaded.plan, Some(trigger), Origin::Server);
+        let run = Prepared {
+            plan: Arc::new(rerun.loaded.plan),
+            inputs: rerun.loaded.inputs,
+            secrets: rerun.loaded.secrets,
+            base_dir: r.base_dir.clone(),
+            restored: rerun.kept,
+        };
+        self.launch(&record, &rerun.kept_changes, run).await
+    }
+
+    /// Records a new execution (with `kept`, task runs it takes over) and
+    /// starts it, queues it or records it skipped, as its concurrency says.
+    async fn launch(&self, record: &NewExecution<'_>, kept: &[Change], run: Prepared) -> Result<Started, String> {
+        let limit = limit_of(&run.plan, &run.inputs)?;
         let mut queues = self.queues.lock().await;
-        let id = self.record(flow, &inputs, trigger).await?;
+        let id = self.store.begin(record).await.map_err(|e| e.to_string())?;
+        if !kept.is_empty() {
+            self.store.apply(&id, kept).await.map_err(|e| e.to_string())?;
+        }
         let Some(limit) = limit else {
-            self.spawn(&id, plan, inputs, secrets, flow.base_dir.clone(), HashMap::new(), None);
+            self.spawn(&id, run, None);
             return Ok(Started {
                 id,
                 state: ExecutionState::Running,
@@ -190,51 +266,11 @@ impl Launcher {
                 }
             }
         }
-        self.spawn(
-            &id,
-            plan,
-            inputs,
-            secrets,
-            flow.base_dir.clone(),
-            HashMap::new(),
-            Some(limit.slot),
-        );
+        self.spawn(&id, run, Some(limit.slot));
         Ok(Started {
             id,
             state: ExecutionState::Running,
         })
-    }
-
-    /// Records a new execution, `running` and owned by this process.
-    async fn record(
-        &self,
-        flow: &Flow,
-        inputs: &BTreeMap<String, Value>,
-        trigger: serde_json::Value,
-    ) -> Result<String, String> {
-        let plan = &flow.plan;
-        let tasks = kflow_runtime::executor::single_tasks(plan)
-            .into_iter()
-            .map(|id| (plan.nodes[id].name.clone(), plan.nodes[id].kind.clone()))
-            .collect();
-        let inputs_json: serde_json::Map<String, serde_json::Value> =
-            inputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-        let plan_json = serde_json::to_value(&**plan).map_err(|e| format!("cannot record the plan: {e}"))?;
-        let base_dir = std::fs::canonicalize(&flow.base_dir).unwrap_or_else(|_| flow.base_dir.clone());
-        self.store
-            .begin(&NewExecution {
-                flow: &plan.flow,
-                file: &flow.file.display().to_string(),
-                inputs: &serde_json::Value::Object(inputs_json),
-                tasks,
-                plan: plan_json,
-                base_dir,
-                rerun_of: None,
-                trigger: Some(trigger),
-                origin: Origin::Server,
-            })
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// An execution that will not run: recorded `cancelled`, saying why.
@@ -264,31 +300,27 @@ impl Launcher {
         let restored = resume::restored(&loaded.plan, &r.done)?;
         let slot = limit_of(&loaded.plan, &loaded.inputs)?.map(|l| l.slot);
         self.store.reopen(&r.id).await.map_err(|e| e.to_string())?;
-        self.spawn(
-            &r.id,
-            Arc::new(loaded.plan),
-            loaded.inputs,
-            loaded.secrets,
-            r.base_dir,
+        let run = Prepared {
+            plan: Arc::new(loaded.plan),
+            inputs: loaded.inputs,
+            secrets: loaded.secrets,
+            base_dir: r.base_dir,
             restored,
-            slot,
-        );
+        };
+        self.spawn(&r.id, run, slot);
         Ok(())
     }
 
     /// Runs a recorded execution in the background; when it ends, the next
     /// queued execution of its slot starts.
-    #[allow(clippy::too_many_arguments)]
-    fn spawn(
-        &self,
-        id: &str,
-        plan: Arc<Plan>,
-        inputs: BTreeMap<String, Value>,
-        secrets: BTreeMap<String, Secret>,
-        base_dir: std::path::PathBuf,
-        restored: HashMap<String, Outputs>,
-        slot: Option<String>,
-    ) {
+    fn spawn(&self, id: &str, run: Prepared, slot: Option<String>) {
+        let Prepared {
+            plan,
+            inputs,
+            secrets,
+            base_dir,
+            restored,
+        } = run;
         let cancel = CancellationToken::new();
         let stopped: Arc<OnceLock<String>> = Arc::default();
         self.running.lock().insert(

@@ -11,7 +11,9 @@
 
 pub mod actions;
 pub mod api;
+pub mod artifacts;
 pub mod error;
+pub mod files;
 pub mod flows;
 pub mod hooks;
 pub mod identity;
@@ -136,8 +138,12 @@ routes! {
     get "/api/v1/executions/{id}/logs/{task}" => live::task_logs,
     post "/api/v1/executions/{id}/cancel" => actions::cancel,
     post "/api/v1/executions/{id}/resume" => actions::resume,
+    post "/api/v1/executions/{id}/rerun" => actions::rerun,
+    get "/api/v1/executions/{id}/artifacts/{name}" => artifacts::download,
+    get "/api/v1/digests/{digest}" => api::digest,
     post "/api/v1/executions/{id}/approvals/{task}" => actions::decide,
     get "/api/v1/deliveries" => api::deliveries,
+    post "/api/v1/deliveries/{id}/replay" => hooks::replay,
     get "/api/v1/audit" => actions::audit,
 }
 
@@ -192,6 +198,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     watch_signals(stop.clone(), app.launcher.running.clone());
     let reloader = tokio::spawn(reload(app.clone(), config.paths.clone(), stop.clone()));
     let scheduler = tokio::spawn(schedules::run(app.clone(), stop.clone()));
+    let watcher = tokio::spawn(files::run(app.clone(), stop.clone()));
     ready(addr);
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let http = axum::serve(listener, service)
@@ -199,6 +206,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         .await;
     let _ = reloader.await;
     let _ = scheduler.await;
+    let _ = watcher.await;
     // Accepting stopped: running executions get the grace period.
     let running = app.launcher.running.clone();
     running.tracker.close();

@@ -1,6 +1,7 @@
 pub mod approve;
 pub mod check;
 mod console;
+pub mod deliveries;
 mod delivery;
 pub mod docs;
 mod events;

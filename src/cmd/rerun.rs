@@ -8,10 +8,9 @@
 use crate::cmd::out::outln;
 use std::process::ExitCode;
 
-use kflow_runtime::state::{ExecutionState, TaskState};
-use kflow_runtime::store::{now, Change, NewExecution};
+use kflow_runtime::resume::Loaded;
+use kflow_runtime::store::Origin;
 
-use super::recorded::{load, restored, Loaded};
 use super::state::StateDir;
 use super::{Result, UsageError};
 
@@ -38,64 +37,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .resumable(&args.id)
         .map_err(|e| UsageError(e.0))?
         .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
-    if args.from_failed && !matches!(r.state, ExecutionState::Failed | ExecutionState::Interrupted) {
-        return Err(UsageError(format!(
-            "execution {} {}: --from-failed takes a failed or interrupted execution{}",
-            r.id,
-            r.state,
-            match r.state {
-                ExecutionState::Paused => " (this one can be resumed: kflow resume)",
-                _ => "",
-            }
-        )));
-    }
-    let Loaded { plan, inputs, secrets } = load(&r)?;
-    let kept = if args.from_failed {
-        restored(&plan, &r.done)?
-    } else {
-        Default::default()
-    };
-    let tasks: Vec<(String, String)> = kflow_runtime::executor::single_tasks(&plan)
-        .into_iter()
-        .map(|id| (plan.nodes[id].name.clone(), plan.nodes[id].kind.clone()))
-        .collect();
-    let id = store
-        .begin(&NewExecution {
-            flow: &r.flow,
-            file: &r.file,
-            inputs: &r.inputs,
-            tasks,
-            plan: r.plan.clone(),
-            base_dir: r.base_dir.clone(),
-            rerun_of: Some(&r.id),
-            trigger: None,
-            origin: kflow_runtime::store::Origin::Cli,
-        })
-        .map_err(|e| UsageError(e.0))?;
-    // What is kept is recorded in the new execution as it was in the old,
-    // so the new one's history is whole on its own.
-    let kinds = store
+    let recorded = store
         .show(&r.id)
         .map_err(|e| UsageError(e.0))?
         .map(|(_, tasks)| tasks)
         .unwrap_or_default();
-    let changes: Vec<Change> = r
-        .done
-        .iter()
-        .filter(|(name, _)| kept.contains_key(name))
-        .map(|(name, outputs)| Change::Finished {
-            task: name.clone(),
-            kind: kinds
-                .iter()
-                .find(|t| &t.task == name)
-                .map_or_else(String::new, |t| t.kind.clone()),
-            state: TaskState::Succeeded,
-            error: None,
-            outputs: outputs.clone(),
-            at: now(),
-        })
-        .collect();
-    store.apply(&id, &changes).map_err(|e| UsageError(e.0))?;
+    let rerun = kflow_runtime::resume::rerun(&r, args.from_failed, &recorded).map_err(UsageError)?;
+    let Loaded { plan, inputs, secrets } = rerun.loaded;
+    let id = store
+        .begin(&kflow_runtime::resume::rerun_record(&r, &plan, None, Origin::Cli))
+        .map_err(|e| UsageError(e.0))?;
+    store.apply(&id, &rerun.kept_changes).map_err(|e| UsageError(e.0))?;
     if args.run.json {
         outln!("{}", super::events::execution_started(&id, &r.flow, Some(&r.id)));
     } else {
@@ -109,7 +61,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         base_dir: r.base_dir,
         inputs,
         secrets,
-        restored: kept,
+        restored: rerun.kept,
         jobs: args.run.jobs,
         json: args.run.json,
         detach: args.run.detach,

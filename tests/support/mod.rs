@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod server;
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -465,4 +467,46 @@ impl TokenService {
         });
         TokenService { realm, issued }
     }
+}
+
+/// A `trivy` that checks its arguments as Trivy's CLI would, writes one of
+/// Trivy's own reports (or an SBOM), records its call, and exits 0.
+pub fn fake_trivy(dir: &Path, report: &str) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/tests/fixtures/trivy");
+    let script = format!(
+        r#"#!/bin/sh
+[ "$1" = image ] || {{ echo "trivy: unknown command '$1'" >&2; exit 1; }}
+shift
+echo "$@" >> "{calls}"
+fmt=table out=
+while [ $# -gt 1 ]; do
+  case "$1" in
+    --format) fmt=$2; shift 2;;
+    --output) out=$2; shift 2;;
+    --quiet|--ignore-unfixed) shift;;
+    --ignorefile) [ -f "$2" ] || {{ echo "ignore file $2 not found" >&2; exit 1; }}; shift 2;;
+    *) echo "trivy: unknown flag: $1" >&2; exit 1;;
+  esac
+done
+[ -n "$out" ] || {{ echo "no --output" >&2; exit 1; }}
+case "$fmt" in
+  json) cp "{fixtures}/{report}" "$out";;
+  cyclonedx) cp "{fixtures}/centos-7-cyclonedx.json" "$out";;
+  *) echo "trivy: unsupported format $fmt" >&2; exit 1;;
+esac
+echo "scanned $1" >&2
+"#,
+        calls = dir.join("trivy-calls").display(),
+        fixtures = fixtures.display(),
+    );
+    let path = bin.join("trivy");
+    std::fs::write(&path, script).unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&path)
+        .status()
+        .unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
 }

@@ -126,6 +126,7 @@ pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         out.insert(s.into(), Value::Int(verdict.counts[&s.to_ascii_uppercase()]));
     }
     out.insert("report".into(), Value::Str(report_path.display().to_string()));
+    out.insert("digest".into(), scanned_digest(props));
     out.insert(
         "sbom".into(),
         match &sbom {
@@ -134,6 +135,18 @@ pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         },
     );
     Ok(out)
+}
+
+/// The digest scanned: of a pinned reference, or a local image's id; none
+/// for a tag (it could have moved).
+fn scanned_digest(props: &Props) -> Value {
+    match props.get("image") {
+        Some(Value::Pinned(s)) => s
+            .split_once('@')
+            .map_or(Value::Missing, |(_, d)| Value::Digest(d.to_string())),
+        Some(Value::Image(s)) if s.starts_with("sha256:") => Value::Digest(s.clone()),
+        _ => Value::Missing,
+    }
 }
 
 /// Trivy's format name and the artifact's file name for an `sbom` value.

@@ -13,12 +13,14 @@ use std::sync::{Mutex, MutexGuard};
 
 mod approvals;
 mod deliveries;
+mod digests;
 mod logs;
 mod port;
 mod users;
 
 pub use approvals::{Approval, Decision, GateRequest, Resumable, Vote, VoteOutcome};
 pub use deliveries::{Claim, Delivery, NewDelivery, Stored as StoredDelivery, Verdict};
+pub use digests::{is_digest, DigestUse};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
 pub use port::Store;
 pub use users::{AuditEntry, NewToken, Role, Token, User};
@@ -180,6 +182,9 @@ CREATE TABLE approval_votes (
     PRIMARY KEY (execution_id, task, user)
 );
 "#,
+    // Where each digest went (see `digests.rs`), filled from what is
+    // recorded already.
+    digests::MIGRATION,
 ];
 
 #[derive(Debug)]
@@ -564,6 +569,10 @@ impl SqliteStore {
                         "UPDATE attempts SET ended_at = ?3, error = ?4 WHERE execution_id = ?1 AND task = ?2 AND ended_at IS NULL",
                     )?
                     .execute(params![id, task, at, error])?;
+                    if *state == TaskState::Succeeded {
+                        tx.prepare_cached(digests::index_digests!("t.execution_id = ?1 AND t.task = ?2"))?
+                            .execute(params![id, task])?;
+                    }
                 }
             }
         }
@@ -666,6 +675,7 @@ impl SqliteStore {
                AND (?2 IS NULL OR state = ?2)
                AND (?3 IS NULL OR json_extract(trigger, '$.name') = ?3)
                AND (?4 IS NULL OR started_at < ?4 OR (started_at = ?4 AND id < ?5))
+               AND (?7 IS NULL OR id IN (SELECT execution_id FROM digests WHERE digest = ?7))
              ORDER BY started_at DESC, id DESC LIMIT ?6"
         ))?;
         let mut rows = stmt
@@ -676,7 +686,8 @@ impl SqliteStore {
                     filter.trigger,
                     at,
                     id,
-                    limit as i64 + 1
+                    limit as i64 + 1,
+                    filter.digest
                 ],
                 execution_row,
             )?
@@ -718,7 +729,7 @@ impl SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         for id in &doomed {
-            for table in ["attempts", "task_runs", "approvals"] {
+            for table in ["attempts", "task_runs", "approvals", "approval_votes", "digests"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE execution_id = ?1"), [id])?;
             }
             tx.execute("DELETE FROM executions WHERE id = ?1", [id])?;
@@ -871,6 +882,8 @@ pub struct ExecutionFilter {
     pub state: Option<ExecutionState>,
     /// The name of the trigger that started them.
     pub trigger: Option<String>,
+    /// A digest (`sha256:…`) one of their tasks produced or handled.
+    pub digest: Option<String>,
 }
 
 /// A change to record, derived from an executor event.

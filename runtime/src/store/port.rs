@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use super::{
-    Approval, AuditEntry, Change, Claim, Decision, Delivery, ExecutionFilter, ExecutionRow, GateRequest, LogAppend,
-    LogReader, NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow, Token,
-    User, Verdict, VoteOutcome,
+    Approval, AuditEntry, Change, Claim, Decision, Delivery, DigestUse, ExecutionFilter, ExecutionRow, GateRequest,
+    LogAppend, LogReader, NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow,
+    Token, User, Verdict, VoteOutcome,
 };
 use crate::state::ExecutionState;
 
@@ -133,6 +133,9 @@ pub trait Store: Send + Sync {
 
     /// Every gate of an execution.
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>>;
+
+    /// Every task run that produced or handled `digest`, newest first.
+    async fn digest_uses(&self, digest: &str, limit: usize) -> Result<Vec<DigestUse>>;
 }
 
 #[async_trait]
@@ -275,5 +278,9 @@ impl Store for SqliteStore {
 
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>> {
         SqliteStore::approvals(self, execution)
+    }
+
+    async fn digest_uses(&self, digest: &str, limit: usize) -> Result<Vec<DigestUse>> {
+        SqliteStore::digest_uses(self, digest, limit)
     }
 }

@@ -81,5 +81,11 @@ pub async fn verify(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErr
             path.display()
         ),
     );
-    Ok(Outputs::from([("signatures".to_string(), Value::Int(count as i64))]))
+    Ok(Outputs::from([
+        ("signatures".to_string(), Value::Int(count as i64)),
+        (
+            "digest".to_string(),
+            Value::Digest(target.digest.clone().unwrap_or_default()),
+        ),
+    ]))
 }
