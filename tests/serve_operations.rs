@@ -382,3 +382,165 @@ fn dropped_files_start_one_execution_once_settled() {
     let e = server.ended(both[1]["id"].as_str().unwrap());
     assert_eq!(e["outputs"]["said"], "drop/old.tar removed", "{e}");
 }
+
+/// With a certificate the server speaks HTTPS only (checked by curl against
+/// the certificate); a client that connects and stalls its handshake holds
+/// up nobody; a proxy's user header means nothing unless trusted.
+#[test]
+fn https_with_a_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flaky.kflow"), FLAKY).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=kflow-test",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl runs (see .ci/run for the packages)");
+    assert!(made.status.success(), "{}", support::text(&made.stderr));
+    let server = Server::start(
+        dir.path(),
+        &["flaky.kflow", "--tls-cert", "cert.pem", "--tls-key", "key.pem"],
+    );
+    // Connected, silent: the handshake waits, the others do not.
+    let _stalled = std::net::TcpStream::connect(&server.addr).unwrap();
+    let curl = |path: &str, headers: &[&str]| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
+            .arg(dir.path().join("cert.pem"));
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        let o = cmd.arg(format!("https://{}{path}", server.addr)).output().unwrap();
+        assert!(o.status.success(), "curl {path}: {}", support::text(&o.stderr));
+        support::text(&o.stdout)
+    };
+    let health: serde_json::Value = serde_json::from_str(&curl("/healthz", &[])).unwrap();
+    assert_eq!(health["status"], "ok");
+    let auth = format!("Authorization: Bearer {}", server.admin);
+    let flows: serde_json::Value = serde_json::from_str(&curl("/api/v1/flows", &[&auth])).unwrap();
+    assert_eq!(flows["flows"][0]["name"], "flaky");
+    let ignored = curl("/api/v1/flows", &["X-Forwarded-User: admin"]);
+    assert!(ignored.contains("unauthorized"), "{ignored}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let o = std::process::Command::new("curl")
+        .args(["--silent", "--max-time", "5"])
+        .arg(format!("http://{}/healthz", server.addr))
+        .output()
+        .unwrap();
+    assert!(!support::text(&o.stdout).contains("\"ok\""));
+    // A certificate and key that do not go together stop the start.
+    let o = support::kflow(
+        dir.path(),
+        &[
+            "serve",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "flaky.kflow",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            "st",
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        support::text(&o.stderr).contains("TLS: cannot read a private key from"),
+        "{}",
+        support::text(&o.stderr)
+    );
+}
+
+/// With `--max-executions 1` starts beyond the first wait `queued` and run
+/// one after another, none lost.
+#[test]
+fn max_executions_queues_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slow.kflow"),
+        "flow slow {\n  task nap = shell.run { script: \"sleep 0.5\" }\n}\n",
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["slow.kflow", "--max-executions", "1"]);
+    let admin = bearer(&server.admin);
+    let states: Vec<(String, String)> = (0..3)
+        .map(|_| {
+            let r = server.request(
+                "POST",
+                "/api/v1/flows/slow/executions",
+                &[("Authorization", &admin)],
+                b"{}",
+            );
+            assert_eq!(r.status, 201, "{}", r.text());
+            let j = r.json();
+            (
+                j["execution"].as_str().unwrap().to_string(),
+                j["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let words: Vec<&str> = states.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(words, ["running", "queued", "queued"]);
+    let mut spans = Vec::new();
+    for (id, _) in &states {
+        let e = server.ended(id);
+        assert_eq!(e["state"], "succeeded", "{e}");
+        let t = &e["tasks"][0];
+        spans.push((
+            t["started_at"].as_str().unwrap().to_string(),
+            t["ended_at"].as_str().unwrap().to_string(),
+        ));
+    }
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "ran at once: {spans:?}");
+    }
+}
+
+/// Behind an authenticating proxy the user its header names acts with that
+/// user's role; a name that is no user is refused; a token still works.
+#[test]
+fn a_trusted_proxy_names_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flaky.kflow"), FLAKY).unwrap();
+    let server = Server::start(dir.path(), &["flaky.kflow", "--trust-proxy-header", "X-Forwarded-User"]);
+    user_with_token(dir.path(), "vic", "viewer", false);
+    let r = server.request("GET", "/api/v1/flows", &[("X-Forwarded-User", "vic")], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = server.request(
+        "POST",
+        "/api/v1/flows/flaky/executions",
+        &[("X-Forwarded-User", "vic")],
+        b"{}",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = server.request("GET", "/api/v1/flows", &[("X-Forwarded-User", "mallory")], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("not a user of this server"));
+    let r = server.request(
+        "GET",
+        "/api/v1/audit",
+        &[("Authorization", &bearer(&server.admin))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+}

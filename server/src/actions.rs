@@ -179,7 +179,7 @@ pub async fn start(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let who = identity::authenticate(&*app.store, &headers).await?;
+    let who = identity::authenticate(&app, &headers).await?;
     who.require(Role::Operator)?;
     let req: Start = json_body(body).await?;
     let flow = app
@@ -252,7 +252,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = identity::authenticate(&*app.store, &headers).await?;
+    let who = identity::authenticate(&app, &headers).await?;
     who.require(Role::Operator)?;
     let exec = find(&app, &id).await?;
     if exec.is_finished() {
@@ -299,7 +299,7 @@ pub async fn decide(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let who: Principal = identity::authenticate(&*app.store, &headers).await?;
+    let who: Principal = identity::authenticate(&app, &headers).await?;
     who.require(Role::Approver)?;
     let d: Decide = json_body(body).await?;
     let approved = match d.decision.as_str() {
@@ -369,7 +369,7 @@ pub async fn resume(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = identity::authenticate(&*app.store, &headers).await?;
+    let who = identity::authenticate(&app, &headers).await?;
     who.require(Role::Operator)?;
     let state = find(&app, &id).await?;
     if !matches!(state, ExecutionState::Interrupted | ExecutionState::Paused) {
@@ -415,7 +415,7 @@ pub async fn rerun(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let who = identity::authenticate(&*app.store, &headers).await?;
+    let who = identity::authenticate(&app, &headers).await?;
     who.require(Role::Operator)?;
     let bytes = axum::body::to_bytes(body, MAX_JSON)
         .await
@@ -470,7 +470,7 @@ async fn find(app: &App, id: &str) -> Result<ExecutionState, ApiError> {
 
 /// `GET /api/v1/audit` (admins).
 pub async fn audit(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let who = identity::authenticate(&*app.store, &headers).await?;
+    let who = identity::authenticate(&app, &headers).await?;
     who.require(Role::Admin)?;
     let rows = app.store.audit_log(200, None).await.map_err(ApiError::history)?;
     let rows: Vec<Value> = rows

@@ -73,7 +73,7 @@ pub async fn replay(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = identity::authenticate(&*app.store, &headers).await?;
+    let who = identity::authenticate(&app, &headers).await?;
     who.require(Role::Admin)?;
     let stored = app
         .store

@@ -6,7 +6,7 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use kflow_runtime::store::{Role, Store};
@@ -14,6 +14,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::App;
 
 /// The longest password accepted (argon2 takes any length; an unbounded one
 /// is a way to spend the server's CPU).
@@ -90,8 +91,15 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
-/// The principal of `Authorization: Bearer TOKEN`.
-pub async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// Who asks: the user of `Authorization: Bearer TOKEN`, else, when the
+/// server trusts an authenticating proxy, the user its header names.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let store = &*app.store;
+    if let (None, Some(header)) = (headers.get("authorization"), &app.proxy_user_header) {
+        if let Some(name) = headers.get(header) {
+            return proxy_user(store, header.as_str(), name).await;
+        }
+    }
     let Some(value) = headers.get("authorization") else {
         return Err(unauthorized(
             "send `Authorization: Bearer TOKEN` (kflow token create USER)",
@@ -136,6 +144,28 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<Prin
         role: user.role,
         token: token.id,
     })
+}
+
+/// The user a trusted proxy names: a user of the server (added with
+/// `kflow user add`, with or without a password), acting with their role.
+async fn proxy_user(store: &dyn Store, header: &str, name: &HeaderValue) -> Result<Principal, ApiError> {
+    let name = name
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.len() <= 100)
+        .ok_or_else(|| unauthorized(&format!("the {header} header does not name a user")))?;
+    match store.user(name).await.map_err(ApiError::history)? {
+        Some(user) => Ok(Principal {
+            user: user.name,
+            role: user.role,
+            token: format!("proxy:{header}"),
+        }),
+        None => Err(unauthorized(&format!(
+            "`{}` (from {header}) is not a user of this server: kflow user add",
+            kflow_runtime::printable::printable(name)
+        ))),
+    }
 }
 
 #[cfg(test)]

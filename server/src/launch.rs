@@ -105,7 +105,10 @@ pub struct Launcher {
     pub state_dir: std::path::PathBuf,
     pub running: Arc<Running>,
     pub jobs: usize,
-    /// Decides starts one at a time; holds each slot's queue.
+    /// How many executions run at once in this server (`--max-executions`).
+    max: Option<usize>,
+    /// Decides starts one at a time; holds each slot's queue, and
+    /// [`ANY_SLOT`]'s: executions waiting for the server-wide limit.
     queues: Arc<tokio::sync::Mutex<HashMap<String, VecDeque<String>>>>,
 }
 
@@ -128,14 +131,20 @@ struct Limit {
 }
 
 impl Launcher {
-    pub fn new(store: Arc<dyn Store>, state_dir: std::path::PathBuf, jobs: usize) -> Launcher {
+    pub fn new(store: Arc<dyn Store>, state_dir: std::path::PathBuf, jobs: usize, max: Option<usize>) -> Launcher {
         Launcher {
             store,
             state_dir,
             running: Arc::new(Running::default()),
             jobs,
+            max,
             queues: Arc::default(),
         }
+    }
+
+    /// Whether the server-wide limit leaves room for one more.
+    fn room(&self) -> bool {
+        self.max.is_none_or(|m| self.running.count() < m)
     }
 
     /// Records a new execution of `flow` with these inputs and starts it,
@@ -220,6 +229,9 @@ impl Launcher {
             self.store.apply(&id, kept).await.map_err(|e| e.to_string())?;
         }
         let Some(limit) = limit else {
+            if !self.room() {
+                return self.wait_for_room(id, &mut queues).await;
+            }
             self.spawn(&id, run, None);
             return Ok(Started {
                 id,
@@ -266,10 +278,27 @@ impl Launcher {
                 }
             }
         }
+        if !self.room() {
+            return self.wait_for_room(id, &mut queues).await;
+        }
         self.spawn(&id, run, Some(limit.slot));
         Ok(Started {
             id,
             state: ExecutionState::Running,
+        })
+    }
+
+    /// Records an execution `queued` until the server-wide limit has room.
+    async fn wait_for_room(
+        &self,
+        id: String,
+        queues: &mut HashMap<String, VecDeque<String>>,
+    ) -> Result<Started, String> {
+        self.store.mark_queued(&id).await.map_err(|e| e.to_string())?;
+        queues.entry(ANY_SLOT.to_string()).or_default().push_back(id.clone());
+        Ok(Started {
+            id,
+            state: ExecutionState::Queued,
         })
     }
 
@@ -352,9 +381,7 @@ impl Launcher {
             let ended = recorder::run_stoppable(plan, env, Quiet, stopped).await;
             eprintln!("kflow serve: execution {key} {}", ended.state);
             launcher.running.lock().remove(&key);
-            if let Some(slot) = slot {
-                launcher.next_in(&slot).await;
-            }
+            launcher.next(slot.as_deref()).await;
         });
     }
 
@@ -369,6 +396,17 @@ impl Launcher {
             .ok_or_else(|| format!("no execution `{id}`"))?;
         let loaded = resume::load(&r)?;
         let mut queues = self.queues.lock().await;
+        self.admit_locked(id, &loaded, &mut queues).await
+    }
+
+    /// Starts a queued execution if its slot and the server have room, else
+    /// queues it where it waits: its slot's queue, or the server's.
+    async fn admit_locked(
+        &self,
+        id: &str,
+        loaded: &resume::Loaded,
+        queues: &mut HashMap<String, VecDeque<String>>,
+    ) -> Result<(), String> {
         if let Some(limit) = limit_of(&loaded.plan, &loaded.inputs)? {
             let waiting = queues.get(&limit.slot).map_or(0, VecDeque::len);
             if self.running.in_slot(&limit.slot).len() + waiting >= limit.limit {
@@ -376,7 +414,13 @@ impl Launcher {
                 return Ok(());
             }
         }
-        drop(queues);
+        if !self.room() {
+            queues
+                .entry(ANY_SLOT.to_string())
+                .or_default()
+                .push_back(id.to_string());
+            return Ok(());
+        }
         self.resume(id).await
     }
 
@@ -387,24 +431,57 @@ impl Launcher {
         }
     }
 
-    /// Starts the next queued execution of a slot, if a slot is free.
-    async fn next_in(&self, slot: &str) {
+    /// After an execution of `slot` ended: starts the next one queued in
+    /// that slot, else the next waiting for the server-wide limit (which
+    /// may still have to wait for its own slot).
+    async fn next(&self, slot: Option<&str>) {
         // Not while the server is stopping: queued ones wait for the next start.
         if self.running.tracker.is_closed() {
             return;
         }
-        let next = {
-            let mut queues = self.queues.lock().await;
-            queues.get_mut(slot).and_then(VecDeque::pop_front)
-        };
-        if let Some(id) = next {
+        // Held while starting, so that two ends cannot both take the room.
+        let mut queues = self.queues.lock().await;
+        if !self.room() {
+            return;
+        }
+        if let Some(id) = slot.and_then(|s| queues.get_mut(s)).and_then(VecDeque::pop_front) {
             if let Err(e) = self.resume(&id).await {
-                eprintln!("kflow serve: cannot start queued execution {id}: {e}");
-                self.finish_unrun(&id, &format!("could not start: {e}")).await;
+                self.could_not_start(&id, &e).await;
+            }
+            return;
+        }
+        while let Some(id) = queues.get_mut(ANY_SLOT).and_then(VecDeque::pop_front) {
+            let admitted = match self.store.resumable(&id).await {
+                Ok(Some(r)) => match resume::load(&r) {
+                    Ok(loaded) => self.admit_locked(&id, &loaded, &mut queues).await,
+                    Err(e) => Err(e),
+                },
+                Ok(None) => Err(format!("no execution `{id}`")),
+                Err(e) => Err(e.to_string()),
+            };
+            match admitted {
+                Err(e) => self.could_not_start(&id, &e).await,
+                // Started, or gone to wait in its own slot: then the next.
+                Ok(()) if self.running.is_running(&id) => return,
+                Ok(()) => {
+                    if queues.get(ANY_SLOT).is_some_and(|q| q.back() == Some(&id)) {
+                        // Back in the server's queue: no room after all.
+                        return;
+                    }
+                }
             }
         }
     }
+
+    async fn could_not_start(&self, id: &str, why: &str) {
+        eprintln!("kflow serve: cannot start queued execution {id}: {why}");
+        self.finish_unrun(id, &format!("could not start: {why}")).await;
+    }
 }
+
+/// The queue of executions waiting for the server-wide limit
+/// (`--max-executions`), beside the flows' slots (`flow\0key`).
+const ANY_SLOT: &str = "\0";
 
 /// The concurrency of an execution of `plan` with these inputs.
 fn limit_of(plan: &Plan, inputs: &BTreeMap<String, Value>) -> Result<Option<Limit>, String> {

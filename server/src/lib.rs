@@ -22,6 +22,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod schedules;
+pub mod tls;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -55,12 +56,23 @@ pub struct Config {
     pub grace: Duration,
     /// How many tasks of one execution run at once.
     pub jobs: usize,
+    /// A certificate chain and its key (PEM): serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How many executions run at once; more wait `queued`.
+    pub max_executions: Option<usize>,
+    /// A header naming the signed-in user, set by an authenticating proxy
+    /// (`X-Forwarded-User`); trusted only when configured.
+    pub trust_proxy_header: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Config(String),
     #[error("the history in {0}: {1}")]
     Store(String, String),
     #[error("the HTTP server stopped: {0}")]
@@ -76,6 +88,8 @@ pub struct App {
     pub base_url: String,
     pub logins: actions::LoginLimiter,
     pub metrics: metrics::Metrics,
+    /// See [`Config::trust_proxy_header`].
+    pub proxy_user_header: Option<axum::http::HeaderName>,
 }
 
 impl App {
@@ -160,7 +174,27 @@ pub fn router(app: Arc<App>) -> Router {
 /// `finally` blocks run; they are recorded `interrupted`), and returns.
 /// `ready` hears the address once the server listens.
 pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
-    if !config.listen.ip().is_loopback() && config.public_url.as_deref().is_none_or(|u| u.starts_with("http://")) {
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::config(cert, key).map_err(ServeError::Tls)?),
+        None => None,
+    };
+    let proxy_user_header = match &config.trust_proxy_header {
+        Some(h) => Some(
+            axum::http::HeaderName::try_from(h.as_str())
+                .map_err(|_| ServeError::Config(format!("--trust-proxy-header: `{h}` is not a header name")))?,
+        ),
+        None => None,
+    };
+    if proxy_user_header.is_some() && !config.listen.ip().is_loopback() {
+        eprintln!(
+            "kflow serve: --trust-proxy-header on {}: whoever reaches this address directly can name any user; listen where only the proxy reaches",
+            config.listen
+        );
+    }
+    if tls.is_none()
+        && !config.listen.ip().is_loopback()
+        && config.public_url.as_deref().is_none_or(|u| u.starts_with("http://"))
+    {
         eprintln!(
             "kflow serve: listening on {} in plain HTTP: tokens and passwords cross the network readable; put a TLS proxy in front (--public-url https://…)",
             config.listen
@@ -179,7 +213,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     let base_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"))
+        .unwrap_or_else(|| format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }))
         .trim_end_matches('/')
         .to_string();
     let store: Arc<dyn Store> = sqlite;
@@ -188,10 +222,11 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     let app = Arc::new(App {
         store: store.clone(),
         flows: RwLock::new(flows),
-        launcher: Launcher::new(store, config.state.clone(), config.jobs),
+        launcher: Launcher::new(store, config.state.clone(), config.jobs, config.max_executions),
         base_url,
         logins: Default::default(),
         metrics: Default::default(),
+        proxy_user_header,
     });
     resume_orphans(&app).await;
     let stop = CancellationToken::new();
@@ -200,10 +235,13 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     let scheduler = tokio::spawn(schedules::run(app.clone(), stop.clone()));
     let watcher = tokio::spawn(files::run(app.clone(), stop.clone()));
     ready(addr);
-    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let http = axum::serve(listener, service)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await;
+    let http = match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls).map_err(|e| ServeError::Listen(addr, e))?;
+            http(listener, app.clone(), stop.clone()).await
+        }
+        None => http(listener, app.clone(), stop.clone()).await,
+    };
     let _ = reloader.await;
     let _ = scheduler.await;
     let _ = watcher.await;
@@ -225,6 +263,21 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         running.tracker.wait().await;
     }
     http.map_err(ServeError::Http)
+}
+
+/// Serves the router on `listener` until `stop`.
+async fn http<L>(listener: L, app: Arc<App>, stop: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
+    // `tap_io` gives any listener with socket addresses the peer address
+    // the handlers read (`ConnectInfo`).
+    let listener = listener.tap_io(|_| {});
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
 }
 
 /// What killed executions left (containers, networks, volumes, processes)

@@ -58,9 +58,7 @@ pub async fn logs(
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&*app.store, &headers)
-        .await?
-        .require(Role::Viewer)?;
+    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
     let id = known(&app, &id).await?;
     page(&app, &id, q.after.unwrap_or(0), q.task.as_deref()).await
 }
@@ -72,9 +70,7 @@ pub async fn task_logs(
     Path((id, task)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&*app.store, &headers)
-        .await?
-        .require(Role::Viewer)?;
+    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
     let id = known(&app, &id).await?;
     page(&app, &id, q.after.unwrap_or(0), Some(&task)).await
 }
@@ -114,9 +110,7 @@ pub async fn events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    identity::authenticate(&*app.store, &headers)
-        .await?
-        .require(Role::Viewer)?;
+    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
     let id = known(&app, &id).await?;
     let offset = headers
         .get("last-event-id")

@@ -12,7 +12,7 @@ use super::{Result, UsageError};
 pub struct Args {
     /// Flow files and folders to serve (default: the current folder).
     paths: Vec<PathBuf>,
-    /// The address to listen on (loopback only for now; port 0 picks a free one).
+    /// The address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8420")]
     listen: SocketAddr,
     /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
@@ -27,6 +27,20 @@ pub struct Args {
     /// How many tasks of one execution run at once.
     #[arg(long, default_value_t = 16)]
     jobs: usize,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How many executions run at once; more wait, recorded `queued`.
+    #[arg(long, value_name = "N")]
+    max_executions: Option<usize>,
+    /// Take the signed-in user's name from this header, set by an
+    /// authenticating proxy (e.g. X-Forwarded-User). Only where nothing but
+    /// the proxy reaches the server.
+    #[arg(long, value_name = "HEADER")]
+    trust_proxy_header: Option<String>,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -38,6 +52,9 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 pub fn run(args: Args) -> Result<ExitCode> {
     if args.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
+    }
+    if args.max_executions == Some(0) {
+        return Err(UsageError("--max-executions must be at least 1".into()));
     }
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
@@ -64,7 +81,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         public_url: args.public_url,
         grace: args.grace,
         jobs: args.jobs,
+        tls: args.tls_cert.zip(args.tls_key),
+        max_executions: args.max_executions,
+        trust_proxy_header: args.trust_proxy_header,
     };
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,7 +93,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     runtime
         .block_on(kflow_server::serve(config, |addr| {
             // The first line of standard output: where to reach it.
-            println!("kflow serve: listening on http://{addr}");
+            println!("kflow serve: listening on {scheme}://{addr}");
         }))
         .map_err(|e| UsageError(e.to_string()))?;
     Ok(ExitCode::SUCCESS)

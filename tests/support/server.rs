@@ -66,7 +66,9 @@ impl Server {
             .unwrap();
         let addr = first
             .trim()
-            .strip_prefix("kflow serve: listening on http://")
+            .strip_prefix("kflow serve: listening on ")
+            .and_then(|url| url.split_once("://"))
+            .map(|(_, addr)| addr)
             .unwrap_or_else(|| panic!("no address in {first:?}: {}", std::fs::read_to_string(&stderr).unwrap()))
             .to_string();
         Server {
