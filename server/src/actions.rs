@@ -97,17 +97,33 @@ pub async fn login(
     body: Body,
 ) -> Result<Response, ApiError> {
     let l: Login = json_body(body).await?;
-    let name: String = l.username.chars().take(100).collect();
-    let (by_user, by_addr) = (format!("user:{name}"), format!("addr:{}", peer(&addr)));
+    let s = sign_in(&app, &l.username, l.password, &addr).await?;
+    Ok(
+        Json(json!({ "token": s.token, "user": s.user, "role": s.role.as_str(), "expires_at": s.expires_at }))
+            .into_response(),
+    )
+}
+
+/// A session: a token for a user who gave their password.
+pub struct Session {
+    pub token: String,
+    pub user: String,
+    pub role: Role,
+    pub expires_at: String,
+}
+
+/// Checks a password (rate-limited per name and per address, audited) and
+/// opens a session for its user: for the API's login and the UI's form.
+pub async fn sign_in(app: &App, name: &str, password: String, addr: &SocketAddr) -> Result<Session, ApiError> {
+    let name: String = name.chars().take(100).collect();
+    let (by_user, by_addr) = (format!("user:{name}"), format!("addr:{}", peer(addr)));
     if let Some(wait) = app.logins.locked(&by_user).or_else(|| app.logins.locked(&by_addr)) {
-        let mut r = ApiError::new(
+        return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("too many failed logins: try again in {}s", wait.as_secs() + 1),
         )
-        .into_response();
-        r.headers_mut().insert("retry-after", (wait.as_secs() + 1).into());
-        return Ok(r);
+        .retry_after(wait.as_secs() + 1));
     }
     let user = app.store.user(&name).await.map_err(ApiError::history)?;
     // The hash is computed even for an unknown user, so timing does not
@@ -117,7 +133,6 @@ pub async fn login(
             .get_or_init(|| identity::hash_password("-").unwrap_or_default())
             .clone()
     });
-    let password = l.password;
     let ok = tokio::task::spawn_blocking(move || identity::verify_password(&hash, &password))
         .await
         .unwrap_or(false);
@@ -127,7 +142,7 @@ pub async fn login(
         app.logins.fail(&by_addr);
         let _ = app
             .store
-            .audit(&name, "login_failed", &name, &peer(&addr), &Value::Null)
+            .audit(&name, "login_failed", &name, &peer(addr), &Value::Null)
             .await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -154,12 +169,14 @@ pub async fn login(
         .map_err(ApiError::history)?;
     let _ = app
         .store
-        .audit(&user.name, "login", &user.name, &peer(&addr), &Value::Null)
+        .audit(&user.name, "login", &user.name, &peer(addr), &Value::Null)
         .await;
-    Ok(
-        Json(json!({ "token": t.secret, "user": user.name, "role": user.role.as_str(), "expires_at": expires }))
-            .into_response(),
-    )
+    Ok(Session {
+        token: t.secret,
+        user: user.name,
+        role: user.role,
+        expires_at: expires,
+    })
 }
 
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -253,31 +270,30 @@ pub async fn cancel(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = identity::authenticate(&app, &headers).await?;
+    let done = cancel_execution(&app, &who, &id, &peer(&addr)).await?;
+    Ok((StatusCode::ACCEPTED, Json(done)).into_response())
+}
+
+/// Cancels an execution on `who`'s behalf (operator), from `origin`.
+pub async fn cancel_execution(app: &App, who: &Principal, id: &str, origin: &str) -> Result<Value, ApiError> {
     who.require(Role::Operator)?;
-    let exec = find(&app, &id).await?;
+    let exec = find(app, id).await?;
     if exec.is_finished() {
         return Err(ApiError::conflict(format!(
             "execution {id} has ended ({exec}): nothing to cancel"
         )));
     }
     let why = format!("cancelled by {}", who.user);
-    if !app.launcher.running.stop(&id, &why) {
+    if !app.launcher.running.stop(id, &why) {
         // Not running here (paused without a process, queued, interrupted).
-        app.launcher.dequeue(&id).await;
+        app.launcher.dequeue(id).await;
         app.store
-            .finish(&id, ExecutionState::Cancelled, &json!([why]), &json!({}))
+            .finish(id, ExecutionState::Cancelled, &json!([why]), &json!({}))
             .await
             .map_err(ApiError::history)?;
     }
-    let _ = app
-        .store
-        .audit(&who.user, "cancel", &id, &peer(&addr), &Value::Null)
-        .await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "execution": id, "state": "cancelled" })),
-    )
-        .into_response())
+    let _ = app.store.audit(&who.user, "cancel", id, origin, &Value::Null).await;
+    Ok(json!({ "execution": id, "state": "cancelled" }))
 }
 
 #[derive(Deserialize)]
@@ -302,22 +318,38 @@ pub async fn decide(
     let who: Principal = identity::authenticate(&app, &headers).await?;
     who.require(Role::Approver)?;
     let d: Decide = json_body(body).await?;
-    let approved = match d.decision.as_str() {
+    let done = decide_gate(&app, &who, &id, &task, &d.decision, &d.comment, &peer(&addr)).await?;
+    Ok(Json(done).into_response())
+}
+
+/// `who`'s decision (`approve` or `reject`) on a gate, if the gate lets
+/// them decide, from `origin`.
+pub async fn decide_gate(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    task: &str,
+    decision: &str,
+    comment: &str,
+    origin: &str,
+) -> Result<Value, ApiError> {
+    who.require(Role::Approver)?;
+    let approved = match decision {
         "approve" => true,
         "reject" => false,
         _ => return Err(ApiError::bad_request("`decision` is `approve` or `reject`")),
     };
-    if d.comment.len() > MAX_COMMENT {
+    if comment.len() > MAX_COMMENT {
         return Err(ApiError::bad_request(format!(
             "a comment is at most {MAX_COMMENT} bytes"
         )));
     }
-    find(&app, &id).await?;
-    let gates = app.store.approvals(&id).await.map_err(ApiError::history)?;
+    find(app, id).await?;
+    let gates = app.store.approvals(id).await.map_err(ApiError::history)?;
     let gate = gates
         .iter()
         .find(|g| g.task == task)
-        .ok_or_else(|| ApiError::not_found(format!("execution {id} has no gate `{}` waiting", clip(&task))))?;
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} has no gate `{}` waiting", clip(task))))?;
     if let Err(why) = gate.may_decide(&who.user) {
         let conflict = gate.decision.is_some() || gate.votes.iter().any(|v| v.user == who.user);
         return Err(if conflict {
@@ -330,13 +362,13 @@ pub async fn decide(
         approved,
         by: who.user.clone(),
         at: kflow_runtime::store::now(),
-        comment: d.comment.clone(),
+        comment: comment.to_string(),
         os_user: String::new(),
     };
     // Another reviewer may have decided it since it was read.
     let outcome = app
         .store
-        .vote(&id, &task, &decision)
+        .vote(id, task, &decision)
         .await
         .map_err(|e| ApiError::conflict(e.0))?;
     let action = if approved { "approve" } else { "reject" };
@@ -346,19 +378,18 @@ pub async fn decide(
             &who.user,
             action,
             &format!("{id}/{task}"),
-            &peer(&addr),
-            &json!({ "comment": d.comment, "subject": gate.subject }),
+            origin,
+            &json!({ "comment": comment, "subject": gate.subject }),
         )
         .await;
     let (decided, have, need) = match outcome {
         VoteOutcome::Decided => (true, gate.votes.len() as u32 + u32::from(approved), gate.required),
         VoteOutcome::Counted { have, need } => (false, have, need),
     };
-    Ok(Json(json!({
+    Ok(json!({
         "execution": id, "task": task, "decision": action, "by": who.user,
         "decided": decided, "approvals": have, "required": need,
     }))
-    .into_response())
 }
 
 /// `POST /api/v1/executions/{id}/resume`: runs on an `interrupted` or
@@ -370,31 +401,30 @@ pub async fn resume(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = identity::authenticate(&app, &headers).await?;
+    let done = resume_execution(&app, &who, &id, &peer(&addr)).await?;
+    Ok((StatusCode::ACCEPTED, Json(done)).into_response())
+}
+
+/// Runs on an interrupted or paused execution no process runs (operator).
+pub async fn resume_execution(app: &App, who: &Principal, id: &str, origin: &str) -> Result<Value, ApiError> {
     who.require(Role::Operator)?;
-    let state = find(&app, &id).await?;
+    let state = find(app, id).await?;
     if !matches!(state, ExecutionState::Interrupted | ExecutionState::Paused) {
         return Err(ApiError::conflict(format!(
             "execution {id} is {state}: only interrupted or paused executions resume"
         )));
     }
-    if app.launcher.running.is_running(&id) || app.store.process_alive(&id).await.map_err(ApiError::history)? {
+    if app.launcher.running.is_running(id) || app.store.process_alive(id).await.map_err(ApiError::history)? {
         return Err(ApiError::conflict(format!(
             "execution {id} is still run by a process (a paused one goes on once decided)"
         )));
     }
     app.launcher
-        .resume(&id)
+        .resume(id)
         .await
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_resume", e))?;
-    let _ = app
-        .store
-        .audit(&who.user, "resume", &id, &peer(&addr), &Value::Null)
-        .await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "execution": id, "state": "running" })),
-    )
-        .into_response())
+    let _ = app.store.audit(&who.user, "resume", id, origin, &Value::Null).await;
+    Ok(json!({ "execution": id, "state": "running" }))
 }
 
 #[derive(Deserialize, Default)]
@@ -426,7 +456,21 @@ pub async fn rerun(
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))?
     };
-    let state = find(&app, &id).await?;
+    let done = rerun_execution(&app, &who, &id, req.from_failed, &peer(&addr)).await?;
+    Ok((StatusCode::CREATED, Json(done)).into_response())
+}
+
+/// A new execution of an ended one (operator); `from_failed` keeps what
+/// succeeded.
+pub async fn rerun_execution(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    from_failed: bool,
+    origin: &str,
+) -> Result<Value, ApiError> {
+    who.require(Role::Operator)?;
+    let state = find(app, id).await?;
     if !state.is_finished() && !matches!(state, ExecutionState::Interrupted) {
         return Err(ApiError::conflict(format!(
             "execution {id} is {state}: only an ended execution is rerun"
@@ -435,7 +479,7 @@ pub async fn rerun(
     let record = json!({ "name": "rerun", "kind": "manual", "by": who.user, "rerun_of": id });
     let started = app
         .launcher
-        .rerun(&id, req.from_failed, record)
+        .rerun(id, from_failed, record)
         .await
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_rerun", e))?;
     app.metrics.started("manual");
@@ -445,15 +489,13 @@ pub async fn rerun(
             &who.user,
             "rerun",
             &started.id,
-            &peer(&addr),
-            &json!({ "rerun_of": id, "from_failed": req.from_failed }),
+            origin,
+            &json!({ "rerun_of": id, "from_failed": from_failed }),
         )
         .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "execution": started.id, "state": started.state, "rerun_of": id, "url": app.execution_url(&started.id) })),
+    Ok(
+        json!({ "execution": started.id, "state": started.state, "rerun_of": id, "url": app.execution_url(&started.id) }),
     )
-        .into_response())
 }
 
 /// The state of an execution, or a 404.

@@ -26,7 +26,9 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 pub async fn flows(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     let loaded = app.flows.read().await;
     let now = jiff::Timestamp::now();
     let flows: Vec<Value> = loaded
@@ -111,7 +113,9 @@ pub async fn executions(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     let state = match &q.state {
         Some(s) => Some(s.parse::<kflow_runtime::state::ExecutionState>().map_err(|_| {
             ApiError::bad_request(format!(
@@ -148,7 +152,9 @@ pub async fn execution(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     if id.len() > 64 || id == "latest" {
         return Err(ApiError::not_found("no such execution"));
     }
@@ -204,7 +210,9 @@ pub async fn digest(
     headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     digest_param(&digest)?;
     let uses = app
         .store
@@ -248,7 +256,9 @@ pub async fn deliveries(
     headers: HeaderMap,
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Admin)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Admin)?;
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let rows = app
         .store

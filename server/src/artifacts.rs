@@ -66,7 +66,9 @@ pub async fn download(
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     let missing = || {
         ApiError::not_found(format!(
             "execution {id} has no artifact `{}`",

@@ -74,13 +74,23 @@ pub async fn replay(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = identity::authenticate(&app, &headers).await?;
+    replay_delivery(&app, &who, &id, &actions::peer(&addr)).await
+}
+
+/// Replays a recorded delivery on an admin's behalf, from `origin`.
+pub async fn replay_delivery(
+    app: &Arc<App>,
+    who: &identity::Principal,
+    id: &str,
+    origin: &str,
+) -> Result<Response, ApiError> {
     who.require(Role::Admin)?;
     let stored = app
         .store
-        .delivery(&clip(&id))
+        .delivery(&clip(id))
         .await
         .map_err(ApiError::history)?
-        .ok_or_else(|| ApiError::not_found(format!("no delivery `{}`", clip(&id))))?;
+        .ok_or_else(|| ApiError::not_found(format!("no delivery `{}`", clip(id))))?;
     let Some(body) = stored.body else {
         return Err(ApiError::conflict(format!(
             "delivery {} did not pass its check ({}): only verified deliveries are kept for replay",
@@ -105,12 +115,12 @@ pub async fn replay(
             &who.user,
             "replay",
             &original,
-            &actions::peer(&addr),
+            origin,
             &json!({ "flow": stored.delivery.flow, "trigger": stored.delivery.trigger }),
         )
         .await;
     Ok(deliver(
-        &app,
+        app,
         &stored.delivery.flow,
         &stored.delivery.trigger,
         &kept,

@@ -110,8 +110,64 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, A
         .ok()
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
-        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .filter(|s| !s.is_empty())
         .ok_or_else(|| unauthorized("the Authorization header is not `Bearer TOKEN`"))?;
+    token_principal(store, secret).await
+}
+
+/// The browser's session cookie (set by the UI's sign-in form).
+pub const SESSION_COOKIE: &str = "kflow_session";
+
+/// Who reads: as [`authenticate`], or by the browser's session cookie.
+/// Reads only: a write with a cookie needs the UI's forms, which carry a
+/// CSRF token ([`csrf_token`]).
+pub async fn authenticate_reader(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    if headers.get("authorization").is_none() {
+        if let Some(secret) = cookie(headers, SESSION_COOKIE) {
+            return token_principal(&*app.store, secret).await;
+        }
+    }
+    authenticate(app, headers).await
+}
+
+/// A cookie's value, from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// The CSRF token of a session (or of a sign-in form): a keyed hash of its
+/// secret, so only a page of that session can hold it and nothing is
+/// stored. The key is the server's, drawn at start: a restart makes open
+/// forms stale.
+pub fn csrf_token(key: &[u8; 32], subject: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(subject.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// A new key for CSRF tokens (one per server process).
+pub fn csrf_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    OsRng.fill_bytes(&mut key);
+    key
+}
+
+/// The user of a token's secret, if the token is known, unexpired and not
+/// revoked.
+pub async fn token_principal(store: &dyn Store, secret: &str) -> Result<Principal, ApiError> {
+    if secret.is_empty() || secret.len() > 256 {
+        return Err(unauthorized("unknown token"));
+    }
     let found = store
         .token_by_hash(&token_hash(secret))
         .await

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod schedules;
 pub mod tls;
+pub mod ui;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -90,6 +91,8 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// See [`Config::trust_proxy_header`].
     pub proxy_user_header: Option<axum::http::HeaderName>,
+    /// Keys the UI's CSRF tokens.
+    pub csrf_key: [u8; 32],
 }
 
 impl App {
@@ -163,6 +166,7 @@ routes! {
 
 pub fn router(app: Arc<App>) -> Router {
     with_routes(Router::new())
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         // Bodies are read by the handlers, with their own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -227,6 +231,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         logins: Default::default(),
         metrics: Default::default(),
         proxy_user_header,
+        csrf_key: identity::csrf_key(),
     });
     resume_orphans(&app).await;
     let stop = CancellationToken::new();

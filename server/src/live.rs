@@ -58,7 +58,9 @@ pub async fn logs(
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     let id = known(&app, &id).await?;
     page(&app, &id, q.after.unwrap_or(0), q.task.as_deref()).await
 }
@@ -70,7 +72,9 @@ pub async fn task_logs(
     Path((id, task)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     let id = known(&app, &id).await?;
     page(&app, &id, q.after.unwrap_or(0), Some(&task)).await
 }
@@ -92,6 +96,12 @@ async fn page(app: &App, id: &str, after: u64, task: Option<&str>) -> Result<Jso
     Ok(Json(json!({ "lines": lines, "next": next, "more": next > after })))
 }
 
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    /// The log offset to stream lines from.
+    after: Option<u64>,
+}
+
 /// What a live stream has told its client so far.
 struct Watch {
     app: Arc<App>,
@@ -109,13 +119,19 @@ pub async fn events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    identity::authenticate(&app, &headers).await?.require(Role::Viewer)?;
+    identity::authenticate_reader(&app, &headers)
+        .await?
+        .require(Role::Viewer)?;
     let id = known(&app, &id).await?;
+    // A reconnecting client says where it was; a page that rendered the
+    // first lines itself says where they ended (`?after=`).
     let offset = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.after)
         .unwrap_or(0);
     let watch = Watch {
         reader: app.store.log_reader(&id, offset),

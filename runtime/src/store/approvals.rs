@@ -296,6 +296,23 @@ impl SqliteStore {
         Ok(with_votes(&conn, rows)?)
     }
 
+    /// Every gate still waiting for its decision, of executions that have
+    /// not ended, oldest first (at most `limit`): a reviewer's inbox.
+    pub fn open_approvals(&self, limit: usize) -> Result<Vec<Approval>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals
+             WHERE decision IS NULL AND execution_id IN
+                   (SELECT id FROM executions WHERE state IN ('running', 'paused', 'interrupted'))
+             ORDER BY requested_at LIMIT ?1"
+        ))?;
+        let rows = stmt
+            .query_map(params![limit as i64], approval_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(stmt);
+        Ok(with_votes(&conn, rows)?)
+    }
+
     /// Gates of an execution without a decision.
     pub fn pending_approvals(&self, execution: &str) -> Result<Vec<Approval>> {
         let mut all = self.approvals(execution)?;

@@ -117,6 +117,8 @@ pub struct Reader {
     offset: u64,
     /// Offsets in the per-task files of an older version.
     legacy: HashMap<String, u64>,
+    /// Most bytes one call reads.
+    chunk: u64,
 }
 
 impl Reader {
@@ -126,7 +128,14 @@ impl Reader {
             id: id.to_string(),
             offset: 0,
             legacy: HashMap::new(),
+            chunk: READ_CHUNK,
         }
+    }
+
+    /// Reads at most `bytes` a call (a page a browser renders at once).
+    pub fn with_chunk(mut self, bytes: u64) -> Reader {
+        self.chunk = bytes.max(1);
+        self
     }
 
     /// A reader that starts at a byte offset of the log a previous reader
@@ -150,7 +159,7 @@ impl Reader {
         let file = path(&self.dir, &self.id);
         if file.exists() || !legacy_dir(&self.dir, &self.id).is_dir() {
             let mut out = Vec::new();
-            for line in complete_lines(&file, &mut self.offset)? {
+            for line in complete_lines(&file, &mut self.offset, self.chunk)? {
                 let (stamp, rest) = split_log_line(&line);
                 let (task, text) = rest.split_once(' ').unwrap_or((rest, ""));
                 out.push(Entry {
@@ -165,7 +174,7 @@ impl Reader {
         for task in tasks {
             let file = legacy_dir(&self.dir, &self.id).join(format!("{}.log", run_file_name(task)));
             let offset = self.legacy.entry(task.clone()).or_insert(0);
-            for line in complete_lines(&file, offset)? {
+            for line in complete_lines(&file, offset, self.chunk)? {
                 let (stamp, text) = split_log_line(&line);
                 out.push(Entry {
                     stamp: stamp.map(str::to_string),
@@ -185,7 +194,7 @@ const READ_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// The complete lines of `file` past `offset`, at most [`READ_CHUNK`]
 /// bytes of them, moving `offset` past them.
-fn complete_lines(file: &Path, offset: &mut u64) -> Result<Vec<String>> {
+fn complete_lines(file: &Path, offset: &mut u64, chunk: u64) -> Result<Vec<String>> {
     let fail = |e: std::io::Error| StoreError(format!("cannot read {}: {e}", file.display()));
     let f = match std::fs::File::open(file) {
         Ok(f) => f,
@@ -195,11 +204,11 @@ fn complete_lines(file: &Path, offset: &mut u64) -> Result<Vec<String>> {
     let mut f = std::io::BufReader::new(f);
     f.seek(std::io::SeekFrom::Start(*offset)).map_err(fail)?;
     let mut bytes = Vec::new();
-    f.take(READ_CHUNK).read_to_end(&mut bytes).map_err(fail)?;
+    f.take(chunk).read_to_end(&mut bytes).map_err(fail)?;
     let end = match bytes.iter().rposition(|&b| b == b'\n') {
         Some(end) => end,
-        // A line longer than a chunk (none is written): taken as it is.
-        None if bytes.len() as u64 == READ_CHUNK => bytes.len(),
+        // A line longer than a chunk: taken as it is.
+        None if bytes.len() as u64 == chunk => bytes.len(),
         None => return Ok(Vec::new()),
     };
     *offset += (end + 1).min(bytes.len()) as u64;

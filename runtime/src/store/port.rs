@@ -123,6 +123,9 @@ pub trait Store: Send + Sync {
 
     async fn touch_token(&self, id: &str) -> Result<()>;
 
+    /// Revokes a token (a session, at sign-out); the id revoked.
+    async fn revoke_token(&self, id: &str) -> Result<Option<String>>;
+
     /// Appends to the audit trail.
     async fn audit(&self, actor: &str, action: &str, target: &str, origin: &str, detail: &Json) -> Result<()>;
 
@@ -133,6 +136,9 @@ pub trait Store: Send + Sync {
 
     /// Every gate of an execution.
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>>;
+
+    /// Gates waiting for a decision, oldest first: a reviewer's inbox.
+    async fn open_approvals(&self, limit: usize) -> Result<Vec<Approval>>;
 
     /// Every task run that produced or handled `digest`, newest first.
     async fn digest_uses(&self, digest: &str, limit: usize) -> Result<Vec<DigestUse>>;
@@ -260,6 +266,10 @@ impl Store for SqliteStore {
         SqliteStore::add_token(self, t)
     }
 
+    async fn revoke_token(&self, id: &str) -> Result<Option<String>> {
+        SqliteStore::revoke_token(self, id)
+    }
+
     async fn touch_token(&self, id: &str) -> Result<()> {
         SqliteStore::touch_token(self, id)
     }
@@ -278,6 +288,10 @@ impl Store for SqliteStore {
 
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>> {
         SqliteStore::approvals(self, execution)
+    }
+
+    async fn open_approvals(&self, limit: usize) -> Result<Vec<Approval>> {
+        SqliteStore::open_approvals(self, limit)
     }
 
     async fn digest_uses(&self, digest: &str, limit: usize) -> Result<Vec<DigestUse>> {

@@ -1,0 +1,127 @@
+// kflow serve: small progressive additions to server-rendered pages. Every
+// page works without this script; with it, times show in the viewer's zone,
+// digests copy with a click, and the live parts (states, logs) update.
+"use strict";
+
+// Times: shown in the viewer's zone, the UTC instant on hover.
+function localTimes(root) {
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (isNaN(d)) continue;
+    t.title = d.toISOString();
+    t.textContent = d.toLocaleString();
+  }
+}
+
+// Copy buttons beside digests.
+function copyButtons(root) {
+  for (const el of root.querySelectorAll("[data-copy]")) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "copy";
+    b.textContent = "copy";
+    b.setAttribute("aria-label", "copy " + el.dataset.copy);
+    b.addEventListener("click", () => {
+      navigator.clipboard.writeText(el.dataset.copy).then(() => { b.textContent = "copied"; });
+    });
+    el.after(b);
+  }
+}
+
+// Deadlines counted down.
+function countdowns() {
+  const els = document.querySelectorAll("[data-deadline]");
+  if (!els.length) return;
+  const tick = () => {
+    for (const el of els) {
+      const left = Math.max(0, Math.round((new Date(el.dataset.deadline) - Date.now()) / 1000));
+      const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+      el.textContent = left === 0 ? "expired" : (h ? h + "h " : "") + m + "m " + s + "s left";
+    }
+  };
+  tick();
+  setInterval(tick, 1000);
+}
+
+function setState(el, state) {
+  for (const c of [...el.classList]) if (c.startsWith("s-")) el.classList.remove(c);
+  el.classList.add("s-" + state);
+  if (el.classList.contains("badge")) el.textContent = state;
+}
+
+// Most log lines kept in the page; older ones stay a page away.
+const MAX_LINES = 5000;
+
+// An execution page: task states and logs from the server's events.
+function liveExecution(main) {
+  const url = main.dataset.events;
+  if (!url || !window.EventSource) return;
+  const logs = document.getElementById("logs");
+  const search = document.getElementById("log-search");
+  const matches = (line) => !search || !search.value || line.textContent.toLowerCase().includes(search.value.toLowerCase());
+  const es = new EventSource(url);
+  const taskState = (task, state) => {
+    for (const el of document.querySelectorAll('[data-task="' + CSS.escape(task) + '"]')) setState(el, state);
+  };
+  es.addEventListener("state", (e) => {
+    const s = JSON.parse(e.data);
+    for (const el of document.querySelectorAll("[data-execution-state]")) setState(el, s.state);
+    for (const [task, state] of Object.entries(s.tasks || {})) taskState(task, state);
+  });
+  es.addEventListener("task", (e) => { const t = JSON.parse(e.data); taskState(t.task, t.state); });
+  es.addEventListener("logs", (e) => {
+    if (!logs) return;
+    const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
+    const frag = document.createDocumentFragment();
+    for (const l of JSON.parse(e.data)) {
+      const line = document.createElement("span");
+      line.className = "line";
+      const task = document.createElement("span");
+      task.className = "task";
+      task.textContent = l.task + " | ";
+      line.append(task, l.text);
+      line.hidden = !matches(line);
+      frag.append(line);
+    }
+    logs.append(frag);
+    while (logs.childElementCount > MAX_LINES) logs.firstElementChild.remove();
+    if (atEnd) logs.scrollTop = logs.scrollHeight;
+  });
+  es.addEventListener("end", (e) => {
+    const s = JSON.parse(e.data);
+    for (const el of document.querySelectorAll("[data-execution-state]")) setState(el, s.state);
+    es.close();
+  });
+  if (search) {
+    search.addEventListener("input", () => {
+      for (const line of logs.children) line.hidden = !matches(line);
+    });
+  }
+}
+
+// The executions list: states refreshed from the API every two seconds.
+function liveList(table) {
+  const refresh = async () => {
+    const rows = table.querySelectorAll("tr[data-id]");
+    if (!rows.length) return;
+    const r = await fetch(table.dataset.live, { credentials: "same-origin" });
+    if (!r.ok) return;
+    const byId = new Map((await r.json()).executions.map((e) => [e.id, e.state]));
+    for (const row of rows) {
+      const state = byId.get(row.dataset.id);
+      const badge = row.querySelector(".badge");
+      if (state && badge) setState(badge, state);
+    }
+  };
+  setInterval(() => { refresh().catch(() => {}); }, 2000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
+  copyButtons(document);
+  countdowns();
+  const main = document.querySelector("main[data-events]");
+  if (main) liveExecution(main);
+  const list = document.querySelector("table[data-live]");
+  if (list) liveList(list);
+});
