@@ -142,8 +142,9 @@ async fn a_reviewer_approves_in_the_browser_and_a_viewer_cannot() {
             .unwrap()
             .iter()
             .any(|a| a["action"] == "approve" && a["actor"] == "ann" && a["detail"]["comment"] == "looks good"));
+        client.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
         std::fs::write(
-            browser::shots().join("execution.png"),
+            browser::shots().join("ui-execution.png"),
             client.screenshot().await.unwrap(),
         )
         .unwrap();
@@ -197,7 +198,7 @@ async fn pages_need_a_session() {
             .unwrap();
         let alert = wait_for(&client, "form.login [role=alert]").await;
         assert!(alert.text().await.unwrap().contains("wrong user name or password"));
-        std::fs::write(browser::shots().join("login.png"), client.screenshot().await.unwrap()).unwrap();
+        std::fs::write(browser::shots().join("ui-login.png"), client.screenshot().await.unwrap()).unwrap();
         client
             .find(Locator::Css("input[name=username]"))
             .await
@@ -221,6 +222,122 @@ async fn pages_need_a_session() {
             .unwrap();
         wait_for(&client, "section.gate").await;
         assert!(client.current_url().await.unwrap().path().ends_with(&id));
+    })
+    .await;
+    client.close().await.unwrap();
+}
+
+/// A session cookie for `user`, signed in through the form (no browser).
+fn session(server: &Server, user: &str) -> String {
+    let r = server.request("GET", "/login", &[], b"");
+    let text = r.text();
+    let csrf = text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let nonce = r.set_cookie("kflow_login").expect("the sign-in form sets its cookie");
+    let body = format!("csrf={csrf}&username={user}&password=correct+horse&next=%2Fexecutions");
+    let r = server.request(
+        "POST",
+        "/login",
+        &[
+            ("Cookie", &format!("kflow_login={nonce}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    format!("kflow_session={}", r.set_cookie("kflow_session").unwrap())
+}
+
+/// The main pages as rendered (ids, times, tokens and folders replaced by
+/// placeholders): what a change to a page changes is reviewed.
+#[test]
+fn pages_render_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, id) = start_gated(dir.path());
+    let cookie = session(&server, "ann");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.get(&format!("/api/v1/executions/{id}"))["state"] != "paused" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir_text = std::fs::canonicalize(dir.path()).unwrap().display().to_string();
+    let filters = vec![
+        (r"\d{8}-\d{9}-[0-9a-f]{16}", "[id]"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", "[time]"),
+        (r#"value="[0-9a-f]{32}""#, r#"value="[csrf]""#),
+        (r"127\.0\.0\.1:\d+", "[addr]"),
+        (r"after=\d+", "after=[offset]"),
+        (dir_text.as_str(), "[dir]"),
+    ];
+    for (name, path) in [
+        ("executions", "/executions".to_string()),
+        ("execution", format!("/executions/{id}")),
+        ("approvals", "/approvals".to_string()),
+        ("flows", "/flows".to_string()),
+        ("flow", "/flows/gated".to_string()),
+    ] {
+        let r = server.request("GET", &path, &[("Cookie", &cookie)], b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        insta::with_settings!({ filters => filters.clone(), prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(format!("ui-{name}"), pretty(&r.text()));
+        });
+    }
+}
+
+/// One tag a line: a diff of a snapshot shows what changed.
+fn pretty(html: &str) -> String {
+    html.replace("><", ">\n<")
+}
+
+/// A page of a 1,000-task flow loads in Chromium in under a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_task_page_renders_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flow = String::from("flow big {\n");
+    for i in 0..1000 {
+        let after = if i >= 10 { format!(", after: [t{}]", i - 10) } else { String::new() };
+        flow.push_str(&format!("  task t{i} = shell.run {{ script: \"true\", when: false{after} }}\n"));
+    }
+    flow.push_str("}\n");
+    std::fs::write(dir.path().join("big.kflow"), flow).unwrap();
+    let server = Server::start(dir.path(), &["big.kflow"]);
+    user_with_token(dir.path(), "ann", "approver", true);
+    let r = server.request(
+        "POST",
+        "/api/v1/flows/big/executions",
+        &[("Authorization", &format!("Bearer {}", server.admin))],
+        b"{}",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["execution"].as_str().unwrap().to_string();
+    server.ended(&id);
+    let base = format!("http://{}", server.addr);
+    let driver = browser::driver();
+    let client = browser::browser(&driver).await;
+    screenshot_on_failure(&client, "thousand", async {
+        sign_in(&client, &base, "ann", PASSWORD).await;
+        // The best of three loads: the suite runs tests side by side on
+        // few cores, and what is asked is what the page costs, not the
+        // neighbours.
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            client.goto(&format!("{base}/executions/{id}")).await.unwrap();
+            wait_for(&client, "svg g.node[data-task=t999]").await;
+            let nodes = client.find_all(Locator::Css("svg g.node")).await.unwrap().len();
+            assert_eq!(nodes, 1000);
+            let ms = client
+                .execute(
+                    "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .as_f64()
+                .unwrap();
+            times.push(ms);
+        }
+        let best = times.iter().copied().fold(f64::MAX, f64::min);
+        eprintln!("a 1,000-task execution page loaded in {times:?} ms");
+        assert!(best > 0.0 && best < 1000.0, "the page took {times:?} ms");
     })
     .await;
     client.close().await.unwrap();

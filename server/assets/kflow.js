@@ -3,13 +3,15 @@
 // digests copy with a click, and the live parts (states, logs) update.
 "use strict";
 
-// Times: shown in the viewer's zone, the UTC instant on hover.
+// Times: shown in the viewer's zone, the UTC instant on hover. One
+// formatter for all (making one per time costs more than the page).
+const localFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 function localTimes(root) {
   for (const t of root.querySelectorAll("time[datetime]")) {
     const d = new Date(t.getAttribute("datetime"));
     if (isNaN(d)) continue;
     t.title = d.toISOString();
-    t.textContent = d.toLocaleString();
+    t.textContent = localFormat.format(d);
   }
 }
 
@@ -90,6 +92,8 @@ function liveExecution(main) {
   es.addEventListener("end", (e) => {
     const s = JSON.parse(e.data);
     for (const el of document.querySelectorAll("[data-execution-state]")) setState(el, s.state);
+    // Ended: nothing left to cancel (a reload shows rerun).
+    for (const f of document.querySelectorAll("form[action$='/cancel']")) f.remove();
     es.close();
   });
   if (search) {

@@ -73,9 +73,15 @@ pub async fn screenshot_on_failure<F: Future<Output = ()>>(client: &Client, name
     }
 }
 
-/// Where screenshots go (created).
+/// Where screenshots go (created): target/ui-screenshots, or
+/// `KFLOW_SCREENSHOTS` (`KFLOW_SCREENSHOTS=docs/images` renews the ones
+/// the docs show).
 pub fn shots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = match std::env::var_os("KFLOW_SCREENSHOTS") {
+        Some(d) => root.join(d),
+        None => root.join("target/ui-screenshots"),
+    };
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -131,10 +131,21 @@ impl Drop for Server {
 
 pub struct Response {
     pub status: u16,
+    /// The response head: status line and headers.
+    pub head: String,
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The value a `Set-Cookie` header gives the cookie `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let (cookie, value) = v.trim().split(';').next()?.split_once('=')?;
+            (k.eq_ignore_ascii_case("set-cookie") && cookie == name).then(|| value.to_string())
+        })
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -168,7 +179,7 @@ pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], b
     if chunked {
         body = dechunk(&body);
     }
-    Response { status, body }
+    Response { status, head, body }
 }
 
 pub fn dechunk(mut b: &[u8]) -> Vec<u8> {

@@ -185,6 +185,14 @@ pub async fn execution(
     let state = exec.state.to_string();
     let runs: BTreeMap<String, String> = tasks.iter().map(|t| (t.task.clone(), t.state.to_string())).collect();
     let operator = cx.who.role >= Role::Operator;
+    // As the resume action decides: not while a process still runs it.
+    let resumable = match exec.state {
+        ExecutionState::Interrupted => true,
+        ExecutionState::Paused => {
+            !app.launcher.running.is_running(&id) && !app.store.process_alive(&id).await.unwrap_or(true)
+        }
+        _ => false,
+    };
     let scans = scan_counts(&tasks);
     let events = format!("/api/v1/executions/{id}/events?after={end}");
     let body = html! {
@@ -206,7 +214,7 @@ pub async fn execution(
                 @if !exec.state.is_finished() {
                     (action_form(&cx, &format!("/executions/{id}/cancel"), "Cancel", "danger", None))
                 }
-                @if matches!(exec.state, ExecutionState::Interrupted | ExecutionState::Paused) {
+                @if resumable {
                     (action_form(&cx, &format!("/executions/{id}/resume"), "Resume", "", None))
                 }
                 @if exec.state.is_finished() || exec.state == ExecutionState::Interrupted {
