@@ -198,7 +198,11 @@ async fn pages_need_a_session() {
             .unwrap();
         let alert = wait_for(&client, "form.login [role=alert]").await;
         assert!(alert.text().await.unwrap().contains("wrong user name or password"));
-        std::fs::write(browser::shots().join("ui-login.png"), client.screenshot().await.unwrap()).unwrap();
+        std::fs::write(
+            browser::shots().join("ui-login.png"),
+            client.screenshot().await.unwrap(),
+        )
+        .unwrap();
         client
             .find(Locator::Css("input[name=username]"))
             .await
@@ -231,7 +235,14 @@ async fn pages_need_a_session() {
 fn session(server: &Server, user: &str) -> String {
     let r = server.request("GET", "/login", &[], b"");
     let text = r.text();
-    let csrf = text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let nonce = r.set_cookie("kflow_login").expect("the sign-in form sets its cookie");
     let body = format!("csrf={csrf}&username={user}&password=correct+horse&next=%2Fexecutions");
     let r = server.request(
@@ -294,8 +305,14 @@ async fn a_thousand_task_page_renders_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let mut flow = String::from("flow big {\n");
     for i in 0..1000 {
-        let after = if i >= 10 { format!(", after: [t{}]", i - 10) } else { String::new() };
-        flow.push_str(&format!("  task t{i} = shell.run {{ script: \"true\", when: false{after} }}\n"));
+        let after = if i >= 10 {
+            format!(", after: [t{}]", i - 10)
+        } else {
+            String::new()
+        };
+        flow.push_str(&format!(
+            "  task t{i} = shell.run {{ script: \"true\", when: false{after} }}\n"
+        ));
     }
     flow.push_str("}\n");
     std::fs::write(dir.path().join("big.kflow"), flow).unwrap();
@@ -338,6 +355,74 @@ async fn a_thousand_task_page_renders_within_a_second() {
         let best = times.iter().copied().fold(f64::MAX, f64::min);
         eprintln!("a 1,000-task execution page loaded in {times:?} ms");
         assert!(best > 0.0 && best < 1000.0, "the page took {times:?} ms");
+    })
+    .await;
+    client.close().await.unwrap();
+}
+
+const SCANNED: &str = r#"flow scanned {
+  secret key = env("PREVIEW_HOOK_SECRET")
+  on webhook "push" { provider: token, secret: key, inputs: { img: trigger.body.image } }
+  input img: pinned
+  task settle = shell.run { script: "sleep 1.5" }
+  task scan = trivy.scan { image: img, sbom: cyclonedx, after: [settle] }
+}
+"#;
+
+const IMG: &str = "127.0.0.1:5000/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A delivery shows up in the open executions list by itself; its page's
+/// graph fills in as the tasks run; the SBOM downloads with the browser's
+/// session; the digest page lists the scan.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_appears_live_and_its_sbom_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::fake_trivy(dir.path(), "debian-buster.json");
+    std::fs::write(dir.path().join("scanned.kflow"), SCANNED).unwrap();
+    let server = Server::start_with(dir.path(), &["scanned.kflow"], &[("PATH", &path)]);
+    user_with_token(dir.path(), "vic", "viewer", true);
+    let base = format!("http://{}", server.addr);
+    let driver = browser::driver();
+    let client = browser::browser(&driver).await;
+    screenshot_on_failure(&client, "delivery", async {
+        sign_in(&client, &base, "vic", PASSWORD).await;
+        client.goto(&format!("{base}/executions")).await.unwrap();
+        wait_for(&client, "#no-executions").await;
+        let body = serde_json::json!({ "image": IMG }).to_string();
+        let r = server.request(
+            "POST",
+            "/hooks/scanned/push",
+            &[("Authorization", "Bearer preview-token")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        let id = r.json()["execution"].as_str().unwrap().to_string();
+        let row = wait_for(&client, &format!("tbody tr[data-id='{id}']")).await;
+        assert!(row.text().await.unwrap().contains("webhook push"));
+        row.find(Locator::Css("a")).await.unwrap().click().await.unwrap();
+        wait_for(&client, "svg g.node.s-succeeded[data-task=settle]").await;
+        wait_for(&client, "svg g.node.s-succeeded[data-task=scan]").await;
+        wait_for(&client, "[data-execution-state].s-succeeded").await;
+
+        client.refresh().await.unwrap();
+        let link = wait_for(&client, "a[download][href$='sbom.cdx.json']").await;
+        let href = link.attr("href").await.unwrap().unwrap();
+        let got = client
+            .execute(
+                "return fetch(arguments[0]).then(async r => [r.status, r.headers.get('content-disposition'), await r.text()]);",
+                vec![serde_json::json!(href)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(got[0], 200, "{got}");
+        assert_eq!(got[1], "attachment; filename=\"sbom.cdx.json\"");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/tests/fixtures/trivy/centos-7-cyclonedx.json");
+        assert_eq!(got[2].as_str().unwrap(), std::fs::read_to_string(fixture).unwrap());
+
+        let digest = IMG.split_once('@').unwrap().1;
+        client.goto(&format!("{base}/digests/{digest}")).await.unwrap();
+        let main = wait_for(&client, "main table").await.text().await.unwrap();
+        assert!(main.contains("scanned") && main.contains(&id), "{main}");
     })
     .await;
     client.close().await.unwrap();

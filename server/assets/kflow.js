@@ -103,18 +103,59 @@ function liveExecution(main) {
   }
 }
 
-// The executions list: states refreshed from the API every two seconds.
+// A row of the executions list, as the server renders it.
+function executionRow(e) {
+  const cell = (...kids) => { const td = document.createElement("td"); td.append(...kids); return td; };
+  const link = (href, text, code) => {
+    const a = document.createElement("a");
+    a.href = href;
+    if (code) { const c = document.createElement("code"); c.textContent = text; a.append(c); } else a.textContent = text;
+    return a;
+  };
+  const when = (at) => {
+    if (!at) return "";
+    const t = document.createElement("time");
+    t.setAttribute("datetime", at);
+    t.textContent = at;
+    return t;
+  };
+  const trigger = e.trigger && e.trigger.kind
+    ? (e.trigger.kind === "manual" ? "by " + (e.trigger.by || "someone") : e.trigger.kind + " " + (e.trigger.name || ""))
+    : "by hand";
+  const badge = document.createElement("span");
+  badge.className = "badge s-" + e.state;
+  badge.textContent = e.state;
+  const tr = document.createElement("tr");
+  tr.dataset.id = e.id;
+  tr.append(cell(link("/executions/" + encodeURIComponent(e.id), e.id, true)),
+    cell(link("/flows/" + encodeURIComponent(e.flow), e.flow, false)),
+    cell(badge), cell(trigger), cell(when(e.started_at)), cell(when(e.ended_at)));
+  localTimes(tr);
+  return tr;
+}
+
+// The executions list: states refreshed from the API every two seconds,
+// and on the first page, new executions added on top.
 function liveList(table) {
+  const tbody = table.querySelector("tbody");
   const refresh = async () => {
-    const rows = table.querySelectorAll("tr[data-id]");
-    if (!rows.length) return;
     const r = await fetch(table.dataset.live, { credentials: "same-origin" });
     if (!r.ok) return;
-    const byId = new Map((await r.json()).executions.map((e) => [e.id, e.state]));
-    for (const row of rows) {
-      const state = byId.get(row.dataset.id);
-      const badge = row.querySelector(".badge");
-      if (state && badge) setState(badge, state);
+    const list = (await r.json()).executions;
+    const shown = new Map([...tbody.querySelectorAll("tr[data-id]")].map((row) => [row.dataset.id, row]));
+    if (table.dataset.first === "true") {
+      const newest = tbody.querySelector("tr[data-id]");
+      const fresh = [];
+      for (const e of list) {
+        if (newest && e.id === newest.dataset.id) break;
+        if (!shown.has(e.id)) fresh.push(e);
+      }
+      for (const e of fresh.reverse()) tbody.prepend(executionRow(e));
+      if (fresh.length) { const empty = document.getElementById("no-executions"); if (empty) empty.remove(); }
+    }
+    for (const e of list) {
+      const badge = shown.get(e.id)?.querySelector(".badge");
+      if (badge) setState(badge, e.state);
     }
   };
   setInterval(() => { refresh().catch(() => {}); }, 2000);

@@ -110,15 +110,14 @@ pub async fn executions(State(app): State<Arc<App>>, headers: HeaderMap, uri: Ur
             label { "Digest" input name="digest" value=[digest_q] placeholder="sha256:…" size="30"; }
             button type="submit" { "Filter" }
         }
-        @if rows.is_empty() {
-            p.muted { "No executions" @if filters.iter().any(|(_, v)| v.is_some()) { " match these filters" } "." }
-        } @else {
-            table data-live=(live) {
-                thead { tr { th { "Execution" } th { "Flow" } th { "State" } th { "Trigger" } th { "Started" } th { "Ended" } } }
-                tbody {
-                    @for e in &rows { (execution_row(e)) }
-                }
+        table data-live=(live) data-first=(cursor.is_none()) {
+            thead { tr { th { "Execution" } th { "Flow" } th { "State" } th { "Trigger" } th { "Started" } th { "Ended" } } }
+            tbody {
+                @for e in &rows { (execution_row(e)) }
             }
+        }
+        @if rows.is_empty() {
+            p.muted #no-executions { "No executions" @if filters.iter().any(|(_, v)| v.is_some()) { " match these filters" } "." }
         }
         @if let Some(next) = next {
             p.pager { a href=(format!("/executions?{}", query_string(&[&filters[..], &[("cursor", Some(next.as_str()))]].concat()))) { "Older executions →" } }
