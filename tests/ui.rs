@@ -427,3 +427,75 @@ async fn a_delivery_appears_live_and_its_sbom_downloads() {
     .await;
     client.close().await.unwrap();
 }
+
+/// Built, pushed to a team repository and promoted by digest to a
+/// production one: the digest's page shows both moves and both tags.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_digest_page_lists_the_promotion() {
+    if !support::docker_or_skip("the_digest_page_lists_the_promotion") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    support::own_context(dir.path(), "");
+    let reg = support::Registry::anonymous();
+    std::fs::write(
+        dir.path().join("promote.kflow"),
+        format!(
+            "flow promote {{\n  task image = docker.build {{ context: \"img\" }}\n  task push = docker.push {{ image: image.image, to: \"{r}/team/app:1\" }}\n  task promote = registry.copy {{ from: push.pinned, to: \"{r}/prod/app:1\" }}\n}}\n",
+            r = reg.host
+        ),
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["promote.kflow"]);
+    user_with_token(dir.path(), "vic", "viewer", true);
+    let r = server.request(
+        "POST",
+        "/api/v1/flows/promote/executions",
+        &[("Authorization", &format!("Bearer {}", server.admin))],
+        b"{}",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["execution"].as_str().unwrap().to_string();
+    let e = server.ended(&id);
+    let output = |task: &str, name: &str| {
+        e["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task"] == task)
+            .and_then(|t| t["outputs"][name].as_str())
+            .map(str::to_string)
+    };
+    // The image this test built, and only it, is removed.
+    let built = output("image", "image");
+    let _cleanup = support::server::OnDrop(move || {
+        if let Some(image) = &built {
+            let _ = std::process::Command::new("docker").args(["rmi", "-f", image]).output();
+        }
+    });
+    assert_eq!(e["state"], "succeeded", "{e}\n{}", server.log());
+    let digest = output("push", "digest").unwrap();
+    assert_eq!(output("promote", "digest").as_deref(), Some(digest.as_str()));
+    let base = format!("http://{}", server.addr);
+    let driver = browser::driver();
+    let client = browser::browser(&driver).await;
+    screenshot_on_failure(&client, "digest", async {
+        sign_in(&client, &base, "vic", PASSWORD).await;
+        client.goto(&format!("{base}/digests/{digest}")).await.unwrap();
+        let main = wait_for(&client, "main table").await;
+        let rows = main.text().await.unwrap();
+        assert!(rows.contains("pushed") && rows.contains("copied"), "{rows}");
+        let page = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+        for tag in [format!("{}/team/app:1", reg.host), format!("{}/prod/app:1", reg.host)] {
+            assert!(page.contains(&tag), "{tag} not in {page}");
+        }
+        client.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+        std::fs::write(
+            browser::shots().join("ui-digest.png"),
+            client.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    })
+    .await;
+    client.close().await.unwrap();
+}

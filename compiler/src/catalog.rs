@@ -256,6 +256,7 @@ pub static KINDS: &[Kind] = &[
         outputs: &[
             out("digest", "digest", "The digest at the destination (equal to the source's)."),
             out("pinned", "pinned", "The destination pinned by digest."),
+            out("ref", "ref", "The tag copied to (`to` as given)."),
         ],
         lints: &[Lint::PushedTag("to")],
         publishes: true,

@@ -242,3 +242,13 @@ pub fn deliveries(server: &Server) -> Vec<serde_json::Value> {
         .unwrap()
         .clone()
 }
+
+/// Runs a closure when dropped (clean-up that must happen when a test
+/// fails too).
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}

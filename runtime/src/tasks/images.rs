@@ -107,6 +107,7 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
     Ok(Outputs::from([
         ("digest".to_string(), Value::Digest(done.digest.clone())),
         ("pinned".to_string(), Value::Pinned(to.pinned(&done.digest))),
+        ("ref".to_string(), Value::Ref(to_text)),
     ]))
 }
 

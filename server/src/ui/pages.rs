@@ -539,6 +539,17 @@ pub async fn digest(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, P
     let mut repos: Vec<&str> = uses.iter().filter_map(|u| u.repository.as_deref()).collect();
     repos.sort();
     repos.dedup();
+    // One row a task run, naming every output of it that holds the digest.
+    let mut runs: Vec<(&kflow_runtime::store::DigestUse, Vec<&str>)> = Vec::new();
+    for u in &uses {
+        match runs
+            .iter_mut()
+            .find(|(r, _)| r.execution == u.execution && r.task == u.task)
+        {
+            Some((_, outputs)) => outputs.push(&u.output),
+            None => runs.push((u, vec![&u.output])),
+        }
+    }
     let body = html! {
         h1 { "Digest" }
         p { (digest_text(&d)) }
@@ -550,13 +561,13 @@ pub async fn digest(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, P
             table {
                 thead { tr { th { "When" } th { "What" } th { "Execution" } th { "Task" } th { "Output" } } }
                 tbody {
-                    @for u in &uses {
+                    @for (u, outputs) in &runs {
                         tr {
                             td { (time(&u.at)) }
                             td { span.badge { (u.role()) } }
                             td { a href=(format!("/executions/{}", u.execution)) { code { (u.execution) } } " " (u.flow) }
                             td { code { (u.task) } " (" (u.kind) ")" }
-                            td { (u.output) @if let Some(t) = &u.tag { " → " code { (t) } } }
+                            td { (outputs.join(", ")) @if let Some(t) = &u.tag { " → " code { (t) } } }
                         }
                     }
                 }
