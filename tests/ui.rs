@@ -277,6 +277,12 @@ fn pages_render_as_recorded() {
         (r#"value="[0-9a-f]{32}""#, r#"value="[csrf]""#),
         (r"127\.0\.0\.1:\d+", "[addr]"),
         (r"after=\d+", "after=[offset]"),
+        // The timeline's bars and scale follow the clock.
+        (
+            r#"(<rect class="bar[^"]*") x="[\d.]+" (y="[\d.]+") width="[\d.]+""#,
+            r#"$1 x="[x]" $2 width="[w]""#,
+        ),
+        (r">\d+\.\d s<", ">[span] s<"),
         (dir_text.as_str(), "[dir]"),
     ];
     for (name, path) in [

@@ -339,6 +339,16 @@ pub struct ExecutionRow {
     pub trigger: Json,
 }
 
+/// One attempt of a task run: a retry is a new attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub task: String,
+    pub attempt: i64,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
     pub task: String,
@@ -695,6 +705,26 @@ impl SqliteStore {
         let more = rows.len() > limit;
         rows.truncate(limit);
         Ok((rows, more))
+    }
+
+    /// Every attempt of an execution's task runs, in the order they started.
+    pub fn attempts(&self, execution: &str) -> Result<Vec<AttemptRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT task, attempt, started_at, ended_at, error FROM attempts WHERE execution_id = ?1 ORDER BY started_at, task, attempt",
+        )?;
+        let rows = stmt
+            .query_map(params![execution], |r| {
+                Ok(AttemptRow {
+                    task: r.get(0)?,
+                    attempt: r.get(1)?,
+                    started_at: r.get(2)?,
+                    ended_at: r.get(3)?,
+                    error: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     pub fn list(&self) -> Result<Vec<ExecutionRow>> {
@@ -1054,6 +1084,12 @@ mod tests {
         assert_eq!(exec.state, ExecutionState::Succeeded);
         assert_eq!(exec.inputs["v"], "1");
         assert_eq!(runs[0].attempts, 2);
+        let attempts = s.attempts(&id).unwrap();
+        assert_eq!(attempts.iter().filter(|a| a.task == "build").count(), 2);
+        assert!(
+            attempts[0].error.is_some() && attempts[0].ended_at.is_some(),
+            "{attempts:?}"
+        );
         assert_eq!(runs[0].outputs["stdout"], "ok");
         assert_eq!((runs[1].task.as_str(), runs[1].kind.as_str()), ("each[0]", "log"));
         let log = s.log_reader(&id).next(&[]).unwrap();

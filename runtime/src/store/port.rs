@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use super::{
-    Approval, AuditEntry, Change, Claim, Decision, Delivery, DigestUse, ExecutionFilter, ExecutionRow, GateRequest,
-    LogAppend, LogReader, NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore, StoredDelivery, TaskRow,
-    Token, User, Verdict, VoteOutcome,
+    Approval, AttemptRow, AuditEntry, Change, Claim, Decision, Delivery, DigestUse, ExecutionFilter, ExecutionRow,
+    GateRequest, LogAppend, LogReader, NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore,
+    StoredDelivery, TaskRow, Token, User, Verdict, VoteOutcome,
 };
 use crate::state::ExecutionState;
 
@@ -136,6 +136,9 @@ pub trait Store: Send + Sync {
 
     /// Every gate of an execution.
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>>;
+
+    /// Every attempt of an execution's task runs, in the order they started.
+    async fn attempts(&self, execution: &str) -> Result<Vec<AttemptRow>>;
 
     /// Gates waiting for a decision, oldest first: a reviewer's inbox.
     async fn open_approvals(&self, limit: usize) -> Result<Vec<Approval>>;
@@ -288,6 +291,10 @@ impl Store for SqliteStore {
 
     async fn approvals(&self, execution: &str) -> Result<Vec<Approval>> {
         SqliteStore::approvals(self, execution)
+    }
+
+    async fn attempts(&self, execution: &str) -> Result<Vec<AttemptRow>> {
+        SqliteStore::attempts(self, execution)
     }
 
     async fn open_approvals(&self, limit: usize) -> Result<Vec<Approval>> {

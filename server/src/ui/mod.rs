@@ -14,6 +14,7 @@
 mod dag;
 mod layout;
 mod pages;
+mod timeline;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -12,7 +12,7 @@ use axum::response::Response;
 use kflow_compiler::ir::Plan;
 use kflow_runtime::schedule::Schedule;
 use kflow_runtime::state::ExecutionState;
-use kflow_runtime::store::{is_digest, Approval, ExecutionFilter, ExecutionRow, Role, TaskRow};
+use kflow_runtime::store::{is_digest, Approval, AttemptRow, ExecutionFilter, ExecutionRow, Role, TaskRow};
 use maud::{html, Markup};
 use serde_json::Value;
 
@@ -175,6 +175,7 @@ pub async fn execution(
         _ => None,
     };
     let gates = app.store.approvals(&id).await.unwrap_or_default();
+    let attempts = app.store.attempts(&id).await.unwrap_or_default();
     let artifacts = crate::artifacts::list(&app, &id);
     let after: u64 = param(&q, "log_after").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut reader = app.store.log_reader(&id, after).with_chunk(LOG_PAGE);
@@ -229,11 +230,15 @@ pub async fn execution(
             h2 { "Graph" }
             div.dag { (dag::render(plan, &dag::node_states(plan, &runs))) }
         }
+        @if !attempts.is_empty() {
+            h2 { "Timeline" }
+            div.dag { (super::timeline::render(&attempts, &exec.started_at, exec.ended_at.as_deref())) }
+        }
         h2 { "Tasks" }
         table {
             thead { tr { th { "Task" } th { "Kind" } th { "State" } th { "Attempts" } th { "Started" } th { "Ended" } th { "Outputs / error" } } }
             tbody {
-                @for t in &tasks { (task_row(t)) }
+                @for t in &tasks { (task_row(t, &attempts)) }
             }
         }
         @if !artifacts.is_empty() {
@@ -291,7 +296,11 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-fn task_row(t: &TaskRow) -> Markup {
+fn task_row(t: &TaskRow, attempts: &[AttemptRow]) -> Markup {
+    let failed: Vec<&AttemptRow> = attempts
+        .iter()
+        .filter(|a| a.task == t.task && a.error.is_some() && Some(&a.error) != Some(&t.error))
+        .collect();
     let state = t.state.to_string();
     html! {
         tr id=(format!("task-{}", t.task)) {
@@ -303,6 +312,7 @@ fn task_row(t: &TaskRow) -> Markup {
             td { @if let Some(s) = &t.ended_at { (time(s)) } }
             td {
                 @if let Some(e) = &t.error { div.flash.error { (e) } }
+                @for a in &failed { div.muted { "attempt " (a.attempt) " failed: " (a.error.as_deref().unwrap_or("")) } }
                 @if let Some(o) = t.outputs.as_object() {
                     @for (k, v) in o {
                         div {
