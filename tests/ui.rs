@@ -505,3 +505,68 @@ async fn the_digest_page_lists_the_promotion() {
     .await;
     client.close().await.unwrap();
 }
+
+/// Ten megabytes of log stream into an open page without freezing it: a
+/// timer in the page is never held up for long, and the page keeps the
+/// newest lines (the rest page through the API).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ten_megabyte_log_streams_without_freezing_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("loud.kflow"),
+        "flow loud {\n  task wait = shell.run { script: \"sleep 2\" }\n  task talk = shell.run { script: \"i=0; while [ $i -lt 55 ]; do yes 'a line of the log, long enough to count' | head -n 2500; i=$((i+1)); done; echo last-line\", after: [wait] }\n}\n",
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &["loud.kflow"]);
+    user_with_token(dir.path(), "vic", "viewer", true);
+    let r = server.request(
+        "POST",
+        "/api/v1/flows/loud/executions",
+        &[("Authorization", &format!("Bearer {}", server.admin))],
+        b"{}",
+    );
+    let id = r.json()["execution"].as_str().unwrap().to_string();
+    let base = format!("http://{}", server.addr);
+    let driver = browser::driver();
+    let client = browser::browser(&driver).await;
+    screenshot_on_failure(&client, "loud", async {
+        sign_in(&client, &base, "vic", PASSWORD).await;
+        client.goto(&format!("{base}/executions/{id}")).await.unwrap();
+        wait_for(&client, "#logs").await;
+        client
+            .execute(
+                "window.kflowGap = 0; let last = performance.now(); setInterval(() => { const n = performance.now(); window.kflowGap = Math.max(window.kflowGap, n - last); last = n; }, 50);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = client
+                .execute(
+                    "return [...document.getElementById('logs').children].slice(-10).map(l => l.textContent).join('')",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if text.as_str().unwrap_or("").contains("last-line") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the last line did not arrive");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let lines = client
+            .execute("return document.getElementById('logs').childElementCount", vec![])
+            .await
+            .unwrap();
+        assert!(lines.as_u64().unwrap() <= 5000, "{lines}");
+        let gap = client.execute("return window.kflowGap", vec![]).await.unwrap().as_f64().unwrap();
+        eprintln!("the longest the page's timer waited while 10 MB streamed: {gap:.0} ms");
+        // About 0.4 s alone here; the bound leaves room for the suite's
+        // neighbours and still catches a page that draws 10 MB at once
+        // (seconds).
+        assert!(gap < 2000.0, "the page froze for {gap:.0} ms");
+    })
+    .await;
+    client.close().await.unwrap();
+}

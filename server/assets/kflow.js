@@ -71,23 +71,43 @@ function liveExecution(main) {
     for (const [task, state] of Object.entries(s.tasks || {})) taskState(task, state);
   });
   es.addEventListener("task", (e) => { const t = JSON.parse(e.data); taskState(t.task, t.state); });
-  es.addEventListener("logs", (e) => {
-    if (!logs) return;
+  // Lines wait here and are drawn once a frame: a burst of events costs
+  // one layout, and lines the page would drop at once are never drawn.
+  let pending = [];
+  let drawing = false;
+  const draw = () => {
+    drawing = false;
     const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
     const frag = document.createDocumentFragment();
-    for (const l of JSON.parse(e.data)) {
+    for (const l of pending) {
       const line = document.createElement("span");
       line.className = "line";
       const task = document.createElement("span");
       task.className = "task";
       task.textContent = l.task + " | ";
-      line.append(task, l.text);
+      line.append(task, l.text, "\n");
       line.hidden = !matches(line);
       frag.append(line);
     }
+    pending = [];
     logs.append(frag);
-    while (logs.childElementCount > MAX_LINES) logs.firstElementChild.remove();
+    const excess = logs.childElementCount - MAX_LINES;
+    if (excess > 0) {
+      const r = document.createRange();
+      r.setStartBefore(logs.firstElementChild);
+      r.setEndBefore(logs.children[excess]);
+      r.deleteContents();
+    }
     if (atEnd) logs.scrollTop = logs.scrollHeight;
+  };
+  es.addEventListener("logs", (e) => {
+    if (!logs) return;
+    pending.push(...JSON.parse(e.data));
+    if (pending.length > MAX_LINES) pending = pending.slice(pending.length - MAX_LINES);
+    if (!drawing) {
+      drawing = true;
+      requestAnimationFrame(draw);
+    }
   });
   es.addEventListener("end", (e) => {
     const s = JSON.parse(e.data);

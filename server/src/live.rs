@@ -96,6 +96,9 @@ async fn page(app: &App, id: &str, after: u64, task: Option<&str>) -> Result<Jso
     Ok(Json(json!({ "lines": lines, "next": next, "more": next > after })))
 }
 
+/// Most log bytes one `logs` event carries.
+const LIVE_CHUNK: u64 = 256 * 1024;
+
 #[derive(Deserialize)]
 pub struct EventsQuery {
     /// The log offset to stream lines from.
@@ -134,7 +137,8 @@ pub async fn events(
         .or(q.after)
         .unwrap_or(0);
     let watch = Watch {
-        reader: app.store.log_reader(&id, offset),
+        // Small batches: a page never gets megabytes in one event.
+        reader: app.store.log_reader(&id, offset).with_chunk(LIVE_CHUNK),
         app,
         id,
         states: BTreeMap::new(),
