@@ -15,6 +15,8 @@ with a GitHub-webhook flow, and measures:
 - the executions API with --executions executions in the history (written
   straight into SQLite first): a first page, a filtered page, a deep page by
   cursor, p50/p95; the peer is the same query in Python's sqlite3;
+- the web UI's executions page over the same history (signed in through
+  its form): first page, filtered, deep by cursor;
 - resident memory, idle after start and after the load.
 
 Usage: python3 bench/serve.py [--deliveries 200] [--rate 200] [--duration 60] [--executions 100000] [--binary PATH]
@@ -221,6 +223,43 @@ def api(server, work, requests):
     return first, filtered, deep, peer, count
 
 
+def ui_session(server, binary):
+    """A browser's session cookie, signed in through the UI's form."""
+    subprocess.run([binary, "user", "add", "reader", "--role", "viewer", "--state", "st"], cwd=server.work,
+                   env=dict(os.environ, KFLOW_PASSWORD="bench-password"), check=False, capture_output=True)
+    c = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    c.request("GET", "/login")
+    r = c.getresponse()
+    page = r.read().decode()
+    nonce = [v.split(";")[0] for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("kflow_login=")][0]
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    body = f"csrf={csrf}&username=reader&password=bench-password&next=%2Fexecutions"
+    c.request("POST", "/login", body=body, headers={"Cookie": nonce, "Content-Type": "application/x-www-form-urlencoded"})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return [v.split(";")[0] for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("kflow_session=")][0]
+
+
+def ui(server, binary, work, requests):
+    """The executions page of the web UI: first page, filtered, deep."""
+    cookie = ui_session(server, binary)
+    db = sqlite3.connect(os.path.join(work, "st", "history.db"))
+    count = db.execute("SELECT count(*) FROM executions").fetchone()[0]
+    deep_cursor = db.execute("SELECT id FROM executions ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?",
+                             (count * 9 // 10,)).fetchone()[0]
+    db.close()
+    first, filtered, deep = [], [], []
+    for _ in range(requests):
+        for path, into in [("/executions", first), ("/executions?flow=nightly&state=succeeded", filtered),
+                           (f"/executions?cursor={deep_cursor}", deep)]:
+            t = time.perf_counter()
+            status, page = server.request("GET", path, headers={"Cookie": cookie})
+            into.append((time.perf_counter() - t) * 1000)
+            assert status == 200 and b"<table" in page, (status, page[:200])
+    return first, filtered, deep
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deliveries", type=int, default=200)
@@ -257,6 +296,10 @@ def main():
               f"p95 {pct(first, 95):.2f} ms; filtered p95 {pct(filtered, 95):.2f} ms; "
               f"90% down by cursor p95 {pct(deep, 95):.2f} ms "
               f"(peer, the same page in sqlite3: p50 {statistics.median(peer):.2f} ms)")
+        first, filtered, deep = ui(s, binary, work, args.requests)
+        print(f"the UI's /executions page over {count} executions: first page p50 {pct(first, 50):.2f} ms "
+              f"p95 {pct(first, 95):.2f} ms; filtered p95 {pct(filtered, 95):.2f} ms; "
+              f"90% down by cursor p95 {pct(deep, 95):.2f} ms")
         s.stop()
 
 
