@@ -570,3 +570,52 @@ async fn a_ten_megabyte_log_streams_without_freezing_the_page() {
     .await;
     client.close().await.unwrap();
 }
+
+/// A gate in the inbox shows the subject, the evidence as links (the
+/// report among the execution's artifacts) and the scan counts; a user the
+/// gate does not name finds an empty inbox.
+#[test]
+fn the_inbox_shows_the_evidence_and_scan_beside_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::fake_trivy(dir.path(), "debian-buster.json");
+    std::fs::write(
+        dir.path().join("gate.kflow"),
+        format!(
+            "flow gate {{\n  let img: pinned = pinned(\"{IMG}\")\n  task scan = trivy.scan {{ image: img }}\n  task ok = approval {{ summary: \"ship it?\", reviewers: [\"ann\"], subject: img, evidence: {{ report: scan.report }}, timeout: 1h }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(dir.path(), &["gate.kflow"], &[("PATH", &path)]);
+    user_with_token(dir.path(), "ann", "approver", true);
+    user_with_token(dir.path(), "bob", "approver", true);
+    let r = server.request(
+        "POST",
+        "/api/v1/flows/gate/executions",
+        &[("Authorization", &format!("Bearer {}", server.admin))],
+        b"{}",
+    );
+    assert_eq!(r.status, 201, "{}\n{}", r.text(), server.log());
+    let id = r.json()["execution"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.get(&format!("/api/v1/executions/{id}"))["state"] != "paused" {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ann = session(&server, "ann");
+    let page = server.request("GET", "/approvals", &[("Cookie", &ann)], b"").text();
+    assert!(page.contains("ship it?"), "{page}");
+    assert!(page.contains(IMG), "the subject: {page}");
+    assert!(
+        page.contains("1 critical, 0 high, 0 medium, 1 low"),
+        "the scan counts: {page}"
+    );
+    assert!(
+        page.contains(&format!("/api/v1/executions/{id}/artifacts/scan%2Ftrivy-report.json")),
+        "the report linked: {page}"
+    );
+    assert!(page.contains("value=\"approve\""));
+    let bob = session(&server, "bob");
+    let page = server.request("GET", "/approvals", &[("Cookie", &bob)], b"").text();
+    assert!(page.contains("No gate is waiting for your decision."), "{page}");
+    assert!(!page.contains("value=\"approve\""));
+}

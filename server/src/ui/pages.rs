@@ -424,14 +424,23 @@ pub async fn approvals(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri
         .iter()
         .filter(|g| cx.who.role >= Role::Approver && g.may_decide(&cx.who.user).is_ok())
         .collect();
+    // Each gate with the scan counts of its execution.
+    let mut shown = Vec::new();
+    for g in &mine {
+        let tasks = match app.store.show(&g.execution).await {
+            Ok(Some((_, tasks))) => tasks,
+            _ => Vec::new(),
+        };
+        shown.push((*g, scan_counts(&tasks)));
+    }
     let body = html! {
         h1 { "Approvals" }
         @if mine.is_empty() {
             p.muted { "No gate is waiting for your decision." }
         }
-        @for g in &mine {
+        @for (g, scans) in &shown {
             p { "Execution " a href=(format!("/executions/{}#gate-{}", g.execution, g.task)) { code { (g.execution) } } " asks since " (time(&g.requested_at)) }
-            (gate(&cx, &app, g, &[]))
+            (gate(&cx, &app, g, scans))
         }
     };
     page(&cx, Section::Approvals, "Approvals", body)
