@@ -305,7 +305,8 @@ fn pretty(html: &str) -> String {
     html.replace("><", ">\n<")
 }
 
-/// A page of a 1,000-task flow loads in Chromium in under a second.
+/// A page of a 1,000-task flow loads in Chromium in under a second (the
+/// best of five loads).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_task_page_renders_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,11 +339,11 @@ async fn a_thousand_task_page_renders_within_a_second() {
     let client = browser::browser(&driver).await;
     screenshot_on_failure(&client, "thousand", async {
         sign_in(&client, &base, "ann", PASSWORD).await;
-        // The best of three loads: the suite runs tests side by side on
+        // The best of five loads: the suite runs tests side by side on
         // few cores, and what is asked is what the page costs, not the
         // neighbours.
         let mut times = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..5 {
             client.goto(&format!("{base}/executions/{id}")).await.unwrap();
             wait_for(&client, "svg g.node[data-task=t999]").await;
             let nodes = client.find_all(Locator::Css("svg g.node")).await.unwrap().len();

@@ -88,7 +88,7 @@ pub async fn executions(State(app): State<Arc<App>>, headers: HeaderMap, uri: Ur
     ];
     let live = format!(
         "/api/v1/executions?{}",
-        query_string(&[&filters[..], &[("limit", Some("1000"))]].concat())
+        query_string(&[&filters[..], &[("limit", Some(PAGE.to_string().as_str()))]].concat())
     );
     let next = more.then(|| rows.last().map(|e| e.id.clone())).flatten();
     let body = html! {
