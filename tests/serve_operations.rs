@@ -390,31 +390,7 @@ fn dropped_files_start_one_execution_once_settled() {
 fn https_with_a_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("flaky.kflow"), FLAKY).unwrap();
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kflow-test",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .current_dir(dir.path())
-        .output()
-        .expect("openssl runs (see .ci/run for the packages)");
-    assert!(made.status.success(), "{}", support::text(&made.stderr));
+    support::self_signed(dir.path(), "kflow-test", &["-addext", "subjectAltName=IP:127.0.0.1"]);
     let server = Server::start(
         dir.path(),
         &["flaky.kflow", "--tls-cert", "cert.pem", "--tls-key", "key.pem"],

@@ -219,12 +219,7 @@ pub async fn digest(
         .digest_uses(&digest, MAX_PAGE)
         .await
         .map_err(ApiError::history)?;
-    let mut repositories: Vec<&str> = uses.iter().filter_map(|u| u.repository.as_deref()).collect();
-    repositories.sort();
-    repositories.dedup();
-    let mut tags: Vec<&str> = uses.iter().filter_map(|u| u.tag.as_deref()).collect();
-    tags.sort();
-    tags.dedup();
+    let (repositories, tags) = kflow_runtime::store::places(&uses);
     Ok(Json(json!({
         "digest": digest,
         "repositories": repositories,

@@ -18,8 +18,17 @@ use crate::error::ApiError;
 use crate::{identity, App};
 
 /// An execution's artifact folder.
-fn folder(app: &App, id: &str) -> PathBuf {
+pub fn folder(app: &App, id: &str) -> PathBuf {
     app.launcher.state_dir.join("artifacts").join(id)
+}
+
+/// The path an artifact downloads from (`name` as listed, its `/` sent as
+/// `%2F`).
+pub fn path(id: &str, name: &str) -> String {
+    format!(
+        "/api/v1/executions/{id}/artifacts/{}",
+        name.replace('%', "%25").replace('/', "%2F")
+    )
 }
 
 /// The artifacts of an execution: `{name, task, size, url}`, by name.
@@ -43,7 +52,7 @@ pub fn list(app: &App, id: &str) -> Vec<Value> {
                 "name": name,
                 "task": run_from_file_name(&run_name),
                 "size": meta.len(),
-                "url": app.url(&format!("/api/v1/executions/{id}/artifacts/{}", name.replace('%', "%25").replace('/', "%2F"))),
+                "url": app.url(&path(id, &name)),
             }));
         }
     }

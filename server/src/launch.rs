@@ -23,7 +23,7 @@ use kflow_runtime::recorder::{self, Quiet};
 use kflow_runtime::resume;
 use kflow_runtime::secret::{self, Readers, Secret};
 use kflow_runtime::state::ExecutionState;
-use kflow_runtime::store::{Change, NewExecution, Origin, Store};
+use kflow_runtime::store::{Change, NewExecution, Origin, Resumable, Store};
 use kflow_runtime::tasks::Outputs;
 use kflow_runtime::value::Value;
 use tokio_util::sync::CancellationToken;
@@ -194,12 +194,7 @@ impl Launcher {
     /// keeps what succeeded there and runs the rest. Within its flow's
     /// concurrency as any start.
     pub async fn rerun(&self, id: &str, from_failed: bool, trigger: serde_json::Value) -> Result<Started, String> {
-        let r = self
-            .store
-            .resumable(id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no execution `{id}`"))?;
+        let r = self.recorded(id).await?;
         let recorded = self
             .store
             .show(id)
@@ -319,12 +314,7 @@ impl Launcher {
     /// again; a gate waits again for its decision (the execution stays
     /// `paused`).
     pub async fn resume(&self, id: &str) -> Result<(), String> {
-        let r = self
-            .store
-            .resumable(id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no execution `{id}`"))?;
+        let r = self.recorded(id).await?;
         let loaded = resume::load(&r)?;
         let restored = resume::restored(&loaded.plan, &r.done)?;
         let slot = limit_of(&loaded.plan, &loaded.inputs)?.map(|l| l.slot);
@@ -388,15 +378,19 @@ impl Launcher {
     /// A queued execution a restarted server found: it starts if its slot
     /// has room, else it waits in the slot's queue again.
     pub async fn admit(&self, id: &str) -> Result<(), String> {
-        let r = self
-            .store
-            .resumable(id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no execution `{id}`"))?;
+        let r = self.recorded(id).await?;
         let loaded = resume::load(&r)?;
         let mut queues = self.queues.lock().await;
         self.admit_locked(id, &loaded, &mut queues).await
+    }
+
+    /// A recorded execution as it can be run again.
+    async fn recorded(&self, id: &str) -> Result<Resumable, String> {
+        self.store
+            .resumable(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no execution `{id}`"))
     }
 
     /// Starts a queued execution if its slot and the server have room, else
@@ -451,13 +445,9 @@ impl Launcher {
             return;
         }
         while let Some(id) = queues.get_mut(ANY_SLOT).and_then(VecDeque::pop_front) {
-            let admitted = match self.store.resumable(&id).await {
-                Ok(Some(r)) => match resume::load(&r) {
-                    Ok(loaded) => self.admit_locked(&id, &loaded, &mut queues).await,
-                    Err(e) => Err(e),
-                },
-                Ok(None) => Err(format!("no execution `{id}`")),
-                Err(e) => Err(e.to_string()),
+            let admitted = match self.recorded(&id).await.and_then(|r| resume::load(&r)) {
+                Ok(loaded) => self.admit_locked(&id, &loaded, &mut queues).await,
+                Err(e) => Err(e),
             };
             match admitted {
                 Err(e) => self.could_not_start(&id, &e).await,

@@ -95,6 +95,33 @@ fn need(program: &str) {
     );
 }
 
+/// A self-signed P-256 certificate for `common_name` and its key, written
+/// as `cert.pem` and `key.pem` in `dir`, valid two days; `extra` goes to
+/// `openssl req` (e.g. `-addext subjectAltName=…`).
+pub fn self_signed(dir: &Path, common_name: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    need("openssl");
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", &format!("/CN={common_name}"), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl: {}", text(&o.stderr));
+    (key, cert)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -137,25 +164,7 @@ impl Registry {
     pub fn with_tokens(user: &str, password: &str) -> (Registry, TokenService) {
         need("openssl");
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("key.pem");
-        let cert = dir.path().join("cert.pem");
-        let o = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-            ])
-            .args(["-days", "2", "-subj", "/CN=kflow-test-token-issuer", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "openssl: {}", text(&o.stderr));
+        let (key, cert) = self_signed(dir.path(), "kflow-test-token-issuer", &[]);
         let service = TokenService::start(&key, &cert, user, password);
         let auth = format!(
             "auth:\n  token:\n    realm: {}\n    service: kflow-test-registry\n    issuer: kflow-test-issuer\n    rootcertbundle: {}\n",

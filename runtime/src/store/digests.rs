@@ -81,6 +81,20 @@ impl DigestUse {
     }
 }
 
+/// Where uses of a digest put it: the repositories and the tags, each
+/// sorted, once.
+pub fn places(uses: &[DigestUse]) -> (Vec<&str>, Vec<&str>) {
+    fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+        v.sort();
+        v.dedup();
+        v
+    }
+    (
+        sorted(uses.iter().filter_map(|u| u.repository.as_deref()).collect()),
+        sorted(uses.iter().filter_map(|u| u.tag.as_deref()).collect()),
+    )
+}
+
 /// Whether `s` is a digest as the index keeps them.
 pub fn is_digest(s: &str) -> bool {
     s.strip_prefix("sha256:")

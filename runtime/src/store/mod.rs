@@ -20,7 +20,7 @@ mod users;
 
 pub use approvals::{Approval, Decision, GateRequest, Resumable, Vote, VoteOutcome};
 pub use deliveries::{Claim, Delivery, NewDelivery, Stored as StoredDelivery, Verdict};
-pub use digests::{is_digest, DigestUse};
+pub use digests::{is_digest, places, DigestUse};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
 pub use port::Store;
 pub use users::{AuditEntry, NewToken, Role, Token, User};

@@ -51,17 +51,10 @@ pub fn page_with(cx: &Ctx, section: Section, title: &str, events: Option<&str>, 
             a href=(href) aria-current=[(s == section).then_some("page")] { (text) }
         }
     };
-    let doc = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · kflow" }
-                link rel="stylesheet" href="/assets/kflow.css";
-                script src="/assets/kflow.js" defer {}
-            }
-            body {
+    let doc = document(
+        title,
+        true,
+        html! {
                 header.top {
                     a.brand href="/executions" { "kflow" }
                     nav aria-label="main" {
@@ -80,10 +73,33 @@ pub fn page_with(cx: &Ctx, section: Section, title: &str, events: Option<&str>, 
                     }
                 }
                 main data-events=[events] { (body) }
-            }
-        }
-    };
+        },
+    );
     html_response(StatusCode::OK, doc)
+}
+
+/// A page without a signed-in user (sign-in, errors): no navigation, no
+/// script.
+pub fn bare_page(status: StatusCode, title: &str, main: Markup) -> Response {
+    html_response(status, document(title, false, html! { main { (main) } }))
+}
+
+/// The document around a page's body: its head, with the script where the
+/// page has live parts.
+fn document(title: &str, script: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · kflow" }
+                link rel="stylesheet" href="/assets/kflow.css";
+                @if script { script src="/assets/kflow.js" defer {} }
+            }
+            body { (body) }
+        }
+    }
 }
 
 pub fn html_response(status: StatusCode, doc: Markup) -> Response {
@@ -146,9 +162,6 @@ pub fn error_page(cx: Option<&Ctx>, status: StatusCode, message: &str) -> Respon
             *r.status_mut() = status;
             r
         }
-        None => html_response(
-            status,
-            html! { (DOCTYPE) html lang="en" { head { meta charset="utf-8"; title { "Error · kflow" } link rel="stylesheet" href="/assets/kflow.css"; } body { main { (body) } } } },
-        ),
+        None => bare_page(status, "Error", body),
     }
 }

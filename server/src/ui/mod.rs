@@ -25,7 +25,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use maud::{html, DOCTYPE};
+use maud::html;
 
 use crate::actions;
 use crate::error::ApiError;
@@ -140,31 +140,18 @@ async fn login_form(
 fn login_page(app: &App, next: Option<&str>, error: Option<&str>, status: StatusCode) -> Response {
     let nonce = identity::new_token().hash;
     let csrf = identity::csrf_token(&app.csrf_key, &format!("login\0{nonce}"));
-    let doc = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · kflow" }
-                link rel="stylesheet" href="/assets/kflow.css";
-            }
-            body {
-                main {
-                    form.login method="post" action="/login" {
-                        h1 { "Sign in to kflow" }
-                        @if let Some(e) = error { p.flash.error role="alert" { (e) } }
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="hidden" name="next" value=(local(next));
-                        label { "User name" input name="username" autocomplete="username" required autofocus; }
-                        label { "Password" input name="password" type="password" autocomplete="current-password" required; }
-                        button.primary type="submit" { "Sign in" }
-                    }
-                }
-            }
+    let form = html! {
+        form.login method="post" action="/login" {
+            h1 { "Sign in to kflow" }
+            @if let Some(e) = error { p.flash.error role="alert" { (e) } }
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="next" value=(local(next));
+            label { "User name" input name="username" autocomplete="username" required autofocus; }
+            label { "Password" input name="password" type="password" autocomplete="current-password" required; }
+            button.primary type="submit" { "Sign in" }
         }
     };
-    let mut r = layout::html_response(status, doc);
+    let mut r = layout::bare_page(status, "Sign in", form);
     set_cookie(&mut r, cookie(app, LOGIN_COOKIE, &nonce, 3600));
     r
 }

@@ -344,7 +344,7 @@ fn scan_counts(tasks: &[TaskRow]) -> Vec<(String, [i64; 4])> {
 fn gate(cx: &Ctx, app: &App, g: &Approval, scans: &[(String, [i64; 4])]) -> Markup {
     let may = cx.who.role >= Role::Approver && g.may_decide(&cx.who.user).is_ok();
     let approvals = g.votes.iter().filter(|v| v.approved).count();
-    let artifacts_dir = app.launcher.state_dir.join("artifacts").join(&g.execution);
+    let artifacts_dir = crate::artifacts::folder(app, &g.execution);
     html! {
         section.gate id=(format!("gate-{}", g.task)) aria-label=(format!("gate {}", g.task)) {
             h2 { "Approval " code { (g.task) } }
@@ -399,11 +399,7 @@ fn evidence_link(text: &str, artifacts: &std::path::Path, execution: &str) -> Ma
     }
     if let Ok(rel) = std::path::Path::new(text).strip_prefix(artifacts) {
         let name = rel.display().to_string();
-        let url = format!(
-            "/api/v1/executions/{execution}/artifacts/{}",
-            name.replace('%', "%25").replace('/', "%2F")
-        );
-        return html! { a href=(url) download { (name) } };
+        return html! { a href=(crate::artifacts::path(execution, &name)) download { (name) } };
     }
     if text.contains("sha256:") {
         return digest_text(text);
@@ -552,12 +548,7 @@ pub async fn digest(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri, P
         Ok(u) => u,
         Err(e) => return history_error(&cx, e),
     };
-    let mut tags: Vec<&str> = uses.iter().filter_map(|u| u.tag.as_deref()).collect();
-    tags.sort();
-    tags.dedup();
-    let mut repos: Vec<&str> = uses.iter().filter_map(|u| u.repository.as_deref()).collect();
-    repos.sort();
-    repos.dedup();
+    let (repos, tags) = kflow_runtime::store::places(&uses);
     // One row a task run, naming every output of it that holds the digest.
     let mut runs: Vec<(&kflow_runtime::store::DigestUse, Vec<&str>)> = Vec::new();
     for u in &uses {
