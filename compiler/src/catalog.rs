@@ -263,6 +263,114 @@ pub static KINDS: &[Kind] = &[
         ..KIND
     },
     Kind {
+        name: "aws.ecr_login",
+        doc: "Mint an Amazon ECR login for this run: AWS credentials from the standard chain (the environment, the shared credentials and config files' profile, a web identity token), then ECR's `GetAuthorizationToken`, signed with SigV4. The password is a secret, never logged or recorded; a task that uses the login after it is about to expire (12 hours) gets a new one.",
+        props: &[
+            req("region", "string", "The registry's AWS region, e.g. `eu-west-1`."),
+            opt(
+                "registry_ids",
+                "list<string>",
+                "The accounts whose registries to log in to (default: the caller's); `registry` is the first's.",
+            ),
+            opt(
+                "profile",
+                "string",
+                "The profile of `~/.aws/credentials` and `~/.aws/config` to use (default: `AWS_PROFILE`, else the environment's keys, then `default`).",
+            ),
+            opt("role_arn", "string", "The role to assume with `web_identity_token`."),
+            opt(
+                "web_identity_token",
+                "secret",
+                "An OIDC token (`oidc.token`) exchanged for the role's credentials with STS `AssumeRoleWithWebIdentity`.",
+            ),
+            opt(
+                "endpoint",
+                "string",
+                "The ECR API endpoint (default: `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`, else `https://api.ecr.REGION.amazonaws.com`).",
+            ),
+            opt(
+                "sts_endpoint",
+                "string",
+                "The STS endpoint (default: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else `https://sts.REGION.amazonaws.com`).",
+            ),
+        ],
+        outputs: &[
+            out("credentials", "credentials", "The login: user `AWS` and the token as a secret password."),
+            out("registry", "string", "The registry host, `ACCOUNT.dkr.ecr.REGION.amazonaws.com`."),
+            out("expires_at", "string", "When the first token expires, RFC 3339 in UTC."),
+        ],
+        pure: true,
+        ..KIND
+    },
+    Kind {
+        name: "gcp.registry_login",
+        doc: "Mint an Artifact Registry login for this run (user `oauth2accesstoken`, a Google access token as password): from a service-account key, a workload-identity-federation file, a gcloud user login, or the metadata server. Renewed when a later task needs it and it is about to expire (1 hour).",
+        props: &[
+            opt("location", "string", "The repository location: `LOCATION-docker.pkg.dev` is the registry (default `us`)."),
+            opt(
+                "credentials_file",
+                "path",
+                "A service-account key, `external_account` or `authorized_user` file (default: `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server at `GCE_METADATA_HOST`).",
+            ),
+            opt(
+                "subject_token",
+                "secret",
+                "An OIDC token (`oidc.token`) for an `external_account` file, instead of its `credential_source`.",
+            ),
+        ],
+        outputs: &[
+            out("credentials", "credentials", "The login: user `oauth2accesstoken` and the access token as a secret password."),
+            out("registry", "string", "The registry host, `LOCATION-docker.pkg.dev`."),
+            out("expires_at", "string", "When the first token expires, RFC 3339 in UTC."),
+        ],
+        pure: true,
+        ..KIND
+    },
+    Kind {
+        name: "azure.acr_login",
+        doc: "Mint an Azure Container Registry login for this run: a Microsoft identity token for an app (client secret or federated token), exchanged at the registry's `/oauth2/exchange` for a refresh token, the password of user `00000000-0000-0000-0000-000000000000`. Renewed when a later task needs it and it is about to expire.",
+        props: &[
+            req("registry", "string", "The registry host, `NAME.azurecr.io`."),
+            opt("tenant", "string", "The directory (tenant) ID (default: `AZURE_TENANT_ID`)."),
+            opt("client_id", "string", "The app's client ID (default: `AZURE_CLIENT_ID`)."),
+            opt("client_secret", "secret", "The app's client secret."),
+            opt(
+                "federated_token",
+                "secret",
+                "A federated token (`oidc.token`) given as client assertion instead of a secret (default: the file `AZURE_FEDERATED_TOKEN_FILE`).",
+            ),
+            opt(
+                "authority",
+                "string",
+                "The identity platform (default: `AZURE_AUTHORITY_HOST`, else `https://login.microsoftonline.com`).",
+            ),
+            opt("exchange_url", "string", "The token exchange (default: `https://REGISTRY/oauth2/exchange`)."),
+        ],
+        outputs: &[
+            out("credentials", "credentials", "The login: the ACR refresh token as a secret password."),
+            out("registry", "string", "The registry host, as given."),
+            out("expires_at", "string", "When the first token expires, RFC 3339 in UTC."),
+        ],
+        exclusive: &[("client_secret", "federated_token")],
+        pure: true,
+        ..KIND
+    },
+    Kind {
+        name: "oidc.token",
+        doc: "Fetch the CI's OIDC identity token for an audience (GitHub Actions: `ACTIONS_ID_TOKEN_REQUEST_URL` and `_TOKEN`, set with `permissions: id-token: write`), to trade for cloud credentials. The token is a secret.",
+        props: &[req(
+            "audience",
+            "string",
+            "Who the token is for: `sts.amazonaws.com`, a workload identity provider, `api://AzureADTokenExchange`.",
+        )],
+        outputs: &[
+            out("token", "secret", "The identity token (a JWT)."),
+            out("expires_at", "string", "When it expires, RFC 3339 in UTC."),
+        ],
+        pure: true,
+        ..KIND
+    },
+    Kind {
         name: "container.run",
         doc: "Run a command in a container and wait for it; the container is removed in every case.",
         props: &[

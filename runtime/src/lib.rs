@@ -3,6 +3,7 @@
 //! line, secret redaction, the execution history, the task implementations,
 //! and what they drive: the Docker engine and registries.
 
+pub mod cloud;
 pub mod compose;
 pub mod docker;
 pub mod eval;

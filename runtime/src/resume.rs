@@ -34,10 +34,15 @@ pub fn load(r: &Resumable) -> Result<Loaded, String> {
 }
 
 /// The outputs of the task runs that succeeded, by run name, as the
-/// executor takes them instead of running those tasks again.
+/// executor takes them instead of running those tasks again. A run that
+/// output a secret (a minted login, an OIDC token) is not among them: the
+/// history never held the secret, so it runs again.
 pub fn restored(plan: &Plan, done: &[(String, serde_json::Value)]) -> Result<HashMap<String, Outputs>, String> {
     let mut restored = HashMap::new();
     for (name, json) in done {
+        if crate::executor::outputs_secrets(plan, name) {
+            continue;
+        }
         let outputs = crate::executor::restore_outputs(plan, name, json)
             .ok_or_else(|| format!("the recorded outputs of `{name}` do not fit its kind; run the flow again"))?;
         restored.insert(name.clone(), outputs);

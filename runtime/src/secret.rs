@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use aho_corasick::AhoCorasick;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
@@ -106,59 +107,75 @@ const MIN_VALUE: usize = 3;
 /// letters occur in ordinary text far too often.
 const MIN_ENCODED: usize = 6;
 
-/// Replaces every occurrence of every form of every known secret.
-#[derive(Default, Clone)]
+/// Replaces every occurrence of every form of every known secret. Secrets
+/// minted during a run (a registry token) are added while it runs, so the
+/// forms sit behind a lock: each redaction reads one snapshot of them.
+#[derive(Default)]
 pub struct Redactor {
+    known: RwLock<Arc<Forms>>,
+}
+
+#[derive(Default, Clone)]
+struct Forms {
     forms: Vec<String>,
     matcher: Option<AhoCorasick>,
 }
 
+impl Clone for Redactor {
+    fn clone(&self) -> Self {
+        Redactor {
+            known: RwLock::new(self.snapshot()),
+        }
+    }
+}
+
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} forms)", self.forms.len())
+        write!(f, "Redactor({} forms)", self.snapshot().forms.len())
     }
 }
 
 impl Redactor {
     pub fn new<'s>(secrets: impl IntoIterator<Item = &'s Secret>) -> Self {
-        let mut r = Redactor::default();
+        let mut forms = Forms::default();
         for s in secrets {
-            r.extend(s);
+            forms.extend(s);
         }
-        r.build();
-        r
-    }
-
-    pub fn add(&mut self, secret: &Secret) {
-        self.extend(secret);
-        self.build();
-    }
-
-    fn extend(&mut self, secret: &Secret) {
-        for form in forms(secret.expose()) {
-            if !self.forms.contains(&form) {
-                self.forms.push(form);
-            }
+        forms.build();
+        Redactor {
+            known: RwLock::new(Arc::new(forms)),
         }
     }
 
-    fn build(&mut self) {
-        self.matcher = (!self.forms.is_empty())
-            .then(|| AhoCorasick::new(&self.forms).expect("literal patterns of bounded size always build"));
+    /// Adds a secret learnt during the run: text redacted from now on
+    /// hides it too.
+    pub fn add(&self, secret: &Secret) {
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        let mut forms = Forms::clone(&known);
+        let before = forms.forms.len();
+        forms.extend(secret);
+        if forms.forms.len() != before {
+            forms.build();
+            *known = Arc::new(forms);
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Forms> {
+        self.known.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.forms.is_empty()
+        self.snapshot().forms.is_empty()
     }
 
     /// The longest form searched for: a stream cut anywhere at least this
     /// many bytes before its end cannot split a secret it would have found.
     pub fn longest(&self) -> usize {
-        self.forms.iter().map(String::len).max().unwrap_or(0)
+        self.snapshot().longest()
     }
 
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let spans = self.spans(text);
+        let spans = self.snapshot().spans(text);
         if spans.is_empty() {
             return Cow::Borrowed(text);
         }
@@ -191,15 +208,35 @@ impl Redactor {
     /// match starts the buffer, on to its end). Callers cut only once the
     /// buffer is [`Redactor::longest`] bytes past `want`.
     pub fn safe_cut(&self, text: &str, want: usize) -> usize {
-        let hold = self.longest().saturating_sub(1);
+        let forms = self.snapshot();
+        let hold = forms.longest().saturating_sub(1);
         let mut cut = floor_char_boundary(text, want.min(text.len().saturating_sub(hold)));
-        for (start, end) in self.spans(text) {
+        for (start, end) in forms.spans(text) {
             if start < cut && end > cut {
                 cut = if start == 0 { end } else { start };
                 break;
             }
         }
         cut
+    }
+}
+
+impl Forms {
+    fn extend(&mut self, secret: &Secret) {
+        for form in forms(secret.expose()) {
+            if !self.forms.contains(&form) {
+                self.forms.push(form);
+            }
+        }
+    }
+
+    fn build(&mut self) {
+        self.matcher = (!self.forms.is_empty())
+            .then(|| AhoCorasick::new(&self.forms).expect("literal patterns of bounded size always build"));
+    }
+
+    fn longest(&self) -> usize {
+        self.forms.iter().map(String::len).max().unwrap_or(0)
     }
 
     /// Byte ranges to replace: the union of every (overlapping) match,

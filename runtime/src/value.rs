@@ -47,6 +47,8 @@ pub enum Credentials {
         username: String,
         password: Secret,
     },
+    /// A login minted by a token task for this run, renewed as it expires.
+    Minted(std::sync::Arc<crate::cloud::Minted>),
 }
 
 impl Value {
@@ -97,6 +99,9 @@ impl Value {
             Value::Credentials(Credentials::Helper(h)) => json!(format!("helper({h:?})")),
             Value::Credentials(Credentials::Basic { username, .. }) => {
                 json!({ "username": username, "password": REDACTED })
+            }
+            Value::Credentials(Credentials::Minted(m)) => {
+                json!({ "username": m.username(), "password": REDACTED, "registry": m.registry() })
             }
             Value::List(items) => json!(items.iter().map(Value::to_json).collect::<Vec<_>>()),
             Value::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),

@@ -249,6 +249,21 @@ fn secret_variables(plan: &Plan) -> Arc<[String]> {
         .collect()
 }
 
+/// Whether a run's kind outputs a secret (its record holds `***` instead).
+pub fn outputs_secrets(plan: &Plan, run_name: &str) -> bool {
+    use kflow_compiler::types::Ty;
+    let template = run_name.split('[').next().unwrap_or(run_name);
+    plan.nodes
+        .iter()
+        .find(|n| n.name == template)
+        .and_then(|n| kflow_compiler::catalog::kind(&n.kind))
+        .is_some_and(|k| {
+            k.outputs
+                .iter()
+                .any(|o| matches!(kflow_compiler::catalog::ty(o.ty), Ty::Secret | Ty::Credentials))
+        })
+}
+
 /// A task run's recorded outputs read back with the types of its kind's
 /// catalog entry (for `kflow resume`); `None` when they do not fit.
 pub fn restore_outputs(plan: &Plan, run_name: &str, json: &serde_json::Value) -> Option<crate::tasks::Outputs> {

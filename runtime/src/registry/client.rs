@@ -126,7 +126,7 @@ pub struct Registry {
     base_url: reqwest::Url,
     http: reqwest::Client,
     source: Source,
-    login: Mutex<Option<Option<Login>>>,
+    login: tokio::sync::Mutex<Option<Option<Login>>>,
     /// Bearer tokens by scope; `Basic` when the registry asked for Basic.
     auth: Mutex<HashMap<String, String>>,
 }
@@ -190,7 +190,7 @@ impl Registry {
             base_url,
             http,
             source,
-            login: Mutex::new(None),
+            login: tokio::sync::Mutex::new(None),
             auth: Mutex::new(HashMap::new()),
         })
     }
@@ -199,21 +199,23 @@ impl Registry {
         &self.host
     }
 
-    fn login(&self) -> Result<Option<Login>> {
-        let mut cached = self.login.lock().expect("not poisoned");
+    /// The login for this registry, looked up (or minted) once per client.
+    async fn login(&self) -> Result<Option<Login>> {
+        let mut cached = self.login.lock().await;
         if let Some(l) = &*cached {
             return Ok(l.clone());
         }
         let l = self
             .source
             .login(&self.host)
+            .await
             .map_err(|e| RegistryError(format!("credentials for {}: {e}", self.host)))?;
         *cached = Some(l.clone());
         Ok(l)
     }
 
-    fn basic_header(&self) -> Result<Option<String>> {
-        Ok(match self.login()? {
+    async fn basic_header(&self) -> Result<Option<String>> {
+        Ok(match self.login().await? {
             Some(Login::Basic { username, password }) => Some(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
@@ -229,7 +231,7 @@ impl Registry {
         if let Some(s) = service {
             query.push(("service", s));
         }
-        let login = self.login()?;
+        let login = self.login().await?;
         let req = match &login {
             // An identity token is a refresh token: OAuth2 POST form.
             Some(Login::IdentityToken(t)) => {
@@ -246,7 +248,7 @@ impl Registry {
             }
             _ => {
                 let mut r = self.http.get(realm).query(&query);
-                if let Some(h) = self.basic_header()? {
+                if let Some(h) = self.basic_header().await? {
                     r = r.header(AUTHORIZATION, h);
                 }
                 r
@@ -307,7 +309,7 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_challenge);
         let auth = match challenge {
-            Some(Challenge::Basic) => match self.basic_header()? {
+            Some(Challenge::Basic) => match self.basic_header().await? {
                 Some(h) => h,
                 None => {
                     return err(format!(

@@ -39,6 +39,8 @@ pub enum Lookup {
     DockerConfig,
     Helper(String),
     Given(Login),
+    /// Minted by a token task; renewed when it is about to expire.
+    Minted(std::sync::Arc<crate::cloud::Minted>),
 }
 
 impl Source {
@@ -68,6 +70,7 @@ impl Source {
                 username: username.clone(),
                 password: password.clone(),
             }),
+            Some(Value::Credentials(Credentials::Minted(m))) => Lookup::Minted(m.clone()),
             Some(Value::Map(m)) => {
                 let username = m.get("username").and_then(Value::to_text).unwrap_or_default();
                 let password = match m.get("password") {
@@ -92,13 +95,17 @@ impl Source {
     /// Whether these are one registry's username and password, which must
     /// not be sent to another registry.
     pub fn is_given(&self) -> bool {
-        matches!(self.lookup, Lookup::Given(_))
+        matches!(self.lookup, Lookup::Given(_) | Lookup::Minted(_))
     }
 
     /// The login for a registry host, if there is one.
-    pub fn login(&self, host: &str) -> Result<Option<Login>, String> {
+    pub async fn login(&self, host: &str) -> Result<Option<Login>, String> {
         match &self.lookup {
             Lookup::Given(l) => Ok(Some(l.clone())),
+            Lookup::Minted(m) => {
+                let (username, password) = m.login().await.map_err(|e| e.to_string())?;
+                Ok(Some(Login::Basic { username, password }))
+            }
             Lookup::Helper(h) => helper_get(h, host),
             Lookup::DockerConfig => from_docker_config(host),
         }

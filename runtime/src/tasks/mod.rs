@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod basic;
+pub mod cloud;
 pub mod command;
 pub mod http;
 pub mod images;
