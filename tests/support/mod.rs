@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod browser;
+pub mod cloud;
 pub mod server;
 
 pub fn text(b: &[u8]) -> String {
@@ -122,7 +123,7 @@ pub fn self_signed(dir: &Path, common_name: &str, extra: &[&str]) -> (PathBuf, P
     (key, cert)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
