@@ -438,6 +438,49 @@ fn a_failing_build_step_is_named() {
     assert!(out.contains("image | compiling"), "{out}");
 }
 
+/// The classic builder runs `RUN` steps natively and labels the result with
+/// the host's platform: an arm64 build on an amd64 host comes back amd64.
+/// The build fails rather than hand on (or tag) the wrong image.
+#[test]
+fn a_build_is_checked_against_the_platform_asked_for() {
+    if !docker_or_skip("a_build_is_checked_against_the_platform_asked_for") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    busybox_context(dir.path(), "");
+    let host = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"])
+        .output()
+        .unwrap();
+    let host = text(&host.stdout).trim().to_string();
+    let other = if host.ends_with("amd64") {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    let tag = format!("kflow-test/{}:1", unique_word(dir.path()));
+    let flow = format!(
+        "flow b {{\n  task image = docker.build {{ context: \"img\", platform: \"{other}\", tags: [\"{tag}\"] }}\n}}\n"
+    );
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "image: asked for {other}, the engine built a {host} image: refusing to ship it"
+        )),
+        "{err}"
+    );
+    let tagged = std::process::Command::new("docker")
+        .args(["image", "inspect", &tag])
+        .output()
+        .unwrap();
+    assert!(!tagged.status.success(), "the wrong image was tagged {tag}");
+
+    let flow = format!("flow b {{\n  task image = docker.build {{ context: \"img\", platform: \"{host}\" }}\n}}\n");
+    let (code, out, err) = run_flow(dir.path(), &flow, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// Without an engine: one line naming where it was looked for and what to do.
 #[test]
 fn no_docker_daemon_is_one_clear_error() {

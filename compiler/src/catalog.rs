@@ -182,7 +182,11 @@ pub static KINDS: &[Kind] = &[
             opt("labels", "map<string>", "Labels to set on the image."),
             opt("target", "string", "Stage of a multi-stage build to stop at."),
             opt("tags", "list<ref>", "Local tags to give the image."),
-            opt("platform", "string", "Target platform, e.g. `linux/amd64`."),
+            opt(
+                "platform",
+                "string",
+                "Target platform, e.g. `linux/amd64`. The built image's config is checked against it: an image of another platform (the classic builder labels what it ran natively with the host's) fails the task and is not tagged.",
+            ),
             opt("no_cache", "bool", "Do not use the build cache."),
         ],
         outputs: &[

@@ -12,6 +12,49 @@ use super::describe;
 use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
+/// An image's platform as its config names it.
+struct Platform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+/// The names Go and the kernel use for one architecture.
+fn normalized(arch: &str) -> &str {
+    match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        "armhf" => "arm",
+        other => other,
+    }
+}
+
+impl Platform {
+    /// Whether this is the platform `asked` (`os/arch[/variant]`). A
+    /// variant asked for must match when the image names one; `arm64`
+    /// images usually name none (`v8` is implied).
+    fn is(&self, asked: &str) -> bool {
+        let mut parts = asked.split('/');
+        let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
+        os == Some(self.os.as_str())
+            && arch.map(normalized) == Some(normalized(&self.architecture))
+            && match (variant, &self.variant) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The name given to an inline Dockerfile inside the context.
 const INLINE_DOCKERFILE: &str = ".kflow.inline.Dockerfile";
 
@@ -168,6 +211,25 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
         ctx.log(Stream::Stdout, partial.trim_end());
     }
     let image = image.ok_or_else(|| failed("the engine finished the build without naming the image"))?;
+    if let Some(asked) = text(props, "platform") {
+        let inspected = docker
+            .inspect_image(&image)
+            .await
+            .map_err(|e| failed(format!("cannot inspect the built image {image}: {}", describe(&e))))?;
+        let built = Platform {
+            os: inspected.os.unwrap_or_default(),
+            architecture: inspected.architecture.unwrap_or_default(),
+            variant: inspected.variant.filter(|v| !v.is_empty()),
+        };
+        if !built.is(&asked) {
+            // Every build of this would do the same: not retried.
+            return Err(TaskError::Invalid(format!(
+                "asked for {asked}, the engine built a {built} image: refusing to ship it under the wrong platform \
+                 (the classic builder runs RUN steps natively and labels the result with the host's platform; \
+                 build on a {asked} host, or with BuildKit and emulation)"
+            )));
+        }
+    }
     for tag in string_list(props, "tags").unwrap_or_default() {
         super::image::tag(docker, &image, &tag).await.map_err(failed)?;
         ctx.log(Stream::Info, &format!("tagged {tag}"));
@@ -177,4 +239,29 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
     out.insert("image".into(), Value::Image(image.clone()));
     out.insert("id".into(), Value::Digest(image));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Platform;
+
+    fn platform(os: &str, arch: &str, variant: Option<&str>) -> Platform {
+        Platform {
+            os: os.into(),
+            architecture: arch.into(),
+            variant: variant.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn platforms_are_compared_as_the_engine_names_them() {
+        assert!(platform("linux", "amd64", None).is("linux/amd64"));
+        assert!(platform("linux", "arm64", None).is("linux/arm64/v8"));
+        assert!(platform("linux", "arm64", Some("v8")).is("linux/arm64"));
+        assert!(platform("linux", "arm", Some("v7")).is("linux/arm/v7"));
+        assert!(!platform("linux", "arm", Some("v6")).is("linux/arm/v7"));
+        assert!(!platform("linux", "amd64", None).is("linux/arm64"));
+        assert!(!platform("windows", "amd64", None).is("linux/amd64"));
+        assert_eq!(platform("linux", "arm", Some("v7")).to_string(), "linux/arm/v7");
+    }
 }
