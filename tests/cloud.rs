@@ -109,8 +109,11 @@ fn ecr_logins_follow_the_aws_credential_chain() {
         ),
     )
     .unwrap();
+    // The keys read from the file are secrets of the run from then on: a
+    // task that prints the file prints `***`.
     let flow = show(&format!(
-        r#"task login = aws.ecr_login {{ region: "us-east-1", profile: "ci", endpoint: "{}" }}"#,
+        r#"task login = aws.ecr_login {{ region: "us-east-1", profile: "ci", endpoint: "{}" }}
+  task leak = shell.run {{ cmd: ["cat", "aws-credentials"], after: [login] }}"#,
         moto.endpoint
     ));
     let envs = [
@@ -119,6 +122,7 @@ fn ecr_logins_follow_the_aws_credential_chain() {
     ];
     let (code, out, err) = run(d, &flow, &envs);
     assert_eq!(code, 0, "profile:\n{out}\n{err}");
+    assert!(out.contains("leak | aws_secret_access_key = ***"), "{out}");
     nowhere(d, &out, &err, &[MOTO_ECR_PASSWORD, &moto.secret_access_key]);
 
     // A web identity token file and a role, from the environment; one

@@ -122,6 +122,7 @@ impl EcrLogin {
 
     /// STS `AssumeRoleWithWebIdentity`: unsigned, the token is the proof.
     async fn assume(&self, client: &reqwest::Client, identity: WebIdentity) -> Result<Keys, MintError> {
+        self.redactor.add(&identity.token);
         let url = self.sts_endpoint();
         let form = [
             ("Action", "AssumeRoleWithWebIdentity"),
@@ -143,10 +144,6 @@ impl EcrLogin {
             secret_access_key: Secret::new(field("SecretAccessKey")?),
             session_token: Some(Secret::new(field("SessionToken")?)),
         };
-        self.redactor.add(&keys.secret_access_key);
-        if let Some(t) = &keys.session_token {
-            self.redactor.add(t);
-        }
         Ok(keys)
     }
 
@@ -154,6 +151,11 @@ impl EcrLogin {
     pub async fn authorization_token(&self) -> Result<(Token, String), MintError> {
         let client = http::client()?;
         let keys = self.keys(&client).await?;
+        // Wherever they were read from, the keys are secrets of this run.
+        self.redactor.add(&keys.secret_access_key);
+        if let Some(t) = &keys.session_token {
+            self.redactor.add(t);
+        }
         let url = self.ecr_endpoint();
         let body = if self.registry_ids.is_empty() {
             "{}".to_string()

@@ -160,6 +160,7 @@ impl RegistryLogin {
                 private_key_id,
                 token_uri,
             } => {
+                self.redactor.add(&Secret::new(private_key.as_str()));
                 let key = RsaKey::from_pem(&private_key)
                     .map_err(|e| MintError::Refused(format!("{shown}: `private_key`: {e}")))?;
                 let uri = token_uri.unwrap_or_else(|| DEFAULT_TOKEN_URI.into());
