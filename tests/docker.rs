@@ -991,3 +991,118 @@ fn a_corrupted_layer_fails_the_pull() {
         .unwrap();
     assert!(!o.status.success(), "the engine loaded the corrupted image");
 }
+
+/// `oci.index` over two pushed images: each child's platform comes from
+/// its own config, a child in another repository is copied in, and skopeo
+/// (choosing arm64) lands on the arm64 image. One image per platform, and
+/// every child in the registry, or no index.
+#[test]
+fn an_index_names_each_platform_from_its_config() {
+    if !docker_or_skip("an_index_names_each_platform_from_its_config") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // No RUN step: the classic builder labels a COPY-only build with the
+    // platform asked for, and nothing needs to run on arm64.
+    std::fs::create_dir_all(d.join("img")).unwrap();
+    std::fs::write(d.join("img/hello"), unique_word(d)).unwrap();
+    std::fs::write(d.join("img/Dockerfile"), "FROM scratch\nCOPY hello /hello\n").unwrap();
+    let flow = format!(
+        r#"flow multi {{
+  task amd = docker.build {{ context: "img", platform: "linux/amd64" }}
+  task arm = docker.build {{ context: "img", platform: "linux/arm64" }}
+  task amd_push = docker.push {{ image: amd.image, to: "{h}/app:amd64" }}
+  task arm_push = docker.push {{ image: arm.image, to: "{h}/staging:arm64" }}
+  task index = oci.index {{ images: [amd_push.pinned, arm_push.pinned], to: "{h}/app:1" }}
+  output amd = amd_push.digest
+  output arm = arm_push.digest
+  output index = index.digest
+  output pinned = index.pinned
+}}
+"#,
+        h = reg.host
+    );
+    let (code, out, err) = run_flow(d, &flow, &[], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (amd, arm, index) = (output(&out, "amd"), output(&out, "arm"), output(&out, "index"));
+    assert_eq!(output(&out, "pinned"), format!("{}/app@{index}", reg.host));
+    let raw_text = skopeo_raw(&format!("{}/app:1", reg.host));
+    {
+        use sha2::Digest;
+        let hashed = format!("sha256:{}", hex::encode(sha2::Sha256::digest(raw_text.as_bytes())));
+        assert_eq!(hashed, index, "the index skopeo reads is the one kflow reported");
+    }
+    let raw: serde_json::Value = serde_json::from_str(&raw_text).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let children: Vec<(String, String)> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["digest"].as_str().unwrap().to_string(),
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap(),
+                    m["platform"]["architecture"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        children,
+        [
+            (amd.to_string(), "linux/amd64".to_string()),
+            (arm.to_string(), "linux/arm64".to_string())
+        ]
+    );
+    // skopeo, choosing a platform, lands on that platform's image (arm64's
+    // copied in from `staging`).
+    for arch in ["arm64", "amd64"] {
+        let o = std::process::Command::new("skopeo")
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--override-arch",
+                arch,
+                "--format",
+                "{{.Architecture}}",
+            ])
+            .arg(format!("docker://{}/app:1", reg.host))
+            .output()
+            .unwrap();
+        assert_eq!(text(&o.stdout).trim(), arch, "{}", text(&o.stderr));
+    }
+
+    // Two images of one platform; a child the registry does not have.
+    let missing = format!("{}/app@sha256:{}", reg.host, "0".repeat(64));
+    for (images, why) in [
+        (
+            format!(r#"pinned("{h}/app@{amd}"), pinned("{h}/app@{amd}")"#, h = reg.host),
+            format!(
+                "two images for linux/amd64: {h}/app@{amd} and {h}/app@{amd}",
+                h = reg.host
+            ),
+        ),
+        (
+            format!(r#"pinned("{h}/app@{amd}"), pinned("{missing}")"#, h = reg.host),
+            format!("{missing} is not in the registry"),
+        ),
+    ] {
+        let flow = format!(
+            "flow bad {{\n  task index = oci.index {{ images: [{images}], to: \"{h}/app:2\" }}\n}}\n",
+            h = reg.host
+        );
+        let (code, out, err) = run_flow(d, &flow, &[], &[]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains(&why), "{err}");
+    }
+    let o = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/app:2", reg.host))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "no index was stored for a refused assembly");
+}

@@ -267,6 +267,27 @@ pub static KINDS: &[Kind] = &[
         ..KIND
     },
     Kind {
+        name: "oci.index",
+        doc: "Assemble one OCI image index (a multi-platform tag) over images already pushed. Each child's platform is read from its own config, never assumed; children in another repository of the registry are copied in first (blobs mounted).",
+        props: &[
+            req("images", "list<pinned>", "The platform images, pinned by digest, on `to`'s registry; one per platform."),
+            req("to", "ref", "Where to store the index: `registry/repository:tag`."),
+            opt(
+                "credentials",
+                "credentials",
+                "Credentials to read the images and write the index with (default: `docker_config()`).",
+            ),
+        ],
+        outputs: &[
+            out("digest", "digest", "The index's digest in the registry."),
+            out("pinned", "pinned", "`repository@sha256:…` of the index."),
+            out("ref", "ref", "The tag the index was stored under."),
+        ],
+        lints: &[Lint::PushedTag("to")],
+        publishes: true,
+        ..KIND
+    },
+    Kind {
         name: "aws.ecr_login",
         doc: "Mint an Amazon ECR login for this run: AWS credentials from the standard chain (the environment, the shared credentials and config files' profile, a web identity token), then ECR's `GetAuthorizationToken`, signed with SigV4. The password is a secret, never logged or recorded; a task that uses the login after it is about to expire (12 hours) gets a new one.",
         props: &[

@@ -135,6 +135,35 @@ fn carried_line(c: &cosign::Carried) -> String {
     }
 }
 
+pub async fn index(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
+    let images = match props.get("images") {
+        Some(Value::List(items)) => items
+            .iter()
+            .map(|v| ImageName::parse(&v.to_text().unwrap_or_default()).map_err(TaskError::Invalid))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(TaskError::invalid("`images` is missing")),
+    };
+    let to_text = text(props, "to").ok_or_else(|| TaskError::invalid("`to` is missing"))?;
+    let to = ImageName::parse(&to_text).map_err(TaskError::Invalid)?;
+    let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
+    let assembled = tokio::select! {
+        r = crate::registry::index::assemble(&images, &to, &source) => r.map_err(failed)?,
+        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+    };
+    for child in &assembled.children {
+        ctx.log(Stream::Info, &format!("{}: {}", child.platform, child.pinned));
+    }
+    ctx.log(
+        Stream::Info,
+        &format!("{} is the index {}", to.with_tag(), assembled.digest),
+    );
+    Ok(Outputs::from([
+        ("digest".to_string(), Value::Digest(assembled.digest.clone())),
+        ("pinned".to_string(), Value::Pinned(to.pinned(&assembled.digest))),
+        ("ref".to_string(), Value::Ref(to_text)),
+    ]))
+}
+
 /// The credentials for each end of a copy: `from_credentials` and
 /// `to_credentials`, else `credentials` for both, else the Docker config.
 /// A username and password given as `credentials` are for one registry:

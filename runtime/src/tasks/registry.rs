@@ -40,6 +40,7 @@ runners! {
     "docker.tag" => super::images::tag,
     "docker.push" => super::images::push,
     "registry.copy" => super::images::copy,
+    "oci.index" => super::images::index,
     "aws.ecr_login" => super::cloud::ecr_login,
     "gcp.registry_login" => super::cloud::gcp_login,
     "azure.acr_login" => super::cloud::acr_login,
