@@ -1005,14 +1005,16 @@ fn an_index_names_each_platform_from_its_config() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // No RUN step: the classic builder labels a COPY-only build with the
-    // platform asked for, and nothing needs to run on arm64.
+    // platform asked for, and nothing needs to run on arm64. Its cache does
+    // not tell platforms apart (the platform check refuses what it reuses
+    // across them): no cache.
     std::fs::create_dir_all(d.join("img")).unwrap();
     std::fs::write(d.join("img/hello"), unique_word(d)).unwrap();
     std::fs::write(d.join("img/Dockerfile"), "FROM scratch\nCOPY hello /hello\n").unwrap();
     let flow = format!(
         r#"flow multi {{
-  task amd = docker.build {{ context: "img", platform: "linux/amd64" }}
-  task arm = docker.build {{ context: "img", platform: "linux/arm64" }}
+  task amd = docker.build {{ context: "img", platform: "linux/amd64", no_cache: true }}
+  task arm = docker.build {{ context: "img", platform: "linux/arm64", no_cache: true }}
   task amd_push = docker.push {{ image: amd.image, to: "{h}/app:amd64" }}
   task arm_push = docker.push {{ image: arm.image, to: "{h}/staging:arm64" }}
   task index = oci.index {{ images: [amd_push.pinned, arm_push.pinned], to: "{h}/app:1" }}

@@ -466,3 +466,64 @@ async fn signatures_travel_with_a_promotion() {
     assert_eq!(sigstore_verifies(&bare, &cosign_pub).await, Ok(2));
     assert_eq!(sigstore_verifies(&bare, &prod_pub).await, Ok(2));
 }
+
+/// `cosign.sign { recursive: true }` on an index signs the index and every
+/// platform image it names, each verified by sigstore-rs; signing again
+/// appends nothing (a retried or repeated run leaves one signature each).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recursive_signature_covers_every_platform_image() {
+    if !docker_or_skip("a_recursive_signature_covers_every_platform_image") {
+        return;
+    }
+    let reg = Registry::anonymous();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("img")).unwrap();
+    std::fs::write(d.join("img/hello"), unique_word(d)).unwrap();
+    std::fs::write(d.join("img/Dockerfile"), "FROM scratch\nCOPY hello /hello\n").unwrap();
+    std::fs::copy(fixture("cosign-generated-empty-password.key"), d.join("cosign.key")).unwrap();
+    let flow = format!(
+        r#"flow multi {{
+  secret key = file("cosign.key")
+  secret pw = env("COSIGN_PASSWORD")
+  for arch in ["amd64", "arm64"] {{
+    task image = docker.build {{ context: "img", platform: "linux/${{arch}}", no_cache: true }}
+    task push = docker.push {{ image: image.image, to: ref("{h}/multi/app:${{arch}}") }}
+  }}
+  task index = oci.index {{ images: push.pinned, to: "{h}/multi/app:1" }}
+  task sign = cosign.sign {{ image: index.pinned, key: key, password: pw, recursive: true }}
+  output index = index.pinned
+  output children = push.pinned
+}}
+"#,
+        h = reg.host
+    );
+    std::fs::write(d.join("multi.kflow"), &flow).unwrap();
+    let run = || {
+        kflow(
+            d,
+            &["run", "--state", "state", "multi.kflow"],
+            &[("COSIGN_PASSWORD", "")],
+        )
+    };
+    let o = run();
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    let index = output(&out, "index").to_string();
+    let children: Vec<String> = serde_json::from_str(output(&out, "children")).unwrap();
+    assert_eq!(children.len(), 2);
+    let cosign_pub = std::fs::read(fixture("cosign-generated-empty-password.pub")).unwrap();
+    for image in std::iter::once(&index).chain(&children) {
+        assert_eq!(sigstore_verifies(image, &cosign_pub).await, Ok(1), "{image}");
+    }
+    // Again: the same digests, the same key, the same payloads: nothing new.
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    for image in std::iter::once(&index).chain(&children) {
+        assert_eq!(
+            sigstore_verifies(image, &cosign_pub).await,
+            Ok(1),
+            "{image} signed twice"
+        );
+    }
+}

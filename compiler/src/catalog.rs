@@ -495,6 +495,11 @@ pub static KINDS: &[Kind] = &[
                 "credentials",
                 "Credentials to read the image and store the signature with (default: `docker_config()`).",
             ),
+            opt(
+                "recursive",
+                "bool",
+                "For an image index: sign every image (and index) it names too, as `cosign sign --recursive` does. A signature already stored for a digest is not appended again.",
+            ),
         ],
         outputs: &[
             out("signature", "pinned", "The signature manifest, pinned."),

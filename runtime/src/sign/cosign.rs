@@ -121,6 +121,52 @@ pub async fn sign(
     })
 }
 
+/// The most manifests an index's tree may name for a recursive signing.
+const MAX_DESCENDANTS: usize = 1000;
+/// How deep indexes may nest.
+const MAX_DEPTH: usize = 4;
+
+/// The digests an index names, its children's children included, in
+/// order, each once (empty for an image).
+pub async fn descendants(target: &ImageName, source: &Source) -> Result<Vec<String>, String> {
+    let digest = pinned_target(target)?;
+    let reg = Registry::new(target.api_host(), source.clone()).map_err(|e| e.0)?;
+    let repo = &target.repository;
+    let mut found: Vec<String> = Vec::new();
+    let mut level = vec![digest.to_string()];
+    for depth in 0..=MAX_DEPTH {
+        let mut next = Vec::new();
+        for d in &level {
+            let m = reg.manifest(repo, d).await.map_err(|e| e.0)?;
+            if !crate::registry::client::is_index(&m.media_type) {
+                continue;
+            }
+            if depth == MAX_DEPTH {
+                return Err(format!(
+                    "{} nests indexes more than {MAX_DEPTH} deep",
+                    target.pinned(digest)
+                ));
+            }
+            let body: crate::registry::client::ManifestBody =
+                serde_json::from_slice(&m.bytes).map_err(|e| format!("the index {d} is unreadable: {e}"))?;
+            for child in body.manifests {
+                if !found.contains(&child.digest) {
+                    found.push(child.digest.clone());
+                    next.push(child.digest);
+                }
+            }
+            if found.len() > MAX_DESCENDANTS {
+                return Err(format!(
+                    "{} names more than {MAX_DESCENDANTS} manifests: refusing to sign them all",
+                    target.pinned(digest)
+                ));
+            }
+        }
+        level = next;
+    }
+    Ok(found)
+}
+
 /// Whether two signature layers are one signature: the same payload with
 /// the same signature.
 fn same_layer(a: &Json, b: &Json) -> bool {

@@ -17,6 +17,16 @@ fn pinned(props: &Props) -> Result<ImageName, TaskError> {
     }
 }
 
+fn log_signed(ctx: &TaskContext, pinned: &str, signed: &cosign::Signed) {
+    ctx.log(
+        Stream::Info,
+        &format!(
+            "signed {pinned}; {} signature(s) stored at {}",
+            signed.count, signed.signature
+        ),
+    );
+}
+
 pub async fn sign(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let target = pinned(props)?;
     let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
@@ -45,15 +55,24 @@ pub async fn sign(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
         r = cosign::sign(&target, &key, &annotations, &source) => r.map_err(failed)?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
     };
-    ctx.log(
-        Stream::Info,
-        &format!(
-            "signed {}; {} signature(s) stored at {}",
-            target.pinned(&digest),
-            signed.count,
-            signed.signature
-        ),
-    );
+    log_signed(ctx, &target.pinned(&digest), &signed);
+    if matches!(props.get("recursive"), Some(Value::Bool(true))) {
+        let children = tokio::select! {
+            r = cosign::descendants(&target, &source) => r.map_err(failed)?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        };
+        for child in children {
+            let child = ImageName {
+                digest: Some(child),
+                ..target.clone()
+            };
+            let signed = tokio::select! {
+                r = cosign::sign(&child, &key, &annotations, &source) => r.map_err(failed)?,
+                _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+            };
+            log_signed(ctx, &child.pinned(child.digest.as_deref().unwrap_or_default()), &signed);
+        }
+    }
     Ok(Outputs::from([
         ("signature".to_string(), Value::Pinned(signed.signature)),
         ("digest".to_string(), Value::Digest(digest)),
