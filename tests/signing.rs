@@ -526,4 +526,22 @@ async fn a_recursive_signature_covers_every_platform_image() {
             "{image} signed twice"
         );
     }
+
+    // Promoted to another registry, every image's signature goes along.
+    let prod = Registry::anonymous();
+    let promote = format!(
+        "flow promote {{\n  task copy = registry.copy {{ from: pinned(\"{index}\"), to: \"{}/prod/app:1\" }}\n  output pinned = copy.pinned\n}}\n",
+        prod.host
+    );
+    std::fs::write(d.join("promote.kflow"), promote).unwrap();
+    let o = kflow(d, &["run", "--state", "state", "promote.kflow"], &[]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
+    let promoted = output(&out, "pinned").to_string();
+    assert_eq!(sigstore_verifies(&promoted, &cosign_pub).await, Ok(1));
+    for child in &children {
+        let digest = child.split_once('@').unwrap().1;
+        let there = format!("{}/prod/app@{digest}", prod.host);
+        assert_eq!(sigstore_verifies(&there, &cosign_pub).await, Ok(1), "{there}");
+    }
 }

@@ -232,7 +232,7 @@ pub static KINDS: &[Kind] = &[
     },
     Kind {
         name: "registry.copy",
-        doc: "Copy a manifest by digest to another repository or registry, without pulling or rebuilding, with its cosign signatures. The digest is kept and checked.",
+        doc: "Copy a manifest by digest to another repository or registry, without pulling or rebuilding, with its cosign signatures (an index with its images and theirs). The digest is kept and checked.",
         props: &[
             req("from", "pinned", "The source, pinned by digest."),
             req("to", "ref", "The destination tag."),

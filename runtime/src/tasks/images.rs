@@ -91,6 +91,19 @@ pub async fn copy(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError
             _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
         };
         ctx.log(Stream::Info, &carried_line(&carried));
+        // An index's images carry their own signatures (`cosign sign
+        // --recursive`): each goes along with its image.
+        let children = tokio::select! {
+            r = cosign::descendants(&from, &from_source) => r.map_err(failed)?,
+            _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+        };
+        for child in children {
+            let carried = tokio::select! {
+                r = cosign::carry(&link, &child, &mut done) => r.map_err(failed)?,
+                _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+            };
+            ctx.log(Stream::Info, &format!("{child}: {}", carried_line(&carried)));
+        }
     }
     ctx.log(
         Stream::Info,
