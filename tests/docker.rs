@@ -1004,13 +1004,7 @@ fn an_index_names_each_platform_from_its_config() {
     let reg = Registry::anonymous();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // No RUN step: the classic builder labels a COPY-only build with the
-    // platform asked for, and nothing needs to run on arm64. Its cache does
-    // not tell platforms apart (the platform check refuses what it reuses
-    // across them): no cache.
-    std::fs::create_dir_all(d.join("img")).unwrap();
-    std::fs::write(d.join("img/hello"), unique_word(d)).unwrap();
-    std::fs::write(d.join("img/Dockerfile"), "FROM scratch\nCOPY hello /hello\n").unwrap();
+    copy_only_context(d);
     let flow = format!(
         r#"flow multi {{
   task amd = docker.build {{ context: "img", platform: "linux/amd64", no_cache: true }}

@@ -478,9 +478,7 @@ async fn a_recursive_signature_covers_every_platform_image() {
     let reg = Registry::anonymous();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir_all(d.join("img")).unwrap();
-    std::fs::write(d.join("img/hello"), unique_word(d)).unwrap();
-    std::fs::write(d.join("img/Dockerfile"), "FROM scratch\nCOPY hello /hello\n").unwrap();
+    copy_only_context(d);
     std::fs::copy(fixture("cosign-generated-empty-password.key"), d.join("cosign.key")).unwrap();
     let flow = format!(
         r#"flow multi {{

@@ -286,6 +286,18 @@ pub fn busybox_context(dir: &Path, extra: &str) -> PathBuf {
     ctx
 }
 
+/// A context of this test's own that builds for any platform without
+/// running anything: `FROM scratch` and one file. (The classic builder
+/// labels such a build with the platform asked for; its cache does not
+/// tell platforms apart, so build each with `no_cache: true`.)
+pub fn copy_only_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("img");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello"), unique_word(dir)).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY hello /hello\n").unwrap();
+    ctx
+}
+
 /// A word no other test uses, from the test's own folder.
 pub fn unique_word(dir: &Path) -> String {
     let name = dir.file_name().unwrap().to_string_lossy().to_lowercase();

@@ -52,22 +52,22 @@ struct WebIdentity {
 }
 
 impl EcrLogin {
-    /// The ECR API endpoint: the property, `AWS_ENDPOINT_URL_ECR`,
-    /// `AWS_ENDPOINT_URL`, else the region's.
-    fn ecr_endpoint(&self) -> String {
-        self.endpoint
+    /// A service's endpoint: the property, the service's variable
+    /// (`AWS_ENDPOINT_URL_ECR`), `AWS_ENDPOINT_URL`, else the region's.
+    fn endpoint(&self, given: &Option<String>, service: &str, host: &str) -> String {
+        given
             .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_ECR"))
+            .or_else(|| env(&format!("AWS_ENDPOINT_URL_{service}")))
             .or_else(|| env("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| format!("https://api.ecr.{}.amazonaws.com", self.region))
+            .unwrap_or_else(|| format!("https://{host}.{}.amazonaws.com", self.region))
+    }
+
+    fn ecr_endpoint(&self) -> String {
+        self.endpoint(&self.endpoint, "ECR", "api.ecr")
     }
 
     fn sts_endpoint(&self) -> String {
-        self.sts_endpoint
-            .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_STS"))
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", self.region))
+        self.endpoint(&self.sts_endpoint, "STS", "sts")
     }
 
     /// The first link of the chain that has something.
