@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::http::{self, endpoint_name};
-use super::{Mint, MintError, MintFuture, Token};
+use super::{env, read_small, Mint, MintError, MintFuture, Token};
 use crate::secret::{Redactor, Secret};
 
 /// What `aws.ecr_login` was given.
@@ -281,10 +281,6 @@ fn sign(
         .collect())
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 fn env_keys() -> Result<Option<Keys>, MintError> {
     match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         (Some(id), Some(secret)) => Ok(Some(Keys {
@@ -307,16 +303,8 @@ fn session_name(given: Option<String>) -> String {
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
 fn read_token_file(path: &str) -> Result<Secret, MintError> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_TOKEN_FILE + 1).read_to_string(&mut text))
+    let text = read_small(std::path::Path::new(path), MAX_TOKEN_FILE)
         .map_err(|e| MintError::Refused(format!("cannot read the web identity token file {path}: {e}")))?;
-    if text.len() as u64 > MAX_TOKEN_FILE {
-        return Err(MintError::Refused(format!(
-            "the web identity token file {path} is over {MAX_TOKEN_FILE} bytes"
-        )));
-    }
     let token = text.trim();
     if token.is_empty() {
         return Err(MintError::Refused(format!(
@@ -388,24 +376,11 @@ const MAX_SHARED_FILE: u64 = 1024 * 1024;
 /// An INI file as the AWS shared files are written: `[section]`, `key = value`,
 /// `#` and `;` comments. A missing file is empty.
 fn read_ini(path: &std::path::Path) -> Result<Ini, MintError> {
-    use std::io::Read;
-    let mut text = String::new();
-    match std::fs::File::open(path) {
-        Ok(f) => {
-            f.take(MAX_SHARED_FILE + 1)
-                .read_to_string(&mut text)
-                .map_err(|e| MintError::Refused(format!("cannot read {}: {e}", path.display())))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ini::new()),
-        Err(e) => return Err(MintError::Refused(format!("cannot read {}: {e}", path.display()))),
+    match read_small(path, MAX_SHARED_FILE) {
+        Ok(text) => Ok(parse_ini(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ini::new()),
+        Err(e) => Err(MintError::Refused(format!("cannot read {}: {e}", path.display()))),
     }
-    if text.len() as u64 > MAX_SHARED_FILE {
-        return Err(MintError::Refused(format!(
-            "{} is over {MAX_SHARED_FILE} bytes",
-            path.display()
-        )));
-    }
-    Ok(parse_ini(&text))
 }
 
 fn parse_ini(text: &str) -> Ini {

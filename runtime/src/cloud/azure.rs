@@ -13,8 +13,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
-use super::http::{self, endpoint_name};
-use super::{Mint, MintError, MintFuture, Token};
+use super::http::{self, no_expiry};
+use super::{env, read_small, Mint, MintError, MintFuture, Token};
 use crate::registry::name::plain_http;
 use crate::secret::{Redactor, Secret};
 
@@ -22,6 +22,8 @@ pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
 /// The token audience ACR's exchange takes, as `az acr login` asks for it.
 const SCOPE: &str = "https://management.azure.com/.default";
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// The largest federated token file read: tokens are a few kilobytes.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
 /// What `azure.acr_login` was given.
 pub struct AcrLogin {
@@ -52,10 +54,6 @@ struct Exchanged {
     refresh_token: String,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 fn needed(what: &str, property: &str, variable: &str) -> MintError {
     MintError::Refused(format!("no {what}: give `{property}` or set {variable}"))
 }
@@ -70,7 +68,7 @@ impl AcrLogin {
         }
         if let Some(file) = env("AZURE_FEDERATED_TOKEN_FILE") {
             // Re-read at every mint: the platform rotates the file.
-            let text = std::fs::read_to_string(&file)
+            let text = read_small(std::path::Path::new(&file), MAX_TOKEN_FILE)
                 .map_err(|e| MintError::Refused(format!("cannot read AZURE_FEDERATED_TOKEN_FILE {file}: {e}")))?;
             let token = Secret::new(text.trim());
             self.redactor.add(&token);
@@ -128,7 +126,7 @@ impl AcrLogin {
         aad.expires_in
             .as_ref()
             .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-            .ok_or_else(|| no_expiry(what, &url, "expires_in"))?;
+            .ok_or_else(|| no_expiry(what, &url, "`expires_in`"))?;
         let aad_token = Secret::new(aad.access_token);
         self.redactor.add(&aad_token);
 
@@ -146,20 +144,13 @@ impl AcrLogin {
         // ACR's refresh token is a JWT; its `exp` is its life.
         let expires_at = super::jwt::expiry(password.expose())
             .filter(|t| *t > Timestamp::now() - SignedDuration::from_mins(1))
-            .ok_or_else(|| no_expiry(what, &exchange, "exp"))?;
+            .ok_or_else(|| no_expiry(what, &exchange, "an `exp` in the future"))?;
         Ok(Token {
             username: USERNAME.into(),
             password,
             expires_at,
         })
     }
-}
-
-fn no_expiry(what: &str, url: &str, field: &str) -> MintError {
-    MintError::Refused(format!(
-        "{what} at {} answered without a valid `{field}`: a token of unknown life is refused",
-        endpoint_name(url)
-    ))
 }
 
 impl Mint for AcrLogin {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
-use super::http::{self, endpoint_name};
+use super::http::{self, no_expiry};
 use super::jwt::RsaKey;
 use super::{Mint, MintError, MintFuture, Token};
 use crate::secret::{Redactor, Secret};
@@ -241,7 +241,7 @@ impl RegistryLogin {
                     .expire_time
                     .as_deref()
                     .and_then(|t| t.parse::<Timestamp>().ok())
-                    .ok_or_else(|| no_expiry(what, &impersonate, "expireTime"))?;
+                    .ok_or_else(|| no_expiry(what, &impersonate, "`expireTime`"))?;
                 Ok((answer.access_token, expires_at))
             }
         }
@@ -254,20 +254,13 @@ impl Mint for RegistryLogin {
     }
 }
 
-fn no_expiry(what: &str, url: &str, field: &str) -> MintError {
-    MintError::Refused(format!(
-        "{what} at {} answered without `{field}`: a token of unknown life is refused",
-        endpoint_name(url)
-    ))
-}
-
 /// An OAuth2 token request: the token and when it expires.
 async fn oauth(what: &str, url: &str, req: reqwest::RequestBuilder) -> Result<(String, Timestamp), MintError> {
     let answer: AccessToken = http::json(what, url, req).await?;
     let expires_in = answer
         .expires_in
         .filter(|s| *s > 0)
-        .ok_or_else(|| no_expiry(what, url, "expires_in"))?;
+        .ok_or_else(|| no_expiry(what, url, "`expires_in`"))?;
     Ok((
         answer.access_token,
         Timestamp::now() + SignedDuration::from_secs(expires_in),
@@ -332,15 +325,7 @@ async fn subject_token(
 }
 
 fn read_bounded(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut text))
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(format!("it is over {MAX_FILE} bytes"));
-    }
-    Ok(text)
+    super::read_small(path, MAX_FILE).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

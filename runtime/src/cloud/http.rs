@@ -70,6 +70,14 @@ pub(crate) fn parse<T: DeserializeOwned>(what: &str, url: &str, body: &[u8]) -> 
     })
 }
 
+/// An answer without a usable expiry: `field` names what was missing.
+pub(crate) fn no_expiry(what: &str, url: &str, field: &str) -> MintError {
+    MintError::Refused(format!(
+        "{what} at {} answered without {field}: a token of unknown life is refused",
+        endpoint_name(url)
+    ))
+}
+
 async fn read_capped(what: &str, at: &str, mut resp: Response) -> Result<Vec<u8>, MintError> {
     let too_big = || {
         MintError::Refused(format!(

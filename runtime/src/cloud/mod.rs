@@ -148,6 +148,26 @@ impl Minted {
     }
 }
 
+/// An environment variable that is set and not blank.
+pub(crate) fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A small file (a key, a token, a credentials file) read whole; one over
+/// `max` bytes is refused, never read into memory.
+pub(crate) fn read_small(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is over {max} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 /// `expires_at` as the tasks output it: RFC 3339 in UTC, to the second.
 pub fn rfc3339(t: Timestamp) -> String {
     t.round(jiff::Unit::Second)
