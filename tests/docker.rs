@@ -420,7 +420,8 @@ fn containers_fail_time_out_and_are_always_removed() {
     assert!(labelled("container", exec["id"].as_str().unwrap()).is_empty());
 }
 
-/// A failing build step fails the task with that step and its message.
+/// A failing build step fails the task with that step and its message (the
+/// classic builder's; BuildKit's are in tests/buildkit.rs).
 #[test]
 fn a_failing_build_step_is_named() {
     if !docker_or_skip("a_failing_build_step_is_named") {
@@ -428,7 +429,7 @@ fn a_failing_build_step_is_named() {
     }
     let dir = tempfile::tempdir().unwrap();
     busybox_context(dir.path(), "RUN [\"/bin/sh\", \"-c\", \"echo compiling; exit 7\"]\n");
-    let flow = "flow b {\n  task image = docker.build { context: \"img\", tags: [\"kflow-test/broken:1\"] }\n}\n";
+    let flow = "flow b {\n  task image = docker.build { context: \"img\", builder: \"classic\", tags: [\"kflow-test/broken:1\"] }\n}\n";
     let (code, out, err) = run_flow(dir.path(), flow, &[], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
@@ -460,7 +461,7 @@ fn a_build_is_checked_against_the_platform_asked_for() {
     };
     let tag = format!("kflow-test/{}:1", unique_word(dir.path()));
     let flow = format!(
-        "flow b {{\n  task image = docker.build {{ context: \"img\", platform: \"{other}\", tags: [\"{tag}\"] }}\n}}\n"
+        "flow b {{\n  task image = docker.build {{ context: \"img\", builder: \"classic\", platform: \"{other}\", tags: [\"{tag}\"] }}\n}}\n"
     );
     let (code, out, err) = run_flow(dir.path(), &flow, &[], &[]);
     assert_eq!(code, 1, "{out}{err}");

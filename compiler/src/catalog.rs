@@ -187,14 +187,35 @@ pub static KINDS: &[Kind] = &[
                 "string",
                 "Target platform, e.g. `linux/amd64`. The built image's config is checked against it: an image of another platform (the classic builder labels what it ran natively with the host's) fails the task and is not tagged.",
             ),
+            opt(
+                "platforms",
+                "list<string>",
+                "Build one image per platform, e.g. `[\"linux/amd64\", \"linux/arm64\"]`, each checked as `platform` is. `image` is then all of them: `docker.push` stores them under one tag as an OCI image index, `container.run` runs the engine's own platform's. Excludes `platform` and `tags` (a local tag names one image).",
+            ),
             opt("no_cache", "bool", "Do not use the build cache."),
+            opt(
+                "builder",
+                "string",
+                "`buildkit`, `classic` or `auto` (default): `auto` builds with the engine's BuildKit where it offers it (Linux engines of Docker 18.09 and later), with the classic builder otherwise.",
+            ),
+            opt(
+                "secrets",
+                "map<secret>",
+                "Build secrets by id, for `RUN --mount=type=secret,id=…` (BuildKit only). Each is handed to BuildKit from memory for the steps that mount it: never in the context, a build argument or a layer, and redacted from the build's output.",
+            ),
         ],
         outputs: &[
-            out("image", "image", "The local image ID (the config digest). Not a registry digest: push it to get one."),
-            out("id", "digest", "The image's config digest."),
+            out("image", "image", "The local image ID (the config digest), or with `platforms` each platform's. Not a registry digest: push it to get one."),
+            out("id", "digest", "The image's config digest (with `platforms`, the first platform's)."),
         ],
         pure: true,
-        exclusive: &[("dockerfile", "dockerfile_inline")],
+        choices: &[("builder", &["auto", "buildkit", "classic"])],
+        exclusive: &[
+            ("dockerfile", "dockerfile_inline"),
+            ("platform", "platforms"),
+            ("tags", "platforms"),
+        ],
+        validate: &[("platform", crate::literals::platform), ("platforms", crate::literals::platform)],
         lints: &[Lint::PushedTag("tags")],
         ..KIND
     },

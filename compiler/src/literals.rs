@@ -191,11 +191,56 @@ pub fn compose_project(s: &str) -> Result<(), String> {
     }
 }
 
+/// The operating systems and architectures an image platform may name
+/// (Go's, as the OCI image spec uses them): a platform outside them is a
+/// typo, and BuildKit would label an image with it all the same.
+const OSES: &[&str] = &["linux", "windows", "freebsd", "darwin", "wasip1"];
+const ARCHITECTURES: &[&str] = &[
+    "amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le", "mips64", "mipsle", "mips",
+    "loong64", "wasm",
+];
+
+/// `os/architecture[/variant]`, e.g. `linux/arm64` or `linux/arm/v7`.
+pub fn platform(s: &str) -> Result<(), String> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let known = |list: &[&str], v: &str| list.contains(&v);
+    match parts.as_slice() {
+        [os, arch] | [os, arch, _] if known(OSES, os) && known(ARCHITECTURES, arch) => match parts.get(2) {
+            Some(v) if !(v.starts_with('v') && v.len() > 1 && v[1..].chars().all(|c| c.is_ascii_digit())) => Err(
+                format!("`{s}`: the variant `{v}` is not one of `v5`, `v6`, `v7`, `v8`…"),
+            ),
+            _ => Ok(()),
+        },
+        [os, ..] if !known(OSES, os) => Err(format!(
+            "`{s}` is not a platform: `os/architecture`, the os one of {}",
+            OSES.join(", ")
+        )),
+        [_, arch, ..] if !known(ARCHITECTURES, arch) => Err(format!(
+            "`{s}` is not a platform: the architecture `{arch}` is not one of {}",
+            ARCHITECTURES.join(", ")
+        )),
+        _ => Err(format!(
+            "`{s}` is not a platform: `os/architecture[/variant]`, e.g. `linux/arm64`"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn platforms() {
+        assert!(platform("linux/amd64").is_ok());
+        assert!(platform("linux/arm/v7").is_ok());
+        assert!(platform("linux/bogus").unwrap_err().contains("`bogus` is not one of"));
+        assert!(platform("linux").is_err());
+        assert!(platform("linux/arm64/v8/x").is_err());
+        assert!(platform("linux/arm/7").is_err());
+        assert!(platform("solaris/amd64").unwrap_err().contains("the os one of"));
+    }
 
     #[test]
     fn references() {

@@ -20,6 +20,10 @@ pub enum Value {
     Digest(String),
     /// A local image ID.
     Image(String),
+    /// A multi-platform build (`docker.build { platforms }`): each
+    /// platform's local image ID, in the order asked for. Its type is
+    /// `image`; `docker.push` stores it as one index.
+    Images(Vec<(String, String)>),
     /// `registry/repository:tag`.
     Ref(String),
     /// `registry/repository@sha256:<hex>`.
@@ -75,6 +79,11 @@ impl Value {
             Value::Str(s) | Value::Digest(s) | Value::Image(s) | Value::Ref(s) | Value::Pinned(s) | Value::Enum(s) => {
                 s.clone()
             }
+            Value::Images(images) => images
+                .iter()
+                .map(|(platform, id)| format!("{platform}={id}"))
+                .collect::<Vec<_>>()
+                .join(","),
             Value::Int(i) => i.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::Duration(ms) => format_duration(*ms),
@@ -90,6 +99,10 @@ impl Value {
             Value::Str(s) | Value::Digest(s) | Value::Image(s) | Value::Ref(s) | Value::Pinned(s) | Value::Enum(s) => {
                 json!(s)
             }
+            Value::Images(images) => json!(images
+                .iter()
+                .map(|(platform, id)| json!({ "platform": platform, "image": id }))
+                .collect::<Vec<_>>()),
             Value::Int(i) => json!(i),
             Value::Bool(b) => json!(b),
             Value::Duration(ms) => json!(format_duration(*ms)),
@@ -124,6 +137,17 @@ impl Value {
             (Ty::Duration, J::String(s)) => Value::Duration(kflow_compiler::grammar::parse_duration(s)?),
             (Ty::Digest, J::String(s)) => Value::Digest(s.clone()),
             (Ty::Image, J::String(s)) => Value::Image(s.clone()),
+            (Ty::Image, J::Array(items)) => Value::Images(
+                items
+                    .iter()
+                    .map(|i| {
+                        Some((
+                            i.get("platform")?.as_str()?.to_string(),
+                            i.get("image")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect::<Option<_>>()?,
+            ),
             (Ty::Ref, J::String(s)) => Value::Ref(s.clone()),
             (Ty::Pinned, J::String(s)) => Value::Pinned(s.clone()),
             (Ty::Severity | Ty::Enum(_), J::String(s)) => Value::Enum(s.clone()),
@@ -193,6 +217,18 @@ mod tests {
         assert_eq!(format_duration(90_000), "1m30s");
         assert_eq!(format_duration(500), "500ms");
         assert_eq!(format_duration(86_400_000 + 1_000), "1d1s");
+    }
+
+    #[test]
+    fn a_multi_platform_image_reads_back_as_written() {
+        let images = Value::Images(vec![
+            ("linux/amd64".into(), "sha256:aa".into()),
+            ("linux/arm64".into(), "sha256:bb".into()),
+        ]);
+        let ty = kflow_compiler::types::Ty::Image;
+        assert_eq!(Value::from_json(&images.to_json(), &ty), Some(images.clone()));
+        assert_eq!(images.to_text().unwrap(), "linux/amd64=sha256:aa,linux/arm64=sha256:bb");
+        assert_eq!(Value::from_json(&json!([{ "platform": "linux/amd64" }]), &ty), None);
     }
 
     #[test]

@@ -286,6 +286,63 @@ pub fn busybox_context(dir: &Path, extra: &str) -> PathBuf {
     ctx
 }
 
+/// Debian's static busybox built for `arch` (Debian's name: `amd64`,
+/// `arm64`): the machine's own, or the `busybox-static:ARCH` package
+/// fetched once with `apt-get download` (`.ci/run` adds the architecture)
+/// and unpacked with `dpkg-deb -x`. Real foreign binaries, no emulation.
+pub fn busybox_for(arch: &str) -> PathBuf {
+    let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{arch}"));
+    if dest.is_file() {
+        return dest;
+    }
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let download = Command::new("apt-get")
+        .args(["download", &format!("busybox-static:{arch}")])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(
+        download.status.success(),
+        "busybox-static:{arch} cannot be downloaded (`dpkg --add-architecture {arch} && apt-get update` first, as .ci/run does): {}",
+        text(&download.stderr)
+    );
+    let deb = files_under(work.path())
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "deb"))
+        .unwrap();
+    let unpacked = work.path().join("root");
+    let x = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", text(&x.stderr));
+    // Renamed into place: tests that race here each write their own copy.
+    let tmp = work.path().join("busybox");
+    std::fs::copy(unpacked.join("bin/busybox"), &tmp).unwrap();
+    std::fs::rename(&tmp, &dest).unwrap();
+    dest
+}
+
+/// A context that builds for amd64 and arm64 without running anything:
+/// each platform's own busybox (chosen by BuildKit's `TARGETARCH`) and a
+/// file of this test's own.
+pub fn two_platform_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("img");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for arch in ["amd64", "arm64"] {
+        std::fs::copy(busybox_for(arch), ctx.join(format!("busybox-{arch}"))).unwrap();
+    }
+    std::fs::write(ctx.join("hello"), unique_word(dir)).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\nCOPY hello /hello\n",
+    )
+    .unwrap();
+    ctx
+}
+
 /// A context of this test's own that builds for any platform without
 /// running anything: `FROM scratch` and one file. (The classic builder
 /// labels such a build with the platform asked for; its cache does not

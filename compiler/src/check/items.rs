@@ -534,7 +534,15 @@ impl<'a> Checker<'a> {
             }
         }
         for &(prop, validate) in k.validate {
-            if let Some(value) = t.prop(prop).and_then(|p| p.value.as_ref()) {
+            let Some(value) = t.prop(prop).and_then(|p| p.value.as_ref()) else {
+                continue;
+            };
+            // A literal, or each literal item of a literal list.
+            let values = match &value.kind {
+                ExprKind::List(items) => items.iter().collect::<Vec<_>>(),
+                _ => vec![value],
+            };
+            for value in values {
                 if let Some(s) = value.as_plain_str() {
                     if let Err(msg) = validate(&s) {
                         self.push(

@@ -9,14 +9,15 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::describe;
+use crate::secret::Secret;
 use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
-/// An image's platform as its config names it.
-struct Platform {
-    os: String,
-    architecture: String,
-    variant: Option<String>,
+/// An image's (or the engine's) platform as its config names it.
+pub(crate) struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
 }
 
 /// The names Go and the kernel use for one architecture.
@@ -33,7 +34,7 @@ impl Platform {
     /// Whether this is the platform `asked` (`os/arch[/variant]`). A
     /// variant asked for must match when the image names one; `arm64`
     /// images usually name none (`v8` is implied).
-    fn is(&self, asked: &str) -> bool {
+    pub fn is(&self, asked: &str) -> bool {
         let mut parts = asked.split('/');
         let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
         os == Some(self.os.as_str())
@@ -66,6 +67,77 @@ fn string_map(props: &Props, name: &str) -> HashMap<String, String> {
             .collect(),
         _ => HashMap::new(),
     }
+}
+
+fn secret_map(props: &Props) -> HashMap<String, Secret> {
+    match props.get("secrets") {
+        Some(Value::Map(m)) => m
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::Secret(s) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+enum Builder {
+    BuildKit(super::buildkit::Address),
+    Classic,
+}
+
+/// The builder `builder:` asks for. `auto` takes BuildKit wherever the
+/// engine offers it (a Linux engine of API 1.39 or later that kflow can
+/// open a session with), the classic builder otherwise; build secrets
+/// exist only with BuildKit, so a build that has some never falls back.
+async fn choose_builder(props: &Props, docker: &bollard::Docker, has_secrets: bool) -> Result<Builder, TaskError> {
+    let asked = text(props, "builder").unwrap_or_else(|| "auto".into());
+    if asked == "classic" {
+        if has_secrets {
+            return Err(TaskError::Invalid(
+                "build secrets need BuildKit: the classic builder would have to pass them as build arguments, \
+                 which stay in the image's history; drop `builder: classic`"
+                    .into(),
+            ));
+        }
+        return Ok(Builder::Classic);
+    }
+    match buildkit_offered(docker).await {
+        Ok(address) => Ok(Builder::BuildKit(address)),
+        Err(why) if asked == "auto" && !has_secrets => {
+            let _ = why;
+            Ok(Builder::Classic)
+        }
+        Err(why) => Err(TaskError::Invalid(format!(
+            "BuildKit is not available: {why}{}",
+            if asked == "auto" {
+                " (the task has build secrets, which only BuildKit keeps out of the image)"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
+async fn buildkit_offered(docker: &bollard::Docker) -> Result<super::buildkit::Address, String> {
+    let address = super::buildkit::Address::from_env()?;
+    let version = docker
+        .version()
+        .await
+        .map_err(|e| format!("cannot ask the engine its version: {}", describe(&e)))?;
+    let os = version.os.unwrap_or_default();
+    if os != "linux" {
+        return Err(format!("the engine runs on {os}; BuildKit builds need a Linux engine"));
+    }
+    let api = version.api_version.unwrap_or_default();
+    let numbers: Vec<u32> = api.split('.').filter_map(|n| n.parse().ok()).collect();
+    if numbers.as_slice() < [1, 39].as_slice() {
+        return Err(format!(
+            "the engine speaks API {api}; BuildKit needs 1.39 (Docker 18.09) or later"
+        ));
+    }
+    Ok(address)
 }
 
 fn failed(msg: impl Into<String>) -> TaskError {
@@ -140,31 +212,163 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
         Stream::Info,
         &format!("sending the build context ({} KiB)", size.div_ceil(1024)),
     );
+    // One build per platform asked for (the engine's image store holds one
+    // platform per image), or one for the engine's own.
+    let platforms: Vec<Option<String>> = match string_list(props, "platforms") {
+        Some(list) => {
+            if list.is_empty() {
+                return Err(TaskError::invalid("`platforms` is empty: name at least one"));
+            }
+            for (i, p) in list.iter().enumerate() {
+                kflow_compiler::literals::platform(p).map_err(TaskError::Invalid)?;
+                if list[..i].contains(p) {
+                    return Err(TaskError::Invalid(format!("`platforms` names {p} twice")));
+                }
+            }
+            list.into_iter().map(Some).collect()
+        }
+        None => vec![text(props, "platform")],
+    };
+    if let Some(Some(p)) = platforms.first().filter(|_| platforms.len() == 1) {
+        kflow_compiler::literals::platform(p).map_err(TaskError::Invalid)?;
+    }
+    let docker = ctx.docker.get().await.map_err(failed)?;
+    let builder = choose_builder(props, docker, !secret_map(props).is_empty()).await?;
+    let mut built = Vec::new();
+    for platform in &platforms {
+        // The same context for each build: read again from its start.
+        let mut context = tar
+            .try_clone()
+            .map_err(|e| failed(format!("cannot read the build context again: {e}")))?;
+        context
+            .rewind()
+            .map_err(|e| failed(format!("cannot read the build context again: {e}")))?;
+        let run = match platform {
+            Some(p) if platforms.len() > 1 => {
+                ctx.log(Stream::Info, &format!("building {p}"));
+                format!("{}[{p}]", ctx.task)
+            }
+            _ => ctx.task.to_string(),
+        };
+        let image = build_one(
+            props,
+            ctx,
+            docker,
+            &builder,
+            &dockerfile,
+            &run,
+            platform.as_deref(),
+            context,
+            size,
+        )
+        .await?;
+        built.push((platform.clone().unwrap_or_default(), image));
+    }
+    let mut out = Outputs::new();
+    out.insert("id".into(), Value::Digest(built[0].1.clone()));
+    if platforms.len() > 1 {
+        for (platform, image) in &built {
+            ctx.log(Stream::Info, &format!("built {platform}: {image}"));
+        }
+        out.insert("image".into(), Value::Images(built));
+        return Ok(out);
+    }
+    let image = built.remove(0).1;
+    for tag in string_list(props, "tags").unwrap_or_default() {
+        super::image::tag(docker, &image, &tag).await.map_err(failed)?;
+        ctx.log(Stream::Info, &format!("tagged {tag}"));
+    }
+    ctx.log(Stream::Info, &format!("built {image}"));
+    out.insert("image".into(), Value::Image(image));
+    Ok(out)
+}
+
+/// One build for one platform (or the engine's own), checked against it.
+#[allow(clippy::too_many_arguments)]
+async fn build_one(
+    props: &Props,
+    ctx: &TaskContext,
+    docker: &bollard::Docker,
+    builder: &Builder,
+    dockerfile: &str,
+    run: &str,
+    platform: Option<&str>,
+    tar: std::fs::File,
+    size: u64,
+) -> Result<String, TaskError> {
     // Only the user's labels: one naming the execution would make every
     // build a new image (see `hold.rs`). The engine gives the image its
     // hold tag as the build completes.
     let labels = string_map(props, "labels");
-    let hold = super::hold::hold_tag(&ctx.history, &ctx.execution, &ctx.task);
-    let mut options = BuildImageOptionsBuilder::default()
-        .t(&hold)
-        .dockerfile(&dockerfile)
-        .rm(true)
-        .forcerm(true)
-        .nocache(matches!(props.get("no_cache"), Some(Value::Bool(true))))
-        .labels(&labels)
-        .buildargs(&string_map(props, "args"));
-    if let Some(target) = text(props, "target") {
-        options = options.target(&target);
+    let args = string_map(props, "args");
+    let hold = super::hold::hold_tag(&ctx.history, &ctx.execution, run);
+    let target = text(props, "target");
+    let no_cache = matches!(props.get("no_cache"), Some(Value::Bool(true)));
+    let image = match builder {
+        Builder::BuildKit(address) => {
+            ctx.log(Stream::Info, "building with BuildKit");
+            let build = super::buildkit::Build {
+                tag: &hold,
+                dockerfile,
+                labels: &labels,
+                args: &args,
+                target: target.as_deref(),
+                platform,
+                no_cache,
+                secrets: secret_map(props),
+            };
+            super::buildkit::build(address, build, tar, size, ctx).await?
+        }
+        Builder::Classic => {
+            ctx.log(Stream::Info, "building with the classic builder");
+            let mut options = BuildImageOptionsBuilder::default()
+                .t(&hold)
+                .dockerfile(dockerfile)
+                .rm(true)
+                .forcerm(true)
+                .nocache(no_cache)
+                .labels(&labels)
+                .buildargs(&args);
+            if let Some(target) = &target {
+                options = options.target(target);
+            }
+            if let Some(platform) = platform {
+                options = options.platform(platform);
+            }
+            classic(docker, options.build(), tar, ctx).await?
+        }
+    };
+    if let Some(asked) = platform {
+        let inspected = docker
+            .inspect_image(&image)
+            .await
+            .map_err(|e| failed(format!("cannot inspect the built image {image}: {}", describe(&e))))?;
+        let built = Platform {
+            os: inspected.os.unwrap_or_default(),
+            architecture: inspected.architecture.unwrap_or_default(),
+            variant: inspected.variant.filter(|v| !v.is_empty()),
+        };
+        if !built.is(asked) {
+            // Every build of this would do the same: not retried.
+            return Err(TaskError::Invalid(format!(
+                "asked for {asked}, the engine built a {built} image: refusing to ship it under the wrong platform \
+                 (the classic builder runs RUN steps natively and labels the result with the host's platform; \
+                 build on a {asked} host, or with BuildKit and emulation)"
+            )));
+        }
     }
-    if let Some(platform) = text(props, "platform") {
-        options = options.platform(&platform);
-    }
-    let docker = ctx.docker.get().await.map_err(failed)?;
-    let mut stream = docker.build_image(
-        options.build(),
-        None,
-        Some(bollard::body_try_stream(crate::spool::stream(tar))),
-    );
+    Ok(image)
+}
+
+/// The classic builder, through bollard: its output is text, one
+/// `Step N/M : …` line per step.
+async fn classic(
+    docker: &bollard::Docker,
+    options: bollard::query_parameters::BuildImageOptions,
+    tar: std::fs::File,
+    ctx: &TaskContext,
+) -> Result<String, TaskError> {
+    let mut stream = docker.build_image(options, None, Some(bollard::body_try_stream(crate::spool::stream(tar))));
     let mut image: Option<String> = None;
     let mut step = String::new();
     let mut partial = String::new();
@@ -210,35 +414,7 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
     if !partial.trim().is_empty() {
         ctx.log(Stream::Stdout, partial.trim_end());
     }
-    let image = image.ok_or_else(|| failed("the engine finished the build without naming the image"))?;
-    if let Some(asked) = text(props, "platform") {
-        let inspected = docker
-            .inspect_image(&image)
-            .await
-            .map_err(|e| failed(format!("cannot inspect the built image {image}: {}", describe(&e))))?;
-        let built = Platform {
-            os: inspected.os.unwrap_or_default(),
-            architecture: inspected.architecture.unwrap_or_default(),
-            variant: inspected.variant.filter(|v| !v.is_empty()),
-        };
-        if !built.is(&asked) {
-            // Every build of this would do the same: not retried.
-            return Err(TaskError::Invalid(format!(
-                "asked for {asked}, the engine built a {built} image: refusing to ship it under the wrong platform \
-                 (the classic builder runs RUN steps natively and labels the result with the host's platform; \
-                 build on a {asked} host, or with BuildKit and emulation)"
-            )));
-        }
-    }
-    for tag in string_list(props, "tags").unwrap_or_default() {
-        super::image::tag(docker, &image, &tag).await.map_err(failed)?;
-        ctx.log(Stream::Info, &format!("tagged {tag}"));
-    }
-    ctx.log(Stream::Info, &format!("built {image}"));
-    let mut out = Outputs::new();
-    out.insert("image".into(), Value::Image(image.clone()));
-    out.insert("id".into(), Value::Digest(image));
-    Ok(out)
+    image.ok_or_else(|| failed("the engine finished the build without naming the image"))
 }
 
 #[cfg(test)]

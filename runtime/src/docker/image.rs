@@ -80,8 +80,17 @@ pub struct Pushed {
     pub exported: bool,
 }
 
-/// Pushes a local image to `to` (a tag); returns the manifest digest the
-/// registry holds for that tag afterwards.
+/// What a pushed manifest is stored under.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Under {
+    /// `to`'s tag (`latest` when it has none).
+    Tag,
+    /// Its own digest alone: a platform image an index will name.
+    Digest,
+}
+
+/// Pushes a local image to `to` (under its tag, or its digest alone);
+/// returns the manifest digest the registry holds there afterwards.
 ///
 /// Layers the registry holds already (known by `cache` from earlier
 /// pushes) are not compressed or uploaded again; when it holds them all
@@ -93,6 +102,7 @@ pub async fn push(
     to: &ImageName,
     source: &Source,
     cache: &LayerCache,
+    under: Under,
 ) -> Result<Pushed, String> {
     let reg = Arc::new(Registry::new(to.api_host(), source.clone()).map_err(|e| e.0)?);
     let repo = &to.repository;
@@ -186,7 +196,10 @@ pub async fn push(
         bytes,
         media_type: DOCKER_MANIFEST.into(),
     };
-    let tag = to.tag.as_deref().unwrap_or("latest");
+    let tag = match under {
+        Under::Tag => to.tag.as_deref().unwrap_or("latest"),
+        Under::Digest => m.digest.as_str(),
+    };
     reg.put_manifest(repo, tag, &m).await.map_err(|e| e.0)?;
     // What the tag points to now, asked of the registry.
     let confirmed = reg.resolve(repo, tag).await.map_err(|e| e.0)?;

@@ -3,6 +3,7 @@
 //! and errors that say what to do.
 
 pub mod build;
+pub mod buildkit;
 pub mod context;
 pub mod export;
 mod gzip;

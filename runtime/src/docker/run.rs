@@ -27,12 +27,38 @@ fn failed(msg: impl Into<String>) -> TaskError {
     TaskError::Failed(msg.into())
 }
 
+/// The image of a multi-platform build the engine runs natively, as the
+/// engine would pick from an index.
+async fn native(docker: &Docker, images: &[(String, String)]) -> Result<String, TaskError> {
+    let version = docker
+        .version()
+        .await
+        .map_err(|e| failed(format!("cannot ask the engine its platform: {}", describe(&e))))?;
+    let engine = super::build::Platform {
+        os: version.os.unwrap_or_default(),
+        architecture: version.arch.unwrap_or_default(),
+        variant: None,
+    };
+    images
+        .iter()
+        .find(|(platform, _)| engine.is(platform))
+        .map(|(_, id)| id.clone())
+        .ok_or_else(|| {
+            let built: Vec<&str> = images.iter().map(|(p, _)| p.as_str()).collect();
+            TaskError::Invalid(format!(
+                "the build made {}, none of them the engine's {engine}",
+                built.join(", ")
+            ))
+        })
+}
+
 /// Resolves the `image` property to a local image, pulling as `pull` says.
 async fn local_image(docker: &Docker, props: &Props, ctx: &TaskContext) -> Result<String, TaskError> {
     let policy = text(props, "pull").unwrap_or_else(|| "missing".into());
     let reference = match props.get("image") {
         // A local image (a build's output) is never pulled.
         Some(Value::Image(id)) => return Ok(id.clone()),
+        Some(Value::Images(images)) => return native(docker, images).await,
         Some(Value::Ref(r)) | Some(Value::Pinned(r)) | Some(Value::Str(r)) => r.clone(),
         _ => return Err(TaskError::invalid("`image` is missing")),
     };

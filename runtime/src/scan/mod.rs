@@ -49,6 +49,13 @@ async fn run_trivy(program: &Path, args: &[String], ctx: &TaskContext) -> Result
 pub async fn scan(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
     let image = match props.get("image") {
         Some(Value::Image(s)) | Some(Value::Pinned(s)) | Some(Value::Ref(s)) => s.clone(),
+        // One report for several images would say less than it seems to.
+        Some(Value::Images(images)) => {
+            return Err(TaskError::Invalid(format!(
+                "a multi-platform build is {} images and a report covers one: scan a build of the platform to check (`docker.build {{ platform }}`)",
+                images.len()
+            )))
+        }
         _ => return Err(TaskError::invalid("`image` is missing")),
     };
     let dir = ctx.artifact_dir().map_err(failed)?;

@@ -4,6 +4,7 @@
 
 use super::{text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::docker;
+use crate::docker::image::Under;
 use crate::docker::layer_cache::LayerCache;
 use crate::registry::{copy, credentials::Source, name::ImageName};
 use crate::sign::cosign;
@@ -16,6 +17,10 @@ fn failed(msg: impl Into<String>) -> TaskError {
 fn local_image(props: &Props) -> Result<String, TaskError> {
     match props.get("image") {
         Some(Value::Image(id)) => Ok(id.clone()),
+        Some(Value::Images(images)) => Err(TaskError::Invalid(format!(
+            "a multi-platform build is {} images, and a local tag names one: push it (`docker.push` stores them under one tag as an index)",
+            images.len()
+        ))),
         _ => Err(TaskError::invalid("`image` is missing")),
     }
 }
@@ -30,35 +35,77 @@ pub async fn tag(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError>
 }
 
 pub async fn push(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskError> {
-    let image = local_image(props)?;
     let to_text = text(props, "to").ok_or_else(|| TaskError::invalid("`to` is missing"))?;
     let to = ImageName::parse(&to_text).map_err(TaskError::Invalid)?;
     let source = Source::of(props.get("credentials"), "credentials").map_err(failed)?;
     let engine = ctx.docker.get().await.map_err(failed)?;
-    ctx.log(Stream::Info, &format!("pushing {image} to {}", to.with_tag()));
     let cache = LayerCache::open(&ctx.state_dir);
-    let pushed = tokio::select! {
-        r = docker::image::push(engine, &image, &to, &source, &cache) => r.map_err(failed)?,
-        _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+    let push = |image: String, under: Under| {
+        let (to, source, cache) = (&to, &source, &cache);
+        async move {
+            let pushed = tokio::select! {
+                r = docker::image::push(engine, &image, to, source, cache, under) => r.map_err(failed)?,
+                _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+            };
+            ctx.log(
+                Stream::Info,
+                &format!(
+                    "{} of {} blobs uploaded ({}); {} is {}",
+                    pushed.uploaded,
+                    pushed.blobs,
+                    if pushed.exported {
+                        "the others were there"
+                    } else {
+                        "the registry held the image: nothing exported"
+                    },
+                    if under == Under::Tag {
+                        to.with_tag()
+                    } else {
+                        format!("{image}'s manifest")
+                    },
+                    pushed.digest
+                ),
+            );
+            Ok(pushed.digest)
+        }
     };
-    ctx.log(
-        Stream::Info,
-        &format!(
-            "{} of {} blobs uploaded ({}); {} is {}",
-            pushed.uploaded,
-            pushed.blobs,
-            if pushed.exported {
-                "the others were there"
-            } else {
-                "the registry held the image: nothing exported"
-            },
-            to.with_tag(),
-            pushed.digest
-        ),
-    );
+    let digest = match props.get("image") {
+        Some(Value::Image(image)) => {
+            ctx.log(Stream::Info, &format!("pushing {image} to {}", to.with_tag()));
+            push(image.clone(), Under::Tag).await?
+        }
+        // A multi-platform build: each image by its digest, then one index
+        // naming them under the tag (platforms read back from each config).
+        Some(Value::Images(images)) => {
+            let mut children = Vec::new();
+            for (platform, image) in images {
+                ctx.log(
+                    Stream::Info,
+                    &format!("pushing {platform} ({image}) to {}", to.with_tag()),
+                );
+                let digest = push(image.clone(), Under::Digest).await?;
+                children.push(ImageName::parse(&to.pinned(&digest)).map_err(TaskError::Invalid)?);
+            }
+            let assembled = tokio::select! {
+                r = crate::registry::index::assemble(&children, &to, &source) => r.map_err(failed)?,
+                _ = ctx.cancel.cancelled() => return Err(TaskError::Cancelled),
+            };
+            ctx.log(
+                Stream::Info,
+                &format!(
+                    "{} is the index {} of {} platforms",
+                    to.with_tag(),
+                    assembled.digest,
+                    children.len()
+                ),
+            );
+            assembled.digest
+        }
+        _ => return Err(TaskError::invalid("`image` is missing")),
+    };
     Ok(Outputs::from([
-        ("digest".to_string(), Value::Digest(pushed.digest.clone())),
-        ("pinned".to_string(), Value::Pinned(to.pinned(&pushed.digest))),
+        ("digest".to_string(), Value::Digest(digest.clone())),
+        ("pinned".to_string(), Value::Pinned(to.pinned(&digest))),
         ("ref".to_string(), Value::Ref(to_text)),
     ]))
 }
