@@ -12,7 +12,8 @@ Debian's arm64 busybox.
    `kflow run` of one build task, alternating, on the quickstart's context
    (a static busybox and a page) and on a 50-file context (50 files of
    16 KiB, `COPY` then a `RUN` over them), cold (`no_cache: true`) and warm
-   (the same context again).
+   (the same context again); Debian's `docker build` with BuildKit beside
+   them, the peer on the same engine.
 2. A two-platform build, push and index: `kflow run` of `docker.build {
    platforms }` + `docker.push`, against what a team writes without buildx:
    Debian's `docker build --platform` twice (BuildKit), `docker push`
@@ -87,21 +88,31 @@ def builders(kflow, work, runs):
     rows = []
     for context in ["quickstart", "fifty"]:
         for cache in ["cold", "warm"]:
-            times = {"buildkit": [], "classic": []}
+            times = {"buildkit": [], "classic": [], "cli": []}
+            env = dict(os.environ, DOCKER_BUILDKIT="1")
             for rnd in range(runs + 1):
                 for builder in times:
-                    path = os.path.join(work, f"{builder}.kflow")
-                    with open(path, "w") as f:
-                        f.write(flow(context, builder, cache == "cold"))
-                    t = timed([kflow, "run", "--state", "state", path], work)
+                    if builder == "cli":
+                        cmd = [DEBIAN_DOCKER, "build", "-q"] + (["--no-cache"] if cache == "cold" else []) + ["."]
+                        t = timed(cmd, os.path.join(work, context), env)
+                    else:
+                        path = os.path.join(work, f"{builder}.kflow")
+                        with open(path, "w") as f:
+                            f.write(flow(context, builder, cache == "cold"))
+                        t = timed([kflow, "run", "--state", "state", path], work)
                     if rnd > 0:
                         times[builder].append(t)
-            bk, cl = statistics.median(times["buildkit"]), statistics.median(times["classic"])
-            rows.append((context, cache, bk, cl))
-    print("| context | cache | BuildKit | classic | BuildKit / classic |\n|---|---|---|---|---|")
-    for context, cache, bk, cl in rows:
+            rows.append((context, cache, *(statistics.median(times[b]) for b in times)))
+    print(
+        "| context | cache | kflow, BuildKit | kflow, classic | BuildKit / classic | `docker build` (BuildKit) | kflow / docker |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    for context, cache, bk, cl, cli in rows:
         name = "quickstart (busybox + a page)" if context == "quickstart" else "50 files of 16 KiB"
-        print(f"| {name} | {cache} | {bk * 1000:.0f} ms | {cl * 1000:.0f} ms | {bk / cl:.2f} |")
+        print(
+            f"| {name} | {cache} | {bk * 1000:.0f} ms | {cl * 1000:.0f} ms | {bk / cl:.2f} "
+            f"| {cli * 1000:.0f} ms | {bk / cli:.2f} |"
+        )
 
 
 def two_platforms(kflow, work, runs):

@@ -298,8 +298,8 @@ fn a_two_platform_build_is_pushed_as_one_index() {
     let _ = Command::new("docker").args(["rmi", &reference]).output();
 }
 
-/// What a multi-platform build cannot be: a platform nobody builds, one
-/// platform twice, a local tag.
+/// What a build cannot be: a platform that does not exist, one the engine
+/// cannot build, one platform twice, a multi-platform build's local tag.
 #[test]
 fn bad_platforms_are_refused() {
     if !docker_or_skip("bad_platforms_are_refused") {
@@ -314,6 +314,12 @@ fn bad_platforms_are_refused() {
         err.contains("`linux/amd46` is not a platform: the architecture `amd46` is not one of"),
         "{err}"
     );
+
+    // A real platform this (Linux) engine cannot build.
+    let flow = "flow b {\n  task image = docker.build { context: \"img\", platform: \"windows/amd64\" }\n}\n";
+    let (code, out, err) = run_flow(dir.path(), flow, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("operating system is not supported"), "{err}");
 
     let flow = "flow b {\n  input p: string = \"linux/amd64\"\n  task image = docker.build { context: \"img\", platforms: [p, \"linux/amd64\"] }\n}\n";
     let (code, out, err) = run_flow(dir.path(), flow, &[]);

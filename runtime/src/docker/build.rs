@@ -91,7 +91,12 @@ enum Builder {
 /// engine offers it (a Linux engine of API 1.39 or later that kflow can
 /// open a session with), the classic builder otherwise; build secrets
 /// exist only with BuildKit, so a build that has some never falls back.
-async fn choose_builder(props: &Props, docker: &bollard::Docker, has_secrets: bool) -> Result<Builder, TaskError> {
+async fn choose_builder(
+    props: &Props,
+    ctx: &TaskContext,
+    docker: &bollard::Docker,
+    has_secrets: bool,
+) -> Result<Builder, TaskError> {
     let asked = text(props, "builder").unwrap_or_else(|| "auto".into());
     if asked == "classic" {
         if has_secrets {
@@ -106,7 +111,7 @@ async fn choose_builder(props: &Props, docker: &bollard::Docker, has_secrets: bo
     match buildkit_offered(docker).await {
         Ok(address) => Ok(Builder::BuildKit(address)),
         Err(why) if asked == "auto" && !has_secrets => {
-            let _ = why;
+            ctx.log(Stream::Info, &format!("BuildKit is not available ({why})"));
             Ok(Builder::Classic)
         }
         Err(why) => Err(TaskError::Invalid(format!(
@@ -233,7 +238,7 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
         kflow_compiler::literals::platform(p).map_err(TaskError::Invalid)?;
     }
     let docker = ctx.docker.get().await.map_err(failed)?;
-    let builder = choose_builder(props, docker, !secret_map(props).is_empty()).await?;
+    let builder = choose_builder(props, ctx, docker, !secret_map(props).is_empty()).await?;
     let mut built = Vec::new();
     for platform in &platforms {
         // The same context for each build: read again from its start.

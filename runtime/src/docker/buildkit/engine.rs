@@ -20,8 +20,12 @@ impl Address {
     /// cannot be reached there: a TLS engine needs a client certificate
     /// kflow does not load, SSH and named pipes are not spoken.
     pub fn from_env() -> Result<Address, String> {
-        let host = super::super::engine_address();
-        if std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty()) {
+        let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+        Address::parse(&super::super::engine_address(), tls)
+    }
+
+    fn parse(host: &str, tls: bool) -> Result<Address, String> {
+        if tls {
             return Err(format!("{host} is a TLS engine (DOCKER_TLS_VERIFY)"));
         }
         if let Some(path) = host.strip_prefix("unix://") {
@@ -100,5 +104,27 @@ pub async fn error_message(response: http::Response<Incoming>) -> String {
         format!("the engine answered {status}")
     } else {
         message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Address;
+
+    #[test]
+    fn engines_kflow_can_open_a_session_with() {
+        assert_eq!(
+            Address::parse("unix:///var/run/docker.sock", false),
+            Ok(Address::Unix("/var/run/docker.sock".into()))
+        );
+        assert_eq!(
+            Address::parse("tcp://127.0.0.1:2375", false),
+            Ok(Address::Tcp("127.0.0.1:2375".into()))
+        );
+        assert!(Address::parse("tcp://10.0.0.1:2376", true).unwrap_err().contains("TLS"));
+        assert!(Address::parse("ssh://builder@host", false)
+            .unwrap_err()
+            .contains("not a unix socket"));
+        assert!(Address::parse("npipe:////./pipe/docker_engine", false).is_err());
     }
 }
