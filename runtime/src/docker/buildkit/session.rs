@@ -30,6 +30,9 @@ const GET_SECRET: &str = "/moby.buildkit.secrets.v1.Secrets/GetSecret";
 /// a few bytes.
 const MAX_REQUEST: usize = 64 * 1024;
 
+/// Requests answered at once on one session.
+const MAX_STREAMS: u32 = 32;
+
 /// gRPC status codes used here.
 const NOT_FOUND: u32 = 5;
 const INVALID_ARGUMENT: u32 = 3;
@@ -80,7 +83,12 @@ pub async fn open(address: &Address, secrets: HashMap<String, Secret>) -> Result
     let upgraded = hyper::upgrade::on(response)
         .await
         .map_err(|e| format!("the engine did not open the BuildKit session: {e}"))?;
-    let mut connection = h2::server::handshake(TokioIo::new(upgraded))
+    // BuildKit asks one thing at a time; a peer opening streams without
+    // end, or sending huge headers, is cut short.
+    let mut connection = h2::server::Builder::new()
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_REQUEST as u32)
+        .handshake(TokioIo::new(upgraded))
         .await
         .map_err(|e| format!("the BuildKit session did not start: {e}"))?;
     let secrets = Arc::new(secrets);
@@ -145,18 +153,24 @@ async fn read_message(mut body: h2::RecvStream) -> Result<Vec<u8>, String> {
         }
         buf.extend_from_slice(&chunk);
     }
-    if buf.len() < 5 {
+    unframe(&buf).map(<[u8]>::to_vec)
+}
+
+/// The message inside one gRPC frame: a flag byte (uncompressed only), a
+/// big-endian length, exactly that many bytes.
+fn unframe(mut frame: &[u8]) -> Result<&[u8], String> {
+    if frame.len() < 5 {
         return Err("empty request".into());
     }
-    let compressed = buf.get_u8();
-    let len = buf.get_u32() as usize;
+    let compressed = frame.get_u8();
+    let len = frame.get_u32() as usize;
     if compressed != 0 {
         return Err("compressed messages are not accepted".into());
     }
-    if len != buf.len() {
+    if len != frame.len() {
         return Err("the message length does not match its frame".into());
     }
-    Ok(buf.to_vec())
+    Ok(frame)
 }
 
 fn send_reply(respond: &mut h2::server::SendResponse<Bytes>, reply: Reply) -> Result<(), h2::Error> {
@@ -200,4 +214,39 @@ fn percent_encoded(text: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_taken_exactly_as_long_as_they_say() {
+        assert_eq!(unframe(&[0, 0, 0, 0, 2, 8, 1]), Ok(&[8u8, 1][..]));
+        assert!(unframe(&[]).is_err());
+        assert!(unframe(&[0, 0, 0, 0, 3, 8, 1]).is_err());
+        assert!(unframe(&[0, 0, 0, 0, 1, 8, 1]).is_err());
+        assert!(unframe(&[1, 0, 0, 0, 0]).unwrap_err().contains("compressed"));
+        assert!(unframe(&[0, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_secret_is_served_by_id_and_an_unknown_one_is_not_found() {
+        let secrets = HashMap::from([("npmrc".to_string(), Secret::new("token-value"))]);
+        let mut request = Vec::new();
+        proto::put_bytes(&mut request, 1, b"npmrc");
+        let mut want = Vec::new();
+        proto::put_bytes(&mut want, 1, b"token-value");
+        assert_eq!(secret(&request, &secrets), Ok(want));
+        let mut other = Vec::new();
+        proto::put_bytes(&mut other, 1, b"aws");
+        assert_eq!(secret(&other, &secrets).unwrap_err().0, NOT_FOUND);
+        assert_eq!(secret(&[0x0a, 0x05], &secrets).unwrap_err().0, INVALID_ARGUMENT);
+    }
+
+    #[test]
+    fn error_messages_travel_as_header_values() {
+        assert_eq!(percent_encoded("secret ä 100%"), "secret %C3%A4 100%25");
+        assert!(http::HeaderValue::from_str(&percent_encoded("a\r\nb")).is_ok());
+    }
 }
