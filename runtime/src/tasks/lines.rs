@@ -45,18 +45,24 @@ impl Lines {
     pub fn push(&mut self, bytes: &[u8], redactor: &Redactor) -> Vec<Piece> {
         self.decode(bytes);
         let mut out = Vec::new();
-        while let Some(i) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=i).collect();
-            let line = line.trim_end_matches('\n').trim_end_matches('\r');
-            out.push(self.piece(line, true, redactor));
-        }
         let hold = redactor.longest();
-        while self.partial.len() >= MAX_LINE + hold {
-            let cut = redactor.safe_cut(&self.partial, MAX_LINE);
-            let head: String = self.partial.drain(..cut).collect();
-            out.push(self.piece(&head, false, redactor));
+        loop {
+            // A line too long is cut first, wherever its end is: in this
+            // chunk or one still to come.
+            match self.partial.find('\n') {
+                Some(i) if i <= MAX_LINE + hold => {
+                    let line: String = self.partial.drain(..=i).collect();
+                    let line = line.trim_end_matches('\n').trim_end_matches('\r');
+                    out.push(self.piece(line, true, redactor));
+                }
+                _ if self.partial.len() >= MAX_LINE + hold => {
+                    let cut = redactor.safe_cut(&self.partial, MAX_LINE);
+                    let head: String = self.partial.drain(..cut).collect();
+                    out.push(self.piece(&head, false, redactor));
+                }
+                _ => return out,
+            }
         }
-        out
     }
 
     /// The end of the stream: the last line, if it had no line ending.
@@ -183,6 +189,30 @@ mod tests {
         let joined: String = out.iter().map(|p| p.text.as_str()).collect();
         assert!(!joined.contains('S'), "no letter of the secret");
         assert_eq!(joined.matches("***").count(), 1);
+    }
+
+    #[test]
+    fn a_long_line_ended_in_a_later_chunk_is_cut_too() {
+        let r = Redactor::default();
+        let mut lines = Lines::new(0);
+        // Short of a cut, then the rest of the line and its end at once.
+        let mut out = lines.push(&vec![b'a'; MAX_LINE - 100], &r);
+        assert!(out.is_empty());
+        out.extend(lines.push(format!("{}\nnext\n", "b".repeat(MAX_LINE)).as_bytes(), &r));
+        assert!(
+            out.iter().all(|p| p.text.len() <= MAX_LINE),
+            "{:?}",
+            out.iter().map(|p| p.text.len()).collect::<Vec<_>>()
+        );
+        let joined: String = out.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(joined.len(), 2 * MAX_LINE - 100 + 4);
+        assert_eq!(
+            out.last().unwrap(),
+            &Piece {
+                text: "next".into(),
+                ends_line: true
+            }
+        );
     }
 
     #[test]
