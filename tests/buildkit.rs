@@ -334,3 +334,32 @@ fn bad_platforms_are_refused() {
         "{err}"
     );
 }
+
+/// A step that prints a long run without a line ending is logged in pieces
+/// of at most 64 KiB (the bound every process's output has), not gathered
+/// into one line as long as the step cares to make it.
+#[test]
+fn a_step_printing_without_line_endings_is_logged_in_bounded_pieces() {
+    if !docker_or_skip("a_step_printing_without_line_endings_is_logged_in_bounded_pieces") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let word = unique_word(dir.path());
+    busybox_context(
+        dir.path(),
+        &format!("RUN echo {word}; head -c 300000 /dev/zero | tr '\\0' a\n"),
+    );
+    let flow = "flow b {\n  task image = docker.build { context: \"img\", builder: \"buildkit\" }\n}\n";
+    let (code, out, err) = run_flow(dir.path(), flow, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let longest = out.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest <= 64 * 1024 + 100, "a log line of {longest} bytes");
+    let printed: usize = out
+        .lines()
+        .filter_map(|l| l.split_once(" | #").map(|(_, rest)| rest))
+        .map(|rest| rest.bytes().filter(|b| *b == b'a').count())
+        .sum();
+    // BuildKit itself clips a step's output at 200 KiB/s: what it passes
+    // on is logged, in more than two full pieces.
+    assert!(printed > 2 * 64 * 1024, "{printed} of the step's bytes logged");
+}

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 
 use super::describe;
 use crate::secret::Secret;
+use crate::tasks::lines::Lines;
 use crate::tasks::{string_list, text, Outputs, Props, Stream, TaskContext, TaskError};
 use crate::value::Value;
 
@@ -232,13 +233,17 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
             }
             list.into_iter().map(Some).collect()
         }
-        None => vec![text(props, "platform")],
+        None => {
+            let platform = text(props, "platform");
+            if let Some(p) = &platform {
+                kflow_compiler::literals::platform(p).map_err(TaskError::Invalid)?;
+            }
+            vec![platform]
+        }
     };
-    if let Some(Some(p)) = platforms.first().filter(|_| platforms.len() == 1) {
-        kflow_compiler::literals::platform(p).map_err(TaskError::Invalid)?;
-    }
     let docker = ctx.docker.get().await.map_err(failed)?;
-    let builder = choose_builder(props, ctx, docker, !secret_map(props).is_empty()).await?;
+    let secrets = secret_map(props);
+    let builder = choose_builder(props, ctx, docker, !secrets.is_empty()).await?;
     let mut built = Vec::new();
     for platform in &platforms {
         // The same context for each build: read again from its start.
@@ -260,6 +265,7 @@ pub async fn build(props: &Props, ctx: &TaskContext) -> Result<Outputs, TaskErro
             ctx,
             docker,
             &builder,
+            &secrets,
             &dockerfile,
             &run,
             platform.as_deref(),
@@ -295,6 +301,7 @@ async fn build_one(
     ctx: &TaskContext,
     docker: &bollard::Docker,
     builder: &Builder,
+    secrets: &HashMap<String, Secret>,
     dockerfile: &str,
     run: &str,
     platform: Option<&str>,
@@ -320,7 +327,7 @@ async fn build_one(
                 target: target.as_deref(),
                 platform,
                 no_cache,
-                secrets: secret_map(props),
+                secrets,
             };
             super::buildkit::build(address, build, tar, size, ctx).await?
         }
@@ -376,7 +383,8 @@ async fn classic(
     let mut stream = docker.build_image(options, None, Some(bollard::body_try_stream(crate::spool::stream(tar))));
     let mut image: Option<String> = None;
     let mut step = String::new();
-    let mut partial = String::new();
+    // What the steps print, cut into redacted lines in bounded memory.
+    let mut output = Lines::new(0);
     loop {
         let item = tokio::select! {
             item = stream.next() => item,
@@ -393,19 +401,16 @@ async fn classic(
             }
         })?;
         if let Some(text) = info.stream {
-            partial.push_str(&text);
-            while let Some(i) = partial.find('\n') {
-                let line = partial[..i].trim_end_matches('\r').to_string();
-                partial.drain(..=i);
-                if let Some(s) = line.strip_prefix("Step ") {
+            for piece in output.push(text.as_bytes(), &ctx.redactor) {
+                if let Some(s) = piece.text.strip_prefix("Step ").filter(|_| piece.ends_line) {
                     // `Step 3/5 : RUN make` → remembered for a failure.
                     step = match s.split_once(" : ") {
                         Some((n, instr)) => format!("step {n} `{instr}`"),
                         None => format!("step {s}"),
                     };
                 }
-                if !line.is_empty() {
-                    ctx.log(Stream::Stdout, &line);
+                if !piece.text.is_empty() {
+                    ctx.log_output(Stream::Stdout, piece.text).await;
                 }
             }
         }
@@ -416,8 +421,8 @@ async fn classic(
             image = Some(id);
         }
     }
-    if !partial.trim().is_empty() {
-        ctx.log(Stream::Stdout, partial.trim_end());
+    if let Some(rest) = output.finish(&ctx.redactor).filter(|p| !p.text.trim().is_empty()) {
+        ctx.log_output(Stream::Stdout, rest.text.trim_end().to_string()).await;
     }
     image.ok_or_else(|| failed("the engine finished the build without naming the image"))
 }

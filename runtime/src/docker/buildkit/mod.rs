@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 pub use engine::Address;
 
 use crate::secret::Secret;
+use crate::tasks::lines::Lines;
 use crate::tasks::{Stream, TaskContext, TaskError};
 
 /// The longest line of the engine's JSON stream kept: progress messages are
@@ -32,7 +33,7 @@ pub struct Build<'a> {
     pub target: Option<&'a str>,
     pub platform: Option<&'a str>,
     pub no_cache: bool,
-    pub secrets: HashMap<String, Secret>,
+    pub secrets: &'a HashMap<String, Secret>,
 }
 
 impl Build<'_> {
@@ -130,7 +131,7 @@ async fn follow(mut body: hyper::body::Incoming, ctx: &TaskContext) -> Result<St
         pending.extend_from_slice(&data);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            progress.line(&line, ctx, &mut image)?;
+            progress.line(&line, ctx, &mut image).await?;
         }
         if pending.len() > MAX_LINE {
             return Err(failed(
@@ -138,32 +139,56 @@ async fn follow(mut body: hyper::body::Incoming, ctx: &TaskContext) -> Result<St
             ));
         }
     }
-    progress.line(&pending, ctx, &mut image)?;
-    progress.flush(ctx);
+    progress.line(&pending, ctx, &mut image).await?;
+    progress.flush(ctx).await;
     image.ok_or_else(|| failed("the engine finished the build without naming the image"))
 }
 
-/// What the log has been told of the build's steps.
+/// One step of the build, as the log has been told of it.
+struct Step {
+    /// Its `#N`, in the order steps appeared.
+    n: usize,
+    name: String,
+    started: bool,
+    ended: bool,
+    /// What it printed, cut into redacted lines in bounded memory.
+    output: Lines,
+}
+
+impl Step {
+    /// Logs what it printed after its last line ending.
+    async fn flush(&mut self, ctx: &TaskContext) {
+        if let Some(piece) = self.output.finish(&ctx.redactor) {
+            if !piece.text.trim().is_empty() {
+                ctx.log_output(Stream::Stdout, format!("#{} {}", self.n, piece.text.trim_end()))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The build's steps by digest, and the one that failed.
 #[derive(Default)]
 struct Progress {
-    /// Each step's number, in the order they appeared.
-    numbers: HashMap<String, usize>,
-    names: HashMap<String, String>,
-    started: std::collections::HashSet<String>,
-    ended: std::collections::HashSet<String>,
-    /// Output of a step not yet ended by a newline.
-    partial: HashMap<String, String>,
+    steps: HashMap<String, Step>,
     /// The step that failed, for the task's error.
     failed_step: Option<String>,
 }
 
-impl Progress {
-    fn number(&mut self, digest: &str) -> usize {
-        let next = self.numbers.len() + 1;
-        *self.numbers.entry(digest.to_string()).or_insert(next)
-    }
+fn step<'s>(steps: &'s mut HashMap<String, Step>, digest: &str) -> &'s mut Step {
+    let n = steps.len() + 1;
+    steps.entry(digest.to_string()).or_insert_with(|| Step {
+        n,
+        name: String::new(),
+        started: false,
+        ended: false,
+        // Nothing kept: the lines go to the log only.
+        output: Lines::new(0),
+    })
+}
 
-    fn line(&mut self, line: &[u8], ctx: &TaskContext, image: &mut Option<String>) -> Result<(), TaskError> {
+impl Progress {
+    async fn line(&mut self, line: &[u8], ctx: &TaskContext, image: &mut Option<String>) -> Result<(), TaskError> {
         let line = line.trim_ascii();
         if line.is_empty() {
             return Ok(());
@@ -175,7 +200,7 @@ impl Progress {
             .and_then(|d| d.get("message"))
             .and_then(|m| m.as_str())
         {
-            self.flush(ctx);
+            self.flush(ctx).await;
             let mut error = error.trim().to_string();
             if error.starts_with("secret ") && error.contains(" not found") {
                 error.push_str(" (give it in the task's `secrets`)");
@@ -194,7 +219,7 @@ impl Progress {
                     .map_err(|_| failed("the engine's build progress is not base64"))?;
                 let status = proto::Status::decode(&bytes)
                     .map_err(|_| failed("the engine's build progress is not a BuildKit status"))?;
-                self.status(status, ctx);
+                self.status(status, ctx).await;
             }
             Some("moby.image.id") => {
                 if let Some(id) = message.get("aux").and_then(|a| a.get("ID")).and_then(|i| i.as_str()) {
@@ -212,47 +237,44 @@ impl Progress {
         Ok(())
     }
 
-    fn status(&mut self, status: proto::Status, ctx: &TaskContext) {
+    async fn status(&mut self, status: proto::Status, ctx: &TaskContext) {
         for v in status.vertexes {
-            let n = self.number(&v.digest);
+            let step = step(&mut self.steps, &v.digest);
             if !v.name.is_empty() {
-                self.names.insert(v.digest.clone(), v.name.clone());
+                step.name = v.name;
             }
-            let name = self.names.get(&v.digest).cloned().unwrap_or_default();
-            if (v.started.is_some() || v.cached) && self.started.insert(v.digest.clone()) {
-                ctx.log(Stream::Info, &format!("#{n} {name}"));
+            let n = step.n;
+            if (v.started.is_some() || v.cached) && !step.started {
+                step.started = true;
+                ctx.log(Stream::Info, &format!("#{n} {}", step.name));
             }
-            if self.ended.contains(&v.digest) {
+            if step.ended {
                 continue;
             }
             if !v.error.is_empty() {
-                self.ended.insert(v.digest.clone());
-                self.flush_step(&v.digest, n, ctx);
+                step.ended = true;
+                step.flush(ctx).await;
                 ctx.log(Stream::Info, &format!("#{n} ERROR: {}", v.error));
                 // BuildKit marks the steps it cancels as failed too; the
                 // first error is the step that failed.
                 if self.failed_step.is_none() && !v.error.contains("context canceled") {
-                    self.failed_step = Some(name);
+                    self.failed_step = Some(step.name.clone());
                 }
             } else if v.cached {
-                self.ended.insert(v.digest.clone());
+                step.ended = true;
                 ctx.log(Stream::Info, &format!("#{n} CACHED"));
             } else if let Some(done) = v.completed {
-                self.ended.insert(v.digest.clone());
-                self.flush_step(&v.digest, n, ctx);
+                step.ended = true;
+                step.flush(ctx).await;
                 let took = v.started.map(|s| done - s).unwrap_or(0.0).max(0.0);
                 ctx.log(Stream::Info, &format!("#{n} DONE {took:.1}s"));
             }
         }
         for log in status.logs {
-            let n = self.number(&log.vertex);
-            let text = String::from_utf8_lossy(&log.msg).into_owned();
-            let partial = self.partial.entry(log.vertex).or_default();
-            partial.push_str(&text);
-            while let Some(i) = partial.find('\n') {
-                let line: String = partial.drain(..=i).collect();
-                let line = line.trim_end_matches(['\n', '\r']);
-                ctx.log(Stream::Stdout, &format!("#{n} {line}"));
+            let step = step(&mut self.steps, &log.vertex);
+            for piece in step.output.push(&log.msg, &ctx.redactor) {
+                ctx.log_output(Stream::Stdout, format!("#{} {}", step.n, piece.text))
+                    .await;
             }
         }
         for w in status.warnings {
@@ -260,18 +282,11 @@ impl Progress {
         }
     }
 
-    /// Prints what a step wrote without a final newline.
-    fn flush_step(&mut self, digest: &str, n: usize, ctx: &TaskContext) {
-        if let Some(rest) = self.partial.remove(digest).filter(|r| !r.trim().is_empty()) {
-            ctx.log(Stream::Stdout, &format!("#{n} {}", rest.trim_end()));
-        }
-    }
-
-    fn flush(&mut self, ctx: &TaskContext) {
-        let digests: Vec<String> = self.partial.keys().cloned().collect();
-        for d in digests {
-            let n = self.number(&d);
-            self.flush_step(&d, n, ctx);
+    async fn flush(&mut self, ctx: &TaskContext) {
+        let mut steps: Vec<&mut Step> = self.steps.values_mut().collect();
+        steps.sort_by_key(|s| s.n);
+        for step in steps {
+            step.flush(ctx).await;
         }
     }
 }
