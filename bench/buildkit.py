@@ -27,23 +27,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 from common import build_kflow, busybox_context
-from docker import start_registry
+from docker import start_registry, timed
 
 DEBIAN_DOCKER = "/usr/bin/docker"
-
-
-def timed(cmd, cwd, env=None):
-    start = time.perf_counter()
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    took = time.perf_counter() - start
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}{r.stderr}")
-    return took
 
 
 def arm64_busybox(work):
@@ -94,12 +84,12 @@ def builders(kflow, work, runs):
                 for builder in times:
                     if builder == "cli":
                         cmd = [DEBIAN_DOCKER, "build", "-q"] + (["--no-cache"] if cache == "cold" else []) + ["."]
-                        t = timed(cmd, os.path.join(work, context), env)
+                        t, _ = timed(cmd, os.path.join(work, context), env)
                     else:
                         path = os.path.join(work, f"{builder}.kflow")
                         with open(path, "w") as f:
                             f.write(flow(context, builder, cache == "cold"))
-                        t = timed([kflow, "run", "--state", "state", path], work)
+                        t, _ = timed([kflow, "run", "--state", "state", path], work)
                     if rnd > 0:
                         times[builder].append(t)
             rows.append((context, cache, *(statistics.median(times[b]) for b in times)))
@@ -138,7 +128,7 @@ def two_platforms(kflow, work, runs):
                     f'  task push = docker.push {{ image: image.image, to: ref("{host}/kflow/app:{rnd}") }}\n'
                     "}\n"
                 )
-            k = timed([kflow, "run", "--state", "state", path], work)
+            k, _ = timed([kflow, "run", "--state", "state", path], work)
             with open(os.path.join(ctx, "round"), "w") as f:
                 f.write(f"script {rnd} {time.time()}\n")
             start = time.perf_counter()
