@@ -17,7 +17,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::stream::{self, Stream};
-use kflow_runtime::store::{LogEntry, LogReader, Role};
+use kflow_runtime::store::{LogEntry, Role, LOG_READ_CHUNK};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -80,14 +80,11 @@ pub async fn task_logs(
 }
 
 async fn page(app: &App, id: &str, after: u64, task: Option<&str>) -> Result<Json<Value>, ApiError> {
-    let mut reader = app.store.log_reader(id, after);
-    let lines = tokio::task::spawn_blocking(move || {
-        let lines = reader.next(&[]);
-        (lines, reader.offset())
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    let (lines, next) = (lines.0.map_err(ApiError::history)?, lines.1);
+    let (lines, next) = app
+        .store
+        .read_log(id, after, LOG_READ_CHUNK)
+        .await
+        .map_err(ApiError::history)?;
     let lines: Vec<Value> = lines
         .iter()
         .filter(|e| task.is_none_or(|t| e.task == t))
@@ -109,7 +106,8 @@ pub struct EventsQuery {
 struct Watch {
     app: Arc<App>,
     id: String,
-    reader: LogReader,
+    /// How far into the log the client has been sent.
+    offset: u64,
     states: BTreeMap<String, String>,
     started: bool,
     done: bool,
@@ -137,8 +135,7 @@ pub async fn events(
         .or(q.after)
         .unwrap_or(0);
     let watch = Watch {
-        // Small batches: a page never gets megabytes in one event.
-        reader: app.store.log_reader(&id, offset).with_chunk(LIVE_CHUNK),
+        offset,
         app,
         id,
         states: BTreeMap::new(),
@@ -168,11 +165,8 @@ impl Watch {
         // States before lines: an execution that ended has all its lines
         // written, so reading them after its end state misses none.
         let shown = self.app.store.show(&self.id).await.ok().flatten();
-        let mut reader = std::mem::replace(&mut self.reader, self.app.store.log_reader(&self.id, 0));
-        let (lines, reader) = tokio::task::spawn_blocking(move || (reader.next(&[]), reader))
-            .await
-            .unwrap_or_else(|_| (Ok(Vec::new()), self.app.store.log_reader(&self.id, 0)));
-        self.reader = reader;
+        // Small batches: a page never gets megabytes in one event.
+        let lines = self.app.store.read_log(&self.id, self.offset, LIVE_CHUNK).await;
         let Some((exec, tasks)) = shown else {
             self.done = true;
             return vec![Event::default()
@@ -199,13 +193,14 @@ impl Watch {
             }
         }
         self.states = now;
-        if let Ok(lines) = lines {
+        if let Ok((lines, next)) = lines {
+            self.offset = next;
             if !lines.is_empty() {
                 let lines: Vec<Value> = lines.iter().map(line_json).collect();
                 out.push(
                     Event::default()
                         .event("logs")
-                        .id(self.reader.offset().to_string())
+                        .id(next.to_string())
                         .data(Value::Array(lines).to_string()),
                 );
             }
@@ -225,11 +220,12 @@ impl Watch {
         out
     }
 
-    /// Whether the log holds lines past the reader's offset.
+    /// Whether the log holds lines past what was sent.
     async fn reader_has_more(&self) -> bool {
-        let mut probe = self.app.store.log_reader(&self.id, self.reader.offset());
-        tokio::task::spawn_blocking(move || probe.next(&[]).map(|l| !l.is_empty()).unwrap_or(false))
+        self.app
+            .store
+            .read_log(&self.id, self.offset, 1)
             .await
-            .unwrap_or(false)
+            .is_ok_and(|(lines, _)| !lines.is_empty())
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod cloud;
+pub mod postgres;
 pub mod server;
 
 pub fn text(b: &[u8]) -> String {

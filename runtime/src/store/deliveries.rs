@@ -73,7 +73,7 @@ impl Verdict {
         }
     }
 
-    fn parse(s: &str) -> Verdict {
+    pub(crate) fn parse(s: &str) -> Verdict {
         match s {
             "accepted" => Verdict::Accepted,
             "filtered" => Verdict::Filtered,

@@ -30,8 +30,36 @@ pub(super) struct Writer {
 
 struct Run {
     name: String,
-    written: u64,
-    cut: bool,
+    budget: Budget,
+}
+
+/// What a task run may still log: every history keeps at most [`LOG_CAP`]
+/// bytes of it, the note that it was cut included.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Budget {
+    pub written: u64,
+    pub cut: bool,
+}
+
+impl Budget {
+    /// The text to keep for `line` (itself, or the note that the log was
+    /// cut), counting `head` bytes of stamp and name beside it; `None` once
+    /// the note was kept.
+    pub fn admit<'a>(&mut self, head: usize, line: &'a str) -> Option<&'a str> {
+        if self.cut {
+            return None;
+        }
+        // Room is kept for the note, so a log that fills up always says so,
+        // however exactly its lines meet the cap.
+        let text = if self.written + (head + line.len() + 1) as u64 > LOG_CAP - (head + TRUNCATED.len() + 1) as u64 {
+            self.cut = true;
+            TRUNCATED
+        } else {
+            line
+        };
+        self.written += (head + text.len() + 1) as u64;
+        Some(text)
+    }
 }
 
 pub(super) fn path(dir: &Path, id: &str) -> PathBuf {
@@ -64,25 +92,14 @@ impl Writer {
         if !self.runs.contains_key(task) {
             let run = Run {
                 name: run_file_name(task),
-                written: 0,
-                cut: false,
+                budget: Budget::default(),
             };
             self.runs.insert(task.to_string(), run);
         }
         let run = self.runs.get_mut(task).expect("inserted above");
-        if run.cut {
+        let Some(text) = run.budget.admit(stamp.len() + run.name.len() + 2, line) else {
             return Ok(());
-        }
-        let head = stamp.len() + run.name.len() + 2;
-        // Room is kept for the note, so a log that fills up always says so,
-        // however exactly its lines meet the cap.
-        let text = if run.written + (head + line.len() + 1) as u64 > LOG_CAP - (head + TRUNCATED.len() + 1) as u64 {
-            run.cut = true;
-            TRUNCATED
-        } else {
-            line
         };
-        run.written += (head + text.len() + 1) as u64;
         let fail = |e: std::io::Error| StoreError(format!("cannot write the log of `{task}`: {e}"));
         self.file.write_all(stamp.as_bytes()).map_err(fail)?;
         self.file.write_all(b" ").map_err(fail)?;
@@ -190,7 +207,7 @@ impl Reader {
 }
 
 /// Bytes read per call: a reader's memory does not grow with the log.
-const READ_CHUNK: u64 = 4 * 1024 * 1024;
+pub const READ_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// The complete lines of `file` past `offset`, at most [`READ_CHUNK`]
 /// bytes of them, moving `offset` past them.

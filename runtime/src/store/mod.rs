@@ -16,13 +16,15 @@ mod deliveries;
 mod digests;
 mod logs;
 mod port;
+mod postgres;
 mod users;
 
 pub use approvals::{Approval, Decision, GateRequest, Resumable, Vote, VoteOutcome};
 pub use deliveries::{Claim, Delivery, NewDelivery, Stored as StoredDelivery, Verdict};
 pub use digests::{is_digest, places, DigestUse};
-pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP};
+pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP, READ_CHUNK as LOG_READ_CHUNK};
 pub use port::Store;
+pub use postgres::{is_url as is_postgres_url, PgStore};
 pub use users::{AuditEntry, NewToken, Role, Token, User};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -633,6 +635,40 @@ impl SqliteStore {
     /// A reader of an execution's logs from a byte offset a reader reached.
     pub fn log_reader_at(&self, id: &str, offset: u64) -> LogReader {
         LogReader::at(&self.dir, id, offset)
+    }
+
+    /// The lines of an execution's log past a byte offset, about
+    /// `max_bytes` of them, and the offset reached (see [`Store::read_log`]).
+    /// The file is read on a blocking thread. An execution of an older
+    /// version, whose log is a folder of per-task files, is read whole at
+    /// offset 0.
+    pub async fn read_log(&self, id: &str, offset: u64, max_bytes: u64) -> Result<(Vec<LogEntry>, u64)> {
+        let legacy = !logs::path(&self.dir, id).exists() && logs::legacy_dir(&self.dir, id).is_dir();
+        let tasks: Vec<String> = match (legacy, offset) {
+            (false, _) => Vec::new(),
+            (true, 0) => self
+                .show(id)?
+                .map(|(_, runs)| runs.into_iter().map(|r| r.task).collect())
+                .unwrap_or_default(),
+            (true, _) => return Ok((Vec::new(), offset)),
+        };
+        let mut reader = LogReader::at(&self.dir, id, offset).with_chunk(max_bytes);
+        let read = tokio::task::spawn_blocking(move || -> Result<(Vec<LogEntry>, u64)> {
+            if !legacy {
+                let lines = reader.next(&[])?;
+                return Ok((lines, reader.offset()));
+            }
+            let mut all = Vec::new();
+            loop {
+                let more = reader.next(&tasks)?;
+                if more.is_empty() {
+                    return Ok((all, 1));
+                }
+                all.extend(more);
+            }
+        });
+        read.await
+            .map_err(|e| StoreError(format!("reading the log of execution {id}: {e}")))?
     }
 
     /// Files tasks kept for an execution (reports, SBOMs): (task, path, bytes).

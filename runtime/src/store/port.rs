@@ -1,8 +1,9 @@
 //! What running an execution needs of a history, as a trait: the recorder
 //! and the tasks that read or write the history (approvals) hold an
 //! `Arc<dyn Store>`, never a database. [`SqliteStore`] is the embedded
-//! implementation; a networked one (PostgreSQL, for workers on several
-//! machines) implements the same calls.
+//! implementation, [`PgStore`](super::PgStore) the shared one (PostgreSQL,
+//! for processes on several machines); both implement every call, and one
+//! test suite (`tests/store.rs`) runs against both.
 //!
 //! The calls are async so that an implementation may wait on the network.
 //! SQLite's take microseconds and run on the calling thread (a write that
@@ -14,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::{
     Approval, AttemptRow, AuditEntry, Change, Claim, Decision, Delivery, DigestUse, ExecutionFilter, ExecutionRow,
-    GateRequest, LogAppend, LogReader, NewDelivery, NewExecution, NewToken, Result, Resumable, SqliteStore,
+    GateRequest, LogAppend, LogEntry, NewDelivery, NewExecution, NewToken, Result, Resumable, Role, SqliteStore,
     StoredDelivery, TaskRow, Token, User, Verdict, VoteOutcome,
 };
 use crate::state::ExecutionState;
@@ -80,8 +81,11 @@ pub trait Store: Send + Sync {
     /// A new execution waits for its turn (a concurrency limit).
     async fn mark_queued(&self, execution: &str) -> Result<()>;
 
-    /// A reader of an execution's log from a byte offset (0: its start).
-    fn log_reader(&self, execution: &str, offset: u64) -> LogReader;
+    /// The lines of an execution's log past `offset` (0: its start; else
+    /// an offset this call returned), about `max_bytes` of them at most (at
+    /// least one line), and the offset to read on from. Whole lines only: a
+    /// line still being written waits for the next call.
+    async fn read_log(&self, execution: &str, offset: u64, max_bytes: u64) -> Result<(Vec<LogEntry>, u64)>;
 
     // What the server keeps besides executions.
 
@@ -113,6 +117,18 @@ pub trait Store: Send + Sync {
     async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()>;
 
     // Who may use the server.
+
+    /// Adds a user; refused when the name is taken.
+    async fn add_user(&self, name: &str, role: Role, password: Option<&str>) -> Result<()>;
+
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<User>>;
+
+    /// Removes a user and revokes their tokens; whether there was one.
+    async fn remove_user(&self, name: &str) -> Result<bool>;
+
+    /// The API tokens, newest first.
+    async fn tokens(&self) -> Result<Vec<Token>>;
 
     async fn user(&self, name: &str) -> Result<Option<User>>;
 
@@ -218,8 +234,8 @@ impl Store for SqliteStore {
         SqliteStore::mark_queued(self, execution)
     }
 
-    fn log_reader(&self, execution: &str, offset: u64) -> LogReader {
-        SqliteStore::log_reader_at(self, execution, offset)
+    async fn read_log(&self, execution: &str, offset: u64, max_bytes: u64) -> Result<(Vec<LogEntry>, u64)> {
+        SqliteStore::read_log(self, execution, offset, max_bytes).await
     }
 
     async fn record_delivery(&self, d: &NewDelivery<'_>) -> Result<String> {
@@ -255,6 +271,22 @@ impl Store for SqliteStore {
 
     async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()> {
         SqliteStore::set_last_fire(self, flow, trigger, at)
+    }
+
+    async fn add_user(&self, name: &str, role: Role, password: Option<&str>) -> Result<()> {
+        SqliteStore::add_user(self, name, role, password)
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        SqliteStore::users(self)
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<bool> {
+        SqliteStore::remove_user(self, name)
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>> {
+        SqliteStore::tokens(self)
     }
 
     async fn user(&self, name: &str) -> Result<Option<User>> {
