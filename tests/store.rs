@@ -79,7 +79,10 @@ const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef012
 async fn executions_are_recorded_and_read_back(b: Backend) {
     let s = b.open().await;
     let id = s
-        .begin(&execution(&[("build", "docker.build"), ("push", "docker.push")], Origin::Cli))
+        .begin(&execution(
+            &[("build", "docker.build"), ("push", "docker.push")],
+            Origin::Cli,
+        ))
         .await
         .unwrap();
     let started = |task: &str, kind: &str, attempt| Change::Started {
@@ -141,7 +144,11 @@ async fn executions_are_recorded_and_read_back(b: Backend) {
     assert_eq!(exec.trigger["name"], "nightly");
     assert!(exec.ended_at.is_some());
     let names: Vec<&str> = runs.iter().map(|r| r.task.as_str()).collect();
-    assert_eq!(names, ["build", "push", "each[linux/arm64]"], "declared order, then as run");
+    assert_eq!(
+        names,
+        ["build", "push", "each[linux/arm64]"],
+        "declared order, then as run"
+    );
     assert_eq!((runs[0].attempts, runs[0].state), (2, TaskState::Succeeded));
     assert_eq!(runs[1].outputs["ref"], "127.0.0.1:5000/app:1.2.3");
     assert_eq!(runs[2].state, TaskState::Skipped);
@@ -150,7 +157,10 @@ async fn executions_are_recorded_and_read_back(b: Backend) {
     let build: Vec<_> = attempts.iter().filter(|a| a.task == "build").collect();
     assert_eq!(build.len(), 2);
     let failed = build.iter().find(|a| a.attempt == 1).unwrap();
-    assert!(failed.error.as_deref().unwrap().starts_with("engine busy"), "{failed:?}");
+    assert!(
+        failed.error.as_deref().unwrap().starts_with("engine busy"),
+        "{failed:?}"
+    );
     assert!(failed.ended_at.is_some());
 
     assert_eq!(s.show("latest").await.unwrap().unwrap().0.id, id);
@@ -185,7 +195,11 @@ async fn executions_are_paged_newest_first_and_filtered(b: Backend) {
             e.trigger = None;
         }
         let id = s.begin(&e).await.unwrap();
-        let state = if i == 6 { ExecutionState::Failed } else { ExecutionState::Succeeded };
+        let state = if i == 6 {
+            ExecutionState::Failed
+        } else {
+            ExecutionState::Succeeded
+        };
         s.finish(&id, state, &json!([]), &json!({})).await.unwrap();
         ids.push(id);
         // Start times to the millisecond: each its own.
@@ -217,7 +231,10 @@ async fn executions_are_paged_newest_first_and_filtered(b: Backend) {
         ..Default::default()
     };
     let (rows, _) = s.page(&failed, 100, None).await.unwrap();
-    assert_eq!(rows.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [ids[6].as_str()]);
+    assert_eq!(
+        rows.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        [ids[6].as_str()]
+    );
 }
 both!(executions_are_paged_newest_first_and_filtered);
 
@@ -233,14 +250,28 @@ async fn logs_are_read_in_order_from_any_offset_and_capped(b: Backend) {
         s.append_logs(
             &id,
             &[
-                LogAppend { task: "a", text: &text_a },
-                LogAppend { task: "b", text: &text_b },
+                LogAppend {
+                    task: "a",
+                    text: &text_a,
+                },
+                LogAppend {
+                    task: "b",
+                    text: &text_b,
+                },
             ],
         )
         .await
         .unwrap();
     }
-    s.append_logs(&id, &[LogAppend { task: "a", text: "odd\0byte" }]).await.unwrap();
+    s.append_logs(
+        &id,
+        &[LogAppend {
+            task: "a",
+            text: "odd\0byte",
+        }],
+    )
+    .await
+    .unwrap();
 
     // Read in small pieces: every line once, in the order written.
     let mut offset = 0;
@@ -265,7 +296,15 @@ async fn logs_are_read_in_order_from_any_offset_and_capped(b: Backend) {
     // A reader that resumes at an offset sees what came after it.
     let (before, mark) = s.read_log(&id, 0, u64::MAX).await.unwrap();
     assert_eq!(before.len(), 101);
-    s.append_logs(&id, &[LogAppend { task: "b", text: "later" }]).await.unwrap();
+    s.append_logs(
+        &id,
+        &[LogAppend {
+            task: "b",
+            text: "later",
+        }],
+    )
+    .await
+    .unwrap();
     let (after, _) = s.read_log(&id, mark, u64::MAX).await.unwrap();
     assert_eq!(after.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["later"]);
 
@@ -294,7 +333,15 @@ async fn logs_are_read_in_order_from_any_offset_and_capped(b: Backend) {
     assert_eq!(notes, 1, "one note that the log was cut");
     assert!(kept <= LOG_CAP && kept > LOG_CAP - 2 * big.len() as u64, "{kept}");
     // The other task's log is not cut.
-    s.append_logs(&id, &[LogAppend { task: "b", text: "still here" }]).await.unwrap();
+    s.append_logs(
+        &id,
+        &[LogAppend {
+            task: "b",
+            text: "still here",
+        }],
+    )
+    .await
+    .unwrap();
     let (tail, _) = s.read_log(&id, offset, u64::MAX).await.unwrap();
     assert_eq!(tail.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["still here"]);
 }
@@ -324,7 +371,10 @@ fn decision(by: &str, approved: bool) -> Decision {
 
 async fn a_gate_counts_votes_and_is_decided_once(b: Backend) {
     let s = b.open().await;
-    let id = s.begin(&execution(&[("promote", "approval")], Origin::Server)).await.unwrap();
+    let id = s
+        .begin(&execution(&[("promote", "approval")], Origin::Server))
+        .await
+        .unwrap();
     let asked = s.request_approval(&id, "promote", &gate(2)).await.unwrap();
     assert_eq!(asked.required, 2);
     assert_eq!(asked.started_by.as_deref(), Some("ana"), "from the trigger's `by`");
@@ -361,7 +411,10 @@ async fn a_gate_counts_votes_and_is_decided_once(b: Backend) {
     let d = decided.decision.as_ref().unwrap();
     assert!(d.approved);
     assert_eq!(d.by, "cy");
-    assert_eq!(decided.votes.iter().map(|v| v.user.as_str()).collect::<Vec<_>>().len(), 2);
+    assert_eq!(
+        decided.votes.iter().map(|v| v.user.as_str()).collect::<Vec<_>>().len(),
+        2
+    );
     assert!(s.open_approvals(10).await.unwrap().is_empty());
     assert_eq!(s.approvals(&id).await.unwrap().len(), 1);
     s.unpause(&id).await.unwrap();
@@ -374,7 +427,10 @@ both!(a_gate_counts_votes_and_is_decided_once);
 /// gate is decided once, by one of them.
 async fn simultaneous_votes_decide_a_gate_once(b: Backend) {
     let first = b.open().await;
-    let id = first.begin(&execution(&[("promote", "approval")], Origin::Server)).await.unwrap();
+    let id = first
+        .begin(&execution(&[("promote", "approval")], Origin::Server))
+        .await
+        .unwrap();
     first.request_approval(&id, "promote", &gate(1)).await.unwrap();
     let mut voters = Vec::new();
     for name in ["ana", "bo", "cy"] {
@@ -420,7 +476,10 @@ async fn deliveries_are_claimed_once_and_listed(b: Backend) {
         .await
         .unwrap();
     match s.claim_delivery(&delivery(Some("gh-1"))).await.unwrap() {
-        Claim::Repeat(d) => assert_eq!((d.id.as_str(), d.execution.as_deref()), (first.as_str(), Some("exec-1"))),
+        Claim::Repeat(d) => assert_eq!(
+            (d.id.as_str(), d.execution.as_deref()),
+            (first.as_str(), Some("exec-1"))
+        ),
         other => panic!("a repeat, got {other:?}"),
     }
     let refused = s
@@ -453,8 +512,12 @@ async fn deliveries_are_claimed_once_and_listed(b: Backend) {
     assert_eq!(fresh, 1);
 
     assert_eq!(s.last_fire("release", "nightly").await.unwrap(), None);
-    s.set_last_fire("release", "nightly", "2026-12-05T02:00:00Z").await.unwrap();
-    s.set_last_fire("release", "nightly", "2026-12-06T02:00:00Z").await.unwrap();
+    s.set_last_fire("release", "nightly", "2026-12-05T02:00:00Z")
+        .await
+        .unwrap();
+    s.set_last_fire("release", "nightly", "2026-12-06T02:00:00Z")
+        .await
+        .unwrap();
     assert_eq!(
         s.last_fire("release", "nightly").await.unwrap().as_deref(),
         Some("2026-12-06T02:00:00Z")
@@ -468,7 +531,12 @@ async fn users_tokens_and_the_audit_trail(b: Backend) {
     s.add_user("bo", Role::Viewer, None).await.unwrap();
     assert!(s.add_user("ana", Role::Viewer, None).await.is_err());
     assert_eq!(
-        s.users().await.unwrap().iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        s.users()
+            .await
+            .unwrap()
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>(),
         ["ana", "bo"]
     );
     for (id, user) in [("t_ab12", "ana"), ("t_ab34", "bo")] {
@@ -484,7 +552,10 @@ async fn users_tokens_and_the_audit_trail(b: Backend) {
         .unwrap();
     }
     let (token, user) = s.token_by_hash("hash-t_ab12").await.unwrap().unwrap();
-    assert_eq!((token.id.as_str(), user.name.as_str(), user.role), ("t_ab12", "ana", Role::Admin));
+    assert_eq!(
+        (token.id.as_str(), user.name.as_str(), user.role),
+        ("t_ab12", "ana", Role::Admin)
+    );
     assert!(s.token_by_hash("nope").await.unwrap().is_none());
     s.touch_token("t_ab12").await.unwrap();
     assert!(s.tokens().await.unwrap().iter().any(|t| t.last_used_at.is_some()));
@@ -504,7 +575,10 @@ async fn users_tokens_and_the_audit_trail(b: Backend) {
             .unwrap();
     }
     let newest = s.audit_log(2, None).await.unwrap();
-    assert_eq!(newest.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["t4", "t3"]);
+    assert_eq!(
+        newest.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
+        ["t4", "t3"]
+    );
     let older = s.audit_log(10, Some(newest[1].seq)).await.unwrap();
     assert_eq!(older.len(), 3);
     assert_eq!(older[0].detail["i"], 2);
@@ -515,7 +589,10 @@ both!(users_tokens_and_the_audit_trail);
 /// operating system, the PostgreSQL one the execution's lease.
 async fn running_paused_and_queued_executions_know_their_process(b: Backend) {
     let s = b.open().await;
-    let id = s.begin(&execution(&[("t", "shell.run")], Origin::Server)).await.unwrap();
+    let id = s
+        .begin(&execution(&[("t", "shell.run")], Origin::Server))
+        .await
+        .unwrap();
     assert!(s.process_alive(&id).await.unwrap());
     s.mark_queued(&id).await.unwrap();
     assert_eq!(s.show(&id).await.unwrap().unwrap().0.state, ExecutionState::Queued);
@@ -541,7 +618,10 @@ both!(running_paused_and_queued_executions_know_their_process);
 async fn postgres_an_execution_whose_lease_lapsed_is_interrupted() {
     let pg = Postgres::start();
     let s = PgStore::connect(&pg.url()).await.unwrap();
-    let id = s.begin(&execution(&[("t", "shell.run")], Origin::Server)).await.unwrap();
+    let id = s
+        .begin(&execution(&[("t", "shell.run")], Origin::Server))
+        .await
+        .unwrap();
     s.apply(
         &id,
         &[Change::Started {
@@ -561,11 +641,17 @@ async fn postgres_an_execution_whose_lease_lapsed_is_interrupted() {
     assert_eq!(exec.state, ExecutionState::Interrupted, "read as interrupted at once");
     assert_eq!(runs[0].state, TaskState::Interrupted);
     assert!(!s.process_alive(&id).await.unwrap());
-    assert_eq!(s.server_orphans().await.unwrap(), [(id.clone(), ExecutionState::Interrupted)]);
+    assert_eq!(
+        s.server_orphans().await.unwrap(),
+        [(id.clone(), ExecutionState::Interrupted)]
+    );
     // The next process to open the history records it.
     drop(s);
     let next = PgStore::connect(&pg.url()).await.unwrap();
-    assert_eq!(pg.sql(&format!("SELECT state FROM executions WHERE id = '{id}'")), "interrupted");
+    assert_eq!(
+        pg.sql(&format!("SELECT state FROM executions WHERE id = '{id}'")),
+        "interrupted"
+    );
     assert_eq!(
         pg.sql(&format!("SELECT state FROM task_runs WHERE execution_id = '{id}'")),
         "interrupted"
@@ -596,10 +682,17 @@ async fn postgres_connection_errors_are_clear_and_keep_the_password() {
     assert!(err.contains("postgres://kflow@127.0.0.1"), "{err}");
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(!err.contains("wrong-password-91"), "{err}");
-    let closed = format!("postgres://kflow:{PASSWORD}@127.0.0.1:{}/postgres", support::free_port());
+    let closed = format!(
+        "postgres://kflow:{PASSWORD}@127.0.0.1:{}/postgres",
+        support::free_port()
+    );
     let err = PgStore::connect(&closed).await.err().expect("refused").0;
     assert!(err.contains("cannot connect") && !err.contains(PASSWORD), "{err}");
-    let err = PgStore::connect("postgres://kflow@127.0.0.1:notaport/db").await.err().expect("refused").0;
+    let err = PgStore::connect("postgres://kflow@127.0.0.1:notaport/db")
+        .await
+        .err()
+        .expect("refused")
+        .0;
     assert!(err.contains("not a PostgreSQL URL"), "{err}");
 }
 
@@ -620,5 +713,7 @@ async fn postgres_a_restarted_database_is_reconnected_to() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(shown.expect("reconnected").0.id, id);
-    s.finish(&id, ExecutionState::Succeeded, &json!([]), &json!({})).await.unwrap();
+    s.finish(&id, ExecutionState::Succeeded, &json!([]), &json!({}))
+        .await
+        .unwrap();
 }

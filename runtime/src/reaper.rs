@@ -26,7 +26,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 use crate::docker::{hold, resources, EXECUTION_LABEL, HISTORY_LABEL};
-use crate::store::SqliteStore;
+use crate::store::Store;
 
 /// What a pass removed, and what it left because it cannot tell.
 #[derive(Debug, Default)]
@@ -53,12 +53,12 @@ enum Verdict {
 
 /// What may go of an execution of this history; `None` when the history
 /// does not know it.
-fn verdict(store: &SqliteStore, exec: &str) -> Result<Option<Verdict>, String> {
+async fn verdict(store: &dyn Store, exec: &str) -> Result<Option<Verdict>, String> {
     use crate::state::ExecutionState as S;
-    Ok(match store.state_of(exec).map_err(|e| e.0)? {
+    Ok(match store.state_of(exec).await.map_err(|e| e.0)? {
         None => None,
         Some(S::Paused | S::Queued) => Some(Verdict::Keep),
-        Some(S::Running) if store.process_alive(exec).map_err(|e| e.0)? => Some(Verdict::Keep),
+        Some(S::Running) if store.process_alive(exec).await.map_err(|e| e.0)? => Some(Verdict::Keep),
         Some(S::Running | S::Interrupted) => Some(Verdict::AllButVolumes),
         Some(S::Succeeded | S::Failed | S::Cancelled) => Some(Verdict::All),
     })
@@ -69,7 +69,7 @@ fn verdict(store: &SqliteStore, exec: &str) -> Result<Option<Verdict>, String> {
 /// whose environment says `KFLOW_EXECUTION=<id>` of an execution that is
 /// provably not alive. A task's own process dies with kflow (a parent-death
 /// signal); this takes what it had started in turn. Returns the pids killed.
-pub fn kill_leftover_processes(store: &SqliteStore) -> Result<Vec<i32>, String> {
+pub async fn kill_leftover_processes(store: &dyn Store) -> Result<Vec<i32>, String> {
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut killed = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -88,7 +88,7 @@ pub fn kill_leftover_processes(store: &SqliteStore) -> Result<Vec<i32>, String> 
             None => {
                 // Only executions this history knows: an id it has never
                 // recorded belongs to another history.
-                let v = verdict(store, &exec)?.unwrap_or(Verdict::Keep);
+                let v = verdict(store, &exec).await?.unwrap_or(Verdict::Keep);
                 *verdicts.entry(exec).or_insert(v)
             }
         };
@@ -123,7 +123,7 @@ pub async fn connect_quickly() -> Option<Docker> {
 
 /// One pass; `interrupted_volumes` takes the named volumes of interrupted
 /// executions too (`kflow gc --interrupted`).
-pub async fn reap(docker: &Docker, store: &SqliteStore, interrupted_volumes: bool) -> Result<Reaped, String> {
+pub async fn reap(docker: &Docker, store: &dyn Store, interrupted_volumes: bool) -> Result<Reaped, String> {
     let found = resources::find(docker, EXECUTION_LABEL).await?;
     // Group by execution, deciding once per execution.
     let mut by_exec: BTreeMap<String, resources::Found> = BTreeMap::new();
@@ -145,7 +145,7 @@ pub async fn reap(docker: &Docker, store: &SqliteStore, interrupted_volumes: boo
         held.entry(h.execution.clone()).or_default().push(h);
     }
     for (exec, holds) in held {
-        let go = match verdict(store, &exec)?.unwrap_or(Verdict::All) {
+        let go = match verdict(store, &exec).await?.unwrap_or(Verdict::All) {
             Verdict::All => true,
             Verdict::AllButVolumes => interrupted_volumes,
             Verdict::Keep => false,
@@ -169,7 +169,7 @@ pub async fn reap(docker: &Docker, store: &SqliteStore, interrupted_volumes: boo
             continue;
         }
         // Labelled by this history but gone from it: pruned, so finished.
-        let verdict = match verdict(store, &exec)?.unwrap_or(Verdict::All) {
+        let verdict = match verdict(store, &exec).await?.unwrap_or(Verdict::All) {
             Verdict::AllButVolumes if interrupted_volumes => Verdict::All,
             v => v,
         };

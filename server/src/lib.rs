@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
-use kflow_runtime::store::{NewDelivery, SqliteStore, Store, Verdict};
+use kflow_runtime::store::{NewDelivery, PgStore, SqliteStore, Store, Verdict};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +48,11 @@ pub struct Config {
     /// Flow files and folders.
     pub paths: Vec<PathBuf>,
     pub listen: SocketAddr,
-    /// The history's folder.
+    /// The history's folder (with a PostgreSQL store: artifacts only).
     pub state: PathBuf,
+    /// The shared history on PostgreSQL (`postgres://…`), instead of the
+    /// folder's SQLite.
+    pub store: Option<String>,
     /// The URL the server is reached at (behind a proxy); links use it.
     pub public_url: Option<String>,
     /// How long running executions may go on after a shutdown signal before
@@ -74,8 +77,8 @@ pub enum ServeError {
     Tls(String),
     #[error("{0}")]
     Config(String),
-    #[error("the history in {0}: {1}")]
-    Store(String, String),
+    #[error("{0}")]
+    Store(String),
     #[error("the HTTP server stopped: {0}")]
     Http(std::io::Error),
 }
@@ -204,10 +207,14 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
             config.listen
         );
     }
-    let state_name = config.state.display().to_string();
-    let sqlite = SqliteStore::open(&config.state).map_err(|e| ServeError::Store(state_name.clone(), e.0))?;
-    let sqlite = Arc::new(sqlite);
-    reap(&sqlite).await;
+    let store: Arc<dyn Store> = match &config.store {
+        Some(url) => Arc::new(PgStore::connect(url).await.map_err(|e| ServeError::Store(e.0))?),
+        None => Arc::new(
+            SqliteStore::open(&config.state)
+                .map_err(|e| ServeError::Store(format!("the history in {}: {}", config.state.display(), e.0)))?,
+        ),
+    };
+    reap(&*store).await;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Listen(config.listen, e))?;
@@ -220,7 +227,6 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
         .unwrap_or_else(|| format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }))
         .trim_end_matches('/')
         .to_string();
-    let store: Arc<dyn Store> = sqlite;
     let flows = flows::load(&config.paths, &Flows::default());
     report_broken(&flows);
     let app = Arc::new(App {
@@ -287,9 +293,9 @@ where
 
 /// What killed executions left (containers, networks, volumes, processes)
 /// is reclaimed before anything starts.
-async fn reap(store: &SqliteStore) {
+async fn reap(store: &dyn Store) {
     use kflow_runtime::reaper;
-    if let Err(e) = reaper::kill_leftover_processes(store) {
+    if let Err(e) = reaper::kill_leftover_processes(store).await {
         eprintln!("kflow serve: {e}");
     }
     if let Some(docker) = reaper::connect_quickly().await {

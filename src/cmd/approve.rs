@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use kflow_runtime::state::ExecutionState;
 use kflow_runtime::store::Decision;
 
-use super::state::StateDir;
+use super::state::History;
 use super::{Result, UsageError};
 
 #[derive(clap::Args)]
@@ -33,6 +33,9 @@ pub struct DecideArgs {
     /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// The shared PostgreSQL history, `postgres://…` (default: $KFLOW_STORE).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -169,12 +172,19 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
         return decide_remote(server, &args, approved);
     }
     let by = reviewer_name(args.by.as_deref().unwrap_or(""))?.to_string();
-    let store = StateDir::find(args.state.as_deref()).open()?;
+    let history = super::state::History::find(args.state.as_deref(), args.store.as_deref());
+    super::one_thread_runtime()?.block_on(decide_local(&history, &args, by, approved))
+}
+
+async fn decide_local(history: &History, args: &DecideArgs, by: String, approved: bool) -> Result<ExitCode> {
+    let store = history.open_existing().await?;
     let (exec, _) = store
         .show(&args.id)
+        .await
         .map_err(|e| UsageError(e.0))?
         .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
-    let pending = store.pending_approvals(&exec.id).map_err(|e| UsageError(e.0))?;
+    let mut pending = store.approvals(&exec.id).await.map_err(|e| UsageError(e.0))?;
+    pending.retain(|a| a.decision.is_none());
     let gate = match (&args.task, pending.len()) {
         (_, 0) => {
             return Err(UsageError(format!(
@@ -205,6 +215,7 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
     };
     let outcome = store
         .vote(&exec.id, &gate.task, &decision)
+        .await
         .map_err(|e| UsageError(e.0))?;
     let verb = if approved { "approved" } else { "rejected" };
     outln!("{verb} `{}` of execution {} as {by}", gate.task, exec.id);
@@ -212,7 +223,7 @@ fn decide(args: DecideArgs, approved: bool) -> Result<ExitCode> {
         outln!("{have} of {need} approvals: the gate waits for more");
         return Ok(ExitCode::SUCCESS);
     }
-    if !store.process_alive(&exec.id).map_err(|e| UsageError(e.0))? {
+    if !store.process_alive(&exec.id).await.map_err(|e| UsageError(e.0))? {
         outln!("the execution is not running: `kflow resume {}` continues it", exec.id);
     }
     Ok(ExitCode::SUCCESS)
@@ -232,17 +243,19 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
     if args.run.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
-    let state = StateDir::find(args.run.state.as_deref());
-    let store = std::sync::Arc::new(state.open()?);
-    let r = store
-        .resumable(&args.id)
+    let history = args.run.history();
+    let runtime = super::run::runtime()?;
+    let store = runtime.block_on(history.open_existing())?;
+    let r = runtime
+        .block_on(store.resumable(&args.id))
         .map_err(|e| UsageError(e.0))?
         .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
+    let alive = runtime
+        .block_on(store.process_alive(&r.id))
+        .map_err(|e| UsageError(e.0))?;
     match r.state {
         ExecutionState::Paused | ExecutionState::Interrupted => {}
-        ExecutionState::Running if store.process_alive(&r.id).map_err(|e| UsageError(e.0))? => {
-            return Err(UsageError(format!("execution {} is still running", r.id)))
-        }
+        ExecutionState::Running if alive => return Err(UsageError(format!("execution {} is still running", r.id))),
         other => {
             return Err(UsageError(format!(
                 "execution {} {other}: only paused or interrupted executions resume (run the flow again instead)",
@@ -250,7 +263,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
             )))
         }
     }
-    if store.process_alive(&r.id).map_err(|e| UsageError(e.0))? {
+    if alive {
         return Err(UsageError(format!(
             "execution {} is still waiting in another kflow process; decide with `kflow approve`",
             r.id
@@ -258,7 +271,7 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
     }
     let super::recorded::Loaded { plan, inputs, secrets } = super::recorded::load(&r)?;
     let restored = super::recorded::restored(&plan, &r.done)?;
-    store.reopen(&r.id).map_err(|e| UsageError(e.0))?;
+    runtime.block_on(store.reopen(&r.id)).map_err(|e| UsageError(e.0))?;
     if args.run.json {
         outln!("{}", super::events::execution_resumed(&r.id, &r.flow));
     } else {
@@ -270,10 +283,11 @@ pub fn resume(args: ResumeArgs) -> Result<ExitCode> {
         );
     }
     super::run::execute_recorded(super::run::Recorded {
+        runtime,
         plan,
         id: r.id,
         store,
-        state,
+        history,
         base_dir: r.base_dir,
         inputs,
         secrets,

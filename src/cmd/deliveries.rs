@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kflow_runtime::printable::printable;
-use kflow_runtime::store::SqliteStore;
 
 use super::out::outln;
 use super::{Result, UsageError};
@@ -20,6 +19,9 @@ pub struct Args {
     /// Folder of the history the server uses (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR", global = true)]
     state: Option<PathBuf>,
+    /// The shared PostgreSQL history the server uses, `postgres://…` (default: $KFLOW_STORE).
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -36,13 +38,18 @@ enum Command {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = super::state::StateDir::find(args.state.as_deref()).dir;
-    let store = SqliteStore::open(&dir).map_err(|e| UsageError(e.0))?;
+    let runtime = super::one_thread_runtime()?;
+    let history = super::state::History::find(args.state.as_deref(), args.store.as_deref());
     match args.command {
         Command::List { limit, json } => {
-            let rows = store
-                .deliveries(limit.clamp(1, 10_000), None)
-                .map_err(|e| UsageError(e.0))?;
+            let rows = runtime.block_on(async {
+                history
+                    .open()
+                    .await?
+                    .deliveries(limit.clamp(1, 10_000), None)
+                    .await
+                    .map_err(|e| UsageError(e.0))
+            })?;
             for d in rows {
                 if json {
                     outln!(

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kflow_runtime::state::ExecutionState;
-use kflow_runtime::store::{ExecutionRow, SqliteStore, TaskRow};
+use kflow_runtime::store::{ExecutionFilter, ExecutionRow, Store, TaskRow, LOG_READ_CHUNK};
+
+use super::state::History;
 use serde_json::json;
 
 use super::{Result, UsageError};
@@ -16,13 +18,32 @@ pub struct StateArg {
     /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR", global = true)]
     state: Option<PathBuf>,
+    /// The shared PostgreSQL history, `postgres://…` (default: $KFLOW_STORE).
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
 }
 
 impl StateArg {
-    fn open(&self) -> Result<SqliteStore> {
-        let state = super::state::StateDir::find(self.state.as_deref());
-        // Reading needs no write access.
-        SqliteStore::open_read(state.existing()?).map_err(|e| UsageError(e.0))
+    fn history(&self) -> History {
+        History::find(self.state.as_deref(), self.store.as_deref())
+    }
+}
+
+/// The executions matching `filter`, newest first, at most `limit`: read a
+/// page at a time.
+async fn executions(store: &dyn Store, filter: &ExecutionFilter, limit: usize) -> Result<Vec<ExecutionRow>> {
+    let mut rows: Vec<ExecutionRow> = Vec::new();
+    loop {
+        let want = (limit - rows.len()).min(1000);
+        let cursor = rows.last().map(|e| e.id.clone());
+        let (page, more) = store
+            .page(filter, want, cursor.as_deref())
+            .await
+            .map_err(|e| UsageError(e.0))?;
+        rows.extend(page);
+        if !more || rows.len() >= limit {
+            return Ok(rows);
+        }
     }
 }
 
@@ -111,10 +132,15 @@ fn task_json(t: &TaskRow) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    super::one_thread_runtime()?.block_on(run_on(args))
+}
+
+async fn run_on(args: Args) -> Result<ExitCode> {
+    let history = args.state.history();
     if let Command::Prune { keep, older_than } = args.command {
-        return prune(&args.state, keep, older_than);
+        return prune(&history, keep, older_than).await;
     }
-    let store = args.state.open()?;
+    let store = history.open_read().await?;
     match args.command {
         Command::Prune { .. } => unreachable!("handled above"),
         Command::List {
@@ -123,14 +149,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             status,
             limit,
         } => {
-            let rows: Vec<ExecutionRow> = store
-                .list()
-                .map_err(|e| UsageError(e.0))?
-                .into_iter()
-                .filter(|e| flow.as_ref().is_none_or(|f| &e.flow == f))
-                .filter(|e| status.as_ref().is_none_or(|s| e.state.as_str() == s))
-                .take(limit.unwrap_or(usize::MAX))
-                .collect();
+            let filter = ExecutionFilter {
+                flow,
+                state: status.as_deref().and_then(|s| s.parse().ok()),
+                ..Default::default()
+            };
+            let rows = executions(&*store, &filter, limit.unwrap_or(usize::MAX)).await?;
             if json {
                 outln!("{}", serde_json::Value::Array(rows.iter().map(exec_json).collect()));
             } else if rows.is_empty() {
@@ -142,11 +166,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         }
         Command::Show { id, json } => {
-            let Some((exec, tasks)) = store.show(&id).map_err(|e| UsageError(e.0))? else {
+            let Some((exec, tasks)) = store.show(&id).await.map_err(|e| UsageError(e.0))? else {
                 return Err(UsageError(format!("no execution `{id}` in the history")));
             };
-            let artifacts = store.artifacts(&exec.id);
-            let approvals = store.approvals(&exec.id).map_err(|e| UsageError(e.0))?;
+            let artifacts = kflow_runtime::store::artifacts_in(&history.state.dir, &exec.id);
+            let approvals = store.approvals(&exec.id).await.map_err(|e| UsageError(e.0))?;
             if json {
                 let mut v = exec_json(&exec);
                 v["tasks"] = serde_json::Value::Array(tasks.iter().map(task_json).collect());
@@ -214,7 +238,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prune(state: &StateArg, keep: Option<usize>, older_than: Option<jiff::Span>) -> Result<ExitCode> {
+async fn prune(history: &History, keep: Option<usize>, older_than: Option<jiff::Span>) -> Result<ExitCode> {
     let before = match older_than {
         None => None,
         Some(age) => Some(
@@ -224,8 +248,19 @@ fn prune(state: &StateArg, keep: Option<usize>, older_than: Option<jiff::Span>) 
                 .timestamp(),
         ),
     };
-    let store = super::state::StateDir::find(state.state.as_deref()).open()?;
-    let removed = store.prune(keep, before).map_err(|e| UsageError(e.0))?;
+    let store = history.open_existing().await?;
+    let removed = store.prune(keep, before).await.map_err(|e| UsageError(e.0))?;
+    if history.url.is_some() {
+        // The records went; what tasks kept on this machine goes too.
+        for id in &removed {
+            let dir = history.state.dir.join("artifacts").join(id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(UsageError(format!("cannot remove {}: {e}", dir.display())));
+                }
+            }
+        }
+    }
     for id in &removed {
         outln!("removed {id}");
     }
@@ -251,8 +286,12 @@ pub struct LogsArgs {
 }
 
 pub fn logs(args: LogsArgs) -> Result<ExitCode> {
-    let store = args.state.open()?;
-    let Some((exec, tasks)) = store.show(&args.id).map_err(|e| UsageError(e.0))? else {
+    super::one_thread_runtime()?.block_on(logs_on(args))
+}
+
+async fn logs_on(args: LogsArgs) -> Result<ExitCode> {
+    let store = args.state.history().open_read().await?;
+    let Some((exec, tasks)) = store.show(&args.id).await.map_err(|e| UsageError(e.0))? else {
         return Err(UsageError(format!("no execution `{}` in the history", args.id)));
     };
     if let Some(t) = &args.task {
@@ -265,38 +304,35 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode> {
             )));
         }
     }
-    let mut reader = LogPrinter {
-        reader: store.log_reader(&exec.id),
+    let mut printer = LogPrinter {
+        offset: 0,
         task: args.task.clone(),
         timestamps: args.timestamps,
     };
     if !args.follow {
-        reader.print_new(&tasks)?;
+        printer.print_new(&*store, &exec.id).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut tasks = tasks;
     loop {
         let running = store
             .show(&exec.id)
+            .await
             .map_err(|e| UsageError(e.0))?
-            .map(|(e, t)| {
-                tasks = t;
-                e.state == ExecutionState::Running
-            })
-            .unwrap_or(false);
+            .is_some_and(|(e, _)| e.state == ExecutionState::Running);
         // What was written before the state was read is all there is once
         // the execution has ended.
-        reader.print_new(&tasks)?;
+        printer.print_new(&*store, &exec.id).await?;
         if !running {
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
 /// Prints an execution's log lines as they are read.
 struct LogPrinter {
-    reader: kflow_runtime::store::LogReader,
+    /// Where in the log the next read starts.
+    offset: u64,
     /// Only this task's log (printed without the task's name).
     task: Option<String>,
     timestamps: bool,
@@ -304,10 +340,13 @@ struct LogPrinter {
 
 impl LogPrinter {
     /// Prints every line written since the last call.
-    fn print_new(&mut self, tasks: &[TaskRow]) -> Result<()> {
-        let names: Vec<String> = tasks.iter().map(|t| t.task.clone()).collect();
+    async fn print_new(&mut self, store: &dyn Store, execution: &str) -> Result<()> {
         loop {
-            let lines = self.reader.next(&names).map_err(|e| UsageError(e.0))?;
+            let (lines, next) = store
+                .read_log(execution, self.offset, LOG_READ_CHUNK)
+                .await
+                .map_err(|e| UsageError(e.0))?;
+            self.offset = next;
             if lines.is_empty() {
                 return Ok(());
             }

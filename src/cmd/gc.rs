@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use kflow_runtime::docker::hold;
 use kflow_runtime::reaper;
-use kflow_runtime::store::SqliteStore;
+use kflow_runtime::store::Store;
 
 use super::{Result, UsageError};
 
@@ -18,42 +18,37 @@ pub struct Args {
     /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// The shared PostgreSQL history, `postgres://…` (default: $KFLOW_STORE).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// Also remove the named volumes of interrupted executions (kept by
     /// default: `kflow resume` may continue them with their data).
     #[arg(long)]
     interrupted: bool,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = super::state::StateDir::find(args.state.as_deref()).dir;
-    let store = SqliteStore::open(&dir).map_err(|e| UsageError(e.0))?;
-    let killed = reaper::kill_leftover_processes(&store).map_err(UsageError)?;
-    if !killed.is_empty() {
-        outln!(
-            "killed {} process(es) left running by executions no longer alive",
-            killed.len()
-        );
-    }
-    let rt = runtime()?;
-    let history = store.history_id().to_string();
+    let rt = super::one_thread_runtime()?;
+    let history = super::state::History::find(args.state.as_deref(), args.store.as_deref());
     let (reaped, images) = rt.block_on(async {
+        let store = history.open().await?;
+        let killed = reaper::kill_leftover_processes(&*store).await.map_err(UsageError)?;
+        if !killed.is_empty() {
+            outln!(
+                "killed {} process(es) left running by executions no longer alive",
+                killed.len()
+            );
+        }
         let docker = reaper::connect_quickly().await.ok_or_else(|| {
             UsageError(format!(
                 "cannot reach the Docker engine at {}",
                 kflow_runtime::docker::engine_address()
             ))
         })?;
-        let reaped = reaper::reap(&docker, &store, args.interrupted)
+        let reaped = reaper::reap(&docker, &*store, args.interrupted)
             .await
             .map_err(UsageError)?;
-        let images = hold::reclaim(&docker, &history).await.map_err(UsageError)?;
+        let images = hold::reclaim(&docker, store.history_id()).await.map_err(UsageError)?;
         Ok::<_, UsageError>((reaped, images))
     })?;
     outln!(
@@ -94,8 +89,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// At the start of a run (new or resumed): reap quietly when the engine
 /// answers, say what was removed, never stop the run for it.
-pub async fn reap_quietly(store: &SqliteStore) {
-    match reaper::kill_leftover_processes(store) {
+pub async fn reap_quietly(store: &dyn Store) {
+    match reaper::kill_leftover_processes(store).await {
         Ok(killed) if !killed.is_empty() => eprintln!(
             "kflow: killed {} process(es) left running by earlier executions",
             killed.len()

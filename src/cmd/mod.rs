@@ -182,6 +182,15 @@ pub fn io_reason(e: &std::io::Error) -> String {
 }
 
 /// Whether colour should be used on standard output/error.
+/// A runtime on this thread, for a command's few calls to the history or
+/// the engine.
+pub fn one_thread_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))
+}
+
 pub fn use_color(stream_is_tty: bool) -> bool {
     stream_is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -25,6 +25,15 @@ pub struct RunFlags {
     /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// The shared PostgreSQL history, `postgres://…` (default: $KFLOW_STORE).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+}
+
+impl RunFlags {
+    pub fn history(&self) -> super::state::History {
+        super::state::History::find(self.state.as_deref(), self.store.as_deref())
+    }
 }
 
 pub use kflow_runtime::resume::Loaded;

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use kflow_runtime::resume::Loaded;
 use kflow_runtime::store::Origin;
 
-use super::state::StateDir;
 use super::{Result, UsageError};
 
 #[derive(clap::Args)]
@@ -31,33 +30,37 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.run.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
-    let state = StateDir::find(args.run.state.as_deref());
-    let store = std::sync::Arc::new(state.open()?);
-    let r = store
-        .resumable(&args.id)
+    let history = args.run.history();
+    let runtime = super::run::runtime()?;
+    let store = runtime.block_on(history.open_existing())?;
+    let r = runtime
+        .block_on(store.resumable(&args.id))
         .map_err(|e| UsageError(e.0))?
         .ok_or_else(|| UsageError(format!("no execution `{}` in the history", args.id)))?;
-    let recorded = store
-        .show(&r.id)
+    let recorded = runtime
+        .block_on(store.show(&r.id))
         .map_err(|e| UsageError(e.0))?
         .map(|(_, tasks)| tasks)
         .unwrap_or_default();
     let rerun = kflow_runtime::resume::rerun(&r, args.from_failed, &recorded).map_err(UsageError)?;
     let Loaded { plan, inputs, secrets } = rerun.loaded;
-    let id = store
-        .begin(&kflow_runtime::resume::rerun_record(&r, &plan, None, Origin::Cli))
+    let id = runtime
+        .block_on(store.begin(&kflow_runtime::resume::rerun_record(&r, &plan, None, Origin::Cli)))
         .map_err(|e| UsageError(e.0))?;
-    store.apply(&id, &rerun.kept_changes).map_err(|e| UsageError(e.0))?;
+    runtime
+        .block_on(store.apply(&id, &rerun.kept_changes))
+        .map_err(|e| UsageError(e.0))?;
     if args.run.json {
         outln!("{}", super::events::execution_started(&id, &r.flow, Some(&r.id)));
     } else {
         outln!("execution {id} of flow {}, a rerun of {}", r.flow, r.id);
     }
     super::run::execute_recorded(super::run::Recorded {
+        runtime,
         plan,
         id,
         store,
-        state,
+        history,
         base_dir: r.base_dir,
         inputs,
         secrets,

@@ -12,7 +12,7 @@ use kflow_compiler::render::{self, FileReport, HumanStyle};
 use kflow_runtime::executor::{Report, RunEnv};
 use kflow_runtime::secret::Secret;
 use kflow_runtime::state::ExecutionState;
-use kflow_runtime::store::{NewExecution, SqliteStore};
+use kflow_runtime::store::{NewExecution, Store};
 use kflow_runtime::value::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,11 @@ pub struct Args {
     /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// Record the execution in a shared PostgreSQL history,
+    /// `postgres://user:password@host:port/db` (default: $KFLOW_STORE); the
+    /// --state folder then keeps only artifacts.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// When an approval has to wait, pause the execution and exit (printing
     /// its id) instead of waiting; `kflow resume ID` continues it.
     #[arg(long)]
@@ -122,8 +127,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Err(UsageError(format!("flow `{}` cannot run: {why}", plan.flow)));
     }
 
-    let state = super::state::StateDir::find(args.state.as_deref());
-    let store = Arc::new(SqliteStore::open(&state.dir).map_err(|e| UsageError(e.0))?);
+    let history = super::state::History::find(args.state.as_deref(), args.store.as_deref());
+    let runtime = runtime()?;
+    let store = runtime.block_on(history.open())?;
     // Tasks in loops are recorded per iteration, as they start.
     let tasks: Vec<(String, String)> = kflow_runtime::executor::single_tasks(plan)
         .into_iter()
@@ -132,8 +138,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let inputs_json: serde_json::Map<String, serde_json::Value> =
         inputs.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
     let plan_json = serde_json::to_value(plan).map_err(|e| UsageError(format!("cannot record the plan: {e}")))?;
-    let id = store
-        .begin(&NewExecution {
+    let id = runtime
+        .block_on(store.begin(&NewExecution {
             flow: &plan.flow,
             file: &source.name,
             inputs: &serde_json::Value::Object(inputs_json),
@@ -143,7 +149,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             rerun_of: None,
             trigger,
             origin: kflow_runtime::store::Origin::Cli,
-        })
+        }))
         .map_err(|e| UsageError(e.0))?;
     if args.json {
         outln!("{}", super::events::execution_started(&id, &plan.flow, None));
@@ -151,10 +157,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         outln!("execution {id} of flow {}", plan.flow);
     }
     execute_recorded(Recorded {
+        runtime,
         plan: plan.clone(),
         id,
         store,
-        state,
+        history,
         base_dir,
         inputs,
         secrets,
@@ -167,10 +174,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// An execution in the history, ready to run (a new one, or a resumed one).
 pub struct Recorded {
+    /// The runtime the store was opened on, which runs the execution.
+    pub runtime: tokio::runtime::Runtime,
     pub plan: Plan,
     pub id: String,
-    pub store: Arc<SqliteStore>,
-    pub state: super::state::StateDir,
+    pub store: Arc<dyn Store>,
+    pub history: super::state::History,
     pub base_dir: PathBuf,
     pub inputs: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, Secret>,
@@ -184,10 +193,11 @@ pub struct Recorded {
 /// recording every event; the exit code says how it ended.
 pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
     let Recorded {
+        runtime,
         plan,
         id,
         store,
-        state,
+        history,
         base_dir,
         inputs,
         secrets,
@@ -196,12 +206,9 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         json,
         detach,
     } = r;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
+    let state = &history.state;
     let ended = runtime.block_on(async {
-        super::gc::reap_quietly(&store).await;
+        super::gc::reap_quietly(&*store).await;
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
         let mode = if json {
@@ -221,7 +228,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
             artifacts: state.dir.join("artifacts").join(&id),
             state_dir: state.dir.clone(),
             store: store.clone(),
-            state_hint: state.hint(),
+            state_hint: history.hint(),
             detach,
             restored,
             inputs,
@@ -243,7 +250,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
             );
         } else {
             outln!("execution {id} is paused, waiting for approval");
-            let st = state.hint();
+            let st = history.hint();
             outln!("decide: kflow approve {id} --as NAME{st}   (or kflow reject {id} --as NAME{st})");
             outln!("then:   kflow resume {id}{st}");
         }
@@ -255,6 +262,15 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         ExecutionState::Succeeded => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
+}
+
+/// The runtime an execution runs on (tasks mostly wait, on several
+/// threads).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))
 }
 
 /// The length of a task run's name: loop iterations add `[i]` per loop

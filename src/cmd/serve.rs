@@ -18,6 +18,11 @@ pub struct Args {
     /// Folder of the execution history (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// Keep the history in a shared PostgreSQL database,
+    /// `postgres://user:password@host:port/db` (default: $KFLOW_STORE); the
+    /// --state folder then keeps only artifacts.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// The URL the server is reached at, for links (behind a reverse proxy).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -73,11 +78,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             )));
         }
     }
-    let state = super::state::StateDir::find(args.state.as_deref());
+    let history = super::state::History::find(args.state.as_deref(), args.store.as_deref());
+    if let Some(url) = &history.url {
+        if !kflow_runtime::store::is_postgres_url(url) {
+            return Err(UsageError(format!(
+                "--store `{}`: give a PostgreSQL URL, postgres://user:password@host:port/database",
+                super::state::without_password(url)
+            )));
+        }
+    }
     let config = kflow_server::Config {
         paths,
         listen: args.listen,
-        state: state.dir,
+        state: history.state.dir,
+        store: history.url,
         public_url: args.public_url,
         grace: args.grace,
         jobs: args.jobs,

@@ -6,8 +6,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use kflow_runtime::store::{NewToken, Role, SqliteStore};
+use kflow_runtime::store::{NewToken, Role, Store};
 use kflow_server::identity;
 
 use super::out::outln;
@@ -20,6 +21,9 @@ pub struct UserArgs {
     /// Folder of the history the server uses (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR", global = true)]
     state: Option<PathBuf>,
+    /// The shared PostgreSQL history the server uses, `postgres://…` (default: $KFLOW_STORE).
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -47,6 +51,9 @@ pub struct TokenArgs {
     /// Folder of the history the server uses (default: $KFLOW_STATE, else the nearest `.kflow` upward).
     #[arg(long, value_name = "DIR", global = true)]
     state: Option<PathBuf>,
+    /// The shared PostgreSQL history the server uses, `postgres://…` (default: $KFLOW_STORE).
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -72,9 +79,12 @@ fn os_actor() -> String {
     format!("os:{}", kflow_runtime::owner::os_user())
 }
 
-fn open(state: Option<&std::path::Path>) -> Result<SqliteStore> {
-    let dir = super::state::StateDir::find(state).dir;
-    SqliteStore::open(&dir).map_err(|e| UsageError(e.0))
+/// The history the server reads, and a runtime to reach it on.
+fn open(state: Option<&std::path::Path>, store: Option<&str>) -> Result<(tokio::runtime::Runtime, Arc<dyn Store>)> {
+    let runtime = super::one_thread_runtime()?;
+    let history = super::state::History::find(state, store);
+    let store = runtime.block_on(history.open())?;
+    Ok((runtime, store))
 }
 
 /// A user name: what reviewers lists and the audit trail show.
@@ -95,8 +105,12 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 pub fn user(args: UserArgs) -> Result<ExitCode> {
-    let store = open(args.state.as_deref())?;
-    match args.command {
+    let (runtime, store) = open(args.state.as_deref(), args.store.as_deref())?;
+    runtime.block_on(user_on(args.command, &*store))
+}
+
+async fn user_on(command: UserCommand, store: &dyn Store) -> Result<ExitCode> {
+    match command {
         UserCommand::Add {
             name,
             role,
@@ -128,18 +142,21 @@ pub fn user(args: UserArgs) -> Result<ExitCode> {
             };
             store
                 .add_user(&name, role, hash.as_deref())
+                .await
                 .map_err(|e| UsageError(e.0))?;
-            let _ = store.audit(
-                &os_actor(),
-                "user_added",
-                &name,
-                "cli",
-                &serde_json::json!({ "role": role.as_str() }),
-            );
+            let _ = store
+                .audit(
+                    &os_actor(),
+                    "user_added",
+                    &name,
+                    "cli",
+                    &serde_json::json!({ "role": role.as_str() }),
+                )
+                .await;
             outln!("user {name} added ({})", role.as_str());
         }
         UserCommand::List => {
-            for u in store.users().map_err(|e| UsageError(e.0))? {
+            for u in store.users().await.map_err(|e| UsageError(e.0))? {
                 let how = if u.password.is_some() {
                     "password"
                 } else {
@@ -149,13 +166,15 @@ pub fn user(args: UserArgs) -> Result<ExitCode> {
             }
         }
         UserCommand::Remove { name } => {
-            if !store.remove_user(&name).map_err(|e| UsageError(e.0))? {
+            if !store.remove_user(&name).await.map_err(|e| UsageError(e.0))? {
                 return Err(UsageError(format!(
                     "no user `{}`",
                     kflow_runtime::printable::printable(&name)
                 )));
             }
-            let _ = store.audit(&os_actor(), "user_removed", &name, "cli", &serde_json::Value::Null);
+            let _ = store
+                .audit(&os_actor(), "user_removed", &name, "cli", &serde_json::Value::Null)
+                .await;
             outln!("user {name} removed; their tokens no longer work");
         }
     }
@@ -163,11 +182,16 @@ pub fn user(args: UserArgs) -> Result<ExitCode> {
 }
 
 pub fn token(args: TokenArgs) -> Result<ExitCode> {
-    let store = open(args.state.as_deref())?;
-    match args.command {
+    let (runtime, store) = open(args.state.as_deref(), args.store.as_deref())?;
+    runtime.block_on(token_on(args.command, &*store))
+}
+
+async fn token_on(command: TokenCommand, store: &dyn Store) -> Result<ExitCode> {
+    match command {
         TokenCommand::Create { user, expires, name } => {
             let u = store
                 .user(&user)
+                .await
                 .map_err(|e| UsageError(e.0))?
                 .ok_or_else(|| UsageError(format!("no user `{}`", kflow_runtime::printable::printable(&user))))?;
             let expires_at = match expires {
@@ -193,14 +217,17 @@ pub fn token(args: TokenArgs) -> Result<ExitCode> {
                     hash: &t.hash,
                     expires_at: expires_at.as_deref(),
                 })
+                .await
                 .map_err(|e| UsageError(e.0))?;
-            let _ = store.audit(
-                &os_actor(),
-                "token_created",
-                &t.id,
-                "cli",
-                &serde_json::json!({ "user": u.name, "expires_at": expires_at }),
-            );
+            let _ = store
+                .audit(
+                    &os_actor(),
+                    "token_created",
+                    &t.id,
+                    "cli",
+                    &serde_json::json!({ "user": u.name, "expires_at": expires_at }),
+                )
+                .await;
             eprintln!(
                 "token {} acts as {} ({}){}; it is shown once:",
                 t.id,
@@ -211,7 +238,7 @@ pub fn token(args: TokenArgs) -> Result<ExitCode> {
             outln!("{}", t.secret);
         }
         TokenCommand::List => {
-            for t in store.tokens().map_err(|e| UsageError(e.0))? {
+            for t in store.tokens().await.map_err(|e| UsageError(e.0))? {
                 let status = match (&t.revoked_at, &t.expires_at) {
                     (Some(r), _) => format!("revoked {r}"),
                     (None, Some(e)) => format!("expires {e}"),
@@ -229,9 +256,12 @@ pub fn token(args: TokenArgs) -> Result<ExitCode> {
         TokenCommand::Revoke { id } => {
             let revoked = store
                 .revoke_token(&id)
+                .await
                 .map_err(|e| UsageError(e.0))?
                 .ok_or_else(|| UsageError(format!("no live token `{}`", kflow_runtime::printable::printable(&id))))?;
-            let _ = store.audit(&os_actor(), "token_revoked", &revoked, "cli", &serde_json::Value::Null);
+            let _ = store
+                .audit(&os_actor(), "token_revoked", &revoked, "cli", &serde_json::Value::Null)
+                .await;
             outln!("token {revoked} revoked");
         }
     }

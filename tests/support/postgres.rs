@@ -28,7 +28,12 @@ fn bin_dir() -> PathBuf {
         return dir.into();
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("postgres").exists()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("postgres").exists())
+                .collect()
+        })
         .unwrap_or_default();
     found.sort_by_key(|p| {
         p.parent()
@@ -51,7 +56,10 @@ fn as_postgres(program: &Path) -> Command {
     if unsafe { libc::geteuid() } == 0 {
         // SAFETY: a NUL-terminated name; the result is read at once.
         let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
-        assert!(!pw.is_null(), "a `postgres` user exists (Debian's postgresql package adds it)");
+        assert!(
+            !pw.is_null(),
+            "a `postgres` user exists (Debian's postgresql package adds it)"
+        );
         // SAFETY: checked non-null above.
         let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
         c.uid(uid).gid(gid);
@@ -71,11 +79,25 @@ impl Postgres {
         std::fs::create_dir(&data).unwrap();
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
-            let ok = Command::new("chown").args(["postgres:postgres"]).arg(&data).status().unwrap();
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&data)
+                .status()
+                .unwrap();
             assert!(ok.success());
         }
         let out = as_postgres(&bin_dir().join("initdb"))
-            .args(["-U", "kflow", "-A", "scram-sha-256", "--no-sync", "-E", "UTF8", "--locale", "C"])
+            .args([
+                "-U",
+                "kflow",
+                "-A",
+                "scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale",
+                "C",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .arg("-D")
             .arg(&data)
@@ -106,7 +128,14 @@ impl Postgres {
             // No socket file: the temporary folder is the server's only
             // footprint. fsync off: a test's data need not survive a crash of
             // the machine.
-            .args(["-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "max_connections=200"])
+            .args([
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -151,7 +180,16 @@ impl Postgres {
     /// kflow's back; the output, unaligned, one row a line.
     pub fn sql(&self, statement: &str) -> String {
         let out = Command::new(bin_dir().join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kflow", "-d", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "kflow",
+                "-d",
+                "postgres",
+            ])
             .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", statement])
             .env("PGPASSWORD", PASSWORD)
             .output()

@@ -673,22 +673,7 @@ impl SqliteStore {
 
     /// Files tasks kept for an execution (reports, SBOMs): (task, path, bytes).
     pub fn artifacts(&self, id: &str) -> Vec<(String, PathBuf, u64)> {
-        let root = self.dir.join("artifacts").join(id);
-        let mut out = Vec::new();
-        let Ok(tasks) = std::fs::read_dir(&root) else {
-            return out;
-        };
-        for task in tasks.flatten() {
-            let Ok(files) = std::fs::read_dir(task.path()) else {
-                continue;
-            };
-            for f in files.flatten() {
-                let size = f.metadata().map_or(0, |m| m.len());
-                out.push((run_from_file_name(&task.file_name().to_string_lossy()), f.path(), size));
-            }
-        }
-        out.sort();
-        out
+        artifacts_in(&self.dir, id)
     }
 
     /// One page of executions, newest first: those matching the filter,
@@ -884,6 +869,28 @@ impl SqliteStore {
         };
         Ok(Some((exec, tasks)))
     }
+}
+
+/// Files tasks kept for an execution in a state folder (reports, SBOMs):
+/// (task, path, bytes). They stay on the machine that ran the task,
+/// whichever history records it.
+pub fn artifacts_in(dir: &Path, id: &str) -> Vec<(String, PathBuf, u64)> {
+    let root = dir.join("artifacts").join(id);
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(&root) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(files) = std::fs::read_dir(task.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let size = f.metadata().map_or(0, |m| m.len());
+            out.push((run_from_file_name(&task.file_name().to_string_lossy()), f.path(), size));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Records a task run unless known: iterations of loops (`task[i]`) are

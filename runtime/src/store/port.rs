@@ -71,6 +71,9 @@ pub trait Store: Send + Sync {
     /// Takes an execution over for this process: `running`, this owner.
     async fn reopen(&self, execution: &str) -> Result<()>;
 
+    /// An execution's state as recorded (`None`: not in this history).
+    async fn state_of(&self, execution: &str) -> Result<Option<ExecutionState>>;
+
     /// Whether the process recorded for an execution may still live.
     async fn process_alive(&self, execution: &str) -> Result<bool>;
 
@@ -161,6 +164,11 @@ pub trait Store: Send + Sync {
 
     /// Every task run that produced or handled `digest`, newest first.
     async fn digest_uses(&self, digest: &str, limit: usize) -> Result<Vec<DigestUse>>;
+
+    /// Removes finished executions beyond the newest `keep` finished ones,
+    /// or started before `before`, with all that is recorded of them (see
+    /// [`SqliteStore::prune`]); the ids removed.
+    async fn prune(&self, keep: Option<usize>, before: Option<jiff::Timestamp>) -> Result<Vec<String>>;
 }
 
 #[async_trait]
@@ -220,6 +228,10 @@ impl Store for SqliteStore {
 
     async fn reopen(&self, execution: &str) -> Result<()> {
         SqliteStore::reopen(self, execution)
+    }
+
+    async fn state_of(&self, execution: &str) -> Result<Option<ExecutionState>> {
+        SqliteStore::state_of(self, execution)
     }
 
     async fn process_alive(&self, execution: &str) -> Result<bool> {
@@ -335,5 +347,9 @@ impl Store for SqliteStore {
 
     async fn digest_uses(&self, digest: &str, limit: usize) -> Result<Vec<DigestUse>> {
         SqliteStore::digest_uses(self, digest, limit)
+    }
+
+    async fn prune(&self, keep: Option<usize>, before: Option<jiff::Timestamp>) -> Result<Vec<String>> {
+        SqliteStore::prune(self, keep, before)
     }
 }

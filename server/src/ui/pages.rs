@@ -178,7 +178,11 @@ pub async fn execution(
     let attempts = app.store.attempts(&id).await.unwrap_or_default();
     let artifacts = crate::artifacts::list(&app, &id);
     let after: u64 = param(&q, "log_after").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let (lines, end) = app.store.read_log(&id, after, LOG_PAGE).await.unwrap_or((Vec::new(), after));
+    let (lines, end) = app
+        .store
+        .read_log(&id, after, LOG_PAGE)
+        .await
+        .unwrap_or((Vec::new(), after));
     let state = exec.state.to_string();
     let runs: BTreeMap<String, String> = tasks.iter().map(|t| (t.task.clone(), t.state.to_string())).collect();
     let operator = cx.who.role >= Role::Operator;

@@ -11,7 +11,8 @@ use crate::store::{
 };
 
 /// The columns [`execution_row`] reads, in its order.
-const EXECUTION_COLUMNS: &str = "id, flow, file, state, started_at, ended_at, inputs, failures, outputs, rerun_of, trigger,
+const EXECUTION_COLUMNS: &str =
+    "id, flow, file, state, started_at, ended_at, inputs, failures, outputs, rerun_of, trigger,
      (lease_until IS NULL OR lease_until < now()) AS lapsed";
 
 fn state<T: std::str::FromStr<Err = crate::state::UnknownState>>(word: &str) -> Result<T> {
@@ -143,7 +144,16 @@ impl PgStore {
                             tx.execute(
                                 "INSERT INTO digests (digest, execution_id, task, kind, output, repository, tag, at)
                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                                &[&d.digest, &id, &text(task), &text(kind), &text(d.output), &d.repository, &d.tag, at],
+                                &[
+                                    &d.digest,
+                                    &id,
+                                    &text(task),
+                                    &text(kind),
+                                    &text(d.output),
+                                    &d.repository,
+                                    &d.tag,
+                                    at,
+                                ],
                             )
                             .await?;
                         }
@@ -212,6 +222,15 @@ impl PgStore {
             .await?;
         self.hold(id);
         Ok(())
+    }
+
+    pub async fn state_of(&self, id: &str) -> Result<Option<ExecutionState>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT state FROM executions WHERE id = $1", &[&id])
+            .await?;
+        row.map(|r| state(r.get(0))).transpose()
     }
 
     /// Whether the process running an execution may live: its lease holds.
@@ -316,7 +335,11 @@ impl PgStore {
         let exec = match matches.len() {
             0 => return Ok(None),
             1 => execution_row(&matches.remove(0))?,
-            _ => return Err(StoreError(format!("`{id}` matches several executions: give more of the id"))),
+            _ => {
+                return Err(StoreError(format!(
+                    "`{id}` matches several executions: give more of the id"
+                )))
+            }
         };
         let rows = client
             .query(
@@ -377,6 +400,39 @@ impl PgStore {
                 .map(|t| (t.task, t.outputs))
                 .collect(),
         }))
+    }
+
+    /// Removes finished executions beyond the newest `keep` finished ones,
+    /// or started before `before`; their task runs, attempts, gates, votes,
+    /// digests and log lines go with them (`ON DELETE CASCADE`).
+    pub async fn prune(&self, keep: Option<usize>, before: Option<jiff::Timestamp>) -> Result<Vec<String>> {
+        let finished: Vec<&str> = ExecutionState::names()
+            .into_iter()
+            .filter(|n| n.parse::<ExecutionState>().is_ok_and(ExecutionState::is_finished))
+            .collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT id, started_at FROM executions WHERE state = ANY($1) ORDER BY started_at DESC, id DESC FOR UPDATE",
+                &[&finished],
+            )
+            .await?;
+        let doomed: Vec<String> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                let beyond = keep.is_some_and(|k| *i >= k);
+                // A start time that cannot be read is not old enough.
+                let old = before.is_some_and(|b| r.get::<_, &str>(1).parse::<jiff::Timestamp>().is_ok_and(|t| t < b));
+                beyond || old
+            })
+            .map(|(_, r)| r.get(0))
+            .collect();
+        tx.execute("DELETE FROM executions WHERE id = ANY($1)", &[&doomed])
+            .await?;
+        tx.commit().await?;
+        Ok(doomed)
     }
 
     pub async fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>> {
@@ -475,6 +531,8 @@ mod tests {
         let found = digests_named(&outputs);
         let by: Vec<(&str, Option<&str>)> = found.iter().map(|n| (n.output, n.repository.as_deref())).collect();
         assert_eq!(by, [("digest", None), ("pinned", Some("127.0.0.1:5000/app"))]);
-        assert!(found.iter().all(|n| n.digest == d && n.tag.as_deref() == Some("127.0.0.1:5000/app:1")));
+        assert!(found
+            .iter()
+            .all(|n| n.digest == d && n.tag.as_deref() == Some("127.0.0.1:5000/app:1")));
     }
 }

@@ -164,7 +164,9 @@ impl PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = $1 ORDER BY requested_at, task"),
+                &format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = $1 ORDER BY requested_at, task"
+                ),
                 &[&execution],
             )
             .await?;

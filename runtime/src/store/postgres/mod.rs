@@ -103,9 +103,9 @@ impl PgStore {
     /// `interrupted`. Must be called within a Tokio runtime: the lease
     /// renewer runs on it.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError("the --store URL is not a PostgreSQL URL (postgres://user:password@host:port/database)".into()))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+            StoreError("the --store URL is not a PostgreSQL URL (postgres://user:password@host:port/database)".into())
+        })?;
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError(
                 "sslmode=require: this kflow connects to PostgreSQL without TLS; reach it over a trusted network or a local tunnel"
@@ -165,7 +165,10 @@ impl PgStore {
     }
 
     fn hold(&self, execution: &str) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(execution.to_string());
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(execution.to_string());
     }
 
     fn release(&self, execution: &str) {

@@ -70,6 +70,10 @@ impl Store for PgStore {
         PgStore::reopen(self, execution).await
     }
 
+    async fn state_of(&self, execution: &str) -> Result<Option<ExecutionState>> {
+        PgStore::state_of(self, execution).await
+    }
+
     async fn process_alive(&self, execution: &str) -> Result<bool> {
         PgStore::process_alive(self, execution).await
     }
@@ -183,5 +187,9 @@ impl Store for PgStore {
 
     async fn digest_uses(&self, digest: &str, limit: usize) -> Result<Vec<DigestUse>> {
         PgStore::digest_uses(self, digest, limit).await
+    }
+
+    async fn prune(&self, keep: Option<usize>, before: Option<jiff::Timestamp>) -> Result<Vec<String>> {
+        PgStore::prune(self, keep, before).await
     }
 }

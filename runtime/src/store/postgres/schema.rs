@@ -175,7 +175,8 @@ CREATE TABLE audit (
 /// kflow (its tables may hold what this version would lose).
 pub(super) async fn migrate(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS kflow_schema (version INTEGER NOT NULL)")
         .await?;
     let version: i32 = tx

@@ -10,7 +10,8 @@ use crate::store::{
     StoredDelivery, Token, User, Verdict,
 };
 
-const DELIVERY_COLUMNS: &str = "id, flow, trigger, delivery, received_at, status, verdict, reason, execution, replay_of";
+const DELIVERY_COLUMNS: &str =
+    "id, flow, trigger, delivery, received_at, status, verdict, reason, execution, replay_of";
 const USER_COLUMNS: &str = "name, role, password, created_at";
 const TOKEN_COLUMNS: &str = "id, owner, kind, label, created_at, expires_at, revoked_at, last_used_at";
 
@@ -98,8 +99,11 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if let (Some(delivery), None) = (d.delivery, d.replay_of) {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(&[d.flow, d.trigger, delivery])])
-                .await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&lock_key(&[d.flow, d.trigger, delivery])],
+            )
+            .await?;
             let earlier = tx
                 .query_opt(
                     &format!(
@@ -145,7 +149,13 @@ impl PgStore {
             .await?
             .execute(
                 "UPDATE deliveries SET status = $2, verdict = $3, reason = $4, execution = $5 WHERE id = $1",
-                &[&id, &i32::from(status), &verdict.as_str(), &reason.map(text), &execution],
+                &[
+                    &id,
+                    &i32::from(status),
+                    &verdict.as_str(),
+                    &reason.map(text),
+                    &execution,
+                ],
             )
             .await?;
         Ok(())
@@ -235,7 +245,10 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"), &[&text(name)])
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"),
+                &[&text(name)],
+            )
             .await?;
         Ok(row.as_ref().map(user_row))
     }
@@ -318,7 +331,9 @@ impl PgStore {
                 tx.commit().await?;
                 Ok(Some(one.clone()))
             }
-            _ => Err(StoreError(format!("`{id}` matches several tokens: give more of the id"))),
+            _ => Err(StoreError(format!(
+                "`{id}` matches several tokens: give more of the id"
+            ))),
         }
     }
 
@@ -335,7 +350,14 @@ impl PgStore {
             .await?
             .execute(
                 "INSERT INTO audit (at, actor, action, target, origin, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&now(), &text(actor), &action, &text(target), &text(origin), &detail.to_string()],
+                &[
+                    &now(),
+                    &text(actor),
+                    &action,
+                    &text(target),
+                    &text(origin),
+                    &detail.to_string(),
+                ],
             )
             .await?;
         Ok(())
