@@ -667,7 +667,7 @@ async fn postgres_two_processes_migrate_a_new_database_once_and_share_one_histor
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.history_id(), b.history_id());
     assert_eq!(a.history_id().len(), 32);
-    assert_eq!(pg.sql("SELECT version FROM kflow_schema"), "1");
+    assert_eq!(pg.sql("SELECT version FROM kflow_schema"), "2");
     // A newer kflow's schema is refused, not written over.
     pg.sql("UPDATE kflow_schema SET version = 999");
     let newer = PgStore::connect(&url).await.err().expect("refused");
@@ -716,4 +716,173 @@ async fn postgres_a_restarted_database_is_reconnected_to() {
     s.finish(&id, ExecutionState::Succeeded, &json!([]), &json!({}))
         .await
         .unwrap();
+}
+
+mod queue {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kflow_runtime::store::{AttemptOutcome, NewTask, Origin, PgStore, Settled, QUEUED};
+    use serde_json::json;
+
+    use super::{execution, Postgres};
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    async fn queued(s: &PgStore, exec: &str, task: &str, runs_on: &BTreeMap<String, String>) -> i64 {
+        s.enqueue(&NewTask {
+            execution: exec,
+            task,
+            attempt: 1,
+            kind: "shell.run",
+            props: &json!({"script": "true"}),
+            labels: runs_on,
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workers_claim_each_attempt_once_and_only_with_their_labels() {
+        let pg = Postgres::start();
+        let s = Arc::new(PgStore::connect(&pg.url()).await.unwrap());
+        let exec = s.begin(&execution(&[], Origin::Server)).await.unwrap();
+        let none = labels(&[]);
+        let prod = labels(&[("env", "prod")]);
+        let mut prod_seqs = BTreeSet::new();
+        for i in 0..300 {
+            let runs_on = if i % 10 == 0 { &prod } else { &none };
+            let seq = queued(&s, &exec, &format!("t{i}"), runs_on).await;
+            if i % 10 == 0 {
+                prod_seqs.insert(seq);
+            }
+        }
+        // Four workers claim at once, each through its own connections.
+        let mut claimers = Vec::new();
+        for w in 0..4 {
+            let store = PgStore::connect(&pg.url()).await.unwrap();
+            let mine = if w == 0 {
+                labels(&[("env", "prod"), ("arch", "amd64")])
+            } else {
+                labels(&[("arch", "amd64")])
+            };
+            claimers.push(tokio::spawn(async move {
+                let id = format!("w{w}");
+                let mut got = Vec::new();
+                loop {
+                    let batch = store.claim(&id, &mine, 7, Duration::from_secs(30)).await.unwrap();
+                    if batch.is_empty() {
+                        return (id, got);
+                    }
+                    got.extend(batch.into_iter().map(|c| c.seq));
+                }
+            }));
+        }
+        let mut seen = BTreeSet::new();
+        for c in claimers {
+            let (id, got) = c.await.unwrap();
+            for seq in got {
+                assert!(seen.insert(seq), "attempt {seq} claimed twice");
+                if prod_seqs.contains(&seq) {
+                    assert_eq!(id, "w0", "only the prod worker takes prod work");
+                }
+            }
+        }
+        assert_eq!(seen.len(), 300);
+        assert_eq!(s.queue_depth().await.unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_result_after_the_lease_lapsed_is_refused_and_a_renewed_one_accepted() {
+        let pg = Postgres::start();
+        let s = PgStore::connect(&pg.url()).await.unwrap();
+        let exec = s.begin(&execution(&[], Origin::Server)).await.unwrap();
+        let none = labels(&[]);
+        let a = queued(&s, &exec, "a", &none).await;
+        let b = queued(&s, &exec, "b", &none).await;
+        let lease = Duration::from_secs(1);
+        let got = s.claim("w1", &none, 10, lease).await.unwrap();
+        assert_eq!(got.iter().map(|c| c.seq).collect::<Vec<_>>(), [a, b]);
+        // `b` is kept alive by heartbeats; `a` is not (the worker stops
+        // renewing it: cut off, or paused).
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let held = s.heartbeat("w1", lease).await.unwrap();
+            assert!(held.iter().any(|(seq, _)| *seq == b));
+        }
+        pg.sql(&format!(
+            "UPDATE task_queue SET lease_until = now() - interval '1 ms' WHERE seq = {a}"
+        ));
+        let settled = s.settled(&[a, b]).await.unwrap();
+        assert_eq!(settled, [(a, Settled::Lost { worker: "w1".into() })]);
+        // The worker comes back with a result: refused.
+        let late = AttemptOutcome::Succeeded {
+            outputs: json!({"stdout": "late"}),
+        };
+        assert!(!s.settle(a, "w1", &late).await.unwrap(), "fenced");
+        assert!(!s.heartbeat("w1", lease).await.unwrap().iter().any(|(seq, _)| *seq == a));
+        // Another worker's result for an attempt it does not hold: refused.
+        assert!(!s.settle(b, "w2", &late).await.unwrap());
+        let ok = AttemptOutcome::Failed {
+            error: "exit 1".into(),
+            transient: true,
+        };
+        assert!(s.settle(b, "w1", &ok).await.unwrap());
+        assert!(!s.settle(b, "w1", &ok).await.unwrap(), "settled once");
+        assert_eq!(s.settled(&[b]).await.unwrap(), [(b, Settled::Done(ok))]);
+        assert_eq!(pg.sql(&format!("SELECT state FROM task_queue WHERE seq = {a}")), "lost");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelling_releasing_and_waking_up() {
+        let pg = Postgres::start();
+        let s = PgStore::connect(&pg.url()).await.unwrap();
+        let mut wake = s.listen(QUEUED).await.unwrap();
+        let exec = s.begin(&execution(&[], Origin::Server)).await.unwrap();
+        let none = labels(&[]);
+        let a = queued(&s, &exec, "a", &none).await;
+        tokio::time::timeout(Duration::from_secs(5), wake.rx.recv())
+            .await
+            .expect("a worker listening is woken when work is queued");
+        let b = queued(&s, &exec, "b", &none).await;
+        // A queued attempt is withdrawn at once.
+        s.cancel_task(a).await.unwrap();
+        assert_eq!(
+            s.settled(&[a]).await.unwrap(),
+            [(a, Settled::Done(AttemptOutcome::Cancelled))]
+        );
+        let got = s.claim("w1", &none, 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(got.iter().map(|c| c.seq).collect::<Vec<_>>(), [b]);
+        // A claimed one: its worker learns at its next heartbeat.
+        s.cancel_task(b).await.unwrap();
+        assert_eq!(s.heartbeat("w1", Duration::from_secs(30)).await.unwrap(), [(b, true)]);
+        // A draining worker hands its claims back.
+        let c = queued(&s, &exec, "c", &none).await;
+        assert_eq!(
+            s.claim("w1", &none, 10, Duration::from_secs(30)).await.unwrap()[0].seq,
+            c
+        );
+        assert_eq!(s.release_claims("w1", &[c]).await.unwrap(), 1);
+        assert_eq!(
+            s.claim("w2", &none, 10, Duration::from_secs(30)).await.unwrap()[0].seq,
+            c
+        );
+        s.register_worker(
+            "w2",
+            "host-b",
+            &labels(&[("env", "prod")]),
+            Some("unix:///var/run/docker.sock"),
+            4,
+        )
+        .await
+        .unwrap();
+        let workers = s.workers().await.unwrap();
+        assert_eq!(workers.len(), 1);
+        assert_eq!(workers[0].running, [format!("{exec}/c")]);
+        assert_eq!(workers[0].labels["env"], "prod");
+        assert!(workers[0].silent_for < 5.0);
+    }
 }

@@ -24,7 +24,10 @@ pub use deliveries::{Claim, Delivery, NewDelivery, Stored as StoredDelivery, Ver
 pub use digests::{is_digest, places, DigestUse};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP, READ_CHUNK as LOG_READ_CHUNK};
 pub use port::Store;
-pub use postgres::{is_url as is_postgres_url, PgStore};
+pub use postgres::{
+    is_url as is_postgres_url, Claimed, Listener, NewTask, Outcome as AttemptOutcome, PgStore, Settled, WorkerRow,
+    QUEUED, SETTLED,
+};
 pub use users::{AuditEntry, NewToken, Role, Token, User};
 
 use rusqlite::{params, Connection, OptionalExtension};

@@ -29,8 +29,11 @@ mod executions;
 mod gates;
 mod logs;
 mod port;
+mod queue;
 mod schema;
 mod server;
+
+pub use queue::{Claimed, NewTask, Outcome, Settled, WorkerRow, QUEUED, SETTLED};
 
 use super::{Result, StoreError};
 
@@ -42,6 +45,8 @@ const LEASE_SECONDS: f64 = 30.0;
 /// The PostgreSQL history.
 pub struct PgStore {
     pool: Pool,
+    /// For connections of their own (`LISTEN`).
+    config: tokio_postgres::Config,
     history: String,
     /// This process, as recorded on the executions it runs.
     owner: String,
@@ -56,7 +61,10 @@ impl From<tokio_postgres::Error> for StoreError {
         // tokio-postgres never puts the connection's password in one.
         match e.as_db_error() {
             Some(db) => StoreError(format!("execution history (PostgreSQL): {}", db.message())),
-            None => StoreError(format!("execution history (PostgreSQL): {e}")),
+            None => match std::error::Error::source(&e) {
+                Some(cause) => StoreError(format!("execution history (PostgreSQL): {e}: {cause}")),
+                None => StoreError(format!("execution history (PostgreSQL): {e}")),
+            },
         }
     }
 }
@@ -116,7 +124,7 @@ impl PgStore {
         config.application_name("kflow");
         let place = shown(&config);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -147,6 +155,7 @@ impl PgStore {
         let renewer = tokio::spawn(renew_leases(pool.clone(), owner.clone(), held.clone()));
         let store = PgStore {
             pool,
+            config,
             history,
             owner,
             held,
@@ -158,6 +167,27 @@ impl PgStore {
 
     pub fn history_id(&self) -> &str {
         &self.history
+    }
+
+    /// A connection of its own that listens on `channel`: its receiver gets
+    /// a wake-up per notification and closes when the connection drops
+    /// (the caller polls meanwhile, and listens again).
+    pub async fn listen(&self, channel: &str) -> Result<Listener> {
+        use futures_util::StreamExt;
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                    // One pending wake-up is enough: the listener reads all
+                    // that is ready when it wakes.
+                    let _ = tx.try_send(());
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {channel}")).await?;
+        Ok(Listener { rx, _client: client })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -198,6 +228,13 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Notifications on one channel (see [`PgStore::listen`]).
+pub struct Listener {
+    pub rx: tokio::sync::mpsc::Receiver<()>,
+    /// Kept open while the listener lives.
+    _client: tokio_postgres::Client,
 }
 
 impl Drop for PgStore {

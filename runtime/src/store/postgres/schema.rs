@@ -16,7 +16,8 @@ use super::super::{Result, StoreError};
 /// advisory locks.
 const MIGRATION_LOCK: i64 = 0x6b66_6c6f_7700;
 
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO meta (key, value) VALUES ('history', md5(random()::text || clock_timestamp()::text));
 CREATE TABLE executions (
@@ -169,7 +170,46 @@ CREATE TABLE audit (
     origin TEXT NOT NULL,
     detail TEXT
 );
-"#];
+"#,
+    // The task queue of `kflow worker`s (see `queue.rs`): each attempt of a
+    // task run dispatched to a worker, and the workers themselves. Their
+    // times are the database's: leases are compared with `now()`.
+    r#"
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    engine TEXT,
+    jobs INTEGER NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    stopped_at TIMESTAMPTZ
+);
+CREATE TABLE task_queue (
+    seq BIGSERIAL PRIMARY KEY,
+    execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    props TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    state TEXT NOT NULL,
+    worker TEXT,
+    enqueued_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    claimed_at TIMESTAMPTZ,
+    lease_until TIMESTAMPTZ,
+    ended_at TIMESTAMPTZ,
+    cancel BOOLEAN NOT NULL DEFAULT FALSE,
+    outputs TEXT,
+    error TEXT,
+    transient BOOLEAN NOT NULL DEFAULT FALSE,
+    UNIQUE (execution_id, task, attempt)
+);
+CREATE INDEX task_queue_ready ON task_queue (seq) WHERE state = 'queued';
+CREATE INDEX task_queue_held ON task_queue (worker) WHERE state = 'claimed';
+ALTER TABLE attempts ADD COLUMN worker TEXT;
+"#,
+];
 
 /// Brings the database's schema up to date; refuses one written by a newer
 /// kflow (its tables may hold what this version would lose).
