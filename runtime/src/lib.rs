@@ -5,6 +5,7 @@
 
 pub mod cloud;
 pub mod compose;
+pub mod dispatch;
 pub mod docker;
 pub mod eval;
 pub mod executor;

@@ -46,34 +46,74 @@ pub fn read(
     };
     let mut out = std::collections::BTreeMap::new();
     for s in plan.secrets.iter().filter(wanted) {
-        let arg = match &s.arg {
-            kflow_compiler::ir::Expr::Str { value } => value.clone(),
-            _ => return Err(format!("secret `{}`: its source must be a plain string", s.name)),
-        };
-        let value = match s.source.as_str() {
-            "env" => std::env::var(&arg)
-                .map_err(|_| format!("secret `{}`: environment variable `{arg}` is not set", s.name))?,
-            _ => {
-                let path = base_dir.join(&arg);
-                let mut text = std::fs::read_to_string(&path).map_err(|e| {
-                    // The OS's words, without its error number.
-                    let reason = e.to_string();
-                    let reason = reason.split(" (os error").next().unwrap_or_default();
-                    format!("secret `{}`: cannot read {}: {reason}", s.name, path.display())
-                })?;
-                let end = text
-                    .strip_suffix("\r\n")
-                    .or_else(|| text.strip_suffix('\n'))
-                    .map(str::len);
-                if let Some(end) = end {
-                    text.truncate(end);
-                }
-                text
-            }
-        };
-        out.insert(s.name.clone(), Secret::new(value));
+        out.insert(s.name.clone(), read_decl(s, base_dir)?);
     }
     Ok(out)
+}
+
+/// Reads one secret from its source (see [`read`]).
+fn read_decl(s: &kflow_compiler::ir::SecretDecl, base_dir: &std::path::Path) -> Result<Secret, String> {
+    let arg = match &s.arg {
+        kflow_compiler::ir::Expr::Str { value } => value.clone(),
+        _ => return Err(format!("secret `{}`: its source must be a plain string", s.name)),
+    };
+    let value = match s.source.as_str() {
+        "env" => std::env::var(&arg)
+            .map_err(|_| format!("secret `{}`: environment variable `{arg}` is not set", s.name))?,
+        _ => {
+            let path = base_dir.join(&arg);
+            let mut text = std::fs::read_to_string(&path).map_err(|e| {
+                // The OS's words, without its error number.
+                let reason = e.to_string();
+                let reason = reason.split(" (os error").next().unwrap_or_default();
+                format!("secret `{}`: cannot read {}: {reason}", s.name, path.display())
+            })?;
+            let end = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .map(str::len);
+            if let Some(end) = end {
+                text.truncate(end);
+            }
+            text
+        }
+    };
+    Ok(Secret::new(value))
+}
+
+/// Reads the secret a plan declares as `name` on this machine: how a
+/// worker reads what a task it runs refers to.
+pub fn read_named(plan: &kflow_compiler::ir::Plan, name: &str, base_dir: &std::path::Path) -> Result<Secret, String> {
+    let decl = plan
+        .secrets
+        .iter()
+        .find(|s| s.name == name && !s.trigger_only)
+        .ok_or_else(|| format!("the flow declares no secret `{name}`"))?;
+    read_decl(decl, base_dir)
+}
+
+/// What stands for a plan's secrets where they are not read (a server whose
+/// tasks run on workers): a reference per secret, which the worker running
+/// a task replaces by the value it reads itself. Random, so no text can
+/// forge one, and never a value.
+pub fn references(plan: &kflow_compiler::ir::Plan) -> std::collections::BTreeMap<String, Secret> {
+    use rand_core::RngCore;
+    let nonce = rand_core::OsRng.next_u64();
+    plan.secrets
+        .iter()
+        .filter(|s| !s.trigger_only)
+        .map(|s| (s.name.clone(), Secret::new(format!("{REFERENCE}{nonce:016x}:{}", s.name))))
+        .collect()
+}
+
+/// How a reference (see [`references`]) begins.
+const REFERENCE: &str = "kflow-secret-ref:";
+
+/// The name a reference stands for; `None` for a secret's own value.
+pub fn reference_name(secret: &Secret) -> Option<&str> {
+    let rest = secret.expose().strip_prefix(REFERENCE)?;
+    let (nonce, name) = rest.split_once(':')?;
+    (nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
 }
 
 impl Secret {

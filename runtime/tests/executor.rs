@@ -21,6 +21,7 @@ async fn run_with(plan: &Plan, cancel: CancellationToken, jobs: usize) -> (Repor
     let (tx, mut rx) = mpsc::unbounded_channel();
     let env = RunEnv {
         execution: "test".into(),
+        dispatch: None,
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         state_dir: std::env::temp_dir().join("kflow-test-state"),
         // One history for every run of the tests (a fixed folder, reused).
@@ -571,6 +572,7 @@ async fn the_recorder_writes_an_execution_into_the_history() {
     .unwrap();
     let env = RunEnv {
         execution: id.clone(),
+        dispatch: None,
         artifacts: dir.path().join("artifacts"),
         state_dir: dir.path().to_path_buf(),
         store: store.clone(),

@@ -91,6 +91,7 @@ async fn run(src: &str, inputs: &[(&str, &str)]) -> Report {
     let (tx, _rx) = mpsc::unbounded_channel();
     let env = RunEnv {
         execution: "test".into(),
+        dispatch: None,
         artifacts: std::env::temp_dir().join("kflow-test-artifacts"),
         state_dir: std::env::temp_dir().join("kflow-test-state"),
         // One history for every run of the tests (a fixed folder, reused).

@@ -352,6 +352,7 @@ impl Launcher {
         );
         let env = RunEnv {
             execution: id.to_string(),
+            dispatch: None,
             artifacts: self.state_dir.join("artifacts").join(id),
             state_dir: self.state_dir.clone(),
             store: self.store.clone(),

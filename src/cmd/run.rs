@@ -225,6 +225,7 @@ pub fn execute_recorded(r: Recorded) -> Result<ExitCode> {
         let console = Console::new(mode, width);
         let env = RunEnv {
             execution: id.clone(),
+            dispatch: None,
             artifacts: state.dir.join("artifacts").join(&id),
             state_dir: state.dir.clone(),
             store: store.clone(),

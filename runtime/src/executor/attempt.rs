@@ -98,6 +98,18 @@ pub(super) fn prepare(node: &Node, values: &dyn Scope) -> Result<Option<Prepared
     Ok(Some(Prepared { props, retry, timeout }))
 }
 
+/// Attempts lost with their worker that are queued again for free.
+const MAX_LOST: u32 = 3;
+
+/// One attempt: on a `kflow worker` when the context dispatches (a shared
+/// history), else here.
+async fn run_attempt(kind: &str, props: &Props, ctx: &TaskContext, attempt: u32) -> Result<Outputs, TaskError> {
+    match &ctx.dispatch {
+        Some(d) if crate::dispatch::remote(kind) => d.run(kind, props, ctx, attempt).await,
+        _ => registry::run(kind, props, ctx).await,
+    }
+}
+
 /// Runs the attempts of one task; returns the last result and how many
 /// attempts were made.
 pub(super) async fn run(
@@ -108,6 +120,10 @@ pub(super) async fn run(
     events: &mpsc::UnboundedSender<Event>,
 ) -> (Result<Outputs, TaskError>, u32) {
     let mut attempt = 1;
+    // Attempts lost with their worker: queued again without counting
+    // against `retry`, up to a bound (a task that kills every worker it
+    // runs on must end).
+    let mut lost = 0;
     loop {
         let _ = events.send(Event::Started {
             task: task.clone(),
@@ -118,9 +134,9 @@ pub(super) async fn run(
             ..ctx.clone()
         };
         let result = match p.timeout {
-            None => registry::run(kind, &p.props, &attempt_ctx).await,
+            None => run_attempt(kind, &p.props, &attempt_ctx, attempt).await,
             Some(limit) => {
-                let run = registry::run(kind, &p.props, &attempt_ctx);
+                let run = run_attempt(kind, &p.props, &attempt_ctx, attempt);
                 tokio::pin!(run);
                 tokio::select! {
                     r = &mut run => r,
@@ -134,10 +150,21 @@ pub(super) async fn run(
             }
         };
         let result = result.and_then(|outputs| registry::check_outputs(kind, &outputs).map(|()| outputs));
+        let retried = match &result {
+            Err(TaskError::Lost(_)) if lost < MAX_LOST => {
+                lost += 1;
+                true
+            }
+            Err(e) => e.is_transient() && attempt - lost < p.retry.attempts,
+            Ok(_) => false,
+        };
         match result {
-            Err(e) if e.is_transient() && attempt < p.retry.attempts && !ctx.cancel.is_cancelled() => {
+            Err(e) if retried && !ctx.cancel.is_cancelled() => {
                 attempt += 1;
-                let delay = p.retry.delay_before(attempt);
+                let delay = match e {
+                    TaskError::Lost(_) => Duration::ZERO,
+                    _ => p.retry.delay_before(attempt - lost),
+                };
                 let _ = events.send(Event::Retrying {
                     task: task.clone(),
                     attempt,

@@ -46,6 +46,7 @@ pub(super) struct Shared {
     pub state_hint: Arc<str>,
     pub detach: bool,
     pub restored: HashMap<String, crate::tasks::Outputs>,
+    pub dispatch: Option<Arc<crate::dispatch::Dispatcher>>,
     pub docker: Arc<crate::docker::Engine>,
     /// One permit per task allowed to run at once (`--jobs`).
     pub permits: Semaphore,
@@ -488,6 +489,7 @@ fn spawn_task(
             },
             redactor: shared.redactor.clone(),
             hidden_env: shared.hidden_env.clone(),
+            dispatch: shared.dispatch.clone(),
             log,
             log_budget: shared.log_budget.clone(),
         };
@@ -508,7 +510,7 @@ fn spawn_task(
             Err(e) => {
                 let (state, error) = match e {
                     TaskError::Cancelled => (TaskState::Cancelled, "cancelled".to_string()),
-                    TaskError::Failed(msg) | TaskError::Invalid(msg) => (TaskState::Failed, msg),
+                    TaskError::Failed(msg) | TaskError::Invalid(msg) | TaskError::Lost(msg) => (TaskState::Failed, msg),
                     TaskError::Paused => {
                         paused(&shared, &task);
                         return (

@@ -83,6 +83,8 @@ pub struct RunEnv {
     /// The history the execution is recorded in; its id labels what tasks
     /// create (which history to ask about them).
     pub store: Arc<dyn crate::store::Store>,
+    /// Where attempts run when not here: the workers of a shared history.
+    pub dispatch: Option<Arc<crate::dispatch::Dispatcher>>,
     /// What a printed `kflow approve`/`resume` hint needs to find that
     /// folder (` --state DIR`, or nothing when kflow finds it alone).
     pub state_hint: String,
@@ -199,6 +201,7 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
         state_hint: env.state_hint.into(),
         detach: env.detach,
         restored: env.restored,
+        dispatch: env.dispatch,
         docker: Arc::new(crate::docker::Engine::default()),
         permits: Semaphore::new(env.jobs.clamp(1, Semaphore::MAX_PERMITS)),
         cancel: env.cancel.clone(),
@@ -269,10 +272,16 @@ pub fn outputs_secrets(plan: &Plan, run_name: &str) -> bool {
 pub fn restore_outputs(plan: &Plan, run_name: &str, json: &serde_json::Value) -> Option<crate::tasks::Outputs> {
     let template = run_name.split('[').next().unwrap_or(run_name);
     let node = plan.nodes.iter().find(|n| n.name == template)?;
+    restore_kind_outputs(&node.kind, json)
+}
+
+/// Outputs recorded as JSON read back with the types of `kind`'s catalog
+/// entry (a resume, a worker's report); `None` when they do not fit.
+pub fn restore_kind_outputs(kind: &str, json: &serde_json::Value) -> Option<crate::tasks::Outputs> {
     let serde_json::Value::Object(fields) = json else {
         return Some(crate::tasks::Outputs::new());
     };
-    let kind = kflow_compiler::catalog::kind(&node.kind);
+    let kind = kflow_compiler::catalog::kind(kind);
     let mut out = crate::tasks::Outputs::new();
     for (name, v) in fields {
         let ty = kind

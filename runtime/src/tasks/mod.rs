@@ -99,6 +99,8 @@ pub struct TaskContext {
     /// process a task starts inherits them (a task sees a secret only
     /// through its own `env`).
     pub hidden_env: Arc<[String]>,
+    /// Set where attempts run on workers (see `dispatch`).
+    pub dispatch: Option<Arc<crate::dispatch::Dispatcher>>,
     pub log: LogSink,
     /// [`LOG_BUDGET`] bytes for the whole execution.
     pub log_budget: Arc<tokio::sync::Semaphore>,
@@ -189,6 +191,11 @@ pub enum TaskError {
     /// An approval left waiting: the execution pauses here (`--detach`).
     #[error("paused")]
     Paused,
+    /// The worker running the attempt stopped renewing its lease (killed,
+    /// its machine lost or cut off): the attempt is recorded lost and the
+    /// task queued again, outside its retry budget (the task did not fail).
+    #[error("{0}")]
+    Lost(String),
 }
 
 impl TaskError {
@@ -199,7 +206,7 @@ impl TaskError {
 
     /// Whether another attempt may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, TaskError::Failed(_))
+        matches!(self, TaskError::Failed(_) | TaskError::Lost(_))
     }
 }
 

@@ -150,6 +150,7 @@ mod tests {
         let redactor = Redactor::new(&secrets);
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = TaskContext {
+            dispatch: None,
             execution: "test".into(),
             history: "test".into(),
             task: "t".into(),

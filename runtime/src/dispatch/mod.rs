@@ -1,0 +1,167 @@
+//! Task attempts run on `kflow worker`s: with a shared history, the
+//! process that runs an execution (`kflow serve`) decides what is ready, as
+//! it always does, and hands each attempt to the queue instead of running
+//! it; a worker whose labels match claims it, runs it with its own engine
+//! and secrets, writes its log lines to the history, and reports how it
+//! ended. Only what a gate or the history itself decides (`approval`) stays
+//! in the process.
+//!
+//! One watcher per dispatcher waits for every outstanding attempt at once:
+//! woken by `NOTIFY kflow_done`, else every [`POLL`]; the same read records
+//! attempts whose worker's lease lapsed as lost.
+
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+
+use crate::store::{AttemptOutcome, NewTask, PgStore, Settled, SETTLED};
+use crate::tasks::{Outputs, Props, TaskContext, TaskError};
+use crate::value::Value;
+
+/// How often outstanding attempts are read when no notification came.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// Whether a kind runs on a worker. An approval is a record in the
+/// history, decided by people: it waits where the execution runs.
+pub fn remote(kind: &str) -> bool {
+    kind != "approval"
+}
+
+/// Hands attempts to workers and waits for them.
+pub struct Dispatcher {
+    store: Arc<PgStore>,
+    waiting: Mutex<HashMap<i64, oneshot::Sender<Settled>>>,
+    wake: Notify,
+}
+
+impl Dispatcher {
+    /// A dispatcher and its watcher (spawned on the current runtime).
+    pub fn start(store: Arc<PgStore>) -> Arc<Dispatcher> {
+        let d = Arc::new(Dispatcher {
+            store,
+            waiting: Mutex::default(),
+            wake: Notify::new(),
+        });
+        tokio::spawn(watch(Arc::downgrade(&d)));
+        d
+    }
+
+    /// Runs one attempt on a worker: queues it, waits for its result, and
+    /// reads the outputs back with its kind's types. Cancelling the
+    /// context withdraws it (or has its worker stop it).
+    pub async fn run(&self, kind: &str, props: &Props, ctx: &TaskContext, attempt: u32) -> Result<Outputs, TaskError> {
+        let mut props = props.clone();
+        let labels = match props.remove("runs_on") {
+            Some(Value::Map(m)) => m
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.to_text()?)))
+                .collect::<BTreeMap<_, _>>(),
+            _ => BTreeMap::new(),
+        };
+        let wire = wire::encode(&props).map_err(|e| TaskError::Invalid(format!("cannot run on a worker: {e}")))?;
+        let seq = self
+            .store
+            .enqueue(&NewTask {
+                execution: &ctx.execution,
+                task: &ctx.task,
+                attempt,
+                kind,
+                props: &wire,
+                labels: &labels,
+            })
+            .await
+            .map_err(|e| TaskError::Failed(e.0))?;
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(seq, tx);
+        self.wake.notify_one();
+        if labels.is_empty() {
+            ctx.log(crate::tasks::Stream::Stdout, "queued for a worker");
+        } else {
+            let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            ctx.log(
+                crate::tasks::Stream::Stdout,
+                &format!("queued for a worker labelled {}", wanted.join(",")),
+            );
+        }
+        tokio::pin!(rx);
+        let settled = tokio::select! {
+            s = &mut rx => s,
+            _ = ctx.cancel.cancelled() => {
+                let _ = self.store.cancel_task(seq).await;
+                // Its worker stops it at its next heartbeat; the result (or
+                // the lapse of its lease) still settles it.
+                rx.await
+            }
+        };
+        let settled = settled.map_err(|_| TaskError::Failed("the dispatcher stopped".into()))?;
+        match settled {
+            Settled::Done(AttemptOutcome::Succeeded { outputs }) => {
+                crate::executor::restore_kind_outputs(kind, &outputs).ok_or_else(|| {
+                    TaskError::Failed(format!("the worker's outputs do not fit `{kind}`: {outputs}"))
+                })
+            }
+            Settled::Done(AttemptOutcome::Failed { error, transient: true }) => Err(TaskError::Failed(error)),
+            Settled::Done(AttemptOutcome::Failed { error, transient: false }) => Err(TaskError::Invalid(error)),
+            Settled::Done(AttemptOutcome::Cancelled) => Err(TaskError::Cancelled),
+            Settled::Lost { worker } if ctx.cancel.is_cancelled() => {
+                let _ = worker;
+                Err(TaskError::Cancelled)
+            }
+            Settled::Lost { worker } => Err(TaskError::Lost(format!(
+                "lost: worker {worker} stopped renewing its lease (killed, its machine lost or cut off)"
+            ))),
+        }
+    }
+}
+
+/// Reads the outstanding attempts whenever woken, and at least every
+/// [`POLL`], until the dispatcher is dropped.
+async fn watch(d: std::sync::Weak<Dispatcher>) {
+    let mut listener = None;
+    loop {
+        let Some(dispatcher) = d.upgrade() else { return };
+        if listener.is_none() {
+            listener = dispatcher.store.listen(SETTLED).await.ok();
+        }
+        let seqs: Vec<i64> = dispatcher
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        if let Ok(settled) = dispatcher.store.settled(&seqs).await {
+            let mut waiting = dispatcher.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            for (seq, s) in settled {
+                if let Some(tx) = waiting.remove(&seq) {
+                    let _ = tx.send(s);
+                }
+            }
+        }
+        let woken = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    if l.rx.recv().await.is_none() {
+                        // The connection dropped: listen again next round.
+                        return false;
+                    }
+                    true
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let keep = tokio::select! {
+            k = woken => k,
+            _ = dispatcher.wake.notified() => true,
+            _ = tokio::time::sleep(POLL) => true,
+        };
+        if !keep {
+            listener = None;
+        }
+        drop(dispatcher);
+    }
+}
