@@ -39,6 +39,10 @@ enum Command {
     Token(cmd::users::TokenArgs),
     /// Webhook deliveries a `kflow serve` answered: list them.
     Deliveries(cmd::deliveries::Args),
+    /// Run the task attempts a shared history queues, on this machine's engine.
+    Worker(cmd::worker::Args),
+    /// The workers of a shared history: list them.
+    Workers(cmd::worker::ListArgs),
     /// Print the next fire times of a flow's schedules.
     Schedule(cmd::schedule::Args),
     /// Run a recorded execution again with the same inputs (--from-failed: only what did not succeed).
@@ -101,6 +105,8 @@ fn main() -> ExitCode {
         Command::Token(a) => cmd::users::token(a),
         Command::Schedule(a) => cmd::schedule::run(a),
         Command::Deliveries(a) => cmd::deliveries::run(a),
+        Command::Worker(a) => cmd::worker::run(a),
+        Command::Workers(a) => cmd::worker::list(a),
         Command::Rerun(a) => cmd::rerun::run(a),
         Command::Approve(a) => cmd::approve::approve(a),
         Command::Reject(a) => cmd::approve::reject(a),

@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::postgres::{Postgres, PASSWORD};
+use support::postgres::{Postgres, Worker, PASSWORD};
 use support::server::Server;
 use support::*;
 
@@ -192,6 +192,8 @@ fn serve_keeps_its_history_users_and_deliveries_in_postgres() {
     // The admin user and token go to the database the server reads.
     std::env::set_var("KFLOW_STORE", &url);
     let server = Server::start_with(d, &["hello.kflow"], &env);
+    // Its tasks run on a worker.
+    let worker = Worker::start(d, &url, "w1", &[], &[]);
     assert_eq!(pg.sql("SELECT role FROM users WHERE name = 'admin'"), "admin");
     let auth = format!("Bearer {}", server.admin);
     let started = server.request(
@@ -211,7 +213,19 @@ fn serve_keeps_its_history_users_and_deliveries_in_postgres() {
         .iter()
         .map(|l| l["text"].as_str().unwrap())
         .collect();
-    assert_eq!(texts, ["hello server", "second line"]);
+    assert_eq!(
+        texts,
+        [
+            "queued for a worker",
+            "attempt 1 on worker w1",
+            "hello server",
+            "second line"
+        ]
+    );
+    assert_eq!(
+        pg.sql(&format!("SELECT worker FROM attempts WHERE execution_id = '{id}'")),
+        "w1"
+    );
     // Read back by a command on the same database.
     let shown = json(&checked(d, &["executions", "show", &id, "--json"], &env));
     assert_eq!(shown["state"], "succeeded");
@@ -224,4 +238,9 @@ fn serve_keeps_its_history_users_and_deliveries_in_postgres() {
     }
     assert!(!server.log().contains(PASSWORD), "{}", server.log());
     assert!(server.terminate().success());
+    assert!(worker.terminate().success());
+    assert_eq!(
+        pg.sql("SELECT stopped_at IS NOT NULL FROM workers WHERE id = 'w1'"),
+        "t"
+    );
 }

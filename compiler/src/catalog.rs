@@ -141,6 +141,11 @@ pub static COMMON: &[Prop] = &[
         "bool",
         "A failure does not fail the flow; the task's outputs become optional (`T?`).",
     ),
+    opt(
+        "runs_on",
+        "map<string>",
+        "With a shared history, run only on a `kflow worker` whose `--labels` include these (`{ env: \"prod\" }`): that worker's engine, and the secrets it holds. Where tasks run in the kflow process itself, it has no effect.",
+    ),
 ];
 
 /// Outputs every task has, whatever its kind. Set by the executor, never

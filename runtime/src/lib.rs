@@ -30,3 +30,4 @@ pub mod tasks;
 pub mod trigger;
 pub mod value;
 pub mod webhook;
+pub mod worker;

@@ -19,7 +19,7 @@ pub struct Loaded {
     pub secrets: BTreeMap<String, Secret>,
 }
 
-pub fn load(r: &Resumable) -> Result<Loaded, String> {
+pub fn load(r: &Resumable, sourcing: secret::Sourcing) -> Result<Loaded, String> {
     let plan: Plan = serde_json::from_value(r.plan.clone())
         .map_err(|e| format!("the recorded plan of {} is unreadable: {e}", r.id))?;
     let mut inputs = BTreeMap::new();
@@ -29,7 +29,7 @@ pub fn load(r: &Resumable) -> Result<Loaded, String> {
             .ok_or_else(|| format!("the recorded input `{}` does not fit its type", decl.name))?;
         inputs.insert(decl.name.clone(), v);
     }
-    let secrets = secret::read(&plan, &r.base_dir, secret::Readers::Run)?;
+    let secrets = secret::for_run(&plan, &r.base_dir, sourcing)?;
     Ok(Loaded { plan, inputs, secrets })
 }
 
@@ -79,13 +79,18 @@ pub fn from_failed_refusal(r: &Resumable) -> Option<String> {
 }
 
 /// Prepares a rerun of `r`; `recorded` are its task rows (for their kinds).
-pub fn rerun(r: &Resumable, from_failed: bool, recorded: &[TaskRow]) -> Result<Rerun, String> {
+pub fn rerun(
+    r: &Resumable,
+    from_failed: bool,
+    recorded: &[TaskRow],
+    sourcing: secret::Sourcing,
+) -> Result<Rerun, String> {
     if from_failed {
         if let Some(why) = from_failed_refusal(r) {
             return Err(why);
         }
     }
-    let loaded = load(r)?;
+    let loaded = load(r, sourcing)?;
     let kept = if from_failed {
         restored(&loaded.plan, &r.done)?
     } else {

@@ -58,8 +58,9 @@ fn read_decl(s: &kflow_compiler::ir::SecretDecl, base_dir: &std::path::Path) -> 
         _ => return Err(format!("secret `{}`: its source must be a plain string", s.name)),
     };
     let value = match s.source.as_str() {
-        "env" => std::env::var(&arg)
-            .map_err(|_| format!("secret `{}`: environment variable `{arg}` is not set", s.name))?,
+        "env" => {
+            std::env::var(&arg).map_err(|_| format!("secret `{}`: environment variable `{arg}` is not set", s.name))?
+        }
         _ => {
             let path = base_dir.join(&arg);
             let mut text = std::fs::read_to_string(&path).map_err(|e| {
@@ -102,8 +103,34 @@ pub fn references(plan: &kflow_compiler::ir::Plan) -> std::collections::BTreeMap
     plan.secrets
         .iter()
         .filter(|s| !s.trigger_only)
-        .map(|s| (s.name.clone(), Secret::new(format!("{REFERENCE}{nonce:016x}:{}", s.name))))
+        .map(|s| {
+            (
+                s.name.clone(),
+                Secret::new(format!("{REFERENCE}{nonce:016x}:{}", s.name)),
+            )
+        })
         .collect()
+}
+
+/// Where an execution's secrets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sourcing {
+    /// Read here, where the tasks run.
+    Read,
+    /// References (see [`references`]): each task's worker reads its own.
+    Refer,
+}
+
+/// An execution's secrets, as `sourcing` says.
+pub fn for_run(
+    plan: &kflow_compiler::ir::Plan,
+    base_dir: &std::path::Path,
+    sourcing: Sourcing,
+) -> Result<std::collections::BTreeMap<String, Secret>, String> {
+    match sourcing {
+        Sourcing::Read => read(plan, base_dir, Readers::Run),
+        Sourcing::Refer => Ok(references(plan)),
+    }
 }
 
 /// How a reference (see [`references`]) begins.

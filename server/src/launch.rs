@@ -17,11 +17,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kflow_compiler::ir::Plan;
+use kflow_runtime::dispatch::Dispatcher;
 use kflow_runtime::eval::{eval, EvalError, Scope};
 use kflow_runtime::executor::RunEnv;
 use kflow_runtime::recorder::{self, Quiet};
 use kflow_runtime::resume;
-use kflow_runtime::secret::{self, Readers, Secret};
+use kflow_runtime::secret::{self, Secret};
 use kflow_runtime::state::ExecutionState;
 use kflow_runtime::store::{Change, NewExecution, Origin, Resumable, Store};
 use kflow_runtime::tasks::Outputs;
@@ -110,6 +111,8 @@ pub struct Launcher {
     /// Decides starts one at a time; holds each slot's queue, and
     /// [`ANY_SLOT`]'s: executions waiting for the server-wide limit.
     queues: Arc<tokio::sync::Mutex<HashMap<String, VecDeque<String>>>>,
+    /// Where tasks run when not here: the workers of a shared history.
+    dispatch: Option<Arc<Dispatcher>>,
 }
 
 /// What an execution runs with, once recorded.
@@ -131,7 +134,13 @@ struct Limit {
 }
 
 impl Launcher {
-    pub fn new(store: Arc<dyn Store>, state_dir: std::path::PathBuf, jobs: usize, max: Option<usize>) -> Launcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        state_dir: std::path::PathBuf,
+        jobs: usize,
+        max: Option<usize>,
+        dispatch: Option<Arc<Dispatcher>>,
+    ) -> Launcher {
         Launcher {
             store,
             state_dir,
@@ -139,6 +148,16 @@ impl Launcher {
             jobs,
             max,
             queues: Arc::default(),
+            dispatch,
+        }
+    }
+
+    /// Secrets are read here, unless tasks run on workers: then each
+    /// worker reads those its tasks refer to, and this server holds none.
+    fn sourcing(&self) -> secret::Sourcing {
+        match self.dispatch {
+            Some(_) => secret::Sourcing::Refer,
+            None => secret::Sourcing::Read,
         }
     }
 
@@ -179,7 +198,7 @@ impl Launcher {
             origin: Origin::Server,
         };
         // Read for each execution: a rotated secret takes effect at once.
-        let secrets = secret::read(plan, &flow.base_dir, Readers::Run)?;
+        let secrets = secret::for_run(plan, &flow.base_dir, self.sourcing())?;
         let run = Prepared {
             plan: plan.clone(),
             inputs,
@@ -202,7 +221,7 @@ impl Launcher {
             .map_err(|e| e.to_string())?
             .map(|(_, tasks)| tasks)
             .unwrap_or_default();
-        let rerun = resume::rerun(&r, from_failed, &recorded)?;
+        let rerun = resume::rerun(&r, from_failed, &recorded, self.sourcing())?;
         let record = resume::rerun_record(&r, &rerun.loaded.plan, Some(trigger), Origin::Server);
         let run = Prepared {
             plan: Arc::new(rerun.loaded.plan),
@@ -315,7 +334,7 @@ impl Launcher {
     /// `paused`).
     pub async fn resume(&self, id: &str) -> Result<(), String> {
         let r = self.recorded(id).await?;
-        let loaded = resume::load(&r)?;
+        let loaded = resume::load(&r, self.sourcing())?;
         let restored = resume::restored(&loaded.plan, &r.done)?;
         let slot = limit_of(&loaded.plan, &loaded.inputs)?.map(|l| l.slot);
         self.store.reopen(&r.id).await.map_err(|e| e.to_string())?;
@@ -352,7 +371,7 @@ impl Launcher {
         );
         let env = RunEnv {
             execution: id.to_string(),
-            dispatch: None,
+            dispatch: self.dispatch.clone(),
             artifacts: self.state_dir.join("artifacts").join(id),
             state_dir: self.state_dir.clone(),
             store: self.store.clone(),
@@ -380,7 +399,7 @@ impl Launcher {
     /// has room, else it waits in the slot's queue again.
     pub async fn admit(&self, id: &str) -> Result<(), String> {
         let r = self.recorded(id).await?;
-        let loaded = resume::load(&r)?;
+        let loaded = resume::load(&r, self.sourcing())?;
         let mut queues = self.queues.lock().await;
         self.admit_locked(id, &loaded, &mut queues).await
     }
@@ -446,7 +465,7 @@ impl Launcher {
             return;
         }
         while let Some(id) = queues.get_mut(ANY_SLOT).and_then(VecDeque::pop_front) {
-            let admitted = match self.recorded(&id).await.and_then(|r| resume::load(&r)) {
+            let admitted = match self.recorded(&id).await.and_then(|r| resume::load(&r, self.sourcing())) {
                 Ok(loaded) => self.admit_locked(&id, &loaded, &mut queues).await,
                 Err(e) => Err(e),
             };

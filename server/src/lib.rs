@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
+use kflow_runtime::dispatch::Dispatcher;
 use kflow_runtime::store::{NewDelivery, PgStore, SqliteStore, Store, Verdict};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -207,12 +208,17 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
             config.listen
         );
     }
-    let store: Arc<dyn Store> = match &config.store {
-        Some(url) => Arc::new(PgStore::connect(url).await.map_err(|e| ServeError::Store(e.0))?),
-        None => Arc::new(
-            SqliteStore::open(&config.state)
-                .map_err(|e| ServeError::Store(format!("the history in {}: {}", config.state.display(), e.0)))?,
-        ),
+    // A shared history: its workers run the tasks (see `dispatch`).
+    let (store, dispatch): (Arc<dyn Store>, _) = match &config.store {
+        Some(url) => {
+            let pg = Arc::new(PgStore::connect(url).await.map_err(|e| ServeError::Store(e.0))?);
+            (pg.clone(), Some(Dispatcher::start(pg)))
+        }
+        None => {
+            let sqlite = SqliteStore::open(&config.state)
+                .map_err(|e| ServeError::Store(format!("the history in {}: {}", config.state.display(), e.0)))?;
+            (Arc::new(sqlite), None)
+        }
     };
     reap(&*store).await;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -232,7 +238,13 @@ pub async fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<(),
     let app = Arc::new(App {
         store: store.clone(),
         flows: RwLock::new(flows),
-        launcher: Launcher::new(store, config.state.clone(), config.jobs, config.max_executions),
+        launcher: Launcher::new(
+            store,
+            config.state.clone(),
+            config.jobs,
+            config.max_executions,
+            dispatch,
+        ),
         base_url,
         logins: Default::default(),
         metrics: Default::default(),

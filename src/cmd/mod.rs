@@ -21,6 +21,7 @@ pub mod shell;
 pub mod state;
 pub mod users;
 pub mod values;
+pub mod worker;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -39,7 +39,7 @@ impl RunFlags {
 pub use kflow_runtime::resume::Loaded;
 
 pub fn load(r: &Resumable) -> Result<Loaded> {
-    kflow_runtime::resume::load(r).map_err(UsageError)
+    kflow_runtime::resume::load(r, kflow_runtime::secret::Sourcing::Read).map_err(UsageError)
 }
 
 /// The outputs of the task runs that succeeded, by run name, as the

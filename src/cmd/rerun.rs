@@ -42,7 +42,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map_err(|e| UsageError(e.0))?
         .map(|(_, tasks)| tasks)
         .unwrap_or_default();
-    let rerun = kflow_runtime::resume::rerun(&r, args.from_failed, &recorded).map_err(UsageError)?;
+    let rerun = kflow_runtime::resume::rerun(&r, args.from_failed, &recorded, kflow_runtime::secret::Sourcing::Read)
+        .map_err(UsageError)?;
     let Loaded { plan, inputs, secrets } = rerun.loaded;
     let id = runtime
         .block_on(store.begin(&kflow_runtime::resume::rerun_record(&r, &plan, None, Origin::Cli)))

@@ -204,3 +204,63 @@ impl Drop for Postgres {
         self.stop();
     }
 }
+
+/// A `kflow worker` of the test's own: killed when dropped.
+pub struct Worker {
+    pub child: Child,
+    pub name: String,
+    pub stderr: PathBuf,
+}
+
+impl Worker {
+    /// Starts `kflow worker NAME` on the store at `url`, with `args` more
+    /// (`--labels`, `--lease`) and these environment variables.
+    pub fn start(dir: &Path, url: &str, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Worker {
+        let stderr = dir.join(format!("worker-{name}.err"));
+        let child = Command::new(env!("CARGO_BIN_EXE_kflow"))
+            .args(["worker", "--name", name, "--state", &format!("state-{name}")])
+            .args(args)
+            .current_dir(dir)
+            .env("KFLOW_STORE", url)
+            .env("NO_COLOR", "1")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("kflow worker starts");
+        Worker {
+            child,
+            name: name.to_string(),
+            stderr,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// SIGTERM, then the exit status (the worker drains first).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the worker did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -100,12 +100,14 @@ impl Dispatcher {
         let settled = settled.map_err(|_| TaskError::Failed("the dispatcher stopped".into()))?;
         match settled {
             Settled::Done(AttemptOutcome::Succeeded { outputs }) => {
-                crate::executor::restore_kind_outputs(kind, &outputs).ok_or_else(|| {
-                    TaskError::Failed(format!("the worker's outputs do not fit `{kind}`: {outputs}"))
-                })
+                crate::executor::restore_kind_outputs(kind, &outputs)
+                    .ok_or_else(|| TaskError::Failed(format!("the worker's outputs do not fit `{kind}`: {outputs}")))
             }
             Settled::Done(AttemptOutcome::Failed { error, transient: true }) => Err(TaskError::Failed(error)),
-            Settled::Done(AttemptOutcome::Failed { error, transient: false }) => Err(TaskError::Invalid(error)),
+            Settled::Done(AttemptOutcome::Failed {
+                error,
+                transient: false,
+            }) => Err(TaskError::Invalid(error)),
             Settled::Done(AttemptOutcome::Cancelled) => Err(TaskError::Cancelled),
             Settled::Lost { worker } if ctx.cancel.is_cancelled() => {
                 let _ = worker;

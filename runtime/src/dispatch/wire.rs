@@ -41,12 +41,10 @@ fn value(v: &Value) -> Result<Json, String> {
         Value::Credentials(Credentials::Basic { username, password }) => {
             json!({ "$credentials": { "username": username, "password": secret(password)? } })
         }
-        Value::Credentials(Credentials::Minted(_)) => {
-            return Err(
-                "a login minted by a token task cannot travel to a worker: run the token task on the worker that pushes"
-                    .into(),
-            )
-        }
+        Value::Credentials(Credentials::Minted(_)) => return Err(
+            "a login minted by a token task cannot travel to a worker: run the token task on the worker that pushes"
+                .into(),
+        ),
         Value::List(items) => Json::Array(items.iter().map(value).collect::<Result<_, _>>()?),
         Value::Map(m) => Json::Object(
             m.iter()
@@ -89,7 +87,10 @@ fn typed(j: &Json, ty: &Ty, read: &dyn Fn(&str) -> Result<Secret, String>) -> Re
             Some(name) => Ok(Value::Secret(read(name)?)),
             None => Err("a secret that is not a reference".into()),
         },
-        (Ty::Credentials, j) => credentials(j.get("$credentials").ok_or("credentials that are not a reference")?, read),
+        (Ty::Credentials, j) => credentials(
+            j.get("$credentials").ok_or("credentials that are not a reference")?,
+            read,
+        ),
         (Ty::List(inner), Json::Array(items)) => Ok(Value::List(
             items.iter().map(|i| typed(i, inner, read)).collect::<Result<_, _>>()?,
         )),
@@ -168,7 +169,10 @@ mod tests {
         let types: BTreeMap<String, Ty> = [
             ("token".to_string(), Ty::Secret),
             ("auth".to_string(), Ty::Credentials),
-            ("args".to_string(), Ty::List(Box::new(Ty::Union(vec![Ty::String, Ty::Int])))),
+            (
+                "args".to_string(),
+                Ty::List(Box::new(Ty::Union(vec![Ty::String, Ty::Int]))),
+            ),
         ]
         .into();
         let read = |name: &str| -> Result<Secret, String> {
@@ -177,8 +181,10 @@ mod tests {
         };
         let back = decode(&wire, &types, &read).unwrap();
         assert_eq!(back["token"], Value::Secret(Secret::new("the-real-value")));
-        assert!(matches!(&back["auth"], Value::Credentials(Credentials::Basic { username, password })
-            if username == "ci" && password.expose() == "the-real-value"));
+        assert!(
+            matches!(&back["auth"], Value::Credentials(Credentials::Basic { username, password })
+            if username == "ci" && password.expose() == "the-real-value")
+        );
         assert_eq!(back["args"], Value::List(vec![Value::Str("a".into()), Value::Int(3)]));
     }
 
@@ -187,7 +193,10 @@ mod tests {
         let mut props = Props::new();
         props.insert("token".into(), Value::Secret(Secret::new("a-real-value-9")));
         let err = encode(&props).unwrap_err();
-        assert!(err.contains("cannot travel") && !err.contains("a-real-value-9"), "{err}");
+        assert!(
+            err.contains("cannot travel") && !err.contains("a-real-value-9"),
+            "{err}"
+        );
         // What merely looks like a reference where no secret is expected
         // (a map from a delivery's body) stays what it is.
         let types: BTreeMap<String, Ty> = [

@@ -241,7 +241,7 @@ pub async fn execute(plan: Arc<Plan>, env: RunEnv, events: mpsc::UnboundedSender
 }
 
 /// The environment variables `env()` secrets read.
-fn secret_variables(plan: &Plan) -> Arc<[String]> {
+pub(crate) fn secret_variables(plan: &Plan) -> Arc<[String]> {
     plan.secrets
         .iter()
         .filter(|s| s.source == "env")
