@@ -201,12 +201,15 @@ async fn heartbeat(store: Arc<PgStore>, cfg: Arc<Config>, table: Table, stop: Ca
     }
 }
 
+/// An execution's recorded plan and the folder its flow ran from.
+type Recorded = Arc<(Plan, PathBuf)>;
+
 /// The recorded plans of the executions this worker ran attempts of.
 #[derive(Clone, Default)]
-struct Plans(Arc<Mutex<HashMap<String, Arc<(Plan, PathBuf)>>>>);
+struct Plans(Arc<Mutex<HashMap<String, Recorded>>>);
 
 impl Plans {
-    async fn get(&self, store: &PgStore, execution: &str) -> Result<Arc<(Plan, PathBuf)>, String> {
+    async fn get(&self, store: &PgStore, execution: &str) -> Result<Recorded, String> {
         if let Some(p) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(execution) {
             return Ok(p.clone());
         }
