@@ -1,0 +1,329 @@
+//! `kflow serve` on a shared PostgreSQL history with real `kflow worker`
+//! processes: placement by labels, secrets read only by the worker that
+//! runs the task, and the faults — a worker killed or frozen mid-task, the
+//! database restarted, many tasks over several workers.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::postgres::{Postgres, Worker};
+use support::server::Server;
+
+const PLACED: &str = r#"flow placed {
+  secret prod_token = env("PROD_TOKEN")
+  task anywhere = shell.run { script: "echo anywhere" }
+  task prod = shell.run {
+    script: "test -n \"$T\" && echo token is $T && printf %s \"$T\" | wc -c"
+    env: { T: prod_token }
+    runs_on: { env: "prod" }
+  }
+  output length = prod.stdout
+}
+"#;
+
+const SLOW: &str = r#"flow slow {
+  task slow = shell.run { script: "echo start; sleep 4; echo end" }
+  output said = slow.stdout
+}
+"#;
+
+const MANY: &str = r#"flow many {
+  input items: list<string>
+  for i in items {
+    task noop = log { message: "item ${i}" }
+  }
+}
+"#;
+
+/// A server on the shared history at `pg`, serving `flows` (written into
+/// `dir`), its admin user and token in the database too.
+fn serve(dir: &Path, pg: &Postgres, flows: &[(&str, &str)], args: &[&str]) -> Server {
+    for (name, text) in flows {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    // `kflow user add` and `token create` (run by the helper) read it too.
+    std::env::set_var("KFLOW_STORE", pg.url());
+    let mut all: Vec<&str> = flows.iter().map(|(n, _)| *n).collect();
+    all.extend_from_slice(args);
+    Server::start_with(dir, &all, &[("KFLOW_STORE", pg.url().as_str())])
+}
+
+fn start(server: &Server, flow: &str, inputs: serde_json::Value) -> String {
+    let auth = format!("Bearer {}", server.admin);
+    let body = serde_json::json!({ "inputs": inputs }).to_string();
+    let r = server.request(
+        "POST",
+        &format!("/api/v1/flows/{flow}/executions"),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["execution"].as_str().unwrap().to_string()
+}
+
+/// Polls `sql` until it prints `want`.
+fn wait_for(pg: &Postgres, sql: &str, want: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = pg.sql(sql);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "`{sql}` is {got:?}, not {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The execution's log, as the API serves it.
+fn log_texts(server: &Server, id: &str) -> Vec<String> {
+    server.get(&format!("/api/v1/executions/{id}/logs"))["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| format!("{} | {}", l["task"].as_str().unwrap(), l["text"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn tasks_go_to_workers_with_their_labels_and_only_that_worker_reads_the_secret() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const TOKEN: &str = "prod-only-token-4411";
+    // The server has no PROD_TOKEN: it reads no secret of a task a worker runs.
+    let server = serve(d, &pg, &[("placed.kflow", PLACED)], &[]);
+    let any = Worker::start(d, &pg.url(), "w-any", &["--labels", "arch=amd64"], &[]);
+    let id = start(&server, "placed", serde_json::json!({}));
+    wait_for(
+        &pg,
+        &format!("SELECT state FROM task_runs WHERE execution_id = '{id}' AND task = 'anywhere'"),
+        "succeeded",
+        Duration::from_secs(20),
+    );
+    // No worker with env=prod: the task waits, queued, and w-any never takes it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT state, worker IS NULL FROM task_queue WHERE execution_id = '{id}' AND task = 'prod'"
+        )),
+        "queued|t"
+    );
+    let listed = support::kflow(d, &["workers", "list", "--json"], &[]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["queued"], 1, "{listed}");
+    assert_eq!(listed["workers"][0]["labels"]["arch"], "amd64");
+
+    let prod = Worker::start(
+        d,
+        &pg.url(),
+        "w-prod",
+        &["--labels", "env=prod,arch=amd64"],
+        &[("PROD_TOKEN", TOKEN)],
+    );
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    // The task saw the value (its length), and its output holds it redacted.
+    assert_eq!(
+        ended["outputs"]["length"],
+        format!("token is ***\n{}", TOKEN.len()).as_str(),
+        "{ended}"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT task || '=' || worker FROM attempts WHERE execution_id = '{id}' ORDER BY task"
+        )),
+        "anywhere=w-any\nprod=w-prod"
+    );
+    let log = log_texts(&server, &id);
+    assert!(log.contains(&"prod | token is ***".to_string()), "{log:?}");
+    // The value is nowhere in the database, nor in what the processes said.
+    let dump = pg.sql("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM log_lines) t")
+        + &pg.sql("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM task_queue) t")
+        + &pg.sql("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM task_runs) t")
+        + &pg.sql("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM executions) t");
+    assert!(!dump.contains(TOKEN), "the token is in the database");
+    assert!(!server.log().contains(TOKEN) && !prod.log().contains(TOKEN));
+    drop(any);
+}
+
+/// Which worker holds the running attempt of `task`, once one does.
+fn holder(pg: &Postgres, id: &str, task: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = pg.sql(&format!(
+            "SELECT COALESCE(worker, '') FROM task_queue WHERE execution_id = '{id}' AND task = '{task}' AND state = 'claimed'"
+        ));
+        if !w.is_empty() {
+            // Started, not just claimed: its first line is logged.
+            let started = pg.sql(&format!(
+                "SELECT count(*) FROM log_lines WHERE execution_id = '{id}' AND text = 'start'"
+            ));
+            if started != "0" {
+                return w;
+            }
+        }
+        assert!(Instant::now() < deadline, "nobody runs {task}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_the_attempt_and_another_worker_finishes_it() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
+    let workers = vec![
+        Worker::start(d, &pg.url(), "w1", &["--lease", "3s", "--jobs", "1"], &[]),
+        Worker::start(d, &pg.url(), "w2", &["--lease", "3s", "--jobs", "1"], &[]),
+    ];
+    let id = start(&server, "slow", serde_json::json!({}));
+    let first = holder(&pg, &id, "slow");
+    let victim = workers.iter().position(|w| w.name == first).unwrap();
+    workers[victim].signal(libc::SIGKILL);
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    assert_eq!(ended["outputs"]["said"], "start\nend");
+    let attempts = pg.sql(&format!(
+        "SELECT attempt || '|' || COALESCE(worker, '') || '|' || COALESCE(error, '') FROM attempts WHERE execution_id = '{id}' ORDER BY attempt"
+    ));
+    let rows: Vec<&str> = attempts.lines().collect();
+    assert_eq!(rows.len(), 2, "{attempts}");
+    assert!(
+        rows[0].starts_with(&format!("1|{first}|lost: worker {first}")),
+        "{attempts}"
+    );
+    let other = if first == "w1" { "w2" } else { "w1" };
+    assert_eq!(rows[1], format!("2|{other}|"));
+    assert_eq!(
+        pg.sql(&format!("SELECT state FROM task_runs WHERE execution_id = '{id}'")),
+        "succeeded",
+        "recorded once, as succeeded"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg(state, ',' ORDER BY seq) FROM task_queue WHERE execution_id = '{id}'"
+        )),
+        "lost,succeeded"
+    );
+}
+
+#[test]
+fn a_frozen_worker_is_fenced_and_its_late_result_refused() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
+    let workers = [
+        Worker::start(d, &pg.url(), "w1", &["--lease", "3s", "--jobs", "1"], &[]),
+        Worker::start(d, &pg.url(), "w2", &["--lease", "3s", "--jobs", "1"], &[]),
+    ];
+    let id = start(&server, "slow", serde_json::json!({}));
+    let first = holder(&pg, &id, "slow");
+    let frozen = workers.iter().find(|w| w.name == first).unwrap();
+    // Cut off: it renews nothing while its task's process runs on.
+    frozen.signal(libc::SIGSTOP);
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    // The link heals: its task's process ended meanwhile, and its result
+    // is refused, or never sent (it learns it no longer holds the claim).
+    frozen.signal(libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(frozen.log().contains("no longer")
+        || frozen.log().contains("refused")
+        || frozen.log().contains("lost its lease"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the frozen worker never noticed: {}",
+            frozen.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg(state, ',' ORDER BY seq) FROM task_queue WHERE execution_id = '{id}'"
+        )),
+        "lost,succeeded",
+        "its late result changed nothing"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT state || ' ' || attempts FROM task_runs WHERE execution_id = '{id}'"
+        )),
+        "succeeded 2"
+    );
+}
+
+#[test]
+fn the_database_restarted_mid_run_loses_nothing() {
+    let mut pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
+    let _worker = Worker::start(d, &pg.url(), "w1", &["--lease", "10s"], &[]);
+    let id = start(&server, "slow", serde_json::json!({}));
+    holder(&pg, &id, "slow");
+    pg.restart();
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}\n{}", server.log());
+    assert_eq!(ended["outputs"]["said"], "start\nend");
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg(state, ',') FROM task_queue WHERE execution_id = '{id}'"
+        )),
+        "succeeded"
+    );
+    let lines = log_texts(&server, &id);
+    assert!(lines.contains(&"slow | end".to_string()), "{lines:?}");
+}
+
+#[test]
+fn a_thousand_tasks_over_three_workers_each_run_exactly_once() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d, &pg, &[("many.kflow", MANY)], &["--jobs", "64"]);
+    let _workers: Vec<Worker> = (1..=3)
+        .map(|i| Worker::start(d, &pg.url(), &format!("w{i}"), &["--jobs", "16"], &[]))
+        .collect();
+    let items: Vec<String> = (0..1000).map(|i| format!("i{i}")).collect();
+    let id = start(&server, "many", serde_json::json!({ "items": items }));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let e = server.get(&format!("/api/v1/executions/{id}"));
+        if !matches!(e["state"].as_str(), Some("running" | "queued")) {
+            assert_eq!(e["state"], "succeeded", "{}", server.log());
+            break;
+        }
+        assert!(Instant::now() < deadline, "1,000 tasks did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT count(*) || ' ' || count(DISTINCT task) || ' ' || count(*) FILTER (WHERE state = 'succeeded')
+             FROM task_queue WHERE execution_id = '{id}'"
+        )),
+        "1000 1000 1000",
+        "each task queued, claimed and settled once"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT count(*) FROM task_runs WHERE execution_id = '{id}' AND state = 'succeeded' AND attempts = 1"
+        )),
+        "1000"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT count(*) FROM log_lines WHERE execution_id = '{id}' AND text LIKE 'item %'"
+        )),
+        "1000",
+        "no lost update of the log"
+    );
+    let spread = pg.sql(&format!(
+        "SELECT count(DISTINCT worker) FROM attempts WHERE execution_id = '{id}'"
+    ));
+    assert_eq!(spread, "3", "all three workers took a share");
+}
