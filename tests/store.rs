@@ -740,6 +740,7 @@ mod queue {
             kind: "shell.run",
             props: &json!({"script": "true"}),
             labels: runs_on,
+            on_worker: None,
         })
         .await
         .unwrap()

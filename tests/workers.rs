@@ -175,7 +175,7 @@ fn a_worker_killed_mid_task_loses_the_attempt_and_another_worker_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
-    let workers = vec![
+    let workers = [
         Worker::start(d, &pg.url(), "w1", &["--lease", "3s", "--jobs", "1"], &[]),
         Worker::start(d, &pg.url(), "w2", &["--lease", "3s", "--jobs", "1"], &[]),
     ];
@@ -326,4 +326,77 @@ fn a_thousand_tasks_over_three_workers_each_run_exactly_once() {
         "SELECT count(DISTINCT worker) FROM attempts WHERE execution_id = '{id}'"
     ));
     assert_eq!(spread, "3", "all three workers took a share");
+}
+
+const LOCAL: &str = r#"flow local {
+  task build = docker.build { context: "img", builder: "classic" }
+  task pause = sleep { duration: 3s, after: [build] }
+  task use = container.run { image: build.image, cmd: ["echo", "ran here"], after: [pause] }
+  output said = use.stdout
+}
+"#;
+
+#[test]
+fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_it_is_gone() {
+    if !support::docker_or_skip("a_task_using_a_local_image_runs_on_the_worker_that_built_it") {
+        return;
+    }
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    support::busybox_context(d, "");
+    let server = serve(d, &pg, &[("local.kflow", LOCAL)], &[]);
+    let workers = [
+        Worker::start(d, &pg.url(), "w1", &["--jobs", "1"], &[]),
+        Worker::start(d, &pg.url(), "w2", &["--jobs", "1"], &[]),
+    ];
+    // Both workers drive this machine's engine, so either could run the
+    // image; placement must still pick its builder.
+    let id = start(&server, "local", serde_json::json!({}));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    assert_eq!(ended["outputs"]["said"], "ran here");
+    let by = pg.sql(&format!(
+        "SELECT string_agg(task || '=' || worker, ',' ORDER BY task) FROM attempts WHERE execution_id = '{id}' AND task IN ('build', 'use')"
+    ));
+    let builder = pg.sql(&format!(
+        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'build'"
+    ));
+    assert_eq!(by, format!("build={builder},use={builder}"));
+
+    // The builder is gone before the image is used: the task says so.
+    let id = start(&server, "local", serde_json::json!({}));
+    wait_for(
+        &pg,
+        &format!("SELECT state FROM task_runs WHERE execution_id = '{id}' AND task = 'build'"),
+        "succeeded",
+        Duration::from_secs(30),
+    );
+    let builder = pg.sql(&format!(
+        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'build'"
+    ));
+    workers
+        .iter()
+        .find(|w| w.name == builder)
+        .unwrap()
+        .signal(libc::SIGKILL);
+    // Its heartbeat stops; after a minute without one, it counts as gone.
+    pg.sql(&format!(
+        "UPDATE workers SET heartbeat_at = now() - interval '2 minutes' WHERE id = '{builder}'"
+    ));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "failed", "{ended}");
+    let error = ended["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "use")
+        .unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains(&format!("built on worker {builder}, which is gone")) && error.contains("--from-failed"),
+        "{error}"
+    );
 }

@@ -63,6 +63,7 @@ impl Dispatcher {
             _ => BTreeMap::new(),
         };
         let wire = wire::encode(&props).map_err(|e| TaskError::Invalid(format!("cannot run on a worker: {e}")))?;
+        let on_worker = self.producer(&ctx.execution, &props).await?;
         let seq = self
             .store
             .enqueue(&NewTask {
@@ -72,6 +73,7 @@ impl Dispatcher {
                 kind,
                 props: &wire,
                 labels: &labels,
+                on_worker: on_worker.as_deref(),
             })
             .await
             .map_err(|e| TaskError::Failed(e.0))?;
@@ -117,6 +119,47 @@ impl Dispatcher {
                 "lost: worker {worker} stopped renewing its lease (killed, its machine lost or cut off)"
             ))),
         }
+    }
+}
+
+impl Dispatcher {
+    /// The worker whose engine holds the local images the task uses: a
+    /// local image exists on one engine only. Images of two workers in one
+    /// task cannot be served.
+    async fn producer(&self, execution: &str, props: &Props) -> Result<Option<String>, TaskError> {
+        let mut images = Vec::new();
+        for v in props.values() {
+            local_images(v, &mut images);
+        }
+        let mut worker: Option<String> = None;
+        for image in images {
+            let found = self
+                .store
+                .producer(execution, &image)
+                .await
+                .map_err(|e| TaskError::Failed(e.0))?;
+            match (&worker, found) {
+                (Some(a), Some(b)) if *a != b => {
+                    return Err(TaskError::Invalid(format!(
+                        "it uses local images built on two workers ({a} and {b}): build them in one task, or push one and use it by digest"
+                    )))
+                }
+                (None, Some(b)) => worker = Some(b),
+                _ => {}
+            }
+        }
+        Ok(worker)
+    }
+}
+
+/// The local image ids inside a value.
+fn local_images(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Image(id) => out.push(id.clone()),
+        Value::Images(images) => out.extend(images.iter().map(|(_, id)| id.clone())),
+        Value::List(items) => items.iter().for_each(|i| local_images(i, out)),
+        Value::Map(m) => m.values().for_each(|i| local_images(i, out)),
+        _ => {}
     }
 }
 

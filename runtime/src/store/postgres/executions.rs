@@ -100,8 +100,13 @@ impl PgStore {
                     )
                     .await?;
                     tx.execute(
-                        "INSERT INTO attempts (execution_id, task, attempt, started_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (execution_id, task, attempt) DO UPDATE SET started_at = excluded.started_at, ended_at = NULL, error = NULL",
+                        // The worker, when one claimed the attempt before this
+                        // was recorded (the queue and the recorder race).
+                        "INSERT INTO attempts (execution_id, task, attempt, started_at, worker)
+                         VALUES ($1, $2, $3, $4, (SELECT worker FROM task_queue WHERE execution_id = $1 AND task = $2
+                                                  AND attempt = $3 ORDER BY seq DESC LIMIT 1))
+                         ON CONFLICT (execution_id, task, attempt) DO UPDATE SET started_at = excluded.started_at, ended_at = NULL,
+                             error = NULL, worker = COALESCE(attempts.worker, excluded.worker)",
                         &[&id, &text(task), &attempt, at],
                     )
                     .await?;

@@ -38,7 +38,14 @@ pub struct NewTask<'a> {
     pub props: &'a Json,
     /// What a worker's labels must include (`runs_on`).
     pub labels: &'a BTreeMap<String, String>,
+    /// The one worker that may run it: the one whose engine holds a local
+    /// image the task uses.
+    pub on_worker: Option<&'a str>,
 }
+
+/// How long a worker may go without a heartbeat before work that only it
+/// can run fails: longer than any lease a worker takes by default.
+const GONE_AFTER_SECONDS: f64 = 60.0;
 
 /// A claimed attempt, as a worker runs it.
 #[derive(Debug, Clone)]
@@ -127,8 +134,8 @@ impl PgStore {
         let client = self.client().await?;
         let seq: i64 = client
             .query_one(
-                "INSERT INTO task_queue (execution_id, task, attempt, kind, props, labels, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'queued') RETURNING seq",
+                "INSERT INTO task_queue (execution_id, task, attempt, kind, props, labels, worker_wanted, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued') RETURNING seq",
                 &[
                     &t.execution,
                     &text(t.task),
@@ -136,6 +143,7 @@ impl PgStore {
                     &t.kind,
                     &text(&t.props.to_string()),
                     &text(&labels),
+                    &t.on_worker,
                 ],
             )
             .await?
@@ -165,6 +173,7 @@ impl PgStore {
                         lease_until = now() + make_interval(secs => $4)
                  WHERE seq IN (SELECT seq FROM task_queue
                                WHERE state = 'queued' AND labels::jsonb <@ $2::text::jsonb
+                                 AND (worker_wanted IS NULL OR worker_wanted = $1)
                                ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
                  RETURNING seq, execution_id, task, attempt, kind, props",
                 &[&worker, &labels, &(max.min(1000) as i64), &seconds(lease)],
@@ -223,8 +232,9 @@ impl PgStore {
             Outcome::Failed { error, transient } => ("failed", None, Some(text(error).into_owned()), *transient),
             Outcome::Cancelled => ("cancelled", None, None, false),
         };
-        let client = self.client().await?;
-        let changed = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
             .execute(
                 "UPDATE task_queue SET state = $3, outputs = $4, error = $5, transient = $6, ended_at = now()
                  WHERE seq = $1 AND worker = $2 AND state = 'claimed' AND lease_until >= now()",
@@ -232,8 +242,15 @@ impl PgStore {
             )
             .await?;
         if changed == 1 {
-            client.execute(&format!("NOTIFY {SETTLED}"), &[]).await?;
+            tx.execute(
+                "UPDATE attempts a SET worker = q.worker FROM task_queue q
+                 WHERE q.seq = $1 AND a.execution_id = q.execution_id AND a.task = q.task AND a.attempt = q.attempt",
+                &[&seq],
+            )
+            .await?;
+            tx.execute(&format!("NOTIFY {SETTLED}"), &[]).await?;
         }
+        tx.commit().await?;
         Ok(changed == 1)
     }
 
@@ -280,6 +297,18 @@ impl PgStore {
                 )
             })
             .collect();
+        // Work only a gone worker could run fails: its engine holds what
+        // the task needs.
+        tx.execute(
+            "UPDATE task_queue SET state = 'failed', ended_at = now(), transient = FALSE,
+                    error = 'it uses a local image built on worker ' || worker_wanted || ', which is gone (no heartbeat for '
+                            || $2::float8::int || ' s): `kflow rerun --from-failed` builds it again'
+             WHERE seq = ANY($1) AND state = 'queued' AND worker_wanted IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = worker_wanted AND w.stopped_at IS NULL
+                               AND w.heartbeat_at > now() - make_interval(secs => $2))",
+            &[&seqs, &GONE_AFTER_SECONDS],
+        )
+        .await?;
         let done = tx
             .query(
                 "SELECT seq, state, outputs, error, transient FROM task_queue
@@ -303,6 +332,21 @@ impl PgStore {
             out.push((r.get(0), Settled::Done(outcome)));
         }
         Ok(out)
+    }
+
+    /// The worker whose attempt of this execution produced `image` (a local
+    /// image id in its outputs), if a worker did.
+    pub async fn producer(&self, execution: &str, image: &str) -> Result<Option<String>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT worker FROM task_queue WHERE execution_id = $1 AND state = 'succeeded'
+                   AND strpos(outputs, $2) > 0 ORDER BY seq DESC LIMIT 1",
+                &[&execution, &image],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.get(0)))
     }
 
     /// Asks for an attempt to stop: a queued one is withdrawn at once, a

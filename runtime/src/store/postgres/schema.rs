@@ -193,6 +193,9 @@ CREATE TABLE task_queue (
     kind TEXT NOT NULL,
     props TEXT NOT NULL,
     labels TEXT NOT NULL,
+    -- The one worker that may run it (it holds the local image the task
+    -- uses), or any whose labels match.
+    worker_wanted TEXT,
     state TEXT NOT NULL,
     worker TEXT,
     enqueued_at TIMESTAMPTZ NOT NULL DEFAULT now(),
