@@ -522,6 +522,27 @@ async fn deliveries_are_claimed_once_and_listed(b: Backend) {
         s.last_fire("release", "nightly").await.unwrap().as_deref(),
         Some("2026-12-06T02:00:00Z")
     );
+    // Two servers wake for the same fire: one takes it; an older time (or
+    // the same instant written otherwise) is taken by none.
+    let at = "2026-12-07T02:00:00Z";
+    let (x, y) = tokio::join!(
+        s.claim_fire("release", "nightly", at),
+        other.claim_fire("release", "nightly", at)
+    );
+    assert_eq!(u8::from(x.unwrap()) + u8::from(y.unwrap()), 1);
+    assert!(!s
+        .claim_fire("release", "nightly", "2026-12-07T03:00:00+01:00")
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_fire("release", "nightly", "2026-12-06T02:00:00Z")
+        .await
+        .unwrap());
+    assert!(s
+        .claim_fire("release", "nightly", "2026-12-07T02:00:00.5Z")
+        .await
+        .unwrap());
+    assert!(s.claim_fire("release", "hourly", at).await.unwrap(), "a first fire");
 }
 both!(deliveries_are_claimed_once_and_listed);
 

@@ -58,11 +58,15 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
                 };
                 let (run, newest) = due(&schedule, last, now, Catchup::from_word(t.catchup.as_deref()));
                 for at in &run {
-                    if let Err(e) = app.store.set_last_fire(&plan.flow, &name, &at.to_string()).await {
-                        eprintln!("kflow serve: the history: {e}");
-                        break;
+                    // Another server on the same history may have taken it.
+                    match app.store.claim_fire(&plan.flow, &name, &at.to_string()).await {
+                        Ok(true) => fire(&app, &flow, t, &name, *at).await,
+                        Ok(false) => {}
+                        Err(e) => {
+                            eprintln!("kflow serve: the history: {e}");
+                            break;
+                        }
                     }
-                    fire(&app, &flow, t, &name, *at).await;
                 }
                 // Times the catch-up skips are passed over for good.
                 if let Some(newest) = newest.filter(|n| run.last() != Some(n)) {

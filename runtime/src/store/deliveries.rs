@@ -259,6 +259,17 @@ impl SqliteStore {
             .optional()?)
     }
 
+    /// See [`Store::claim_fire`](super::Store::claim_fire): times compared
+    /// as instants, whatever their offset or precision.
+    pub fn claim_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<bool> {
+        let changed = self.conn().execute(
+            "INSERT INTO schedule_fires (flow, trigger, last_fire) VALUES (?1, ?2, ?3) ON CONFLICT (flow, trigger)
+             DO UPDATE SET last_fire = excluded.last_fire WHERE julianday(schedule_fires.last_fire) < julianday(excluded.last_fire)",
+            params![flow, trigger, at],
+        )?;
+        Ok(changed == 1)
+    }
+
     pub fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()> {
         self.conn().execute(
             "INSERT INTO schedule_fires (flow, trigger, last_fire) VALUES (?1, ?2, ?3) ON CONFLICT (flow, trigger) DO UPDATE SET last_fire = excluded.last_fire",

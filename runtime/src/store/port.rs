@@ -119,6 +119,11 @@ pub trait Store: Send + Sync {
 
     async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()>;
 
+    /// Takes the fire of a schedule at `at` (RFC 3339) for this server:
+    /// `true` when no fire at or after `at` was recorded, and records it, so
+    /// that of several servers on one history one fires each time.
+    async fn claim_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<bool>;
+
     // Who may use the server.
 
     /// Adds a user; refused when the name is taken.
@@ -283,6 +288,10 @@ impl Store for SqliteStore {
 
     async fn set_last_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<()> {
         SqliteStore::set_last_fire(self, flow, trigger, at)
+    }
+
+    async fn claim_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<bool> {
+        SqliteStore::claim_fire(self, flow, trigger, at)
     }
 
     async fn add_user(&self, name: &str, role: Role, password: Option<&str>) -> Result<()> {

@@ -125,6 +125,10 @@ impl Store for PgStore {
         PgStore::set_last_fire(self, flow, trigger, at).await
     }
 
+    async fn claim_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<bool> {
+        PgStore::claim_fire(self, flow, trigger, at).await
+    }
+
     async fn add_user(&self, name: &str, role: Role, password: Option<&str>) -> Result<()> {
         PgStore::add_user(self, name, role, password).await
     }

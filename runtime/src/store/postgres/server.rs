@@ -217,6 +217,22 @@ impl PgStore {
         Ok(())
     }
 
+    /// See [`Store::claim_fire`](crate::store::Store::claim_fire): the row
+    /// is locked by the upsert, so two servers cannot both take a time.
+    pub async fn claim_fire(&self, flow: &str, trigger: &str, at: &str) -> Result<bool> {
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO schedule_fires (flow, trigger, last_fire) VALUES ($1, $2, $3) ON CONFLICT (flow, trigger)
+                 DO UPDATE SET last_fire = excluded.last_fire
+                 WHERE schedule_fires.last_fire::timestamptz < excluded.last_fire::timestamptz",
+                &[&flow, &trigger, &at],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
     pub async fn add_user(&self, name: &str, role: Role, password: Option<&str>) -> Result<()> {
         let changed = self
             .client()
