@@ -400,3 +400,96 @@ fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_i
         "{error}"
     );
 }
+
+#[test]
+fn a_stopped_worker_hands_back_what_it_cannot_finish_in_its_grace() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
+    let first = Worker::start(d, &pg.url(), "w1", &["--jobs", "1", "--grace", "1s"], &[]);
+    let id = start(&server, "slow", serde_json::json!({}));
+    assert_eq!(holder(&pg, &id, "slow"), "w1");
+    let second = Worker::start(d, &pg.url(), "w2", &["--jobs", "1"], &[]);
+    let status = first.terminate();
+    assert!(status.success(), "{status:?}");
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    assert_eq!(ended["outputs"]["said"], "start\nend");
+    // Handed back, not lost: the same attempt, finished by the other worker.
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT attempt || ' ' || worker FROM attempts WHERE execution_id = '{id}'"
+        )),
+        "1 w2"
+    );
+    assert_eq!(
+        pg.sql("SELECT id || ' ' || (stopped_at IS NOT NULL) FROM workers ORDER BY id"),
+        "w1 true\nw2 false"
+    );
+    // A worker with time to finish finishes before it stops.
+    let id = start(&server, "slow", serde_json::json!({}));
+    holder(&pg, &id, "slow");
+    assert!(second.terminate().success());
+    assert_eq!(
+        pg.sql(&format!("SELECT state FROM task_queue WHERE execution_id = '{id}'")),
+        "succeeded"
+    );
+}
+
+/// Forwards TCP connections on 127.0.0.1 to the engine's unix socket,
+/// counting them: a worker's `--engine tcp://…` must be the one it uses.
+fn engine_over_tcp() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let Ok(engine) = std::os::unix::net::UnixStream::connect(&socket) else {
+                continue;
+            };
+            let (mut a, mut b) = (conn.try_clone().unwrap(), engine.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut a, mut b) = (engine, conn);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (format!("tcp://{addr}"), count)
+}
+
+#[test]
+fn a_worker_drives_the_engine_it_is_given() {
+    if !support::docker_or_skip("a_worker_drives_the_engine_it_is_given") {
+        return;
+    }
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    support::busybox_context(d, "");
+    let (engine, connections) = engine_over_tcp();
+    let server = serve(d, &pg, &[("local.kflow", LOCAL)], &[]);
+    let _worker = Worker::start(d, &pg.url(), "remote", &["--engine", &engine], &[]);
+    let id = start(&server, "local", serde_json::json!({}));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    assert!(
+        connections.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the engine over TCP was used"
+    );
+    let listed = support::kflow(d, &["workers", "list", "--json"], &[]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["workers"][0]["engine"], engine.as_str(), "{listed}");
+}
