@@ -208,6 +208,14 @@ fn a_worker_killed_mid_task_loses_the_attempt_and_another_worker_finishes_it() {
         )),
         "lost,succeeded"
     );
+    let metrics = metrics(&server);
+    assert!(metrics.contains("\nkflow_attempts_lost_total 1\n"), "{metrics}");
+}
+
+fn metrics(server: &Server) -> String {
+    let r = server.request("GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    r.text()
 }
 
 #[test]
@@ -326,6 +334,14 @@ fn a_thousand_tasks_over_three_workers_each_run_exactly_once() {
         "SELECT count(DISTINCT worker) FROM attempts WHERE execution_id = '{id}'"
     ));
     assert_eq!(spread, "3", "all three workers took a share");
+    let metrics = metrics(&server);
+    for line in ["kflow_queue_depth 0", "kflow_queue_running 0", "kflow_workers_alive 3"] {
+        assert!(metrics.contains(&format!("\n{line}\n")), "{line}: {metrics}");
+    }
+    assert!(
+        metrics.contains("kflow_claim_latency_seconds{quantile=\"0.95\"} "),
+        "{metrics}"
+    );
 }
 
 const LOCAL: &str = r#"flow local {

@@ -164,13 +164,16 @@ async fn heartbeat(store: Arc<PgStore>, cfg: Arc<Config>, table: Table, stop: Ca
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
+        // Only attempts claimed before the renewal is sent are judged by
+        // its answer: one claimed meanwhile is not in it, and not lost.
+        let judged: Vec<i64> = lock(&table).keys().copied().collect();
         // Bounded: a renewal that hangs (a cut connection) is a failed one.
         let beat = tokio::time::timeout(every, store.heartbeat(&cfg.id, cfg.lease)).await;
         match beat {
             Ok(Ok(held)) => {
                 renewed = Instant::now();
                 let held: HashMap<i64, bool> = held.into_iter().collect();
-                for (seq, r) in lock(&table).iter() {
+                for (seq, r) in lock(&table).iter().filter(|(seq, _)| judged.contains(seq)) {
                     match held.get(seq) {
                         None => {
                             if !r.lost.swap(true, Ordering::SeqCst) {
@@ -254,6 +257,9 @@ impl Job {
                 "kflow worker: {} (execution {}) stopped without a report: this worker lost its lease",
                 c.task, c.execution
             );
+            // Were the claim still ours after all (it lapsed but was not yet
+            // recorded lost), it goes back to the queue rather than waiting.
+            let _ = self.store.release_claims(&self.cfg.id, &[c.seq]).await;
         } else if !self.handed_back.load(Ordering::SeqCst) {
             match self.store.settle(c.seq, &self.cfg.id, &outcome).await {
                 Ok(true) => {}

@@ -152,6 +152,11 @@ impl Launcher {
         }
     }
 
+    /// Where tasks run when not here.
+    pub fn dispatcher(&self) -> Option<&Arc<Dispatcher>> {
+        self.dispatch.as_ref()
+    }
+
     /// Secrets are read here, unless tasks run on workers: then each
     /// worker reads those its tasks refer to, and this server holds none.
     fn sourcing(&self) -> secret::Sourcing {

@@ -96,5 +96,41 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         "# HELP kflow_logins_failed_total Failed password logins.\n# TYPE kflow_logins_failed_total counter\nkflow_logins_failed_total {}",
         m.logins_failed.load(Ordering::Relaxed)
     );
+    // With a shared history, its queue; a history that does not answer
+    // leaves these out rather than failing the scrape.
+    let stats = match app.launcher.dispatcher() {
+        Some(d) => d.store().queue_stats().await.ok(),
+        None => None,
+    };
+    if let Some(q) = stats {
+        let mut gauge = |name: &str, help: &str, v: String| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "kflow_queue_depth",
+            "Task attempts waiting for a worker.",
+            q.queued.to_string(),
+        );
+        gauge(
+            "kflow_queue_running",
+            "Task attempts workers hold.",
+            q.running.to_string(),
+        );
+        gauge(
+            "kflow_workers_alive",
+            "Workers with a recent heartbeat.",
+            q.workers.to_string(),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP kflow_attempts_lost_total Task attempts lost with their worker.\n# TYPE kflow_attempts_lost_total counter\nkflow_attempts_lost_total {}",
+            q.lost
+        );
+        let _ = writeln!(
+            s,
+            "# HELP kflow_claim_latency_seconds From queued to claimed, over the last 1,000 claims.\n# TYPE kflow_claim_latency_seconds summary\nkflow_claim_latency_seconds{{quantile=\"0.5\"}} {}\nkflow_claim_latency_seconds{{quantile=\"0.95\"}} {}",
+            q.claim_p50, q.claim_p95
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s)
 }

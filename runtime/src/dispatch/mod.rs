@@ -50,6 +50,11 @@ impl Dispatcher {
         d
     }
 
+    /// The shared history it queues in.
+    pub fn store(&self) -> &Arc<PgStore> {
+        &self.store
+    }
+
     /// Runs one attempt on a worker: queues it, waits for its result, and
     /// reads the outputs back with its kind's types. Cancelling the
     /// context withdraws it (or has its worker stop it).

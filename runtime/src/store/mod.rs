@@ -25,8 +25,8 @@ pub use digests::{is_digest, places, DigestUse};
 pub use logs::{Entry as LogEntry, Reader as LogReader, LOG_CAP, READ_CHUNK as LOG_READ_CHUNK};
 pub use port::Store;
 pub use postgres::{
-    is_url as is_postgres_url, Claimed, Listener, NewTask, Outcome as AttemptOutcome, PgStore, Settled, WorkerRow,
-    QUEUED, SETTLED,
+    is_url as is_postgres_url, Claimed, Listener, NewTask, Outcome as AttemptOutcome, PgStore, QueueStats, Settled,
+    WorkerRow, QUEUED, SETTLED,
 };
 pub use users::{AuditEntry, NewToken, Role, Token, User};
 

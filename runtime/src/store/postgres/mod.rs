@@ -33,7 +33,7 @@ mod queue;
 mod schema;
 mod server;
 
-pub use queue::{Claimed, NewTask, Outcome, Settled, WorkerRow, QUEUED, SETTLED};
+pub use queue::{Claimed, NewTask, Outcome, QueueStats, Settled, WorkerRow, QUEUED, SETTLED};
 
 use super::{Result, StoreError};
 

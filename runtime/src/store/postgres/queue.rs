@@ -76,6 +76,20 @@ pub enum Settled {
     },
 }
 
+/// The queue at a glance (see [`PgStore::queue_stats`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStats {
+    pub queued: i64,
+    pub running: i64,
+    /// Attempts lost with their worker, in all.
+    pub lost: i64,
+    /// Workers with a recent heartbeat.
+    pub workers: i64,
+    /// Seconds from queued to claimed, over the last 1,000 claims.
+    pub claim_p50: f64,
+    pub claim_p95: f64,
+}
+
 /// A registered worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerRow {
@@ -363,6 +377,35 @@ impl PgStore {
             )
             .await?;
         Ok(())
+    }
+
+    /// What `/metrics` says of the queue.
+    pub async fn queue_stats(&self) -> Result<QueueStats> {
+        let r = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT (SELECT count(*) FROM task_queue WHERE state = 'queued'),
+                        (SELECT count(*) FROM task_queue WHERE state = 'claimed'),
+                        (SELECT count(*) FROM task_queue WHERE state = 'lost'),
+                        (SELECT count(*) FROM workers WHERE stopped_at IS NULL
+                            AND heartbeat_at > now() - make_interval(secs => $1)),
+                        (SELECT ARRAY[COALESCE(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 0),
+                                      COALESCE(percentile_cont(0.95) WITHIN GROUP (ORDER BY d), 0)]
+                         FROM (SELECT extract(epoch FROM claimed_at - enqueued_at)::float8 AS d FROM task_queue
+                               WHERE claimed_at IS NOT NULL ORDER BY seq DESC LIMIT 1000) recent)",
+                &[&GONE_AFTER_SECONDS],
+            )
+            .await?;
+        let latency: Vec<f64> = r.get(4);
+        Ok(QueueStats {
+            queued: r.get(0),
+            running: r.get(1),
+            lost: r.get(2),
+            workers: r.get(3),
+            claim_p50: latency.first().copied().unwrap_or(0.0),
+            claim_p95: latency.get(1).copied().unwrap_or(0.0),
+        })
     }
 
     /// Attempts waiting for a worker.
