@@ -205,9 +205,10 @@ CREATE TABLE task_queue (
     cancel BOOLEAN NOT NULL DEFAULT FALSE,
     outputs TEXT,
     error TEXT,
-    transient BOOLEAN NOT NULL DEFAULT FALSE,
-    UNIQUE (execution_id, task, attempt)
+    transient BOOLEAN NOT NULL DEFAULT FALSE
 );
+-- Not unique: a resumed execution queues its unfinished attempts again.
+CREATE INDEX task_queue_by_run ON task_queue (execution_id, task, attempt);
 CREATE INDEX task_queue_ready ON task_queue (seq) WHERE state = 'queued';
 CREATE INDEX task_queue_held ON task_queue (worker) WHERE state = 'claimed';
 ALTER TABLE attempts ADD COLUMN worker TEXT;
