@@ -509,3 +509,105 @@ fn a_worker_drives_the_engine_it_is_given() {
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["workers"][0]["engine"], engine.as_str(), "{listed}");
 }
+
+/// A TCP proxy to the database that the test can pause: while paused it
+/// holds every byte in both directions (a link that went quiet, as a
+/// partition looks from both ends), and passes them on when it heals.
+struct Link {
+    port: u16,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Link {
+    fn to(port: u16) -> Link {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let paused = std::sync::Arc::new(AtomicBool::new(false));
+        let link = Link {
+            port: listener.local_addr().unwrap().port(),
+            paused: paused.clone(),
+        };
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let paused = paused.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            while paused.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        link
+    }
+
+    fn cut(&self, cut: bool) {
+        self.paused.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+const MARKED: &str = r#"flow marked {
+  task slow = shell.run { script: "echo start; sleep 4; echo end; echo end >> ends-$WHO" }
+  output said = slow.stdout
+}
+"#;
+
+#[test]
+fn a_partitioned_worker_stops_its_task_before_its_lease_lapses() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d, &pg, &[("marked.kflow", MARKED)], &[]);
+    let link = Link::to(pg.port);
+    let behind = pg.url().replace(&format!(":{}/", pg.port), &format!(":{}/", link.port));
+    // The only worker at first: the one behind the link.
+    let cut_off = Worker::start(d, &behind, "w1", &["--lease", "3s", "--jobs", "1"], &[("WHO", "w1")]);
+    let id = start(&server, "marked", serde_json::json!({}));
+    assert_eq!(holder(&pg, &id, "slow"), "w1");
+    link.cut(true);
+    let _other = Worker::start(d, &pg.url(), "w2", &["--lease", "3s", "--jobs", "1"], &[("WHO", "w2")]);
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    // w1 stopped its task itself, unable to renew: it never ended there.
+    assert!(
+        !d.join("ends-w1").exists(),
+        "the cut-off worker's task ran on: {}",
+        cut_off.log()
+    );
+    assert_eq!(std::fs::read_to_string(d.join("ends-w2")).unwrap(), "end\n");
+    assert!(cut_off.log().contains("cannot renew leases"), "{}", cut_off.log());
+    // The link heals: nothing w1 says changes the history.
+    link.cut(false);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!d.join("ends-w1").exists());
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg(state, ',' ORDER BY seq) FROM task_queue WHERE execution_id = '{id}'"
+        )),
+        "lost,succeeded"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT state || ' ' || attempts FROM task_runs WHERE execution_id = '{id}'"
+        )),
+        "succeeded 2"
+    );
+}
