@@ -611,3 +611,28 @@ fn a_partitioned_worker_stops_its_task_before_its_lease_lapses() {
         "succeeded 2"
     );
 }
+
+const TICKING: &str = r#"flow ticking {
+  on schedule "* * * * * *" { inputs: { tag: "tick" } }
+  input tag: string
+  task say = log { message: tag }
+}
+"#;
+
+#[test]
+fn two_servers_on_one_history_fire_each_schedule_time_once() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = serve(d, &pg, &[("ticking.kflow", TICKING)], &[]);
+    let b = serve(d, &pg, &[("ticking.kflow", TICKING)], &[]);
+    let _worker = Worker::start(d, &pg.url(), "w1", &["--jobs", "8"], &[]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(a.terminate().success() && b.terminate().success());
+    let fired = pg.sql(
+        "SELECT count(*) || ' ' || count(DISTINCT trigger::jsonb ->> 'at') FROM executions WHERE flow = 'ticking'",
+    );
+    let (all, distinct) = fired.split_once(' ').unwrap();
+    assert_eq!(all, distinct, "a fire time started twice: {fired}");
+    assert!(all.parse::<u32>().unwrap() >= 3, "{fired}");
+}
