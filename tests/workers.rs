@@ -169,18 +169,46 @@ fn holder(pg: &Postgres, id: &str, task: &str) -> String {
     }
 }
 
+/// The slow flow running on one of two workers with short leases.
+struct Slow {
+    pg: Postgres,
+    server: Server,
+    workers: [Worker; 2],
+    id: String,
+    /// The worker that runs it.
+    first: String,
+}
+
+impl Slow {
+    fn running(d: &Path) -> Slow {
+        let pg = Postgres::start();
+        let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
+        let workers = [
+            Worker::start(d, &pg.url(), "w1", &["--lease", "3s", "--jobs", "1"], &[]),
+            Worker::start(d, &pg.url(), "w2", &["--lease", "3s", "--jobs", "1"], &[]),
+        ];
+        let id = start(&server, "slow", serde_json::json!({}));
+        let first = holder(&pg, &id, "slow");
+        Slow {
+            pg,
+            server,
+            workers,
+            id,
+            first,
+        }
+    }
+}
+
 #[test]
 fn a_worker_killed_mid_task_loses_the_attempt_and_another_worker_finishes_it() {
-    let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
-    let workers = [
-        Worker::start(d, &pg.url(), "w1", &["--lease", "3s", "--jobs", "1"], &[]),
-        Worker::start(d, &pg.url(), "w2", &["--lease", "3s", "--jobs", "1"], &[]),
-    ];
-    let id = start(&server, "slow", serde_json::json!({}));
-    let first = holder(&pg, &id, "slow");
+    let Slow {
+        pg,
+        server,
+        workers,
+        id,
+        first,
+    } = Slow::running(dir.path());
     let victim = workers.iter().position(|w| w.name == first).unwrap();
     workers[victim].signal(libc::SIGKILL);
     let ended = server.ended(&id);
@@ -220,16 +248,14 @@ fn metrics(server: &Server) -> String {
 
 #[test]
 fn a_frozen_worker_is_fenced_and_its_late_result_refused() {
-    let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let server = serve(d, &pg, &[("slow.kflow", SLOW)], &[]);
-    let workers = [
-        Worker::start(d, &pg.url(), "w1", &["--lease", "3s", "--jobs", "1"], &[]),
-        Worker::start(d, &pg.url(), "w2", &["--lease", "3s", "--jobs", "1"], &[]),
-    ];
-    let id = start(&server, "slow", serde_json::json!({}));
-    let first = holder(&pg, &id, "slow");
+    let Slow {
+        pg,
+        server,
+        workers,
+        id,
+        first,
+    } = Slow::running(dir.path());
     let frozen = workers.iter().find(|w| w.name == first).unwrap();
     // Cut off: it renews nothing while its task's process runs on.
     frozen.signal(libc::SIGSTOP);

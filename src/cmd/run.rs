@@ -298,6 +298,14 @@ pub fn read_secrets(plan: &Plan, base_dir: &std::path::Path) -> Result<BTreeMap<
 /// First SIGINT/SIGTERM: stop the work and run `finally` blocks. Second:
 /// stop at once.
 fn watch_signals(cancel: CancellationToken) {
+    on_signals(
+        cancel,
+        "kflow: interrupted: stopping tasks and running finally blocks (again to stop at once)",
+    );
+}
+
+/// First SIGINT/SIGTERM: say `first` and cancel. Second: exit at once.
+pub fn on_signals(cancel: CancellationToken, first: &'static str) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -309,7 +317,7 @@ fn watch_signals(cancel: CancellationToken) {
                 _ = term.recv() => {}
             }
             if n == 0 {
-                eprintln!("kflow: interrupted: stopping tasks and running finally blocks (again to stop at once)");
+                eprintln!("{first}");
                 cancel.cancel();
             } else {
                 eprintln!("kflow: stopping at once");

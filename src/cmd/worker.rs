@@ -110,7 +110,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             state_dir: history.state.dir.clone(),
         };
         let stop = tokio_util::sync::CancellationToken::new();
-        watch_signals(stop.clone());
+        // SIGTERM or SIGINT drains (see `worker::run`); a second stops at once.
+        super::run::on_signals(
+            stop.clone(),
+            "kflow worker: stopping: no new work; running attempts may finish (again to stop at once)",
+        );
         eprintln!(
             "kflow worker {}: taking work from {} (labels: {}; jobs: {})",
             cfg.id,
@@ -121,28 +125,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         worker::run(store, cfg, stop).await.map_err(UsageError)?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// SIGTERM or SIGINT: drain (see `worker::run`); a second: stop at once.
-fn watch_signals(stop: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return;
-        };
-        for n in 0.. {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            if n == 0 {
-                eprintln!("kflow worker: stopping: no new work; running attempts may finish (again to stop at once)");
-                stop.cancel();
-            } else {
-                std::process::exit(130);
-            }
-        }
-    });
 }
 
 pub fn list(args: ListArgs) -> Result<ExitCode> {

@@ -126,6 +126,39 @@ pub struct Resumable {
     pub done: Vec<(String, Json)>,
 }
 
+impl Resumable {
+    /// An execution as recorded, with its plan and folder (as the store
+    /// keeps them: JSON text, a path), ready to resume.
+    pub(super) fn of(
+        exec: super::ExecutionRow,
+        tasks: Vec<super::TaskRow>,
+        plan: Option<String>,
+        base_dir: Option<String>,
+    ) -> Result<Resumable> {
+        let plan = json_column(plan);
+        if plan.is_null() {
+            return Err(StoreError(format!(
+                "execution {} was recorded without its plan and cannot be resumed",
+                exec.id
+            )));
+        }
+        Ok(Resumable {
+            id: exec.id,
+            flow: exec.flow,
+            file: exec.file,
+            state: exec.state,
+            plan,
+            base_dir: PathBuf::from(base_dir.unwrap_or_else(|| ".".into())),
+            inputs: exec.inputs,
+            done: tasks
+                .into_iter()
+                .filter(|t| t.state == TaskState::Succeeded)
+                .map(|t| (t.task, t.outputs))
+                .collect(),
+        })
+    }
+}
+
 fn approval_row(r: &rusqlite::Row) -> rusqlite::Result<Approval> {
     let reviewers: String = r.get(3)?;
     let decision: Option<String> = r.get(6)?;
@@ -368,27 +401,7 @@ impl SqliteStore {
             params![exec.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let plan = json_column(plan);
-        if plan.is_null() {
-            return Err(StoreError(format!(
-                "execution {} was recorded without its plan and cannot be resumed",
-                exec.id
-            )));
-        }
-        Ok(Some(Resumable {
-            id: exec.id,
-            flow: exec.flow,
-            file: exec.file,
-            state: exec.state,
-            plan,
-            base_dir: PathBuf::from(base_dir.unwrap_or_else(|| ".".into())),
-            inputs: exec.inputs,
-            done: tasks
-                .into_iter()
-                .filter(|t| t.state == TaskState::Succeeded)
-                .map(|t| (t.task, t.outputs))
-                .collect(),
-        }))
+        Resumable::of(exec, tasks, plan, base_dir).map(Some)
     }
 
     /// The executions the server started that are `interrupted`, or

@@ -384,27 +384,7 @@ impl PgStore {
             .await?
             .query_one("SELECT plan, base_dir FROM executions WHERE id = $1", &[&exec.id])
             .await?;
-        let plan = json_column(row.get(0));
-        if plan.is_null() {
-            return Err(StoreError(format!(
-                "execution {} was recorded without its plan and cannot be resumed",
-                exec.id
-            )));
-        }
-        Ok(Some(Resumable {
-            id: exec.id,
-            flow: exec.flow,
-            file: exec.file,
-            state: exec.state,
-            plan,
-            base_dir: row.get::<_, Option<String>>(1).unwrap_or_else(|| ".".into()).into(),
-            inputs: exec.inputs,
-            done: tasks
-                .into_iter()
-                .filter(|t| t.state == TaskState::Succeeded)
-                .map(|t| (t.task, t.outputs))
-                .collect(),
-        }))
+        Resumable::of(exec, tasks, row.get(0), row.get(1)).map(Some)
     }
 
     /// Removes finished executions beyond the newest `keep` finished ones,
