@@ -662,3 +662,55 @@ fn two_servers_on_one_history_fire_each_schedule_time_once() {
     assert_eq!(all, distinct, "a fire time started twice: {fired}");
     assert!(all.parse::<u32>().unwrap() >= 3, "{fired}");
 }
+
+const SLEEPER: &str = r#"flow sleeper {
+  task build = docker.build { context: "img", builder: "classic" }
+  task nap = container.run { image: build.image, cmd: ["sleep", "60"] }
+}
+"#;
+
+fn containers_of(id: &str, worker: &str) -> String {
+    let o = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=io.kflow.execution={id}")])
+        .args(["--filter", &format!("label=io.kflow.worker={worker}")])
+        .output()
+        .unwrap();
+    support::text(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn what_a_killed_worker_left_on_its_engine_is_reclaimed() {
+    if !support::docker_or_skip("what_a_killed_worker_left_on_its_engine_is_reclaimed") {
+        return;
+    }
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    support::busybox_context(d, "");
+    let server = serve(d, &pg, &[("sleeper.kflow", SLEEPER)], &[]);
+    let mut first = Worker::start(d, &pg.url(), "w1", &["--lease", "3s"], &[]);
+    let id = start(&server, "sleeper", serde_json::json!({}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while containers_of(&id, "w1").is_empty() {
+        assert!(Instant::now() < deadline, "no container: {}", first.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first.signal(libc::SIGKILL);
+    first.child.wait().unwrap();
+    // The execution lives on (the server runs it): only the dead worker's
+    // own leftovers go, when the next worker on the engine starts.
+    assert!(
+        !containers_of(&id, "w1").is_empty(),
+        "a killed worker's container outlives it"
+    );
+    let _next = Worker::start(d, &pg.url(), "w2", &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !containers_of(&id, "w1").is_empty() {
+        assert!(Instant::now() < deadline, "the dead worker's container stays");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.sql(&format!("SELECT state FROM executions WHERE id = '{id}'")),
+        "running"
+    );
+}

@@ -111,6 +111,54 @@ fn execution_of(pid: i32) -> Option<String> {
         .map(|id| String::from_utf8_lossy(id).into_owned())
 }
 
+/// Containers and networks a dead worker's attempts left (their named
+/// volumes stay, as for an interrupted execution): the execution lives on,
+/// its task queued again elsewhere, so its own verdict keeps them. A worker
+/// is dead when the history says it is gone, or when its process ran on
+/// this machine (same boot) and is provably gone — a restarted worker under
+/// the same name is a new process. Only this history's resources.
+async fn reap_dead_workers(docker: &Docker, store: &dyn Store, reaped: &mut Reaped) -> Result<(), String> {
+    let found = resources::find(docker, crate::docker::WORKER_LABEL).await?;
+    let history = store.history_id();
+    let me = crate::owner::Owner::current();
+    let mut dead: BTreeMap<(String, String), bool> = BTreeMap::new();
+    let mut doomed = resources::Found::default();
+    for (r, is_container) in found
+        .containers
+        .into_iter()
+        .map(|r| (r, true))
+        .chain(found.networks.into_iter().map(|r| (r, false)))
+    {
+        if r.labels.get(HISTORY_LABEL).map(String::as_str) != Some(history) {
+            continue;
+        }
+        let worker = r.labels.get(crate::docker::WORKER_LABEL).cloned().unwrap_or_default();
+        let owner = r.labels.get(crate::docker::OWNER_LABEL).cloned().unwrap_or_default();
+        let key = (worker, owner);
+        let is_dead = match dead.get(&key) {
+            Some(d) => *d,
+            None => {
+                let here_and_gone = crate::owner::Owner::parse(&key.1)
+                    .is_some_and(|o| o.boot == me.boot && o.liveness() == crate::owner::Liveness::Dead);
+                let d = here_and_gone || store.worker_gone(&key.0).await.map_err(|e| e.0)?;
+                *dead.entry(key).or_insert(d)
+            }
+        };
+        if is_dead {
+            if is_container {
+                doomed.containers.push(r);
+            } else {
+                doomed.networks.push(r);
+            }
+        }
+    }
+    let (c, n, _, errors) = resources::remove(docker, &doomed, false).await;
+    reaped.containers += c;
+    reaped.networks += n;
+    reaped.errors.extend(errors);
+    Ok(())
+}
+
 /// Connects with a short deadline: a run must not wait on an engine that
 /// does not answer just to clean up.
 pub async fn connect_quickly() -> Option<Docker> {
@@ -124,6 +172,8 @@ pub async fn connect_quickly() -> Option<Docker> {
 /// One pass; `interrupted_volumes` takes the named volumes of interrupted
 /// executions too (`kflow gc --interrupted`).
 pub async fn reap(docker: &Docker, store: &dyn Store, interrupted_volumes: bool) -> Result<Reaped, String> {
+    let mut reaped = Reaped::default();
+    reap_dead_workers(docker, store, &mut reaped).await?;
     let found = resources::find(docker, EXECUTION_LABEL).await?;
     // Group by execution, deciding once per execution.
     let mut by_exec: BTreeMap<String, resources::Found> = BTreeMap::new();
@@ -138,7 +188,6 @@ pub async fn reap(docker: &Docker, store: &dyn Store, interrupted_volumes: bool)
         by_exec.entry(key(&r)).or_default().volumes.push(r);
     }
     let history = store.history_id().to_string();
-    let mut reaped = Reaped::default();
     // Holds are tags of this history's own repository: never another's.
     let mut held: BTreeMap<String, Vec<hold::Hold>> = BTreeMap::new();
     for h in hold::holds(docker, &history).await? {

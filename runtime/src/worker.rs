@@ -68,8 +68,20 @@ fn lock(t: &Table) -> std::sync::MutexGuard<'_, HashMap<i64, Running>> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// This process's worker id, once it runs as one: it labels what the
+/// attempts it runs create.
+static CURRENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn current() -> Option<&'static str> {
+    CURRENT.get().map(String::as_str)
+}
+
+/// How often a worker reaps what dead attempts left on its engine.
+const REAP_EVERY: Duration = Duration::from_secs(60);
+
 /// Runs until `stop`, then drains. Errors only when it cannot start.
 pub async fn run(store: Arc<PgStore>, cfg: Config, stop: CancellationToken) -> Result<(), String> {
+    let _ = CURRENT.set(cfg.id.clone());
     store
         .register_worker(&cfg.id, &host(), &cfg.labels, cfg.engine.as_deref(), cfg.jobs as u32)
         .await
@@ -81,9 +93,18 @@ pub async fn run(store: Arc<PgStore>, cfg: Config, stop: CancellationToken) -> R
     let plans = Plans::default();
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut listener = None;
+    let mut reaped = Instant::now();
     while !stop.is_cancelled() {
         if listener.is_none() {
             listener = store.listen(QUEUED).await.ok();
+        }
+        if reaped.elapsed() >= REAP_EVERY {
+            reaped = Instant::now();
+            if let Some(docker) = crate::reaper::connect_quickly().await {
+                if let Err(e) = crate::reaper::reap(&docker, &*store, false).await {
+                    eprintln!("kflow worker: the reaper: {e}");
+                }
+            }
         }
         let free = cfg.jobs.saturating_sub(lock(&table).len());
         if free > 0 {

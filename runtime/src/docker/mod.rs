@@ -27,6 +27,10 @@ pub const HISTORY_LABEL: &str = "io.kflow.history";
 pub const OWNER_LABEL: &str = "io.kflow.owner";
 /// The bare pid of that process, for people reading `docker ps`.
 pub const PID_LABEL: &str = "io.kflow.pid";
+/// The `kflow worker` whose attempt created it (absent otherwise): the
+/// reaper removes what a dead worker's attempts left while their execution
+/// lives on elsewhere.
+pub const WORKER_LABEL: &str = "io.kflow.worker";
 
 /// Where the engine is expected, as the user would write it.
 pub fn engine_address() -> String {

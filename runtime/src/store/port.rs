@@ -77,6 +77,12 @@ pub trait Store: Send + Sync {
     /// Whether the process recorded for an execution may still live.
     async fn process_alive(&self, execution: &str) -> Result<bool>;
 
+    /// Whether a `kflow worker` of this history is gone: stopped, or silent
+    /// past any lease. A history without workers knows none (`false`).
+    async fn worker_gone(&self, _worker: &str) -> Result<bool> {
+        Ok(false)
+    }
+
     /// The server's own executions left interrupted, paused or queued by a
     /// server that is gone.
     async fn server_orphans(&self) -> Result<Vec<(String, ExecutionState)>>;

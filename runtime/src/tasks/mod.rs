@@ -119,13 +119,17 @@ impl TaskContext {
     /// whose execution, in which history, made by which process (images
     /// carry the execution only).
     pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
-        use crate::docker::{EXECUTION_LABEL, HISTORY_LABEL, OWNER_LABEL, PID_LABEL};
-        std::collections::BTreeMap::from([
+        use crate::docker::{EXECUTION_LABEL, HISTORY_LABEL, OWNER_LABEL, PID_LABEL, WORKER_LABEL};
+        let mut labels = std::collections::BTreeMap::from([
             (EXECUTION_LABEL.to_string(), self.execution.to_string()),
             (HISTORY_LABEL.to_string(), self.history.to_string()),
             (OWNER_LABEL.to_string(), crate::owner::Owner::current().to_label()),
             (PID_LABEL.to_string(), std::process::id().to_string()),
-        ])
+        ]);
+        if let Some(worker) = crate::worker::current() {
+            labels.insert(WORKER_LABEL.to_string(), worker.to_string());
+        }
+        labels
     }
 
     /// A host process for this task: without the secret sources in its

@@ -78,6 +78,10 @@ impl Store for PgStore {
         PgStore::process_alive(self, execution).await
     }
 
+    async fn worker_gone(&self, worker: &str) -> Result<bool> {
+        PgStore::worker_gone(self, worker).await
+    }
+
     async fn server_orphans(&self) -> Result<Vec<(String, ExecutionState)>> {
         PgStore::server_orphans(self).await
     }

@@ -408,6 +408,20 @@ impl PgStore {
         })
     }
 
+    /// Whether a worker stopped, or has been silent past any lease.
+    pub async fn worker_gone(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .client()
+            .await?
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL
+                                    AND heartbeat_at > now() - make_interval(secs => $2))",
+                &[&id, &GONE_AFTER_SECONDS],
+            )
+            .await?
+            .get(0))
+    }
+
     /// Attempts waiting for a worker.
     pub async fn queue_depth(&self) -> Result<i64> {
         Ok(self
