@@ -438,7 +438,9 @@ fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_i
         .unwrap()
         .to_string();
     assert!(
-        error.contains(&format!("built on worker {builder}, which is gone")) && error.contains("--from-failed"),
+        error.contains(&format!("what worker {builder} made on its engine"))
+            && error.contains("that worker is gone")
+            && error.contains("--from-failed"),
         "{error}"
     );
 }
@@ -712,5 +714,51 @@ fn what_a_killed_worker_left_on_its_engine_is_reclaimed() {
     assert_eq!(
         pg.sql(&format!("SELECT state FROM executions WHERE id = '{id}'")),
         "running"
+    );
+}
+
+const STACKED: &str = r#"flow stacked {
+  input pr: int
+  task up = compose.up { file: "stack.yml", project: "kflow-workers-${pr}", env: { IMG: "kflow-test/workers-busybox:1" } }
+  task pause = sleep { duration: 1s, after: [up] }
+  task down = compose.down { project: "kflow-workers-${pr}", volumes: true, after: [pause] }
+}
+"#;
+
+#[test]
+fn a_compose_stack_is_taken_down_by_the_worker_that_started_it() {
+    if !support::docker_or_skip("a_compose_stack_is_taken_down_by_the_worker_that_started_it") {
+        return;
+    }
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ctx = support::busybox_context(d, "");
+    let o = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", "kflow-test/workers-busybox:1"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", support::text(&o.stderr));
+    std::fs::write(
+        d.join("stack.yml"),
+        "services:\n  idle:\n    image: ${IMG}\n    command: [\"sleep\", \"60\"]\n",
+    )
+    .unwrap();
+    let server = serve(d, &pg, &[("stacked.kflow", STACKED)], &[]);
+    let _workers: Vec<Worker> = (1..=3)
+        .map(|i| Worker::start(d, &pg.url(), &format!("w{i}"), &["--jobs", "1"], &[]))
+        .collect();
+    let id = start(&server, "stacked", serde_json::json!({ "pr": std::process::id() }));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    let up = pg.sql(&format!(
+        "SELECT worker FROM task_queue WHERE execution_id = '{id}' AND task = 'up'"
+    ));
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT worker_wanted || ' ' || worker FROM task_queue WHERE execution_id = '{id}' AND task = 'down'"
+        )),
+        format!("{up} {up}")
     );
 }

@@ -68,7 +68,7 @@ impl Dispatcher {
             _ => BTreeMap::new(),
         };
         let wire = wire::encode(&props).map_err(|e| TaskError::Invalid(format!("cannot run on a worker: {e}")))?;
-        let on_worker = self.producer(&ctx.execution, &props).await?;
+        let on_worker = self.producer(&ctx.execution, kind, &props).await?;
         let seq = self
             .store
             .enqueue(&NewTask {
@@ -128,13 +128,23 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
-    /// The worker whose engine holds the local images the task uses: a
-    /// local image exists on one engine only. Images of two workers in one
-    /// task cannot be served.
-    async fn producer(&self, execution: &str, props: &Props) -> Result<Option<String>, TaskError> {
+    /// The worker whose engine holds the local images (or the Compose
+    /// stack) the task uses: they exist on one engine only. Images of two
+    /// workers in one task cannot be served.
+    async fn producer(&self, execution: &str, kind: &str, props: &Props) -> Result<Option<String>, TaskError> {
         let mut images = Vec::new();
         for v in props.values() {
             local_images(v, &mut images);
+        }
+        // A Compose stack, like an image, lives on the engine that made it:
+        // taking it down is for that worker (found by its `project` output).
+        if let (true, Some(Value::Str(project))) = (kind == "compose.down", props.get("project")) {
+            images.push(
+                serde_json::json!({ "project": project })
+                    .to_string()
+                    .trim_matches(['{', '}'])
+                    .to_string(),
+            );
         }
         let mut worker: Option<String> = None;
         for image in images {
