@@ -116,10 +116,7 @@ impl Dispatcher {
                 transient: false,
             }) => Err(TaskError::Invalid(error)),
             Settled::Done(AttemptOutcome::Cancelled) => Err(TaskError::Cancelled),
-            Settled::Lost { worker } if ctx.cancel.is_cancelled() => {
-                let _ = worker;
-                Err(TaskError::Cancelled)
-            }
+            Settled::Lost { .. } if ctx.cancel.is_cancelled() => Err(TaskError::Cancelled),
             Settled::Lost { worker } => Err(TaskError::Lost(format!(
                 "lost: worker {worker} stopped renewing its lease (killed, its machine lost or cut off)"
             ))),
