@@ -48,7 +48,7 @@ pub struct Args {
     trust_proxy_header: Option<String>,
 }
 
-fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub(super) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     kflow_compiler::grammar::parse_duration(s)
         .map(Duration::from_millis)
         .ok_or_else(|| format!("`{s}` is not a duration: write e.g. `30s`, `2m`"))
@@ -80,12 +80,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let history = super::state::History::find(args.state.as_deref(), args.store.as_deref());
     if let Some(url) = &history.url {
-        if !kflow_runtime::store::is_postgres_url(url) {
-            return Err(UsageError(format!(
-                "--store `{}`: give a PostgreSQL URL, postgres://user:password@host:port/database",
-                super::state::without_password(url)
-            )));
-        }
+        super::state::check_url(url)?;
     }
     let config = kflow_server::Config {
         paths,

@@ -75,13 +75,21 @@ impl History {
     }
 }
 
-async fn connect(url: &str) -> super::Result<PgStore> {
-    if !kflow_runtime::store::is_postgres_url(url) {
-        return Err(super::UsageError(format!(
-            "--store `{}`: give a PostgreSQL URL, postgres://user:password@host:port/database (a history folder is --state DIR)",
-            without_password(url)
-        )));
+/// Refuses a `--store` that is no PostgreSQL URL, showing it without its
+/// password.
+pub fn check_url(url: &str) -> super::Result<()> {
+    if kflow_runtime::store::is_postgres_url(url) {
+        return Ok(());
     }
+    Err(super::UsageError(format!(
+        "--store `{}`: give a PostgreSQL URL, postgres://user:password@host:port/database (a history folder is --state DIR)",
+        without_password(url)
+    )))
+}
+
+/// The PostgreSQL history at `url`.
+pub async fn connect(url: &str) -> super::Result<PgStore> {
+    check_url(url)?;
     PgStore::connect(url).await.map_err(|e| super::UsageError(e.0))
 }
 

@@ -61,11 +61,13 @@ enum ListCommand {
     },
 }
 
+/// A duration of a second or more (a lease renewed every fifth of it).
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    kflow_compiler::grammar::parse_duration(text)
-        .filter(|ms| *ms >= 1000)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is not a duration of a second or more: write e.g. 15s, 1m"))
+    let d = super::serve::parse_duration(text)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("`{text}` is shorter than a second: write e.g. 15s, 1m"));
+    }
+    Ok(d)
 }
 
 /// The PostgreSQL history a worker command needs (SQLite has no workers).
@@ -75,13 +77,7 @@ async fn shared(history: &History) -> Result<Arc<PgStore>> {
             "workers take their work from a shared history: give --store postgres://… or set KFLOW_STORE".into(),
         ));
     };
-    if !kflow_runtime::store::is_postgres_url(url) {
-        return Err(UsageError(format!(
-            "--store `{}`: give a PostgreSQL URL, postgres://user:password@host:port/database",
-            super::state::without_password(url)
-        )));
-    }
-    Ok(Arc::new(PgStore::connect(url).await.map_err(|e| UsageError(e.0))?))
+    Ok(Arc::new(super::state::connect(url).await?))
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
