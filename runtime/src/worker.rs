@@ -228,6 +228,9 @@ async fn heartbeat(store: Arc<PgStore>, cfg: Arc<Config>, table: Table, stop: Ca
 /// An execution's recorded plan and the folder its flow ran from.
 type Recorded = Arc<(Plan, PathBuf)>;
 
+/// How many executions' plans a worker keeps at once.
+const MAX_PLANS: usize = 256;
+
 /// The recorded plans of the executions this worker ran attempts of.
 #[derive(Clone, Default)]
 struct Plans(Arc<Mutex<HashMap<String, Recorded>>>);
@@ -244,10 +247,12 @@ impl Plans {
             .ok_or_else(|| format!("execution {execution} is not in the history"))?;
         let plan: Plan = serde_json::from_value(r.plan).map_err(|e| format!("the recorded plan: {e}"))?;
         let entry = Arc::new((plan, r.base_dir));
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(execution.to_string(), entry.clone());
+        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a worker that lives for months meets many executions.
+        if plans.len() >= MAX_PLANS {
+            plans.clear();
+        }
+        plans.insert(execution.to_string(), entry.clone());
         Ok(entry)
     }
 }
