@@ -538,6 +538,84 @@ fn a_worker_drives_the_engine_it_is_given() {
     assert_eq!(listed["workers"][0]["engine"], engine.as_str(), "{listed}");
 }
 
+const ELSEWHERE: &str = r#"flow elsewhere {
+  task build = docker.build { context: "img" }
+  task use = container.run { image: build.image, cmd: ["/bin/busybox", "echo", "ran there"] }
+  output said = use.stdout
+}
+"#;
+
+#[test]
+fn a_worker_drives_a_second_engine_over_tls_with_buildkit() {
+    let Some(engine) = support::engine::Engine::start("a_worker_drives_a_second_engine_over_tls_with_buildkit") else {
+        return;
+    };
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // No RUN step: the second engine has no bridge network to run one on.
+    let ctx = support::busybox_context(d, "");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\n").unwrap();
+    let server = serve(d, &pg, &[("elsewhere.kflow", ELSEWHERE)], &[]);
+    let certs = engine.client_certs.to_str().unwrap();
+    let worker = Worker::start(
+        d,
+        &pg.url(),
+        "remote",
+        &["--engine", &engine.tcp, "--engine-certs", certs],
+        &[],
+    );
+    let id = start(&server, "elsewhere", serde_json::json!({}));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}\n{}", worker.log());
+    assert_eq!(ended["outputs"]["said"], "ran there");
+    // BuildKit's session went over the same TLS connection kind, and the
+    // image is on that engine (which started with none).
+    let logs = log_texts(&server, &id);
+    assert!(logs.iter().any(|l| l == "build | building with BuildKit"), "{logs:#?}");
+    let images = engine.docker(&["image", "ls", "--quiet"]);
+    assert!(
+        !support::text(&images.stdout).trim().is_empty(),
+        "no image on the TLS engine"
+    );
+
+    // A client whose certificate another CA signed is refused by the
+    // engine; the task says why (no panic in the handshake).
+    let stranger = engine.stranger_certs.to_str().unwrap();
+    let out = support::kflow(
+        d,
+        &["run", "elsewhere.kflow", "--state", "local-state"],
+        &[
+            ("KFLOW_STORE", ""),
+            ("DOCKER_HOST", &engine.tcp),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", stranger),
+        ],
+    );
+    let said = format!("{}{}", support::text(&out.stdout), support::text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("cannot reach the Docker engine at {}", engine.tcp))
+            && said.contains("invalid peer certificate")
+            && said.contains("DOCKER_CERT_PATH")
+            && !said.contains("panicked"),
+        "{said}"
+    );
+
+    // A worker given a folder without the certificates refuses to start.
+    let out = support::kflow(
+        d,
+        &["worker", "--engine", &engine.tcp, "--engine-certs", "nowhere"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", support::text(&out.stderr));
+    assert!(
+        support::text(&out.stderr).contains("nowhere/ca.pem cannot be read"),
+        "{}",
+        support::text(&out.stderr)
+    );
+}
+
 /// A TCP proxy to the database that the test can pause: while paused it
 /// holds every byte in both directions (a link that went quiet, as a
 /// partition looks from both ends), and passes them on when it heals.

@@ -162,7 +162,7 @@ async fn reap_dead_workers(docker: &Docker, store: &dyn Store, reaped: &mut Reap
 /// Connects with a short deadline: a run must not wait on an engine that
 /// does not answer just to clean up.
 pub async fn connect_quickly() -> Option<Docker> {
-    let docker = Docker::connect_with_defaults().ok()?;
+    let docker = crate::docker::endpoint::Endpoint::from_env().ok()?.client().ok()?;
     tokio::time::timeout(Duration::from_secs(2), docker.negotiate_version())
         .await
         .ok()?

@@ -22,10 +22,14 @@ pub struct Args {
     /// `runs_on` these include.
     #[arg(long, value_name = "KEY=VALUE,…", default_value = "")]
     labels: String,
-    /// The Docker engine its tasks use (a `DOCKER_HOST`: unix://, tcp://;
-    /// default: $DOCKER_HOST, else the local socket).
+    /// The Docker engine its tasks use (a `DOCKER_HOST`: unix://, tcp://,
+    /// ssh://; default: $DOCKER_HOST, else the local socket).
     #[arg(long, value_name = "DOCKER_HOST")]
     engine: Option<String>,
+    /// Speak TLS to a tcp:// engine with the ca.pem, cert.pem and key.pem of
+    /// this folder (as DOCKER_TLS_VERIFY=1 with DOCKER_CERT_PATH=DIR).
+    #[arg(long, value_name = "DIR")]
+    engine_certs: Option<PathBuf>,
     /// How many attempts it runs at once.
     #[arg(long, default_value_t = 4)]
     jobs: usize,
@@ -85,11 +89,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()));
     }
+    // Read by every connection to the engine this process makes (the
+    // tasks', the reaper's, docker-compose's); set before any thread starts.
     if let Some(engine) = &args.engine {
-        // Read by every connection to the engine this process makes (the
-        // tasks' and the reaper's); set before any thread starts.
         std::env::set_var("DOCKER_HOST", engine);
     }
+    if let Some(dir) = &args.engine_certs {
+        std::env::set_var("DOCKER_TLS_VERIFY", "1");
+        std::env::set_var("DOCKER_CERT_PATH", dir);
+    }
+    // A wrong address or certificate is said now, not by every task.
+    kflow_runtime::docker::endpoint::Endpoint::from_env().map_err(|e| UsageError(format!("the engine: {e}")))?;
     let history = History::find(args.state.as_deref(), args.store.as_deref());
     let runtime = super::run::runtime()?;
     runtime.block_on(async {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod cloud;
+pub mod engine;
 pub mod postgres;
 pub mod server;
 

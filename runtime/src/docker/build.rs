@@ -127,7 +127,7 @@ async fn choose_builder(
 }
 
 async fn buildkit_offered(docker: &bollard::Docker) -> Result<super::buildkit::Address, String> {
-    let address = super::buildkit::Address::from_env()?;
+    let address = super::buildkit::address()?;
     let version = docker
         .version()
         .await

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod buildkit;
 pub mod context;
+pub mod endpoint;
 pub mod export;
 mod gzip;
 pub mod hold;
@@ -59,12 +60,17 @@ impl Engine {
 
 async fn connect() -> Result<Docker, String> {
     let address = engine_address();
+    let endpoint = endpoint::Endpoint::from_env().map_err(|e| format!("cannot reach the Docker engine: {e}"))?;
+    let tls = matches!(endpoint, endpoint::Endpoint::Tls { .. });
     let unreachable = |why: String| {
-        format!(
-            "cannot reach the Docker engine at {address}: {why}. Start it (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at a running engine"
-        )
+        let hint = if tls && why.contains("certificate") {
+            "Check the ca.pem, cert.pem and key.pem in DOCKER_CERT_PATH against the engine's --tlscacert"
+        } else {
+            "Start it (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at a running engine"
+        };
+        format!("cannot reach the Docker engine at {address}: {why}. {hint}")
     };
-    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(describe(&e)))?;
+    let docker = endpoint.client().map_err(unreachable)?;
     let docker = tokio::time::timeout(std::time::Duration::from_secs(20), docker.negotiate_version())
         .await
         .map_err(|_| unreachable("no answer within 20s".into()))?

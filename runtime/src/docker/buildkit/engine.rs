@@ -1,4 +1,5 @@
-//! Plain HTTP/1.1 to the engine, for the two requests bollard cannot make
+//! Plain HTTP/1.1 to the engine (over its socket, TCP, TLS or an ssh
+//! client's pipes), for the two requests bollard cannot make
 //! without its gRPC stack: `/session` (upgraded to the build's session) and
 //! `/build?version=2` (whose progress bollard's types cannot decode).
 
@@ -6,36 +7,15 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Where the engine listens, when it is a socket kflow can open itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Unix(std::path::PathBuf),
-    Tcp(String),
-}
+pub use super::super::endpoint::Endpoint as Address;
 
-impl Address {
-    /// The engine of `DOCKER_HOST` (or the default socket), or why BuildKit
-    /// cannot be reached there: a TLS engine needs a client certificate
-    /// kflow does not load, SSH and named pipes are not spoken.
-    pub fn from_env() -> Result<Address, String> {
-        let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
-        Address::parse(&super::super::engine_address(), tls)
-    }
-
-    fn parse(host: &str, tls: bool) -> Result<Address, String> {
-        if tls {
-            return Err(format!("{host} is a TLS engine (DOCKER_TLS_VERIFY)"));
-        }
-        if let Some(path) = host.strip_prefix("unix://") {
-            Ok(Address::Unix(path.into()))
-        } else if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
-            Ok(Address::Tcp(addr.trim_end_matches('/').to_string()))
-        } else {
-            Err(format!("{host} is not a unix socket or a plain TCP address"))
-        }
-    }
+/// The engine of `DOCKER_HOST`, whose connections kflow opens itself.
+pub fn address() -> Result<Address, String> {
+    Address::from_env()
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -53,8 +33,73 @@ async fn dial(address: &Address) -> Result<Box<dyn Io>, String> {
                 .await
                 .map_err(|e| format!("cannot reach the engine at {addr}: {e}"))?,
         ),
+        Address::Tls { addr, certs } => {
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("cannot reach the engine at {addr}: {e}"))?;
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+            let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                .map_err(|e| format!("{host} is not a host name TLS can verify: {e}"))?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(certs.client_config()?));
+            Box::new(
+                connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("no TLS with the engine at {addr}: {e}"))?,
+            )
+        }
+        Address::Ssh(url) => {
+            let mut ssh = address
+                .dial_stdio()
+                .ok_or_else(|| format!("{url} is not an SSH engine"))?;
+            let mut child = ssh
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start ssh for the engine at {url}: {e}"))?;
+            let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+                return Err("ssh started without its pipes".into());
+            };
+            Box::new(Piped {
+                io: tokio::io::join(stdout, stdin),
+                _ssh: child,
+            })
+        }
     };
     Ok(io)
+}
+
+/// An SSH engine's connection: the ssh client's pipes as one stream, the
+/// client killed when the stream is dropped.
+struct Piped {
+    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    _ssh: tokio::process::Child,
+}
+
+impl AsyncRead for Piped {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Piped {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Sends one request on a connection of its own (upgrades allowed) and
@@ -104,27 +149,5 @@ pub async fn error_message(response: http::Response<Incoming>) -> String {
         format!("the engine answered {status}")
     } else {
         message
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Address;
-
-    #[test]
-    fn engines_kflow_can_open_a_session_with() {
-        assert_eq!(
-            Address::parse("unix:///var/run/docker.sock", false),
-            Ok(Address::Unix("/var/run/docker.sock".into()))
-        );
-        assert_eq!(
-            Address::parse("tcp://127.0.0.1:2375", false),
-            Ok(Address::Tcp("127.0.0.1:2375".into()))
-        );
-        assert!(Address::parse("tcp://10.0.0.1:2376", true).unwrap_err().contains("TLS"));
-        assert!(Address::parse("ssh://builder@host", false)
-            .unwrap_err()
-            .contains("not a unix socket"));
-        assert!(Address::parse("npipe:////./pipe/docker_engine", false).is_err());
     }
 }

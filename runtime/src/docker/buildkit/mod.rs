@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::BodyExt;
 
-pub use engine::Address;
+pub use engine::{address, Address};
 
 use crate::secret::Secret;
 use crate::tasks::lines::Lines;
