@@ -438,9 +438,98 @@ fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_i
         .unwrap()
         .to_string();
     assert!(
-        error.contains(&format!("what worker {builder} made on its engine"))
+        error.contains(&format!("what only worker {builder} holds"))
             && error.contains("that worker is gone")
             && error.contains("--from-failed"),
+        "{error}"
+    );
+}
+
+const MINTED: &str = r#"flow minted {
+  task id = oidc.token { audience: "sts.amazonaws.com" }
+  task pause = sleep { duration: 2s, after: [id] }
+  task use = shell.run {
+    script: "printf %s \"$T\" | wc -c; echo \"token: $T\""
+    env: { T: id.token }
+    after: [pause]
+  }
+  output said = use.stdout
+}
+"#;
+
+#[test]
+fn a_secret_a_task_produced_stays_on_its_worker_and_its_users_run_there() {
+    let tokens = support::cloud::TokenServices::start();
+    let token = tokens.github_id_token("sts.amazonaws.com");
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d, &pg, &[("minted.kflow", MINTED)], &[]);
+    let url = format!("{}/github/token?api-version=2.0", tokens.base);
+    let envs = [
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", tokens.github_request_token.as_str()),
+    ];
+    let workers = [
+        Worker::start(d, &pg.url(), "w1", &["--jobs", "1"], &envs),
+        Worker::start(d, &pg.url(), "w2", &["--jobs", "1"], &envs),
+    ];
+    let id = start(&server, "minted", serde_json::json!({}));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}");
+    // The task that used the token saw it, on the worker that fetched it.
+    assert_eq!(
+        ended["outputs"]["said"],
+        format!("{}\ntoken: ***", token.len()).as_str(),
+        "{ended}"
+    );
+    let by = pg.sql(&format!(
+        "SELECT string_agg(task || '=' || worker, ',' ORDER BY task) FROM attempts WHERE execution_id = '{id}' AND task IN ('id', 'use')"
+    ));
+    let producer = pg.sql(&format!(
+        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'id'"
+    ));
+    assert_eq!(by, format!("id={producer},use={producer}"));
+    // The token is nowhere in the database, nor in what the processes said.
+    let dump = ["log_lines", "task_queue", "task_runs", "executions", "attempts"]
+        .map(|t| pg.sql(&format!("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM {t}) t")))
+        .concat();
+    assert!(!dump.contains(&token), "the token is in the database");
+    assert!(!server.log().contains(&token));
+    assert!(workers.iter().all(|w| !w.log().contains(&token)));
+
+    // Its worker is gone before the token is used: the task says so.
+    let id = start(&server, "minted", serde_json::json!({}));
+    wait_for(
+        &pg,
+        &format!("SELECT state FROM task_runs WHERE execution_id = '{id}' AND task = 'id'"),
+        "succeeded",
+        Duration::from_secs(30),
+    );
+    let producer = pg.sql(&format!(
+        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'id'"
+    ));
+    workers
+        .iter()
+        .find(|w| w.name == producer)
+        .unwrap()
+        .signal(libc::SIGKILL);
+    pg.sql(&format!(
+        "UPDATE workers SET heartbeat_at = now() - interval '2 minutes' WHERE id = '{producer}'"
+    ));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "failed", "{ended}");
+    let error = ended["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "use")
+        .unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains(&format!("what only worker {producer} holds")) && error.contains("--from-failed"),
         "{error}"
     );
 }
@@ -614,6 +703,51 @@ fn a_worker_drives_a_second_engine_over_tls_with_buildkit() {
         "{}",
         support::text(&out.stderr)
     );
+}
+
+#[test]
+fn a_worker_drives_an_engine_over_ssh_with_buildkit() {
+    let test = "a_worker_drives_an_engine_over_ssh_with_buildkit";
+    let Some(engine) = support::engine::Engine::start(test) else {
+        return;
+    };
+    let Some(ssh) = engine.over_ssh(test) else {
+        return;
+    };
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ctx = support::busybox_context(d, "");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\n").unwrap();
+    let server = serve(d, &pg, &[("elsewhere.kflow", ELSEWHERE)], &[]);
+    let state = ssh.state.to_str().unwrap();
+    let worker = Worker::start(
+        d,
+        &pg.url(),
+        "over-ssh",
+        &["--engine", &ssh.url],
+        &[("PATH", &ssh.path), ("XDG_STATE_HOME", state)],
+    );
+    let id = start(&server, "elsewhere", serde_json::json!({}));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "succeeded", "{ended}\n{}\n{}", worker.log(), ssh.log());
+    assert_eq!(ended["outputs"]["said"], "ran there");
+    let logs = log_texts(&server, &id);
+    assert!(logs.iter().any(|l| l == "build | building with BuildKit"), "{logs:#?}");
+    let images = engine.docker(&["image", "ls", "--quiet"]);
+    assert!(
+        !support::text(&images.stdout).trim().is_empty(),
+        "no image on the engine behind SSH"
+    );
+
+    // A stopped worker leaves no ssh client behind.
+    assert!(!ssh.clients().is_empty(), "the worker reached the engine through ssh");
+    assert!(worker.terminate().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ssh.clients().is_empty() {
+        assert!(Instant::now() < deadline, "ssh clients left running: {}", ssh.clients());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A TCP proxy to the database that the test can pause: while paused it

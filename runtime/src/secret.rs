@@ -143,6 +143,44 @@ pub fn reference_name(secret: &Secret) -> Option<&str> {
     (nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
 }
 
+/// Where a secret a task produced on a worker stays (a token, a minted
+/// login): that worker keeps it for the later tasks of the same execution,
+/// which run there; no other process ever holds its value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Held {
+    pub worker: String,
+    pub task: String,
+    pub output: String,
+}
+
+/// How a held secret's stand-in begins (see [`held`]).
+const HELD: &str = "kflow-held-ref:";
+
+/// This process's nonce for held stand-ins: no text can forge one.
+fn held_nonce() -> u64 {
+    use rand_core::RngCore;
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NONCE.get_or_init(|| rand_core::OsRng.next_u64())
+}
+
+/// The stand-in for a held secret in the process that runs the execution:
+/// it travels back to the worker that holds the value, never a value.
+pub fn held(h: &Held) -> Secret {
+    let json = serde_json::to_string(h).unwrap_or_default();
+    Secret::new(format!("{HELD}{:016x}:{json}", held_nonce()))
+}
+
+/// Where a stand-in made by [`held`] in this process points; `None` for
+/// anything else (a secret's own value, whatever it looks like).
+pub fn held_ref(secret: &Secret) -> Option<Held> {
+    let rest = secret.expose().strip_prefix(HELD)?;
+    let (nonce, json) = rest.split_once(':')?;
+    if nonce != format!("{:016x}", held_nonce()) {
+        return None;
+    }
+    serde_json::from_str(json).ok()
+}
+
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())

@@ -1,10 +1,13 @@
 //! A second Docker engine on this machine, of the test's own: Debian's
 //! `dockerd` with its data, exec root, containerd and configuration in a
-//! temporary folder. It adds no bridge and no iptables rules, so it leaves
-//! the host's network (and the shared engine) alone; its containers run with
-//! no network. It listens on a unix socket for the test and on 127.0.0.1
-//! with TLS that requires a client certificate (`--tlsverify`), as a remote
-//! engine is exposed. Stopped (SIGTERM, which stops its containers) when
+//! temporary folder, in a network namespace of its own (`unshare --net`).
+//! The namespace matters: a dockerd without a bridge deletes the host's
+//! `docker0` when it starts, which is the shared engine's. Its containers
+//! run with no network. It listens on a unix socket (reachable from here:
+//! the file system is shared) for the test, and on its own 127.0.0.1 with
+//! TLS that requires a client certificate (`--tlsverify`), as a remote
+//! engine is exposed; a relay carries this machine's 127.0.0.1 port to it
+//! byte for byte. Stopped (SIGTERM, which stops its containers) when
 //! dropped.
 
 use std::path::{Path, PathBuf};
@@ -128,6 +131,35 @@ fn client_folder(pki: &Path, to: &Path) {
     }
 }
 
+/// A port on this machine's 127.0.0.1 whose connections are carried, byte
+/// for byte, to `port` on the loopback of `pid`'s network namespace: a
+/// thread that entered that namespace opens the far ends.
+fn relay_into(pid: u32, port: u16) -> std::net::SocketAddr {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) on this thread only, with an open namespace fd.
+        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return;
+        }
+        for conn in listener.incoming().flatten() {
+            let Ok(engine) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            for (mut from, to) in [(conn.try_clone().unwrap(), engine.try_clone().unwrap()), (engine, conn)] {
+                std::thread::spawn(move || {
+                    let mut to = to;
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    addr
+}
+
 impl Engine {
     /// Starts one, or None (the test skips) where `dockerd` is missing or
     /// this process is not root; KFLOW_REQUIRE_DOCKER=1 makes that a failure.
@@ -149,6 +181,7 @@ impl Engine {
             eprintln!("skipping {test}: {why}");
             return None;
         }
+        let shared_bridge = Path::new("/sys/class/net/docker0").exists();
         let dir = tempfile::Builder::new().prefix("kflow-engine").tempdir().unwrap();
         let d = dir.path();
         let pki = d.join("pki");
@@ -163,7 +196,8 @@ impl Engine {
         // Its own configuration: the machine's daemon.json names the shared
         // engine's data root.
         std::fs::write(d.join("daemon.json"), "{}").unwrap();
-        let port = super::free_port();
+        // Its own loopback's port: its namespace is empty, any is free.
+        let port = 2376;
         let socket = d.join("docker.sock");
         let log = d.join("dockerd.log");
         let path = |p: &str| d.join(p).to_str().unwrap().to_string();
@@ -194,16 +228,24 @@ impl Engine {
         ]
         .map(str::to_string)
         .into();
-        let child = Command::new(dockerd)
+        let child = Command::new("unshare")
+            .args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+                &dockerd,
+            ])
             .args(&args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("dockerd starts");
-        let engine = Engine {
+        let mut engine = Engine {
             child,
             socket,
-            tcp: format!("tcp://127.0.0.1:{port}"),
+            tcp: String::new(),
             client_certs: d.join("client"),
             stranger_certs: d.join("stranger"),
             log,
@@ -218,6 +260,12 @@ impl Engine {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+        assert!(
+            !shared_bridge || Path::new("/sys/class/net/docker0").exists(),
+            "the second engine touched the shared engine's docker0"
+        );
+        // Its namespace exists now (unshare has run).
+        engine.tcp = format!("tcp://{}", relay_into(engine.child.id(), port));
         Some(engine)
     }
 
@@ -246,6 +294,136 @@ impl Drop for Engine {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SSH server on 127.0.0.1 whose sessions reach a second engine, as a
+/// remote build host is reached: Debian's `sshd` with a host key and one
+/// authorized key of the test's own, and `DOCKER_HOST` set for its sessions
+/// (`SetEnv`) so `docker system dial-stdio` there dials that engine. Clients
+/// run `bin/ssh`, which adds the test's client configuration (key, known
+/// host) as the user's `~/.ssh/config` would. Stopped when dropped.
+pub struct SshHost {
+    child: Child,
+    /// The engine's `DOCKER_HOST`, `ssh://root@kflow-engine`.
+    pub url: String,
+    /// `PATH` with `bin/ssh` first.
+    pub path: String,
+    /// Where the ssh client keeps its connection sockets (XDG_STATE_HOME).
+    pub state: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn run(program: &str, args: &[&str]) {
+    let o = Command::new(program).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+impl Engine {
+    /// Serves this engine over SSH, or None (the test skips) where `sshd` is
+    /// missing; KFLOW_REQUIRE_DOCKER=1 makes that a failure.
+    pub fn over_ssh(&self, test: &str) -> Option<SshHost> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        if !sshd.exists() {
+            assert!(
+                std::env::var("KFLOW_REQUIRE_DOCKER").as_deref() != Ok("1"),
+                "{test}: sshd is not installed (openssh-server), and KFLOW_REQUIRE_DOCKER=1 requires it"
+            );
+            eprintln!("skipping {test}: sshd is not installed");
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("kflow-ssh").tempdir().unwrap();
+        let d = dir.path();
+        let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &p("host_key")]);
+        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &p("id")]);
+        std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
+        let port = super::free_port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nStrictModes no\nSetEnv DOCKER_HOST=unix://{}\n",
+                p("host_key"),
+                p("authorized_keys"),
+                p("sshd.pid"),
+                self.socket.display()
+            ),
+        )
+        .unwrap();
+        // Where sshd separates privileges; Debian's service creates it.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let host_key = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        std::fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_key}")).unwrap();
+        std::fs::write(
+            d.join("ssh_config"),
+            format!(
+                "Host kflow-engine\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
+                 UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
+                p("id"),
+                p("known_hosts")
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("bin")).unwrap();
+        let wrapper = d.join("bin/ssh");
+        std::fs::write(
+            &wrapper,
+            format!("#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n", p("ssh_config")),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let log = d.join("sshd.log");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f", &p("sshd_config")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("sshd starts");
+        let host = SshHost {
+            child,
+            url: "ssh://root@kflow-engine".into(),
+            path: format!("{}:{}", p("bin"), std::env::var("PATH").unwrap_or_default()),
+            state: d.join("state"),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start: {}", host.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(host)
+    }
+}
+
+impl SshHost {
+    /// The ssh clients running with this host's configuration (`pgrep`).
+    pub fn clients(&self) -> String {
+        let config = self._dir.path().join("ssh_config");
+        let o = Command::new("pgrep")
+            .args(["-f", &format!("ssh -F {}", config.display())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for SshHost {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

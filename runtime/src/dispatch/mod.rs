@@ -106,10 +106,8 @@ impl Dispatcher {
         };
         let settled = settled.map_err(|_| TaskError::Failed("the dispatcher stopped".into()))?;
         match settled {
-            Settled::Done(AttemptOutcome::Succeeded { outputs }) => {
-                crate::executor::restore_kind_outputs(kind, &outputs)
-                    .ok_or_else(|| TaskError::Failed(format!("the worker's outputs do not fit `{kind}`: {outputs}")))
-            }
+            Settled::Done(AttemptOutcome::Succeeded { outputs }) => wire::decode_outputs(kind, &outputs)
+                .ok_or_else(|| TaskError::Failed(format!("the worker's outputs do not fit `{kind}`: {outputs}"))),
             Settled::Done(AttemptOutcome::Failed { error, transient: true }) => Err(TaskError::Failed(error)),
             Settled::Done(AttemptOutcome::Failed {
                 error,
@@ -125,10 +123,27 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
-    /// The worker whose engine holds the local images (or the Compose
-    /// stack) the task uses: they exist on one engine only. Images of two
-    /// workers in one task cannot be served.
+    /// The worker that holds what the task uses: the local images (or the
+    /// Compose stack) on its engine, which exist on one engine only, and
+    /// the secrets earlier tasks produced there, which never leave it. What
+    /// two workers hold cannot be used by one task.
     async fn producer(&self, execution: &str, kind: &str, props: &Props) -> Result<Option<String>, TaskError> {
+        let mut held = Vec::new();
+        for v in props.values() {
+            held_secrets(v, &mut held);
+        }
+        let mut worker: Option<String> = None;
+        for h in held {
+            match &worker {
+                Some(w) if *w != h.worker => {
+                    return Err(TaskError::Invalid(format!(
+                        "it uses secrets produced on two workers ({w} and {}): produce them in tasks with the same `runs_on`",
+                        h.worker
+                    )))
+                }
+                _ => worker = Some(h.worker),
+            }
+        }
         let mut images = Vec::new();
         for v in props.values() {
             local_images(v, &mut images);
@@ -143,7 +158,6 @@ impl Dispatcher {
                     .to_string(),
             );
         }
-        let mut worker: Option<String> = None;
         for image in images {
             let found = self
                 .store
@@ -153,7 +167,7 @@ impl Dispatcher {
             match (&worker, found) {
                 (Some(a), Some(b)) if *a != b => {
                     return Err(TaskError::Invalid(format!(
-                        "it uses local images built on two workers ({a} and {b}): build them in one task, or push one and use it by digest"
+                        "it uses what two workers hold ({a} and {b}: local images, or a secret a task produced): build them in one task, or push one and use it by digest"
                     )))
                 }
                 (None, Some(b)) => worker = Some(b),
@@ -161,6 +175,18 @@ impl Dispatcher {
             }
         }
         Ok(worker)
+    }
+}
+
+/// Where the stand-ins of produced secrets inside a value point.
+fn held_secrets(v: &Value, out: &mut Vec<crate::secret::Held>) {
+    match v {
+        Value::Secret(s) | Value::Credentials(crate::value::Credentials::Basic { password: s, .. }) => {
+            out.extend(crate::secret::held_ref(s))
+        }
+        Value::List(items) => items.iter().for_each(|i| held_secrets(i, out)),
+        Value::Map(m) => m.values().for_each(|i| held_secrets(i, out)),
+        _ => {}
     }
 }
 

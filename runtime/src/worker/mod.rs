@@ -14,6 +14,10 @@
 //! another worker start the same task — so a task never runs twice at once
 //! through kflow's fault. Its late results are refused anyway (fencing).
 //!
+//! What a task produces that is secret (a token, a minted login) stays in
+//! this worker's memory (`vault.rs`) for the later tasks of its execution,
+//! which are queued for this worker.
+//!
 //! Draining (SIGTERM): no new claims; running attempts get `grace` to
 //! finish, then are stopped and handed back to the queue for another
 //! worker.
@@ -29,11 +33,12 @@ use kflow_compiler::types::Ty;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod vault;
+
 use crate::dispatch::wire;
-use crate::secret::{Redactor, Secret};
+use crate::secret::Secret;
 use crate::store::{AttemptOutcome, Claimed, LogAppend, PgStore, Store, QUEUED};
 use crate::tasks::{registry, LogLine, TaskContext, TaskError};
-use crate::value::Value;
 
 /// What a worker is.
 pub struct Config {
@@ -91,6 +96,7 @@ pub async fn run(store: Arc<PgStore>, cfg: Config, stop: CancellationToken) -> R
     let beats = CancellationToken::new();
     let heart = tokio::spawn(heartbeat(store.clone(), cfg.clone(), table.clone(), beats.clone()));
     let plans = Plans::default();
+    let vault = Arc::new(vault::Vault::default());
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut listener = None;
     let mut reaped = Instant::now();
@@ -105,6 +111,7 @@ pub async fn run(store: Arc<PgStore>, cfg: Config, stop: CancellationToken) -> R
                     eprintln!("kflow worker: the reaper: {e}");
                 }
             }
+            vault.forget_ended(&*store).await;
         }
         let free = cfg.jobs.saturating_sub(lock(&table).len());
         if free > 0 {
@@ -120,6 +127,7 @@ pub async fn run(store: Arc<PgStore>, cfg: Config, stop: CancellationToken) -> R
                             store: store.clone(),
                             cfg: cfg.clone(),
                             plans: plans.clone(),
+                            vault: vault.clone(),
                             cancel: running.cancel.clone(),
                             lost: running.lost.clone(),
                             handed_back: running.handed_back.clone(),
@@ -262,6 +270,7 @@ struct Job {
     store: Arc<PgStore>,
     cfg: Arc<Config>,
     plans: Plans,
+    vault: Arc<vault::Vault>,
     cancel: CancellationToken,
     lost: Arc<AtomicBool>,
     handed_back: Arc<AtomicBool>,
@@ -328,18 +337,26 @@ impl Job {
                     .or_insert_with(|| kflow_compiler::catalog::ty(p.ty).clone());
             }
         }
-        // The secrets the task refers to, read here.
-        let read: Mutex<Vec<Secret>> = Mutex::default();
-        let reader = |name: &str| {
-            let s = crate::secret::read_named(plan, name, base_dir)?;
-            read.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
-            Ok(s)
+        // The secrets the task refers to, read here, and those earlier
+        // tasks produced here; all redacted from every log of the execution.
+        let redactor = self.vault.redactor(&c.execution);
+        let decoded = {
+            let reader = |name: &str| -> Result<Secret, String> {
+                let s = crate::secret::read_named(plan, name, base_dir)?;
+                redactor.add(&s);
+                Ok(s)
+            };
+            let held = |h: &crate::secret::Held| self.vault.get(&self.cfg.id, &c.execution, h);
+            let sources = wire::Sources {
+                read: &reader,
+                held: &held,
+            };
+            wire::decode(&c.props, &types, &sources)
         };
-        let props = match wire::decode(&c.props, &types, &reader) {
+        let props = match decoded {
             Ok(p) => p,
             Err(e) => return failed(format!("on worker {}: {e}", self.cfg.id)),
         };
-        let secrets = read.into_inner().unwrap_or_else(|p| p.into_inner());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
         let writer = tokio::spawn(write_log(self.store.clone(), c.execution.clone(), c.task.clone(), rx));
         let ctx = TaskContext {
@@ -354,7 +371,7 @@ impl Job {
             detach: false,
             docker: Arc::new(crate::docker::Engine::default()),
             cancel: self.cancel.clone(),
-            redactor: Arc::new(Redactor::new(secrets.iter())),
+            redactor,
             hidden_env: crate::executor::secret_variables(plan),
             dispatch: None,
             log: crate::tasks::channel_sink(tx),
@@ -369,9 +386,13 @@ impl Job {
             .and_then(|outputs| registry::check_outputs(&c.kind, &outputs).map(|()| outputs));
         drop(ctx);
         let outcome = match result {
-            Ok(outputs) => AttemptOutcome::Succeeded {
-                outputs: Value::Map(outputs).to_json(),
-            },
+            Ok(outputs) => {
+                let (reported, kept) = wire::encode_outputs(&outputs, &self.cfg.id, &c.task);
+                for (name, value) in kept {
+                    self.vault.keep(&c.execution, &c.task, &name, value);
+                }
+                AttemptOutcome::Succeeded { outputs: reported }
+            }
             Err(TaskError::Cancelled) => AttemptOutcome::Cancelled,
             Err(e @ (TaskError::Failed(_) | TaskError::Lost(_))) => AttemptOutcome::Failed {
                 error: e.to_string(),
