@@ -445,6 +445,44 @@ fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_i
     );
 }
 
+const SPLIT: &str = r#"flow split {
+  task build = docker.build { context: "img", builder: "classic" }
+  task use = container.run { image: build.image, cmd: ["echo", "x"], runs_on: { env: "prod" } }
+}
+"#;
+
+#[test]
+fn a_task_pinned_to_a_worker_without_its_labels_fails_at_once() {
+    if !support::docker_or_skip("a_task_pinned_to_a_worker_without_its_labels_fails_at_once") {
+        return;
+    }
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    support::busybox_context(d, "");
+    let server = serve(d, &pg, &[("split.kflow", SPLIT)], &[]);
+    // The only worker has no labels: `build` runs there, and `use` (for
+    // env=prod) could run nowhere else, nor there.
+    let _any = Worker::start(d, &pg.url(), "w-any", &[], &[]);
+    let id = start(&server, "split", serde_json::json!({}));
+    let ended = server.ended(&id);
+    assert_eq!(ended["state"], "failed", "{ended}");
+    let error = ended["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "use")
+        .unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("its `runs_on` asks for env=prod but what it uses is held by worker w-any")
+            && error.contains("give the task that made it the same `runs_on`"),
+        "{error}"
+    );
+}
+
 const MINTED: &str = r#"flow minted {
   task id = oidc.token { audience: "sts.amazonaws.com" }
   task pause = sleep { duration: 2s, after: [id] }

@@ -69,6 +69,9 @@ impl Dispatcher {
         };
         let wire = wire::encode(&props).map_err(|e| TaskError::Invalid(format!("cannot run on a worker: {e}")))?;
         let on_worker = self.producer(&ctx.execution, kind, &props).await?;
+        if let Some(w) = &on_worker {
+            self.check_labels(w, &labels).await?;
+        }
         let seq = self
             .store
             .enqueue(&NewTask {
@@ -123,6 +126,29 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// A task pinned to worker `w` must still run where its `runs_on` says:
+    /// if `w` is not labelled so, no worker could ever claim it.
+    async fn check_labels(&self, w: &str, wanted: &BTreeMap<String, String>) -> Result<(), TaskError> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let Some(has) = self.store.worker_labels(w).await.map_err(|e| TaskError::Failed(e.0))? else {
+            return Ok(());
+        };
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(k, v)| has.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(TaskError::Invalid(format!(
+            "its `runs_on` asks for {} but what it uses is held by worker {w} (a local image or Compose stack on its engine, or a secret a task produced there), which is not labelled so: give the task that made it the same `runs_on`",
+            missing.join(",")
+        )))
+    }
+
     /// The worker that holds what the task uses: the local images (or the
     /// Compose stack) on its engine, which exist on one engine only, and
     /// the secrets earlier tasks produced there, which never leave it. What

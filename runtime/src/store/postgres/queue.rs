@@ -432,6 +432,17 @@ impl PgStore {
             .get(0))
     }
 
+    /// The labels of worker `id`, if it ever registered.
+    pub async fn worker_labels(&self, id: &str) -> Result<Option<BTreeMap<String, String>>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT labels FROM workers WHERE id = $1", &[&id])
+            .await?;
+        row.map(|r| serde_json::from_str(r.get(0)).map_err(|e| StoreError(format!("worker labels: {e}"))))
+            .transpose()
+    }
+
     /// Every worker, the newest first, with what it runs.
     pub async fn workers(&self) -> Result<Vec<WorkerRow>> {
         let rows = self
