@@ -58,6 +58,7 @@ pub const UNUSED: &str = "kflow::lint::unused";
 pub const UNPINNED_IMAGE: &str = "kflow::lint::unpinned-image";
 pub const LATEST_TAG: &str = "kflow::lint::latest-tag";
 pub const APPROVAL_TIMEOUT: &str = "kflow::lint::approval-without-timeout";
+pub const PLACEMENT: &str = "kflow::lint::placement";
 pub const MISSING_PATH: &str = "kflow::lint::missing-path";
 pub const EMPTY_TRY: &str = "kflow::lint::empty-try";
 pub const SHELL_INTERPOLATION: &str = "kflow::lint::shell-interpolation";
@@ -142,6 +143,10 @@ pub static CODES: &[Code] = &[
     ),
     w(LATEST_TAG, "Pushing or tagging `:latest`."),
     w(APPROVAL_TIMEOUT, "An `approval` without a `timeout` can wait forever."),
+    w(
+        PLACEMENT,
+        "A task whose `runs_on` asks for labels the task that made what it uses (a local image, a stack, a token) does not.",
+    ),
     w(
         MISSING_PATH,
         "A path property names a file or folder that does not exist.",

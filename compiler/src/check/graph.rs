@@ -82,6 +82,7 @@ impl Checker<'_> {
             self.plan.nodes[id].deps = deps;
         }
         self.report_cycles(&spans);
+        self.placement(&spans);
     }
 
     fn report_cycles(&mut self, spans: &FxHashMap<(ir::NodeId, ir::NodeId), Span>) {

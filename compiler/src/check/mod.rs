@@ -8,6 +8,7 @@ mod expr;
 mod fixes;
 mod graph;
 mod items;
+mod placement;
 mod shell;
 mod triggers;
 

@@ -72,6 +72,24 @@ impl Dispatcher {
         if let Some(w) = &on_worker {
             self.check_labels(w, &labels).await?;
         }
+        // Written before the queue holds it, and not through the recorder's
+        // batches: a worker may claim it and log its first line at once.
+        let queued = if labels.is_empty() {
+            "queued for a worker".to_string()
+        } else {
+            let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("queued for a worker labelled {}", wanted.join(","))
+        };
+        let line = crate::store::LogAppend {
+            task: &ctx.task,
+            text: &queued,
+        };
+        if let Err(e) = self.store.append_logs(&ctx.execution, &[line]).await {
+            ctx.log(
+                crate::tasks::Stream::Stdout,
+                &format!("{queued} (not in the history: {e})"),
+            );
+        }
         let seq = self
             .store
             .enqueue(&NewTask {
@@ -88,15 +106,6 @@ impl Dispatcher {
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(seq, tx);
         self.wake.notify_one();
-        if labels.is_empty() {
-            ctx.log(crate::tasks::Stream::Stdout, "queued for a worker");
-        } else {
-            let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            ctx.log(
-                crate::tasks::Stream::Stdout,
-                &format!("queued for a worker labelled {}", wanted.join(",")),
-            );
-        }
         tokio::pin!(rx);
         let settled = tokio::select! {
             s = &mut rx => s,

@@ -2,8 +2,9 @@
 //! variables as the `docker` CLI reads them: `DOCKER_HOST` (`unix://`,
 //! `tcp://`, `ssh://`), and for `tcp://` `DOCKER_TLS_VERIFY` with
 //! `DOCKER_CERT_PATH` (a folder holding `ca.pem`, `cert.pem`, `key.pem`;
-//! else `DOCKER_CONFIG`, else `~/.docker`). The certificates are read and checked before the
-//! first request, so a wrong path says so instead of failing the handshake.
+//! else `DOCKER_CONFIG`, else `~/.docker`). The certificates are read and
+//! checked before the first request, so a wrong path says so instead of
+//! failing the handshake.
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +20,10 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// Plain HTTP, `host:port`.
     Tcp(String),
-    /// HTTPS with a client certificate, verified against the given CA, as
-    /// `dockerd --tlsverify` expects.
+    /// HTTPS with a client certificate, as `dockerd --tlsverify` expects.
+    /// The engine's certificate is verified against `ca.pem` (bollard's
+    /// requests also accept the system's roots; BuildKit's session only
+    /// `ca.pem`).
     Tls {
         addr: String,
         certs: Certs,
