@@ -86,6 +86,36 @@ fn log_texts(server: &Server, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The error a task of an ended execution failed with.
+fn task_error(ended: &serde_json::Value, task: &str) -> String {
+    let tasks = ended["tasks"].as_array().unwrap();
+    let t = tasks.iter().find(|t| t["task"] == task).unwrap();
+    t["error"].as_str().unwrap_or_default().to_string()
+}
+
+/// The worker that ran `task`'s (last) attempt.
+fn ran_on(pg: &Postgres, id: &str, task: &str) -> String {
+    pg.sql(&format!(
+        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = '{task}' ORDER BY attempt DESC LIMIT 1"
+    ))
+}
+
+/// Kills worker `name` and ages its heartbeat past a minute, after which
+/// it counts as gone.
+fn gone(pg: &Postgres, workers: &[Worker], name: &str) {
+    workers.iter().find(|w| w.name == name).unwrap().signal(libc::SIGKILL);
+    pg.sql(&format!(
+        "UPDATE workers SET heartbeat_at = now() - interval '2 minutes' WHERE id = '{name}'"
+    ));
+}
+
+/// A build context of busybox alone, without a RUN step: the second
+/// engine has no bridge network to run one on.
+fn busybox_without_run(dir: &Path) {
+    let ctx = support::busybox_context(dir, "");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\n").unwrap();
+}
+
 #[test]
 fn tasks_go_to_workers_with_their_labels_and_only_that_worker_reads_the_secret() {
     let pg = Postgres::start();
@@ -388,9 +418,11 @@ fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_i
     let d = dir.path();
     support::busybox_context(d, "");
     let server = serve(d, &pg, &[("local.kflow", LOCAL)], &[]);
+    // Short leases: a `pause` that was on the killed builder is lost and
+    // runs again on the other within seconds.
     let workers = [
-        Worker::start(d, &pg.url(), "w1", &["--jobs", "1"], &[]),
-        Worker::start(d, &pg.url(), "w2", &["--jobs", "1"], &[]),
+        Worker::start(d, &pg.url(), "w1", &["--jobs", "1", "--lease", "3s"], &[]),
+        Worker::start(d, &pg.url(), "w2", &["--jobs", "1", "--lease", "3s"], &[]),
     ];
     // Both workers drive this machine's engine, so either could run the
     // image; placement must still pick its builder.
@@ -401,9 +433,7 @@ fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_i
     let by = pg.sql(&format!(
         "SELECT string_agg(task || '=' || worker, ',' ORDER BY task) FROM attempts WHERE execution_id = '{id}' AND task IN ('build', 'use')"
     ));
-    let builder = pg.sql(&format!(
-        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'build'"
-    ));
+    let builder = ran_on(&pg, &id, "build");
     assert_eq!(by, format!("build={builder},use={builder}"));
 
     // The builder is gone before the image is used: the task says so.
@@ -414,29 +444,11 @@ fn a_task_using_a_local_image_runs_on_the_worker_that_built_it_or_fails_saying_i
         "succeeded",
         Duration::from_secs(30),
     );
-    let builder = pg.sql(&format!(
-        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'build'"
-    ));
-    workers
-        .iter()
-        .find(|w| w.name == builder)
-        .unwrap()
-        .signal(libc::SIGKILL);
-    // Its heartbeat stops; after a minute without one, it counts as gone.
-    pg.sql(&format!(
-        "UPDATE workers SET heartbeat_at = now() - interval '2 minutes' WHERE id = '{builder}'"
-    ));
+    let builder = ran_on(&pg, &id, "build");
+    gone(&pg, &workers, &builder);
     let ended = server.ended(&id);
     assert_eq!(ended["state"], "failed", "{ended}");
-    let error = ended["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["task"] == "use")
-        .unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = task_error(&ended, "use");
     assert!(
         error.contains(&format!("what only worker {builder} holds"))
             && error.contains("that worker is gone")
@@ -467,15 +479,7 @@ fn a_task_pinned_to_a_worker_without_its_labels_fails_at_once() {
     let id = start(&server, "split", serde_json::json!({}));
     let ended = server.ended(&id);
     assert_eq!(ended["state"], "failed", "{ended}");
-    let error = ended["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["task"] == "use")
-        .unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = task_error(&ended, "use");
     assert!(
         error.contains("its `runs_on` asks for env=prod but what it uses is held by worker w-any")
             && error.contains("give the task that made it the same `runs_on`"),
@@ -524,9 +528,7 @@ fn a_secret_a_task_produced_stays_on_its_worker_and_its_users_run_there() {
     let by = pg.sql(&format!(
         "SELECT string_agg(task || '=' || worker, ',' ORDER BY task) FROM attempts WHERE execution_id = '{id}' AND task IN ('id', 'use')"
     ));
-    let producer = pg.sql(&format!(
-        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'id'"
-    ));
+    let producer = ran_on(&pg, &id, "id");
     assert_eq!(by, format!("id={producer},use={producer}"));
     // The token is nowhere in the database, nor in what the processes said.
     let dump = ["log_lines", "task_queue", "task_runs", "executions", "attempts"]
@@ -536,7 +538,8 @@ fn a_secret_a_task_produced_stays_on_its_worker_and_its_users_run_there() {
     assert!(!server.log().contains(&token));
     assert!(workers.iter().all(|w| !w.log().contains(&token)));
 
-    // Its worker is gone before the token is used: the task says so.
+    // Its worker stops before the token is used (drained: a killed worker
+    // is the image test's case): the task says the token is gone with it.
     let id = start(&server, "minted", serde_json::json!({}));
     wait_for(
         &pg,
@@ -544,28 +547,15 @@ fn a_secret_a_task_produced_stays_on_its_worker_and_its_users_run_there() {
         "succeeded",
         Duration::from_secs(30),
     );
-    let producer = pg.sql(&format!(
-        "SELECT worker FROM attempts WHERE execution_id = '{id}' AND task = 'id'"
-    ));
+    let producer = ran_on(&pg, &id, "id");
     workers
         .iter()
         .find(|w| w.name == producer)
         .unwrap()
-        .signal(libc::SIGKILL);
-    pg.sql(&format!(
-        "UPDATE workers SET heartbeat_at = now() - interval '2 minutes' WHERE id = '{producer}'"
-    ));
+        .signal(libc::SIGTERM);
     let ended = server.ended(&id);
     assert_eq!(ended["state"], "failed", "{ended}");
-    let error = ended["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["task"] == "use")
-        .unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = task_error(&ended, "use");
     assert!(
         error.contains(&format!("what only worker {producer} holds")) && error.contains("--from-failed"),
         "{error}"
@@ -680,9 +670,7 @@ fn a_worker_drives_a_second_engine_over_tls_with_buildkit() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // No RUN step: the second engine has no bridge network to run one on.
-    let ctx = support::busybox_context(d, "");
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\n").unwrap();
+    busybox_without_run(d);
     let server = serve(d, &pg, &[("elsewhere.kflow", ELSEWHERE)], &[]);
     let certs = engine.client_certs.to_str().unwrap();
     let worker = Worker::start(
@@ -755,8 +743,7 @@ fn a_worker_drives_an_engine_over_ssh_with_buildkit() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ctx = support::busybox_context(d, "");
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\n").unwrap();
+    busybox_without_run(d);
     let server = serve(d, &pg, &[("elsewhere.kflow", ELSEWHERE)], &[]);
     let state = ssh.state.to_str().unwrap();
     let worker = Worker::start(
