@@ -315,7 +315,7 @@ impl PgStore {
         // the task needs.
         tx.execute(
             "UPDATE task_queue SET state = 'failed', ended_at = now(), transient = FALSE,
-                    error = 'it needs what only worker ' || worker_wanted || ' holds (a local image or Compose stack on its engine, a secret a task produced there), and that worker is gone (no heartbeat for '
+                    error = 'it needs what only worker ' || worker_wanted || ' holds (a local image or Compose stack on its engine, a secret a task produced there), and that worker is gone (stopped, or no heartbeat for '
                             || $2::float8::int || ' s): `kflow rerun --from-failed` makes it again'
              WHERE seq = ANY($1) AND state = 'queued' AND worker_wanted IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = worker_wanted AND w.stopped_at IS NULL
