@@ -209,29 +209,43 @@ pub fn encode_outputs(outputs: &Outputs, worker: &str, task: &str) -> (Json, Vec
     (Json::Object(json), kept)
 }
 
-/// The outputs a worker reported, typed by the task's kind: what stayed on
-/// the worker becomes a stand-in ([`crate::secret::held`]). `None` when
-/// they do not fit the kind.
+/// The outputs a worker reported, typed by the task's kind: an output the
+/// kind declares a secret or credentials is a stand-in
+/// ([`crate::secret::held`]); every other output is data, whatever it looks
+/// like (a `{"$held": …}` in a response is not one). `None` when they do
+/// not fit the kind.
 pub fn decode_outputs(kind: &str, json: &Json) -> Option<Outputs> {
+    let declared = kflow_compiler::catalog::kind(kind);
+    let secret_type = |name: &str| {
+        declared
+            .and_then(|k| k.output(name))
+            .map(|o| o.ty.trim_end_matches('?'))
+            .filter(|t| matches!(*t, "secret" | "credentials"))
+    };
     let Json::Object(fields) = json else {
         return crate::executor::restore_kind_outputs(kind, json);
     };
-    let (stand_ins, rest): (Map<String, Json>, Map<String, Json>) =
-        fields.clone().into_iter().partition(|(_, v)| v.get("$held").is_some());
+    // Most tasks produce no secret: their outputs are read as they are.
+    if !fields.keys().any(|name| secret_type(name).is_some()) {
+        return crate::executor::restore_kind_outputs(kind, json);
+    }
+    let rest: Map<String, Json> = fields
+        .iter()
+        .filter(|(name, _)| secret_type(name).is_none())
+        .map(|(name, j)| (name.clone(), j.clone()))
+        .collect();
     let mut outputs = crate::executor::restore_kind_outputs(kind, &Json::Object(rest))?;
-    let types = kflow_compiler::catalog::kind(kind)?;
-    for (name, j) in stand_ins {
-        let h: Held = serde_json::from_value(j["$held"].clone()).ok()?;
-        let ty = types.outputs.iter().find(|o| o.name == name)?.ty;
-        let value = match ty.trim_end_matches('?') {
+    for (name, j) in fields {
+        let Some(ty) = secret_type(name) else { continue };
+        let h: Held = serde_json::from_value(j.get("$held")?.clone()).ok()?;
+        let value = match ty {
             "secret" => Value::Secret(held(&h)),
-            "credentials" => Value::Credentials(Credentials::Basic {
+            _ => Value::Credentials(Credentials::Basic {
                 username: j.get("username").and_then(Json::as_str)?.to_string(),
                 password: held(&h),
             }),
-            _ => return None,
         };
-        outputs.insert(name, value);
+        outputs.insert(name.clone(), value);
     }
     Some(outputs)
 }
@@ -335,6 +349,21 @@ mod tests {
         let held = |_: &Held| -> Result<Value, String> { Ok(login.clone()) };
         let decoded = decode(&wire, &types, &sources(&no_declared, &held)).unwrap();
         assert_eq!(decoded["credentials"], login);
+    }
+
+    #[test]
+    fn only_an_output_declared_secret_is_read_as_a_stand_in() {
+        // A stack's `ports` (data, outside the catalog) shaped like a
+        // stand-in stays data: no secret, and the outputs still fit.
+        let reported = json!({
+            "project": "p1",
+            "ports": { "$held": { "worker": "w1", "task": "id", "output": "token" } },
+        });
+        let back = decode_outputs("compose.up", &reported).unwrap();
+        assert_eq!(back["project"], Value::Str("p1".into()));
+        assert!(!matches!(back.get("ports"), Some(Value::Secret(_))), "{back:?}");
+        // A declared secret that is not a stand-in does not fit.
+        assert!(decode_outputs("oidc.token", &json!({ "token": "***", "expires_at": "x" })).is_none());
     }
 
     #[test]
