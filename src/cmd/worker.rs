@@ -159,7 +159,6 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         for w in &workers {
-            let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let status = if w.stopped {
                 "stopped".to_string()
             } else {
@@ -169,10 +168,10 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
                 "{}  {}  labels {}  jobs {}  {status}  running {}",
                 w.id,
                 w.host,
-                if labels.is_empty() {
+                if w.labels.is_empty() {
                     "-".into()
                 } else {
-                    labels.join(",")
+                    worker::format_labels(&w.labels)
                 },
                 w.jobs,
                 w.running.len()

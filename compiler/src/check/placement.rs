@@ -54,7 +54,13 @@ impl Checker<'_> {
                     let mut all: Vec<(&String, &String)> = labels[p].iter().collect();
                     all.extend(missing.iter().copied());
                     all.sort();
-                    found.push((node.id, p, field, missing_text(&missing), literal(&all)));
+                    found.push((
+                        node.id,
+                        p,
+                        field,
+                        joined(&missing, |k, v| format!("{k}={v}"), ","),
+                        joined(&all, |k, v| format!("{k}: {v:?}"), ", "),
+                    ));
                 }
             }
         }
@@ -90,20 +96,9 @@ fn runs_on(node: &ir::Node) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn missing_text(missing: &[(&String, &String)]) -> String {
-    missing
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn literal(missing: &[(&String, &String)]) -> String {
-    missing
-        .iter()
-        .map(|(k, v)| format!("{k}: {v:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `pairs` written each by `each`, joined by `sep`.
+fn joined(pairs: &[(&String, &String)], each: fn(&str, &str) -> String, sep: &str) -> String {
+    pairs.iter().map(|(k, v)| each(k, v)).collect::<Vec<_>>().join(sep)
 }
 
 /// Every task output an expression reads, as (task, output).

@@ -77,8 +77,7 @@ impl Dispatcher {
         let queued = if labels.is_empty() {
             "queued for a worker".to_string()
         } else {
-            let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("queued for a worker labelled {}", wanted.join(","))
+            format!("queued for a worker labelled {}", crate::worker::format_labels(&labels))
         };
         let line = crate::store::LogAppend {
             task: &ctx.task,
@@ -144,17 +143,17 @@ impl Dispatcher {
         let Some(has) = self.store.worker_labels(w).await.map_err(|e| TaskError::Failed(e.0))? else {
             return Ok(());
         };
-        let missing: Vec<String> = wanted
+        let missing: BTreeMap<String, String> = wanted
             .iter()
             .filter(|(k, v)| has.get(*k) != Some(*v))
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if missing.is_empty() {
             return Ok(());
         }
         Err(TaskError::Invalid(format!(
             "its `runs_on` asks for {} but what it uses is held by worker {w} (a local image or Compose stack on its engine, or a secret a task produced there), which is not labelled so: give the task that made it the same `runs_on`",
-            missing.join(",")
+            crate::worker::format_labels(&missing)
         )))
     }
 

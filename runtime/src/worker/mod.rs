@@ -448,6 +448,16 @@ pub fn new_id() -> String {
     format!("{}-{:08x}", host(), rand_core::OsRng.next_u32())
 }
 
+/// Labels as `--labels` writes them, `k=v,k2=v2` (the inverse of
+/// [`parse_labels`]).
+pub fn format_labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The labels `k=v,k2=v2` of `--labels`.
 pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
