@@ -109,13 +109,6 @@ fn gone(pg: &Postgres, workers: &[Worker], name: &str) {
     ));
 }
 
-/// A build context of busybox alone, without a RUN step: the second
-/// engine has no bridge network to run one on.
-fn busybox_without_run(dir: &Path) {
-    let ctx = support::busybox_context(dir, "");
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\n").unwrap();
-}
-
 #[test]
 fn tasks_go_to_workers_with_their_labels_and_only_that_worker_reads_the_secret() {
     let pg = Postgres::start();
@@ -670,7 +663,8 @@ fn a_worker_drives_a_second_engine_over_tls_with_buildkit() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    busybox_without_run(d);
+    // No RUN step: the second engine has no bridge network to run one on.
+    support::busybox_copy_only_context(d);
     let server = serve(d, &pg, &[("elsewhere.kflow", ELSEWHERE)], &[]);
     let certs = engine.client_certs.to_str().unwrap();
     let worker = Worker::start(
@@ -743,7 +737,8 @@ fn a_worker_drives_an_engine_over_ssh_with_buildkit() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    busybox_without_run(d);
+    // No RUN step: the second engine has no bridge network to run one on.
+    support::busybox_copy_only_context(d);
     let server = serve(d, &pg, &[("elsewhere.kflow", ELSEWHERE)], &[]);
     let state = ssh.state.to_str().unwrap();
     let worker = Worker::start(

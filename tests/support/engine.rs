@@ -38,34 +38,22 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA in `dir` (ca.pem, ca-key.pem), and a certificate it signed for
-/// `name` with `usage` (serverAuth, clientAuth): `{name}-cert.pem`,
-/// `{name}-key.pem`.
+/// A CA in `dir/ca` (cert.pem, key.pem: a self-signed certificate that may
+/// sign others), and a certificate it signed for `name` with `usage`
+/// (serverAuth, clientAuth): `{name}-cert.pem`, `{name}-key.pem`.
 fn issue(dir: &Path, name: &str, usage: &str, san: &str) {
-    if !dir.join("ca.pem").exists() {
-        let subject = format!("/CN=kflow test CA {}", dir.file_name().unwrap().to_string_lossy());
-        openssl(
-            dir,
+    let ca = dir.join("ca");
+    if !ca.exists() {
+        std::fs::create_dir_all(&ca).unwrap();
+        let subject = format!("kflow test CA {}", dir.file_name().unwrap().to_string_lossy());
+        super::self_signed(
+            &ca,
+            &subject,
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &subject,
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",
                 "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
             ],
         );
     }
@@ -105,9 +93,9 @@ fn issue(dir: &Path, name: &str, usage: &str, san: &str) {
             "-in",
             &csr,
             "-CA",
-            "ca.pem",
+            "ca/cert.pem",
             "-CAkey",
-            "ca-key.pem",
+            "ca/key.pem",
             "-CAcreateserial",
             "-days",
             "2",
@@ -123,7 +111,7 @@ fn issue(dir: &Path, name: &str, usage: &str, san: &str) {
 fn client_folder(pki: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for (from, name) in [
-        ("ca.pem", "ca.pem"),
+        ("ca/cert.pem", "ca.pem"),
         ("client-cert.pem", "cert.pem"),
         ("client-key.pem", "key.pem"),
     ] {
@@ -216,7 +204,7 @@ impl Engine {
             &*format!("tcp://127.0.0.1:{port}"),
             "--tlsverify",
             "--tlscacert",
-            &*path("pki/ca.pem"),
+            &*path("pki/ca/cert.pem"),
             "--tlscert",
             &*path("pki/server-cert.pem"),
             "--tlskey",

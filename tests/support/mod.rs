@@ -272,19 +272,28 @@ impl Drop for Registry {
 /// A build context: `FROM scratch`, Debian's static busybox, its applets
 /// installed, and whatever `extra` Dockerfile lines say.
 pub fn busybox_context(dir: &Path, extra: &str) -> PathBuf {
+    busybox_context_with(
+        dir,
+        &format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}"
+        ),
+    )
+}
+
+/// Busybox copied in, nothing run: for an engine with no network to run a
+/// build step on (run it as `/bin/busybox APPLET`).
+pub fn busybox_copy_only_context(dir: &Path) -> PathBuf {
+    busybox_context_with(dir, "FROM scratch\nCOPY busybox /bin/busybox\n")
+}
+
+fn busybox_context_with(dir: &Path, dockerfile: &str) -> PathBuf {
     need("busybox");
     let ctx = dir.join("img");
     std::fs::create_dir_all(&ctx).unwrap();
     let busybox = Command::new("sh").args(["-c", "command -v busybox"]).output().unwrap();
     let busybox = text(&busybox.stdout).trim().to_string();
     std::fs::copy(&busybox, ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        format!(
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n{extra}"
-        ),
-    )
-    .unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     ctx
 }
 
